@@ -1,0 +1,249 @@
+//! The one definition of what crosses the kernel/user boundary.
+//!
+//! The kernel program writes [`OomEvent`] into a ring buffer; user space reads the same bytes.
+//! User space fills [`KernelLayout`] from the running kernel's BTF and tracefs and passes it to
+//! the kernel program as a frozen global, because Rust eBPF has no CO-RE.
+#![no_std]
+
+/// `TASK_COMM_LEN` in the kernel.
+pub const TASK_COMM_LEN: usize = 16;
+/// Bytes of cgroup path the handler may write; a longer path is flagged truncated.
+pub const CGROUP_PATH_LEN: usize = 1024;
+/// Most bytes read for one kernfs name, NUL included (`NAME_MAX` + 1).
+pub const CGROUP_NAME_MAX: usize = 256;
+/// The path buffer has room for one whole name past [`CGROUP_PATH_LEN`], so the verifier can
+/// prove every masked write stays inside it.
+pub const CGROUP_PATH_BUF: usize = CGROUP_PATH_LEN + CGROUP_NAME_MAX;
+/// Most kernfs levels the handler walks up from the victim's cgroup.
+pub const CGROUP_MAX_DEPTH: usize = 24;
+/// `MAX_PID_NS_LEVEL` in the kernel.
+pub const MAX_PID_NS_LEVEL: u32 = 32;
+
+/// A [`KernelLayout`] offset that the running kernel does not have.
+pub const ABSENT: u32 = u32::MAX;
+
+/// Name of the global that carries [`KernelLayout`] into the kernel program.
+pub const LAYOUT_GLOBAL: &str = "LAYOUT";
+/// Name of the ring buffer map that carries [`OomEvent`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU array (one slot) counting events the ring buffer had no room for.
+pub const DROPPED_MAP: &str = "DROPPED";
+
+/// Kernel program names, one per attach mode.
+pub mod program {
+    pub const TP_BTF: &str = "mark_victim_btf";
+    pub const RAW_TP: &str = "mark_victim_raw";
+    pub const TRACEPOINT: &str = "mark_victim_tp";
+}
+
+/// How the handler was attached; recorded in every event.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    TpBtf = 1,
+    RawTp = 2,
+    Tracepoint = 3,
+}
+
+impl Source {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::TpBtf),
+            2 => Some(Self::RawTp),
+            3 => Some(Self::Tracepoint),
+            _ => None,
+        }
+    }
+}
+
+/// What `mark_victim` hands the handler, read from the kernel, never from its version.
+pub mod tp_args {
+    /// Unknown: the handler records nothing but the time and the trigger.
+    pub const UNKNOWN: u32 = 0;
+    /// `(struct task_struct *task, uid_t uid)`, from 6.9 and its stable backports.
+    pub const TASK: u32 = 1;
+    /// `(int pid)`: a thread id only.
+    pub const PID_ONLY: u32 = 2;
+}
+
+/// Which cgroup hierarchy holds the memory controller.
+pub mod cgroup_mode {
+    pub const NONE: u32 = 0;
+    pub const V1: u32 = 1;
+    pub const V2: u32 = 2;
+}
+
+/// Bits of [`OomEvent::fields`]: which fields the handler read. A clear bit means `null`.
+pub mod field {
+    pub const TID: u32 = 1 << 0;
+    pub const TGID: u32 = 1 << 1;
+    pub const NS_PID: u32 = 1 << 2;
+    pub const THREAD_COMM: u32 = 1 << 3;
+    pub const PROCESS_COMM: u32 = 1 << 4;
+    pub const UID: u32 = 1 << 5;
+    pub const OOM_SCORE_ADJ: u32 = 1 << 6;
+    pub const RSS: u32 = 1 << 7;
+    pub const SWAP: u32 = 1 << 8;
+    pub const TOTAL_VM: u32 = 1 << 9;
+    pub const PGTABLES: u32 = 1 << 10;
+    pub const CGROUP_ID: u32 = 1 << 11;
+    pub const CGROUP_PATH: u32 = 1 << 12;
+    /// The path was longer than the buffer or deeper than the walk: do not trust it.
+    pub const CGROUP_PATH_TRUNCATED: u32 = 1 << 13;
+    pub const TRIGGER_CGROUP_ID: u32 = 1 << 14;
+}
+
+/// One record per OOM victim. Every byte range that `fields` does not vouch for is garbage.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OomEvent {
+    /// `CLOCK_BOOTTIME` when the kernel marked the victim.
+    pub boot_ns: u64,
+    /// [`field`] bits.
+    pub fields: u32,
+    /// [`Source`] as a number.
+    pub source: u32,
+    pub victim_tid: u32,
+    pub victim_tgid: u32,
+    pub victim_ns_pid: u32,
+    pub victim_uid: u32,
+    pub oom_score_adj: i32,
+    pub cgroup_path_len: u32,
+    pub trigger_tid: u32,
+    pub trigger_tgid: u32,
+    pub rss_anon_bytes: u64,
+    pub rss_file_bytes: u64,
+    pub rss_shmem_bytes: u64,
+    pub swap_bytes: u64,
+    pub total_vm_bytes: u64,
+    pub pgtables_bytes: u64,
+    pub cgroup_id: u64,
+    pub trigger_cgroup_id: u64,
+    pub victim_thread_comm: [u8; TASK_COMM_LEN],
+    pub victim_process_comm: [u8; TASK_COMM_LEN],
+    pub trigger_comm: [u8; TASK_COMM_LEN],
+    pub cgroup_path: [u8; CGROUP_PATH_BUF],
+}
+
+/// Offsets (bytes) into kernel structs and the tracepoint record, from the running kernel.
+/// [`ABSENT`] marks one the kernel does not have; the handler then leaves its field `null`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLayout {
+    /// [`tp_args`] for `tp_btf` / `raw_tp`.
+    pub tp_args: u32,
+    /// [`cgroup_mode`].
+    pub cgroup_mode: u32,
+    pub page_shift: u32,
+    /// `memory_cgrp_id` from `enum cgroup_subsys_id`.
+    pub memory_cgrp_id: u32,
+
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_group_leader: u32,
+    pub task_real_cred: u32,
+    pub task_signal: u32,
+    pub task_mm: u32,
+    pub task_thread_pid: u32,
+    pub task_cgroups: u32,
+
+    /// `cred.uid.val`.
+    pub cred_uid: u32,
+    pub signal_oom_score_adj: u32,
+
+    /// Start of `mm->rss_stat`; counter `i` is at `mm_rss_stat + i * mm_rss_stride +
+    /// mm_rss_value`, an `s64` page count (percpu_counter from 6.2, atomic_long_t before).
+    pub mm_rss_stat: u32,
+    pub mm_rss_stride: u32,
+    pub mm_rss_value: u32,
+    pub mm_total_vm: u32,
+    pub mm_pgtables_bytes: u32,
+
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+
+    pub css_set_subsys: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub css_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kn_name: u32,
+    /// `parent`, or `__parent` from 6.15.
+    pub kn_parent: u32,
+    /// A `u64` from 5.5.
+    pub kn_id: u32,
+
+    /// Offsets in the classic tracepoint's record, from its tracefs `format` file.
+    pub tp_pid: u32,
+    pub tp_comm_loc: u32,
+    pub tp_total_vm: u32,
+    pub tp_anon_rss: u32,
+    pub tp_file_rss: u32,
+    pub tp_shmem_rss: u32,
+    pub tp_uid: u32,
+    pub tp_pgtables: u32,
+    pub tp_oom_score_adj: u32,
+}
+
+impl KernelLayout {
+    /// A layout that knows nothing; user space fills in what the kernel has.
+    pub const UNKNOWN: Self = Self {
+        tp_args: tp_args::UNKNOWN,
+        cgroup_mode: cgroup_mode::NONE,
+        page_shift: 12,
+        memory_cgrp_id: ABSENT,
+        task_pid: ABSENT,
+        task_tgid: ABSENT,
+        task_comm: ABSENT,
+        task_group_leader: ABSENT,
+        task_real_cred: ABSENT,
+        task_signal: ABSENT,
+        task_mm: ABSENT,
+        task_thread_pid: ABSENT,
+        task_cgroups: ABSENT,
+        cred_uid: ABSENT,
+        signal_oom_score_adj: ABSENT,
+        mm_rss_stat: ABSENT,
+        mm_rss_stride: ABSENT,
+        mm_rss_value: ABSENT,
+        mm_total_vm: ABSENT,
+        mm_pgtables_bytes: ABSENT,
+        pid_level: ABSENT,
+        pid_numbers: ABSENT,
+        upid_size: ABSENT,
+        upid_nr: ABSENT,
+        css_set_subsys: ABSENT,
+        css_set_dfl_cgrp: ABSENT,
+        css_cgroup: ABSENT,
+        cgroup_kn: ABSENT,
+        kn_name: ABSENT,
+        kn_parent: ABSENT,
+        kn_id: ABSENT,
+        tp_pid: ABSENT,
+        tp_comm_loc: ABSENT,
+        tp_total_vm: ABSENT,
+        tp_anon_rss: ABSENT,
+        tp_file_rss: ABSENT,
+        tp_shmem_rss: ABSENT,
+        tp_uid: ABSENT,
+        tp_pgtables: ABSENT,
+        tp_oom_score_adj: ABSENT,
+    };
+}
+
+/// Index of each counter in `mm->rss_stat` (`MM_FILEPAGES` ... `MM_SHMEMPAGES`).
+pub mod rss_index {
+    pub const FILE: u32 = 0;
+    pub const ANON: u32 = 1;
+    pub const SWAP: u32 = 2;
+    pub const SHMEM: u32 = 3;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are plain `repr(C)` integers and byte arrays, valid for any bit pattern.
+    unsafe impl aya::Pod for super::OomEvent {}
+    unsafe impl aya::Pod for super::KernelLayout {}
+}
