@@ -8,7 +8,8 @@ const EBPF_TOOLCHAIN: &str = "nightly";
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=OOMTRACE_EBPF_TOOLCHAIN");
-    let toolchain = std::env::var("OOMTRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.into());
+    let toolchain =
+        std::env::var("OOMTRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| EBPF_TOOLCHAIN.into());
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../oomtrace-ebpf");
     aya_build::build_ebpf(
         [Package {

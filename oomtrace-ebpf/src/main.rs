@@ -10,6 +10,7 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str},
@@ -17,11 +18,10 @@ use aya_ebpf::{
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
-    EbpfContext as _,
 };
 use oomtrace_common::{
-    cgroup_mode, field, rss_index, tp_args, KernelLayout, OomEvent, Source, ABSENT,
-    CGROUP_MAX_DEPTH, CGROUP_NAME_MAX, CGROUP_PATH_LEN, MAX_PID_NS_LEVEL, TASK_COMM_LEN,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_MAX, CGROUP_PATH_LEN, KernelLayout, MAX_PID_NS_LEVEL,
+    OomEvent, Source, TASK_COMM_LEN, cgroup_mode, field, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
@@ -193,7 +193,8 @@ fn fill_from_task(event: *mut OomEvent, task: *const u8) -> u32 {
 fn namespaced_pid(task: *const u8) -> Option<u32> {
     let pid = read_ptr(task, layout!(task_thread_pid))?;
     let level = read::<u32>(pid, layout!(pid_level))?;
-    let (numbers, upid_size, upid_nr) = (layout!(pid_numbers), layout!(upid_size), layout!(upid_nr));
+    let (numbers, upid_size, upid_nr) =
+        (layout!(pid_numbers), layout!(upid_size), layout!(upid_nr));
     if level >= MAX_PID_NS_LEVEL || numbers == ABSENT || upid_size == ABSENT || upid_nr == ABSENT {
         return None;
     }
@@ -202,7 +203,11 @@ fn namespaced_pid(task: *const u8) -> Option<u32> {
 
 #[inline(always)]
 fn rss_bytes(mm: *const u8, index: u32) -> Option<u64> {
-    let (base, stride, value) = (layout!(mm_rss_stat), layout!(mm_rss_stride), layout!(mm_rss_value));
+    let (base, stride, value) = (
+        layout!(mm_rss_stat),
+        layout!(mm_rss_stride),
+        layout!(mm_rss_value),
+    );
     if base == ABSENT || stride == ABSENT || value == ABSENT {
         return None;
     }

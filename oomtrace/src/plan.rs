@@ -1,0 +1,203 @@
+//! Turns what the host offers into a plan: the layout to pass in, and the attach modes to try
+//! in order, each unavailable one with its reason.
+
+use std::path::Path;
+
+use oomtrace_common::{ABSENT, KernelLayout, cgroup_mode, tp_args};
+
+use crate::{
+    btf::{Btf, VMLINUX_BTF},
+    layout::{self, Missing},
+    loader::AttachMode,
+    tracefs,
+};
+
+pub struct Plan {
+    pub layout: KernelLayout,
+    pub cgroup_mode: u32,
+    /// Modes to try, richest first.
+    pub modes: Vec<AttachMode>,
+    /// Modes ruled out before trying, and why.
+    pub unavailable: Vec<(AttachMode, String)>,
+    /// Offsets the kernel lacks, for the tp_btf and raw_tp modes.
+    pub missing_btf: Vec<Missing>,
+    /// Record fields the classic tracepoint lacks or has in an unexpected form.
+    pub missing_tracepoint: Vec<Missing>,
+    pub tracepoint_available: bool,
+}
+
+pub fn page_shift() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 {
+        (page as u64).trailing_zeros()
+    } else {
+        12
+    }
+}
+
+/// Builds the plan. `only` restricts it to one mode; `btf_path` overrides the BTF location.
+pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>) -> Plan {
+    let cgroup_mode = layout::host_cgroup_mode();
+    let mut unavailable = Vec::new();
+
+    let btf = match btf_path {
+        Some(path) => Btf::from_file(path),
+        None => Btf::from_sys_fs(),
+    };
+    let (mut layout, missing_btf, btf_reason) = match &btf {
+        Ok(btf) => {
+            let discovery = layout::from_btf(btf, cgroup_mode, page_shift());
+            let reason = (discovery.layout.tp_args == tp_args::UNKNOWN)
+                .then(|| "the kernel's BTF does not describe mark_victim's arguments".to_string());
+            (discovery.layout, discovery.missing, reason)
+        }
+        Err(err) => {
+            let path = btf_path.map_or(VMLINUX_BTF.into(), |p| p.display().to_string());
+            let why = format!(
+                "no usable kernel BTF at {path} ({err}); the kernel needs CONFIG_DEBUG_INFO_BTF"
+            );
+            let layout = KernelLayout {
+                cgroup_mode,
+                page_shift: page_shift(),
+                ..KernelLayout::UNKNOWN
+            };
+            (layout, Vec::new(), Some(why))
+        }
+    };
+    // The BTF blob is several megabytes; nothing needs it past this point.
+    drop(btf);
+
+    let mut missing_tracepoint = Vec::new();
+    let tracepoint_reason = match tracefs::root() {
+        None => Some(
+            "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
+                .to_string(),
+        ),
+        Some(root) => {
+            let path = tracefs::mark_victim_format_path(&root);
+            match std::fs::read_to_string(&path) {
+                Err(err) => Some(format!("cannot read {}: {err}", path.display())),
+                Ok(text) => match tracefs::parse_format(&text) {
+                    Err(err) => Some(format!("{} is malformed: {err}", path.display())),
+                    Ok(format) => {
+                        let (args, missing) = layout::from_tracepoint_format(&format, &mut layout);
+                        missing_tracepoint = missing;
+                        (args == tp_args::UNKNOWN || layout.tp_pid == ABSENT)
+                            .then(|| format!("{} has no pid field", path.display()))
+                    }
+                },
+            }
+        }
+    };
+
+    let mut modes = Vec::new();
+    for mode in AttachMode::ALL {
+        if only.is_some_and(|only| only != mode) {
+            continue;
+        }
+        let reason = match mode {
+            AttachMode::TpBtf | AttachMode::RawTp => btf_reason.clone(),
+            AttachMode::Tracepoint => tracepoint_reason.clone(),
+        };
+        match reason {
+            Some(reason) => unavailable.push((mode, reason)),
+            None => modes.push(mode),
+        }
+    }
+
+    Plan {
+        layout,
+        cgroup_mode,
+        modes,
+        unavailable,
+        missing_btf,
+        missing_tracepoint,
+        tracepoint_available: tracepoint_reason.is_none(),
+    }
+}
+
+impl Plan {
+    pub fn missing_for(&self, mode: AttachMode) -> &[Missing] {
+        match mode {
+            AttachMode::TpBtf | AttachMode::RawTp => &self.missing_btf,
+            AttachMode::Tracepoint => &self.missing_tracepoint,
+        }
+    }
+}
+
+/// The report fields `mode` fills on this kernel, in README order.
+pub fn fillable_fields(mode: AttachMode, l: &KernelLayout) -> Vec<&'static str> {
+    let known = |offsets: &[u32]| offsets.iter().all(|&o| o != ABSENT);
+    let mut fields = Vec::new();
+    let mut add = |name, ok| {
+        if ok {
+            fields.push(name)
+        }
+    };
+    match mode {
+        AttachMode::TpBtf | AttachMode::RawTp => {
+            if l.tp_args == tp_args::PID_ONLY {
+                add("victim.tid", true);
+            } else if l.tp_args == tp_args::TASK {
+                add("victim.pid", known(&[l.task_tgid]));
+                add("victim.tid", known(&[l.task_pid]));
+                add(
+                    "victim.ns_pid",
+                    known(&[
+                        l.task_thread_pid,
+                        l.pid_level,
+                        l.pid_numbers,
+                        l.upid_size,
+                        l.upid_nr,
+                    ]),
+                );
+                add("victim.comm", known(&[l.task_group_leader, l.task_comm]));
+                add("victim.thread_comm", known(&[l.task_comm]));
+                add("victim.uid", known(&[l.task_real_cred, l.cred_uid]));
+                add(
+                    "victim.oom_score_adj",
+                    known(&[l.task_signal, l.signal_oom_score_adj]),
+                );
+                let rss = known(&[l.task_mm, l.mm_rss_stat, l.mm_rss_stride, l.mm_rss_value]);
+                add("victim.rss_*_bytes", rss);
+                add("victim.swap_bytes", rss);
+                add("victim.total_vm_bytes", known(&[l.task_mm, l.mm_total_vm]));
+                add(
+                    "victim.pgtables_bytes",
+                    known(&[l.task_mm, l.mm_pgtables_bytes]),
+                );
+                let memcg = match l.cgroup_mode {
+                    cgroup_mode::V1 => known(&[
+                        l.task_cgroups,
+                        l.css_set_subsys,
+                        l.memory_cgrp_id,
+                        l.css_cgroup,
+                        l.cgroup_kn,
+                    ]),
+                    cgroup_mode::V2 => known(&[l.task_cgroups, l.css_set_dfl_cgrp, l.cgroup_kn]),
+                    _ => false,
+                };
+                add("cgroup.id", memcg && l.kn_id != ABSENT);
+                add("cgroup.path", memcg && known(&[l.kn_name, l.kn_parent]));
+                add("trigger.cgroup_id", memcg && l.kn_id != ABSENT);
+            }
+        }
+        AttachMode::Tracepoint => {
+            add("victim.tid", known(&[l.tp_pid]));
+            add("victim.thread_comm", known(&[l.tp_comm_loc]));
+            add("victim.uid", known(&[l.tp_uid]));
+            add("victim.oom_score_adj", known(&[l.tp_oom_score_adj]));
+            add(
+                "victim.rss_*_bytes",
+                known(&[l.tp_anon_rss, l.tp_file_rss, l.tp_shmem_rss]),
+            );
+            add("victim.total_vm_bytes", known(&[l.tp_total_vm]));
+            add("victim.pgtables_bytes", known(&[l.tp_pgtables]));
+        }
+    }
+    add("trigger.pid", true);
+    add("trigger.tid", true);
+    add("trigger.comm", true);
+    fields
+}

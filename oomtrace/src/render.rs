@@ -1,0 +1,250 @@
+//! Rendering: a report as one line a person reads at a glance, or as one JSON line.
+
+use std::{fmt::Write as _, time::UNIX_EPOCH};
+
+use crate::report::Report;
+
+/// Appends the report as one JSON object and a newline.
+pub fn json_line(report: &Report, out: &mut Vec<u8>) {
+    // Serialising plain structs of strings and numbers into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, report).expect("a report always serialises");
+    out.push(b'\n');
+}
+
+/// Appends the human line and a newline, e.g.
+/// `04:47:30 OOM kill: dd (pid 10390, uid 0) rss 200.0 MiB anon, oom_score_adj 0, cgroup /docker/4f2c…`
+pub fn human_line(report: &Report, out: &mut String) {
+    let v = &report.victim;
+    let secs = report
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let name = v
+        .comm
+        .as_deref()
+        .or(v.thread_comm.as_deref())
+        .unwrap_or("?");
+    let _ = write!(out, "{h:02}:{m:02}:{s:02} OOM kill: {name} (");
+    match (v.pid, v.tid) {
+        (Some(pid), Some(tid)) if pid != tid => {
+            let _ = write!(out, "pid {pid}, tid {tid}");
+        }
+        (Some(pid), _) => {
+            let _ = write!(out, "pid {pid}");
+        }
+        (None, Some(tid)) => {
+            let _ = write!(out, "tid {tid}");
+        }
+        (None, None) => out.push_str("pid ?"),
+    }
+    if let Some(uid) = v.uid {
+        let _ = write!(out, ", uid {uid}");
+    }
+    out.push(')');
+
+    let mut parts = Vec::with_capacity(4);
+    if let Some(anon) = v.rss_anon_bytes {
+        parts.push(format!("rss {} anon", bytes(anon)));
+        for (value, kind) in [(v.rss_file_bytes, "file"), (v.rss_shmem_bytes, "shmem")] {
+            if let Some(value) = value.filter(|&b| b > 0) {
+                parts.push(format!("{} {kind}", bytes(value)));
+            }
+        }
+    }
+    if let Some(swap) = v.swap_bytes.filter(|&b| b > 0) {
+        parts.push(format!("swap {}", bytes(swap)));
+    }
+    if let Some(adj) = v.oom_score_adj {
+        parts.push(format!("oom_score_adj {adj}"));
+    }
+    match &report.cgroup.path {
+        Some(path) => parts.push(format!("cgroup {}", abbreviate_ids(path))),
+        None => {
+            if let Some(id) = report.cgroup.id {
+                parts.push(format!("cgroup id {id}"));
+            }
+        }
+    }
+    if !parts.is_empty() {
+        out.push(' ');
+        out.push_str(&parts.join(", "));
+    }
+    out.push('\n');
+}
+
+/// `209715200` → `200.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Shortens every run of 64 hex digits (container ids) to its first 12, as `docker ps` does.
+pub fn abbreviate_ids(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if run == 64 && starts_word {
+            out.push_str(&path[i..i + 12]);
+            out.push('…');
+            i += 64;
+        } else {
+            let step = run.max(1);
+            let end = (i + step..=bytes.len())
+                .find(|&e| path.is_char_boundary(e))
+                .unwrap_or(bytes.len());
+            out.push_str(&path[i..end]);
+            i = end;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{decode, tests as fixtures};
+    use oomtrace_common::{Source, cgroup_mode, field};
+
+    fn report() -> Report {
+        decode(&fixtures::raw_event(), &fixtures::clock(), cgroup_mode::V1).unwrap()
+    }
+
+    #[test]
+    fn json_keeps_the_schema_1_contract() {
+        let mut out = Vec::new();
+        json_line(&report(), &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["event"], "oom_kill");
+        assert_eq!(json["time"], "2026-11-22T04:47:30.033410Z");
+        assert_eq!(json["boot_ns"], 123_456_789);
+        let victim = &json["victim"];
+        for (key, want) in [
+            ("pid", serde_json::json!(10390)),
+            ("tid", serde_json::json!(10391)),
+            ("ns_pid", serde_json::json!(7)),
+            ("comm", serde_json::json!("dd")),
+            ("thread_comm", serde_json::json!("dd-worker")),
+            ("uid", serde_json::json!(0)),
+            ("oom_score_adj", serde_json::json!(500)),
+            ("rss_anon_bytes", serde_json::json!(209_715_200)),
+            ("rss_file_bytes", serde_json::json!(4096)),
+            ("rss_shmem_bytes", serde_json::json!(0)),
+            ("swap_bytes", serde_json::json!(0)),
+            ("total_vm_bytes", serde_json::json!(211_000_000)),
+            ("pgtables_bytes", serde_json::json!(450_560)),
+        ] {
+            assert_eq!(victim[key], want, "victim.{key}");
+        }
+        assert_eq!(json["trigger"]["pid"], 10390);
+        assert_eq!(json["trigger"]["tid"], 10391);
+        assert_eq!(json["trigger"]["comm"], "dd-worker");
+        assert_eq!(json["cgroup"]["id"], 4242);
+        assert_eq!(json["cgroup"]["path"], "/docker/4f2c");
+        assert_eq!(json["cgroup"]["mode"], "v1");
+        assert!(json.as_object().unwrap().contains_key("container"));
+        assert!(json["container"].is_null());
+        assert_eq!(json["source"], "tp_btf");
+    }
+
+    #[test]
+    fn json_writes_null_for_what_the_kernel_did_not_give() {
+        let mut event = fixtures::raw_event();
+        event.fields = field::TID | field::THREAD_COMM;
+        event.source = Source::Tracepoint as u32;
+        let report = decode(&event, &fixtures::clock(), cgroup_mode::V1).unwrap();
+        let mut out = Vec::new();
+        json_line(&report, &mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for key in [
+            "pid",
+            "ns_pid",
+            "comm",
+            "uid",
+            "rss_anon_bytes",
+            "swap_bytes",
+        ] {
+            let value = json["victim"]
+                .get(key)
+                .unwrap_or_else(|| panic!("{key} missing"));
+            assert!(value.is_null(), "victim.{key} = {value}");
+        }
+        assert!(json["cgroup"]["path"].is_null());
+        assert!(json["cgroup"]["mode"].is_null());
+    }
+
+    #[test]
+    fn human_line_reads_at_a_glance() {
+        let mut line = String::new();
+        human_line(&report(), &mut line);
+        assert_eq!(
+            line,
+            "04:47:30 OOM kill: dd (pid 10390, tid 10391, uid 0) rss 200.0 MiB anon, \
+             4.0 KiB file, oom_score_adj 500, cgroup /docker/4f2c\n"
+        );
+    }
+
+    #[test]
+    fn human_line_falls_back_to_what_is_known() {
+        let mut event = fixtures::raw_event();
+        event.fields = field::TID | field::THREAD_COMM | field::CGROUP_ID;
+        let report = decode(&event, &fixtures::clock(), cgroup_mode::V1).unwrap();
+        let mut line = String::new();
+        human_line(&report, &mut line);
+        assert_eq!(
+            line,
+            "04:47:30 OOM kill: dd-worker (tid 10391) cgroup id 4242\n"
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (209_715_200, "200.0 MiB"),
+            (3 << 30, "3.0 GiB"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(bytes(n), want);
+        }
+    }
+
+    #[test]
+    fn abbreviates_only_whole_container_ids() {
+        let id = "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80";
+        assert_eq!(id.len(), 64);
+        let cases = [
+            (format!("/docker/{id}"), "/docker/4f2c5e6a7b8c…".to_string()),
+            (
+                format!("/system.slice/docker-{id}.scope"),
+                "/system.slice/docker-4f2c5e6a7b8c….scope".to_string(),
+            ),
+            ("/docker/4f2c".to_string(), "/docker/4f2c".to_string()),
+            (format!("/x{id}"), format!("/x{id}")),
+            ("/ünïcode/ok".to_string(), "/ünïcode/ok".to_string()),
+        ];
+        for (path, want) in cases {
+            assert_eq!(abbreviate_ids(&path), want);
+        }
+    }
+}
