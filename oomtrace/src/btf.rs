@@ -107,7 +107,8 @@ pub struct Member {
 impl Member {
     /// Byte offset, or `None` for a bitfield or a member that does not start on a byte.
     pub fn byte_offset(&self) -> Option<u32> {
-        (self.bitfield_size == 0 && self.bit_offset % 8 == 0).then_some(self.bit_offset / 8)
+        (self.bitfield_size == 0 && self.bit_offset.is_multiple_of(8))
+            .then_some(self.bit_offset / 8)
     }
 }
 

@@ -1,0 +1,103 @@
+//! A memory hog for oomtrace's end-to-end tests: joins a cgroup, sets its oom_score_adj,
+//! then touches memory until the OOM killer stops it.
+//!
+//! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child]
+//!
+//! With `--child` the hog forks: the child (renamed `hog-child`) allocates while the parent
+//! waits for it, prints `child <pid>` as soon as it exists and `child-signal <n>` when it
+//! dies, and exits 0 itself: the exit-0-but-OOMKilled shape.
+
+use std::{io::Write as _, time::Duration};
+
+struct Args {
+    procs: Option<String>,
+    oom_score_adj: Option<i32>,
+    mib: usize,
+    child: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        procs: None,
+        oom_score_adj: None,
+        mib: 256,
+        child: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--procs" => args.procs = Some(value()?),
+            "--oom-score-adj" => {
+                args.oom_score_adj = Some(value()?.parse().map_err(|e| format!("{e}"))?)
+            }
+            "--mib" => args.mib = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--child" => args.child = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("hog: {e}");
+        std::process::exit(2)
+    });
+    if let Some(procs) = &args.procs {
+        // Writing "0" moves the writer itself, which works on v1 and v2 alike.
+        std::fs::write(procs, "0").unwrap_or_else(|e| fail(&format!("join {procs}: {e}")));
+    }
+    if let Some(adj) = args.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .unwrap_or_else(|e| fail(&format!("set oom_score_adj: {e}")));
+    }
+    if args.child {
+        // SAFETY: single-threaded here; the child only renames itself and allocates.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => fail("fork failed"),
+            0 => {
+                // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+                unsafe { libc::prctl(libc::PR_SET_NAME, c"hog-child".as_ptr()) };
+                allocate(args.mib);
+            }
+            child => {
+                println!("child {child}");
+                let _ = std::io::stdout().flush();
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                if libc::WIFSIGNALED(status) {
+                    println!("child-signal {}", libc::WTERMSIG(status));
+                } else {
+                    println!("child-exit {}", libc::WEXITSTATUS(status));
+                }
+                std::process::exit(0);
+            }
+        }
+    } else {
+        allocate(args.mib);
+    }
+}
+
+/// Touches `mib` MiB page by page, then lingers briefly; an OOM kill ends it first.
+fn allocate(mib: usize) -> ! {
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mib);
+    for _ in 0..mib {
+        let mut chunk = vec![0u8; 1 << 20];
+        for page in chunk.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        chunks.push(chunk);
+    }
+    std::hint::black_box(&chunks);
+    std::thread::sleep(Duration::from_secs(10));
+    // Not killed: the limit was not enforced. Exit with a code the tests recognise.
+    std::process::exit(3)
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("hog: {message}");
+    std::process::exit(2)
+}
