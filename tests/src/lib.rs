@@ -52,6 +52,12 @@ pub fn oomtrace_bin() -> PathBuf {
     bin
 }
 
+/// The test hog: `OOMTRACE_HOG`, else the one cargo built beside the tests. The override
+/// lets the kernel-matrix VMs, whose initramfs has no cargo target directory, run the tests.
+pub fn hog_bin(built: &str) -> PathBuf {
+    std::env::var_os("OOMTRACE_HOG").map_or_else(|| PathBuf::from(built), PathBuf::from)
+}
+
 /// A running `oomtrace --json`, with its reports collected as they arrive.
 pub struct Tracer {
     child: Child,

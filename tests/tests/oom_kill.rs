@@ -3,7 +3,6 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -14,8 +13,11 @@ use oomtrace_tests::{
 };
 use serde_json::Value;
 
-const HOG: &str = env!("CARGO_BIN_EXE_hog");
 const MIB: u64 = 1 << 20;
+
+fn hog_path() -> std::path::PathBuf {
+    oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
+}
 
 /// Whether this host can attach `mode`, from `oomtrace check` itself.
 fn host_supports(mode: &str) -> bool {
@@ -51,7 +53,7 @@ fn reports_a_memcg_kill(mode: &str) {
     }
     let cgroup = MemCgroup::create(mode, 32);
     let tracer = Tracer::start(&["--attach", mode]);
-    let mut hog = spawn_hog(Path::new(HOG), &cgroup, 500, &[]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
     let pid = hog.id();
     expect_oom_killed(&mut hog);
     reports_for_pid(&tracer, pid, 1);
@@ -177,7 +179,7 @@ fn names_the_killed_child_not_its_surviving_parent() {
     let _serial = serial();
     let cgroup = MemCgroup::create("child", 32);
     let tracer = Tracer::start(&[]);
-    let mut parent = spawn_hog(Path::new(HOG), &cgroup, 500, &["--child"]);
+    let mut parent = spawn_hog(&hog_path(), &cgroup, 500, &["--child"]);
     let parent_pid = parent.id();
     let mut lines = BufReader::new(parent.stdout.take().unwrap()).lines();
     let first = lines.next().expect("the parent names its child").unwrap();
@@ -235,7 +237,7 @@ fn sigterm_summary_and_output_file() {
     let mut command = Command::new(oomtrace_bin());
     command.arg("--output").arg(&out);
     let (mut child, stdout, stderr) = spawn_until_ready(command);
-    let mut hog = spawn_hog(Path::new(HOG), &cgroup, 500, &[]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
     let pid = hog.id();
     expect_oom_killed(&mut hog);
 
@@ -287,7 +289,7 @@ fn closed_stdout_ends_quietly() {
     let mut command = Command::new(oomtrace_bin());
     command.arg("--json");
     let (mut child, stdout, stderr) = spawn_until_ready(command);
-    let mut hog = spawn_hog(Path::new(HOG), &cgroup, 500, &[]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
     expect_oom_killed(&mut hog);
     let mut reader = BufReader::new(stdout);
     let mut first = String::new();
@@ -296,7 +298,7 @@ fn closed_stdout_ends_quietly() {
     drop(reader);
 
     // The next kill makes oomtrace write into the closed pipe.
-    let mut hog = spawn_hog(Path::new(HOG), &cgroup, 500, &[]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
     expect_oom_killed(&mut hog);
     let status = oomtrace_tests::wait_timeout(&mut child, Duration::from_secs(10))
         .expect("oomtrace must end once its stdout is closed");
