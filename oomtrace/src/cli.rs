@@ -36,6 +36,26 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Talk to the Docker Engine at PATH for container names.
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_SOCKET)]
+    pub docker_socket: PathBuf,
+
+    /// Do not ask any container runtime; containers are still identified from their cgroup.
+    #[arg(long)]
+    pub no_enrich: bool,
+
+    /// Report only kills in this container (name or id prefix); repeatable.
+    #[arg(long = "container", value_name = "NAME_OR_ID_PREFIX")]
+    pub containers: Vec<String>,
+
+    /// Report only kills of this process id; repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Report only kills of processes with this name; repeatable.
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+
     #[command(flatten)]
     pub kernel: KernelArgs,
 }

@@ -4,6 +4,10 @@
 mod btf;
 mod check;
 mod cli;
+mod container;
+mod docker;
+mod enrich;
+mod filter;
 mod layout;
 mod loader;
 mod plan;

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::UNIX_EPOCH};
 
-use crate::report::Report;
+use crate::report::{Container, Report};
 
 /// Appends the report as one JSON object and a newline.
 pub fn json_line(report: &Report, out: &mut Vec<u8>) {
@@ -58,9 +58,10 @@ pub fn human_line(report: &Report, out: &mut String) {
     if let Some(adj) = v.oom_score_adj {
         parts.push(format!("oom_score_adj {adj}"));
     }
-    match &report.cgroup.path {
-        Some(path) => parts.push(format!("cgroup {}", abbreviate_ids(path))),
-        None => {
+    match (&report.container, &report.cgroup.path) {
+        (Some(container), _) => parts.push(container_phrase(container)),
+        (None, Some(path)) => parts.push(format!("cgroup {}", abbreviate_ids(path))),
+        (None, None) => {
             if let Some(id) = report.cgroup.id {
                 parts.push(format!("cgroup id {id}"));
             }
@@ -70,7 +71,68 @@ pub fn human_line(report: &Report, out: &mut String) {
         out.push(' ');
         out.push_str(&parts.join(", "));
     }
+    if let Some(container) = &report.container {
+        out.push_str(": ");
+        out.push_str(&fate(container, v.is_container_init));
+    }
     out.push('\n');
+}
+
+/// `in container web (docker 4f2c5e6a7b8c, image nginx)`.
+fn container_phrase(c: &Container) -> String {
+    let short_id = c.id.get(..12).filter(|_| c.id.len() == 64).unwrap_or(&c.id);
+    let mut phrase = match &c.name {
+        Some(name) => format!("in container {name} ({} {short_id}", c.runtime),
+        None => format!("in {} container {short_id} (name unknown", c.runtime),
+    };
+    if let Some(image) = &c.image {
+        let _ = write!(phrase, ", image {image}");
+    }
+    if let Some(pod) = &c.pod {
+        match (&pod.namespace, &pod.name) {
+            (Some(ns), Some(name)) => {
+                let _ = write!(phrase, ", pod {ns}/{name}");
+            }
+            _ => {
+                let _ = write!(phrase, ", pod {}", pod.uid);
+            }
+        }
+    }
+    phrase.push(')');
+    phrase
+}
+
+/// What the kill means for the container: the answer to "exit 0 but OOMKilled".
+fn fate(c: &Container, is_init: Option<bool>) -> String {
+    let runtime = match c.runtime {
+        "docker" => "Docker",
+        _ if c.pod.is_some() => "Kubernetes",
+        _ => "the runtime",
+    };
+    match is_init {
+        Some(false) => format!(
+            "a child, not the container's main process, which survived; {runtime} will still report \
+             OOMKilled=true, and the container's exit code will be whatever its main process \
+             returns, 0 included"
+        ),
+        Some(true) => {
+            let limit = c.memory_limit_bytes.map_or_else(
+                || "memory limit".to_owned(),
+                |b| format!("{} limit", bytes(b)),
+            );
+            match &c.restart_policy {
+                Some(policy) => format!(
+                    "the container's main process; the container exits with 137, and its \
+                     {policy} restart policy restarts it into the same {limit}"
+                ),
+                None => format!(
+                    "the container's main process; the container exits with 137, and with a \
+                     restart policy it would restart into the same {limit}"
+                ),
+            }
+        }
+        None => "whether it was the container's main process is unknown".to_owned(),
+    }
 }
 
 /// `209715200` → `200.0 MiB`.
@@ -212,6 +274,66 @@ mod tests {
         assert_eq!(
             line,
             "04:47:30 OOM kill: dd-worker (tid 10391) cgroup id 4242\n"
+        );
+    }
+
+    fn in_container(is_init: Option<bool>, restart: Option<&str>) -> String {
+        let mut report = report();
+        report.victim.is_container_init = is_init;
+        report.container = Some(Container {
+            runtime: "docker",
+            id: "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80".into(),
+            name: Some("data-processor".into()),
+            image: Some("oomtrace-busybox:latest".into()),
+            labels: None,
+            main_pid: Some(10000),
+            restart_policy: restart.map(str::to_owned),
+            memory_limit_bytes: Some(32 << 20),
+            pod: None,
+        });
+        let mut line = String::new();
+        human_line(&report, &mut line);
+        line
+    }
+
+    #[test]
+    fn human_line_says_what_the_kill_means_for_the_container() {
+        let child = in_container(Some(false), None);
+        assert!(
+            child.contains("oom_score_adj 500, in container data-processor (docker 4f2c5e6a7b8c, image oomtrace-busybox:latest): a child, not the container's main process, which survived;"),
+            "{child}"
+        );
+        assert!(
+            child.contains("Docker will still report OOMKilled=true"),
+            "{child}"
+        );
+        assert!(
+            child.contains("whatever its main process returns, 0 included"),
+            "{child}"
+        );
+        assert!(
+            !child.contains("cgroup /docker"),
+            "the container replaces the path: {child}"
+        );
+
+        let init = in_container(Some(true), Some("on-failure"));
+        assert!(
+            init.contains("the container's main process; the container exits with 137"),
+            "{init}"
+        );
+        assert!(
+            init.contains("its on-failure restart policy restarts it into the same 32.0 MiB limit"),
+            "{init}"
+        );
+        let init = in_container(Some(true), None);
+        assert!(
+            init.contains("with a restart policy it would restart into the same 32.0 MiB limit"),
+            "{init}"
+        );
+        let unknown = in_container(None, None);
+        assert!(
+            unknown.ends_with("whether it was the container's main process is unknown\n"),
+            "{unknown}"
         );
     }
 

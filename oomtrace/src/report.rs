@@ -71,6 +71,10 @@ pub struct Container {
     pub image: Option<String>,
     pub labels: Option<std::collections::BTreeMap<String, String>>,
     pub main_pid: Option<u32>,
+    /// Docker's restart policy (`always`, `on-failure`, `unless-stopped`), if any.
+    pub restart_policy: Option<String>,
+    /// The container's memory limit, when the runtime says.
+    pub memory_limit_bytes: Option<u64>,
     pub pod: Option<Pod>,
 }
 

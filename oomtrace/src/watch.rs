@@ -1,6 +1,6 @@
 //! `oomtrace`: attach, then turn every ring buffer record into a report until told to stop.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -11,6 +11,8 @@ use tokio::{
 
 use crate::{
     cli::{KernelArgs, WatchArgs},
+    docker, enrich,
+    filter::Filter,
     layout::cgroup_mode_name,
     loader::{self, AttachMode, Attached, Targets},
     plan::{self, Plan},
@@ -23,6 +25,8 @@ use crate::{
 #[derive(Debug, Default)]
 struct Tally {
     reported: u64,
+    /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
+    filtered: u64,
     /// Records that could not be decoded; added to the kernel's own drop count.
     undecodable: u64,
 }
@@ -70,6 +74,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         StdoutFormat::Human
     };
     let mut sinks = Sinks::open(format, args.output.as_deref()).map_err(|e| anyhow!(e))?;
+    // Connecting to Docker starts now and never holds up a report.
+    let docker = (!args.no_enrich).then(|| docker::start(args.docker_socket.clone()));
     let (plan, mut attached) = attach(&args.kernel)?;
     let events = attached.take_events().map_err(|e| anyhow!(e))?;
     let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
@@ -89,6 +95,25 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             lacks.join("; ")
         );
     }
+    if let Some(docker) = &docker {
+        // A healthy daemon answers in milliseconds; waiting that long means the first kills are
+        // named. An absent one fails at once, and a slow one is not waited for.
+        let mut status = docker.status.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            status.wait_for(|s| *s != docker::Status::Connecting),
+        )
+        .await;
+    }
+    let context = Context {
+        cgroups: plan.cgroup_mode,
+        docker: docker.as_ref().map(|d| d.cache.clone()),
+        filter: Filter {
+            containers: args.containers,
+            pids: args.pids,
+            comms: args.comms,
+        },
+    };
     eprintln!(
         "oomtrace: watching for OOM kills ({mode}, {})",
         cgroup_mode_name(plan.cgroup_mode)
@@ -106,7 +131,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("cannot wait on the ring buffer")?;
-                let drained = drain(guard.get_inner_mut(), plan.cgroup_mode, &mut sinks, &mut tally);
+                let drained = drain(guard.get_inner_mut(), &context, &mut sinks, &mut tally);
                 guard.clear_ready();
                 if let Err(err) = drained {
                     break Err(err);
@@ -119,34 +144,51 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
 
     // Detach first, then take what the kernel wrote before it was detached.
     drop(attached);
-    let outcome =
-        outcome.and_then(|()| drain(ring.get_mut(), plan.cgroup_mode, &mut sinks, &mut tally));
+    let outcome = outcome.and_then(|()| drain(ring.get_mut(), &context, &mut sinks, &mut tally));
     match outcome {
         Ok(()) => {}
         Err(SinkError::StdoutClosed) => return Ok(ExitCode::SUCCESS),
         Err(err) => return Err(err.into()),
     }
     let dropped = kernel_drops(&dropped) + tally.undecodable;
+    let filtered = if context.filter.is_active() {
+        format!(", {} filtered out", tally.filtered)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "oomtrace: {} OOM kills reported, {dropped} events dropped",
+        "oomtrace: {} OOM kills reported{filtered}, {dropped} events dropped",
         tally.reported
     );
     Ok(ExitCode::SUCCESS)
 }
 
+/// What turning a record into a report needs besides the record.
+struct Context {
+    cgroups: u32,
+    docker: Option<docker::Cache>,
+    filter: Filter,
+}
+
 /// Reports every record waiting in the ring buffer.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    cgroups: u32,
+    context: &Context,
     sinks: &mut Sinks,
     tally: &mut Tally,
 ) -> Result<(), SinkError> {
     while let Some(item) = ring.next() {
         let event = report::read_event(&item);
         drop(item);
-        let decoded = event.and_then(|event| report::decode(&event, &Clock::now(), cgroups));
+        let decoded =
+            event.and_then(|event| report::decode(&event, &Clock::now(), context.cgroups));
         match decoded {
-            Ok(report) => {
+            Ok(mut report) => {
+                enrich::annotate(&mut report, context.docker.as_ref());
+                if !context.filter.accepts(&report) {
+                    tally.filtered += 1;
+                    continue;
+                }
                 sinks.write(&report)?;
                 tally.reported += 1;
             }

@@ -1,0 +1,1012 @@
+//! Which container, if any, owns the cgroup an OOM victim was in.
+//!
+//! The kernel gives us the victim's memory cgroup path and nothing else about containers. By
+//! the time anyone reads the report the container may be gone and its runtime may have
+//! forgotten it, so the attribution is made from the path alone: no runtime sockets, no
+//! `/proc` lookups, no state. Every runtime names its cgroups in a recognisable way, and that
+//! naming is all this module relies on.
+//!
+//! The rule is **never guess**. An operator acts on the container we name (restarts it, raises
+//! its limit, blames its owner), so a wrong name is worse than none. A path is attributed only
+//! when one of its components has a shape some runtime is known to create, with the id
+//! validated (64 lowercase hex for the hex-id runtimes, a well-formed pod uid for Kubernetes);
+//! anything else, host processes included, is `None`.
+//!
+//! The **innermost** component that names a container decides, because containers nest
+//! (docker-in-docker, kind, a systemd or podman inside a container) and the innermost one is
+//! the container the process really runs in. Cgroups a container creates below its own (its
+//! init's `system.slice`, podman's `/container`, nspawn's `/payload`) belong to it. A runtime's
+//! helper that lives beside the workload (conmon, the LXC monitor, the nspawn supervisor) is
+//! not the workload, so it is not reported as the container; if that helper itself runs inside
+//! an outer container, the outer container is the answer, because that is where it runs.
+//!
+//! Recognised, by the component that names the container:
+//!
+//! | runtime | cgroupfs driver | systemd driver |
+//! |---|---|---|
+//! | Docker | `/docker/<id>` | `docker-<id>.scope` |
+//! | Kubernetes | `/kubepods[/burstable\|/besteffort]/pod<uid>/<id>` | `kubepods[-<qos>]-pod<uid>.slice/{cri-containerd,crio,docker}-<id>.scope` |
+//! | CRI-O | `crio-<id>` (conmon: `crio-conmon-<id>`) | `crio-<id>.scope` (conmon: `crio-conmon-<id>.scope`) |
+//! | Podman | not recognised | `libpod-<id>.scope[/container]`, quadlet `<unit>.service/libpod-payload-<id>` (conmon: `libpod-conmon-<id>.scope`, `runtime`) |
+//! | nerdctl | not recognised (`/<namespace>/<id>` names no runtime) | `nerdctl-<id>.scope` |
+//! | LXC | `/lxc/<name>`, `/lxc.payload/<name>` (3.x), `lxc.payload.<name>` (4.0+) | same |
+//! | systemd-nspawn | | `machine-<name>.scope`, `systemd-nspawn@<name>.service` (supervisor: `/supervisor`) |
+//!
+//! Known limits, all of which err towards `None` or are stated here:
+//! - The Kubernetes cgroupfs driver names a container by its bare id, which does not say which
+//!   runtime made it: that is [`Runtime::Kubernetes`]. CRI-O's cgroupfs manager prefixes
+//!   `crio-` and is reported as [`Runtime::CriO`].
+//! - A pod's sandbox ("pause") container has a cgroup of its own under containerd and docker
+//!   and is reported like any container of the pod; the path cannot tell it apart.
+//! - systemd-machined also registers VMs as `machine-<name>.scope`. libvirt's names
+//!   (`qemu-<n>-<vm>`, `lxc-<n>-<name>`) are refused; a VM started by `systemd-vmspawn`
+//!   cannot be told from an nspawn container and is reported as one.
+//! - LXC appends `-<n>` to the cgroup name when the plain one is taken; the name is reported
+//!   as the cgroup spells it.
+//! - On cgroup v1 the nspawn supervisor shares the container's memory cgroup and is reported as
+//!   the container.
+
+use serde::Serialize;
+
+/// The container runtime, as far as the cgroup path tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    Docker,
+    Containerd,
+    CriO,
+    Podman,
+    Nerdctl,
+    Lxc,
+    SystemdNspawn,
+    /// A Kubernetes container whose runtime the path does not say: the kubelet's cgroupfs
+    /// driver names the container cgroup by the bare id whichever runtime created it.
+    Kubernetes,
+}
+
+impl Runtime {
+    /// The name the report uses; the same string serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+            Runtime::Podman => "podman",
+            Runtime::Nerdctl => "nerdctl",
+            Runtime::Lxc => "lxc",
+            Runtime::SystemdNspawn => "systemd-nspawn",
+            Runtime::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// The pod's Kubernetes QoS class, read from the kubelet's cgroup layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+/// The Kubernetes pod a container belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    /// The pod uid in its canonical dashed form, 8-4-4-4-12 lowercase hex (the systemd driver's
+    /// underscores are turned back into dashes). A static pod's uid is the kubelet's 32-hex
+    /// config hash instead, kept as is: it is what the kubelet names the cgroup by and what the
+    /// mirror pod carries in its `kubernetes.io/config.mirror` annotation (the mirror pod's own
+    /// API uid is a different one).
+    pub uid: String,
+    pub qos: QosClass,
+}
+
+/// The container that owns a cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    pub runtime: Runtime,
+    /// Full id as the runtime names it: 64 lowercase hex for docker/containerd/cri-o/podman/nerdctl/kubernetes; the name for lxc and systemd-nspawn.
+    pub id: String,
+    /// Set only when the container's cgroup sits directly in a pod's cgroup. A container nested
+    /// inside a pod's container (docker-in-docker in a pod) is not that pod's container, so it
+    /// has no pod.
+    pub pod: Option<PodRef>,
+}
+
+/// Maps the cgroup path captured in the kernel (relative to the hierarchy root, starting with '/') to the container that owns it. None for host processes and for any shape it does not recognise: never guess.
+///
+/// The innermost container wins, so docker-in-docker (`/docker/<outer>/docker/<inner>`) gives
+/// the inner container, the one the process runs in; the outer id is not reported.
+///
+/// The path must be as the kernel spells it: a leading `/`, no empty components. Anything else
+/// is not a path we know and gives `None`.
+pub fn attribute(cgroup_path: &str) -> Option<ContainerRef> {
+    let below_root = cgroup_path.strip_prefix('/')?;
+    if below_root.is_empty() {
+        return None; // the root cgroup: host processes
+    }
+    let parts: Vec<&str> = below_root.split('/').collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return None;
+    }
+    // Deepest first, so the outer containers' ids are never even built.
+    (0..parts.len())
+        .rev()
+        .find_map(|at| match classify(&parts, at) {
+            Level::Container(container) => Some(container),
+            Level::Pod | Level::Helper | Level::Other => None,
+        })
+}
+
+/// What one path component is, read with its neighbours (a pod needs its parents to be a pod,
+/// a bare id needs its parent to say whose it is, nspawn's scope needs its child).
+#[derive(Debug, PartialEq, Eq)]
+enum Level {
+    /// A container's own cgroup.
+    Container(ContainerRef),
+    /// A Kubernetes pod's cgroup. It holds the pod's containers but is not one: a process
+    /// directly in it (or the sandbox, under runtimes that put it there) belongs to no
+    /// container, so the path below it decides, and without one the answer is `None`.
+    Pod,
+    /// A runtime's own process beside the workload: conmon, the LXC monitor, the nspawn
+    /// supervisor. Not the container, so it names none.
+    Helper,
+    /// Nothing a runtime is known to create.
+    Other,
+}
+
+fn classify(parts: &[&str], at: usize) -> Level {
+    let name = parts[at];
+    let parent = at.checked_sub(1).map(|p| parts[p]);
+    let child = parts.get(at + 1).copied();
+
+    if cgroupfs_pod(parts, at).is_some() || systemd_pod(parts, at).is_some() {
+        return Level::Pod;
+    }
+
+    if let Some(stem) = name.strip_suffix(".scope") {
+        if stem.starts_with("crio-conmon-") || stem.starts_with("libpod-conmon-") {
+            return Level::Helper;
+        }
+        const SCOPES: [(&str, Runtime); 5] = [
+            ("cri-containerd-", Runtime::Containerd),
+            ("crio-", Runtime::CriO),
+            ("docker-", Runtime::Docker),
+            ("libpod-", Runtime::Podman),
+            ("nerdctl-", Runtime::Nerdctl),
+        ];
+        for (prefix, runtime) in SCOPES {
+            if let Some(id) = stem.strip_prefix(prefix) {
+                let pod = || at.checked_sub(1).and_then(|p| systemd_pod(parts, p));
+                return hex_container(runtime, id, pod);
+            }
+        }
+        if let Some(escaped) = stem.strip_prefix("machine-") {
+            return nspawn(escaped, child);
+        }
+        return Level::Other;
+    }
+
+    // `machinectl start` runs the container as this template service (`--keep-unit`).
+    if let Some(escaped) = name
+        .strip_prefix("systemd-nspawn@")
+        .and_then(|rest| rest.strip_suffix(".service"))
+    {
+        return nspawn(escaped, child);
+    }
+
+    // Quadlet's default `--cgroups=split`: the unit's cgroup holds the payload and a `runtime`
+    // sibling for conmon.
+    if let Some(id) = name.strip_prefix("libpod-payload-") {
+        return hex_container(Runtime::Podman, id, || None);
+    }
+
+    // CRI-O's cgroupfs manager: `<parent>/crio-<id>`, conmon in `<parent>/crio-conmon-<id>`.
+    if name.starts_with("crio-conmon-") {
+        return Level::Helper;
+    }
+    if let Some(id) = name.strip_prefix("crio-") {
+        let pod = || at.checked_sub(1).and_then(|p| cgroupfs_pod(parts, p));
+        return hex_container(Runtime::CriO, id, pod);
+    }
+
+    // LXC: `lxc/<name>` up to 3.0, `lxc.payload/<name>` in 3.1 and 3.2 (monitor in
+    // `lxc.monitor/<name>`), `lxc.payload.<name>` from 4.0 (monitor in `lxc.monitor.<name>`,
+    // and `lxc.pivot` while it moves).
+    match parent {
+        Some("lxc" | "lxc.payload") => return lxc(name),
+        Some("lxc.monitor") => return Level::Helper,
+        _ => {}
+    }
+    if let Some(lxc_name) = name.strip_prefix("lxc.payload.") {
+        return lxc(lxc_name);
+    }
+    if name.starts_with("lxc.monitor.") || name == "lxc.pivot" {
+        return Level::Helper;
+    }
+
+    // A bare id says whose it is only through its parent.
+    if is_hex64(name) {
+        if parent == Some("docker") {
+            return hex_container(Runtime::Docker, name, || None);
+        }
+        if let Some(pod) = at.checked_sub(1).and_then(|p| cgroupfs_pod(parts, p)) {
+            return hex_container(Runtime::Kubernetes, name, || Some(pod));
+        }
+    }
+
+    Level::Other
+}
+
+/// A container whose id must be the runtime's 64 lowercase hex; anything else in that place
+/// (`docker-foo.scope`) is some other unit that only looks similar.
+fn hex_container(runtime: Runtime, id: &str, pod: impl FnOnce() -> Option<PodRef>) -> Level {
+    if !is_hex64(id) {
+        return Level::Other;
+    }
+    Level::Container(ContainerRef {
+        runtime,
+        id: id.to_owned(),
+        pod: pod(),
+    })
+}
+
+fn lxc(name: &str) -> Level {
+    if name.is_empty() {
+        return Level::Other;
+    }
+    Level::Container(ContainerRef {
+        runtime: Runtime::Lxc,
+        id: name.to_owned(),
+        pod: None,
+    })
+}
+
+/// nspawn puts the container in `<unit>/payload` and, when it keeps the unit (the template
+/// service), itself in `<unit>/supervisor`: the supervisor is not the container.
+fn nspawn(escaped: &str, child: Option<&str>) -> Level {
+    if child == Some("supervisor") {
+        return Level::Helper;
+    }
+    match unescape_unit_name(escaped) {
+        Some(name) if !is_libvirt_machine(&name) => Level::Container(ContainerRef {
+            runtime: Runtime::SystemdNspawn,
+            id: name,
+            pod: None,
+        }),
+        _ => Level::Other,
+    }
+}
+
+/// libvirt registers its domains with systemd-machined as `<driver>-<n>-<name>`: a qemu VM is
+/// no container, and libvirt-lxc is not the LXC this module reports.
+fn is_libvirt_machine(name: &str) -> bool {
+    if name.starts_with("qemu-") {
+        return true;
+    }
+    name.strip_prefix("lxc-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Undoes systemd's unit-name escaping of the machine name. systemd writes every byte outside
+/// `[A-Za-z0-9:_.]` as `\xNN` (a `-` included, because `-` means "/" in a unit name), so a raw
+/// byte outside that set means the unit was not made that way and the name is refused.
+fn unescape_unit_name(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut name = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => {
+                if bytes.get(at + 1) != Some(&b'x') {
+                    return None;
+                }
+                let high = hex_value(*bytes.get(at + 2)?)?;
+                let low = hex_value(*bytes.get(at + 3)?)?;
+                name.push((high << 4) | low);
+                at += 4;
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.') => {
+                name.push(b);
+                at += 1;
+            }
+            _ => return None,
+        }
+    }
+    let name = String::from_utf8(name).ok()?;
+    let usable = !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_control);
+    usable.then_some(name)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'f')
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(is_lower_hex)
+}
+
+/// The kubelet's cgroupfs driver: `kubepods/pod<uid>` (guaranteed) or
+/// `kubepods/{burstable,besteffort}/pod<uid>`, uid dashed.
+fn cgroupfs_pod(parts: &[&str], at: usize) -> Option<PodRef> {
+    let uid = pod_uid(parts[at].strip_prefix("pod")?, b'-')?;
+    let parent = parts[at.checked_sub(1)?];
+    let grandparent = at.checked_sub(2).map(|g| parts[g]);
+    let qos = match (parent, grandparent) {
+        ("kubepods", _) => QosClass::Guaranteed,
+        ("burstable", Some("kubepods")) => QosClass::Burstable,
+        ("besteffort", Some("kubepods")) => QosClass::BestEffort,
+        _ => return None,
+    };
+    Some(PodRef { uid, qos })
+}
+
+/// The kubelet's systemd driver: `<parent>-pod<uid>.slice` inside `<parent>.slice`, uid with
+/// underscores because systemd reads a `-` as a level. The slice's own name must agree with
+/// the slice it is in, which is how systemd nests slices, and `<parent>` names the QoS class:
+/// `kubepods`, `kubepods-burstable`, `kubepods-besteffort`, each possibly under a kubelet
+/// `--cgroup-root` (kind's `kubelet-kubepods...`).
+fn systemd_pod(parts: &[&str], at: usize) -> Option<PodRef> {
+    let stem = parts[at].strip_suffix(".slice")?;
+    let (prefix, uid) = stem.rsplit_once("-pod")?;
+    let uid = pod_uid(uid, b'_')?;
+    if parts[at.checked_sub(1)?].strip_suffix(".slice") != Some(prefix) {
+        return None;
+    }
+    let is_kubepods = |s: &str| s == "kubepods" || s.ends_with("-kubepods");
+    let qos = if is_kubepods(prefix) {
+        QosClass::Guaranteed
+    } else if prefix.strip_suffix("-burstable").is_some_and(is_kubepods) {
+        QosClass::Burstable
+    } else if prefix.strip_suffix("-besteffort").is_some_and(is_kubepods) {
+        QosClass::BestEffort
+    } else {
+        return None;
+    };
+    Some(PodRef { uid, qos })
+}
+
+/// A uuid (8-4-4-4-12 lowercase hex, groups joined by `separator`) in dashed form, or a
+/// static pod's 32-hex config hash as is.
+fn pod_uid(raw: &str, separator: u8) -> Option<String> {
+    let bytes = raw.as_bytes();
+    if bytes.len() == 32 && bytes.iter().all(|&b| is_lower_hex(b)) {
+        return Some(raw.to_owned());
+    }
+    if bytes.len() != 36 {
+        return None;
+    }
+    let well_formed = bytes.iter().enumerate().all(|(at, &b)| match at {
+        8 | 13 | 18 | 23 => b == separator,
+        _ => is_lower_hex(b),
+    });
+    well_formed.then(|| raw.replace(char::from(separator), "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt;
+
+    // Docker ids from the kernel log in fixtures/kernel/kmsg-host-6.18-cgroup-v1-docker.txt.
+    const DOCKER_A: &str = "28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604";
+    const DOCKER_B: &str = "a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea";
+    // A quadlet payload id from a published `systemctl status` of a podman quadlet.
+    const QUADLET: &str = "9687bac58d5c4d1606aa46af33d1a21c1d1652e0ac9fb3fc0fc86e3495f42869";
+    // Ids for runtimes the fixtures do not cover.
+    const ID1: &str = "14ee10eb9e4c160434bca9d4c8519d350d4b9158f9d7a291758c2e7811ec968a";
+    const ID2: &str = "1fefeb9f7b5bf91f2b4b6787211709af754196303a291f5cf9a3fc31f1c848ec";
+    const ID3: &str = "7f77abbf6492f8de1c32ef251254a034372395e743667796648f64720857f78d";
+    const POD: &str = "b67e5888-667c-48fb-824e-7c2b4da2cb28";
+    const POD_: &str = "b67e5888_667c_48fb_824e_7c2b4da2cb28";
+    const STATIC_POD: &str = "16616ddb1416a13af5c43dd3d8070f4e";
+
+    fn container(runtime: Runtime, id: &str) -> Option<ContainerRef> {
+        Some(ContainerRef {
+            runtime,
+            id: id.to_owned(),
+            pod: None,
+        })
+    }
+
+    fn in_pod(runtime: Runtime, id: &str, uid: &str, qos: QosClass) -> Option<ContainerRef> {
+        Some(ContainerRef {
+            runtime,
+            id: id.to_owned(),
+            pod: Some(PodRef {
+                uid: uid.to_owned(),
+                qos,
+            }),
+        })
+    }
+
+    #[test]
+    fn attributes_each_runtime_and_driver() {
+        use QosClass::*;
+        use Runtime::*;
+        let cases: Vec<(String, Option<ContainerRef>)> = vec![
+            // Docker.
+            (format!("/docker/{DOCKER_A}"), container(Docker, DOCKER_A)),
+            (format!("/docker/{DOCKER_B}"), container(Docker, DOCKER_B)),
+            (
+                format!("/system.slice/docker-{DOCKER_A}.scope"),
+                container(Docker, DOCKER_A),
+            ),
+            (
+                format!("/system.slice/docker-{DOCKER_A}.scope/init.scope"),
+                container(Docker, DOCKER_A),
+            ),
+            // Docker-in-docker: the inner container, whatever driver the outer one used.
+            (
+                format!("/docker/{DOCKER_A}/docker/{DOCKER_B}"),
+                container(Docker, DOCKER_B),
+            ),
+            (
+                format!("/system.slice/docker-{DOCKER_A}.scope/docker/{DOCKER_B}"),
+                container(Docker, DOCKER_B),
+            ),
+            // Kubernetes, cgroupfs driver.
+            (
+                format!("/kubepods/burstable/pod{POD}/{ID1}"),
+                in_pod(Kubernetes, ID1, POD, Burstable),
+            ),
+            (
+                format!("/kubepods/besteffort/pod{POD}/{ID1}"),
+                in_pod(Kubernetes, ID1, POD, BestEffort),
+            ),
+            (
+                format!("/kubepods/pod{POD}/{ID1}"),
+                in_pod(Kubernetes, ID1, POD, Guaranteed),
+            ),
+            // kind: kubelet --cgroup-root=/kubelet, inside a docker container on a v1 host.
+            (
+                format!("/docker/{DOCKER_A}/kubelet/kubepods/burstable/pod{POD}/{ID1}"),
+                in_pod(Kubernetes, ID1, POD, Burstable),
+            ),
+            // Kubernetes, systemd driver.
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/cri-containerd-{ID1}.scope"
+                ),
+                in_pod(Containerd, ID1, POD, Burstable),
+            ),
+            (
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/crio-{ID2}.scope"
+                ),
+                in_pod(CriO, ID2, POD, BestEffort),
+            ),
+            (
+                format!("/kubepods.slice/kubepods-pod{POD_}.slice/docker-{ID3}.scope"),
+                in_pod(Docker, ID3, POD, Guaranteed),
+            ),
+            (
+                format!(
+                    "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{POD_}.slice/cri-containerd-{ID1}.scope"
+                ),
+                in_pod(Containerd, ID1, POD, BestEffort),
+            ),
+            // A static pod: the kubelet's config hash is the uid.
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{STATIC_POD}.slice/cri-containerd-{ID1}.scope"
+                ),
+                in_pod(Containerd, ID1, STATIC_POD, Burstable),
+            ),
+            (
+                format!("/kubepods/burstable/pod{STATIC_POD}/{ID1}"),
+                in_pod(Kubernetes, ID1, STATIC_POD, Burstable),
+            ),
+            // A container inside a pod's container is not the pod's.
+            (
+                format!("/kubepods/burstable/pod{POD}/{ID1}/docker/{ID2}"),
+                container(Docker, ID2),
+            ),
+            // CRI-O.
+            (format!("/system.slice/crio-conmon-{ID2}.scope"), None),
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/crio-conmon-{ID2}.scope"
+                ),
+                None,
+            ),
+            (
+                format!("/kubepods/burstable/pod{POD}/crio-{ID2}"),
+                in_pod(CriO, ID2, POD, Burstable),
+            ),
+            (
+                format!("/kubepods/burstable/pod{POD}/crio-conmon-{ID2}"),
+                None,
+            ),
+            (format!("/crio/crio-{ID2}"), container(CriO, ID2)),
+            // Podman.
+            (
+                format!("/machine.slice/libpod-{ID3}.scope"),
+                container(Podman, ID3),
+            ),
+            (
+                format!("/machine.slice/libpod-{ID3}.scope/container"),
+                container(Podman, ID3),
+            ),
+            (format!("/machine.slice/libpod-conmon-{ID3}.scope"), None),
+            (
+                format!(
+                    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID3}.scope/container"
+                ),
+                container(Podman, ID3),
+            ),
+            (
+                format!(
+                    "/machine.slice/machine-libpod_pod_{ID1}.slice/libpod-{ID3}.scope/container"
+                ),
+                container(Podman, ID3),
+            ),
+            (
+                format!("/system.slice/nginx.service/libpod-payload-{QUADLET}"),
+                container(Podman, QUADLET),
+            ),
+            ("/system.slice/nginx.service/runtime".into(), None),
+            // conmon running inside a docker container runs in that container.
+            (
+                format!("/docker/{DOCKER_A}/machine.slice/libpod-conmon-{ID3}.scope"),
+                container(Docker, DOCKER_A),
+            ),
+            // nerdctl.
+            (
+                format!("/system.slice/nerdctl-{ID1}.scope"),
+                container(Nerdctl, ID1),
+            ),
+            // LXC.
+            ("/lxc/web".into(), container(Lxc, "web")),
+            ("/lxc/web/init.scope".into(), container(Lxc, "web")),
+            ("/lxc.payload/web".into(), container(Lxc, "web")),
+            ("/lxc.payload.web".into(), container(Lxc, "web")),
+            (
+                "/lxc.payload.web/system.slice/sshd.service".into(),
+                container(Lxc, "web"),
+            ),
+            (
+                "/lxc.payload.web/lxc.payload.inner".into(),
+                container(Lxc, "inner"),
+            ),
+            ("/lxc.monitor.web".into(), None),
+            ("/lxc.monitor/web".into(), None),
+            ("/lxc.pivot".into(), None),
+            ("/lxc.payload.".into(), None),
+            // systemd-nspawn.
+            (
+                r"/machine.slice/machine-my\x2dcontainer.scope".into(),
+                container(SystemdNspawn, "my-container"),
+            ),
+            (
+                r"/machine.slice/machine-my\x2dcontainer.scope/payload".into(),
+                container(SystemdNspawn, "my-container"),
+            ),
+            (
+                r"/machine.slice/machine-my\x2dcontainer.scope/payload/system.slice/sshd.service"
+                    .into(),
+                container(SystemdNspawn, "my-container"),
+            ),
+            (
+                r"/machine.slice/machine-my\x2dcontainer.scope/supervisor".into(),
+                None,
+            ),
+            (
+                r"/machine.slice/systemd-nspawn@my\x2dcontainer.service/payload".into(),
+                container(SystemdNspawn, "my-container"),
+            ),
+            (
+                r"/machine.slice/systemd-nspawn@my\x2dcontainer.service/supervisor".into(),
+                None,
+            ),
+            (
+                "/machine.slice/machine-debian.scope".into(),
+                container(SystemdNspawn, "debian"),
+            ),
+            // libvirt domains registered with machined are not nspawn containers.
+            (
+                r"/machine.slice/machine-qemu\x2d1\x2dvm1.scope".into(),
+                None,
+            ),
+            (
+                r"/machine.slice/machine-lxc\x2d4711\x2dweb.scope".into(),
+                None,
+            ),
+            // Not how systemd escapes a machine name.
+            ("/machine.slice/machine-my-container.scope".into(), None),
+            (r"/machine.slice/machine-my\x2.scope".into(), None),
+            (r"/machine.slice/machine-my\u2d.scope".into(), None),
+            (r"/machine.slice/machine-\xff.scope".into(), None),
+            (r"/machine.slice/machine-a\x2fb.scope".into(), None),
+            (r"/machine.slice/machine-a\x0ab.scope".into(), None),
+            ("/machine.slice/machine-.scope".into(), None),
+            ("/machine.slice/machine-caf\u{e9}.scope".into(), None),
+        ];
+        for (path, want) in &cases {
+            assert_eq!(&attribute(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_qos_class_with_every_systemd_runtime() {
+        let runtimes = [
+            ("cri-containerd", Runtime::Containerd),
+            ("crio", Runtime::CriO),
+            ("docker", Runtime::Docker),
+        ];
+        let classes = [
+            ("kubepods.slice/kubepods-pod", QosClass::Guaranteed),
+            (
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod",
+                QosClass::Burstable,
+            ),
+            (
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod",
+                QosClass::BestEffort,
+            ),
+        ];
+        for (pod_prefix, qos) in classes {
+            for (scope, runtime) in runtimes {
+                let path = format!("/{pod_prefix}{POD_}.slice/{scope}-{ID1}.scope");
+                assert_eq!(attribute(&path), in_pod(runtime, ID1, POD, qos), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_and_unknown_shapes_are_none() {
+        let long_host = "/a".repeat(500);
+        let cases = [
+            // The kernel fixtures' own non-container cgroups.
+            "/",
+            "/vsbt-27694",
+            "/group",
+            "/parent",
+            "/parent/child",
+            "/plain",
+            // Host.
+            "/init.scope",
+            "/system.slice/sshd.service",
+            "/system.slice/docker.service",
+            "/system.slice/containerd.service",
+            "/system.slice/crio.service",
+            "/user.slice/user-1000.slice/session-2.scope",
+            "/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service",
+            "/oomtrace-test-123",
+            "/machine.slice",
+            long_host.as_str(),
+            // Not as the kernel spells a path.
+            "",
+            "docker",
+            "//",
+            "/docker",
+            "/docker/",
+            // Container-like but not valid.
+            "/system.slice/docker-abc.scope",
+            "/system.slice/docker-.scope",
+            "/system.slice/docker.scope",
+            "/system.slice/cri-containerd-xyz.scope",
+            "/system.slice/libpod-abc.scope/container",
+            "/system.slice/nginx.service/libpod-payload-abc",
+            "/crio/crio-abc",
+        ];
+        for path in cases {
+            assert_eq!(attribute(path), None, "{path:?}");
+        }
+        let near_misses = [
+            format!("/docker/{}", &DOCKER_A[..63]),
+            format!("/docker/{DOCKER_A}0"),
+            format!("/docker/{}", DOCKER_A.to_uppercase()),
+            format!("/system.slice/docker-{}.scope", DOCKER_A.to_uppercase()),
+            format!("/docker/{DOCKER_A}/"),
+            format!("//docker/{DOCKER_A}"),
+            format!("docker/{DOCKER_A}"),
+            format!("/docker//{DOCKER_A}"),
+            format!("/dockers/{DOCKER_A}"),
+            format!("/{DOCKER_A}"),
+            format!("/system.slice/{DOCKER_A}"),
+            // A bare id names nothing without a pod above it.
+            format!("/kubepods/{ID1}"),
+            format!("/kubepods/burstable/{ID1}"),
+            format!("/kubepods/burstable/pod{POD_}/{ID1}"),
+            format!("/kubepods/burstable/pod{}/{ID1}", POD.to_uppercase()),
+            format!("/kubepods/burstable/pod{}/{ID1}", &POD[..35]),
+            format!("/kubepods/guaranteed/pod{POD}/{ID1}"),
+            format!("/other/burstable/pod{POD}/{ID1}"),
+            format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/{ID1}"
+            ),
+        ];
+        for path in &near_misses {
+            assert_eq!(attribute(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn pod_cgroups_are_pods_not_containers() {
+        let pods = [
+            format!("/kubepods/pod{POD}"),
+            format!("/kubepods/burstable/pod{POD}"),
+            format!("/kubepods/besteffort/pod{POD}"),
+            format!("/kubepods.slice/kubepods-pod{POD_}.slice"),
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice"),
+            format!(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice"
+            ),
+        ];
+        for path in &pods {
+            let parts: Vec<&str> = path[1..].split('/').collect();
+            assert_eq!(classify(&parts, parts.len() - 1), Level::Pod, "{path}");
+            assert_eq!(attribute(path), None, "{path}");
+        }
+        for path in [
+            "/kubepods",
+            "/kubepods/burstable",
+            "/kubepods.slice",
+            "/kubepods.slice/kubepods-burstable.slice",
+        ] {
+            assert_eq!(attribute(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_pod_slice_that_is_not_the_kubelets_is_no_pod() {
+        // The scope still names a containerd container; only the pod is refused.
+        let scope = format!("cri-containerd-{ID1}.scope");
+        for path in [
+            // In a QoS slice other than its own.
+            format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod{POD_}.slice/{scope}"
+            ),
+            // Outside kubepods.
+            format!("/system.slice/kubepods-burstable-pod{POD_}.slice/{scope}"),
+            // A QoS class Kubernetes does not have.
+            format!(
+                "/kubepods.slice/kubepods-guaranteed.slice/kubepods-guaranteed-pod{POD_}.slice/{scope}"
+            ),
+            // A dashed uid, which the systemd driver never writes.
+            format!("/kubepods.slice/kubepods-pod{POD}.slice/{scope}"),
+        ] {
+            assert_eq!(
+                attribute(&path),
+                container(Runtime::Containerd, ID1),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn helpers_are_helpers() {
+        for path in [
+            format!("/system.slice/crio-conmon-{ID2}.scope"),
+            format!("/machine.slice/libpod-conmon-{ID3}.scope"),
+            format!("/kubepods/burstable/pod{POD}/crio-conmon-{ID2}"),
+            "/lxc.monitor.web".to_owned(),
+            "/lxc.monitor/web".to_owned(),
+            "/lxc.pivot".to_owned(),
+            r"/machine.slice/machine-web.scope/supervisor".to_owned(),
+        ] {
+            let parts: Vec<&str> = path[1..].split('/').collect();
+            let helper_at = if path.ends_with("/supervisor") {
+                parts.len() - 2
+            } else {
+                parts.len() - 1
+            };
+            assert_eq!(classify(&parts, helper_at), Level::Helper, "{path}");
+        }
+    }
+
+    /// Serialises through serde's `Formatter` serializer, which writes a unit variant's
+    /// serialised name, so the test needs no JSON crate.
+    struct Serialised<T>(T);
+
+    impl<T: Serialize> fmt::Display for Serialised<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.serialize(f)
+        }
+    }
+
+    #[test]
+    fn names_as_serialised() {
+        use Runtime::*;
+        let runtimes = [
+            (Docker, "docker"),
+            (Containerd, "containerd"),
+            (CriO, "cri-o"),
+            (Podman, "podman"),
+            (Nerdctl, "nerdctl"),
+            (Lxc, "lxc"),
+            (SystemdNspawn, "systemd-nspawn"),
+            (Kubernetes, "kubernetes"),
+        ];
+        for (runtime, name) in runtimes {
+            assert_eq!(runtime.as_str(), name);
+            assert_eq!(Serialised(runtime).to_string(), name);
+        }
+        let classes = [
+            (QosClass::Guaranteed, "guaranteed"),
+            (QosClass::Burstable, "burstable"),
+            (QosClass::BestEffort, "besteffort"),
+        ];
+        for (qos, name) in classes {
+            assert_eq!(Serialised(qos).to_string(), name);
+        }
+    }
+
+    /// What any answer must satisfy, whatever the input.
+    fn check(path: &str) -> Option<ContainerRef> {
+        let got = attribute(path);
+        if let Some(c) = &got {
+            assert!(!c.id.is_empty(), "{path:?}");
+            match c.runtime {
+                Runtime::Lxc | Runtime::SystemdNspawn => {
+                    assert!(!c.id.contains('/'), "{path:?}");
+                }
+                _ => assert!(is_hex64(&c.id), "{path:?} gave {c:?}"),
+            }
+            if let Some(pod) = &c.pod {
+                let dashed = pod_uid(&pod.uid, b'-');
+                assert_eq!(dashed.as_deref(), Some(pod.uid.as_str()), "{path:?}");
+            }
+        }
+        got
+    }
+
+    /// xorshift64*: enough randomness to vary the inputs, reproducible, and no crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_host_shapes_stay_none() {
+        let tokens = [
+            "/",
+            "/",
+            "/",
+            "-",
+            "_",
+            ".",
+            "@",
+            "\\",
+            "\\x",
+            "\\x2d",
+            "\\xzz",
+            "x",
+            "docker",
+            "docker-",
+            ".scope",
+            ".slice",
+            ".service",
+            "kubepods",
+            "kubepods-",
+            "burstable",
+            "besteffort",
+            "pod",
+            "-pod",
+            "crio",
+            "crio-",
+            "cri-containerd-",
+            "conmon-",
+            "libpod-",
+            "libpod-payload-",
+            "nerdctl-",
+            "machine-",
+            "systemd-nspawn@",
+            "supervisor",
+            "payload",
+            "container",
+            "lxc",
+            "lxc.payload.",
+            "lxc.monitor.",
+            "lxc.pivot",
+            "qemu",
+            "0",
+            "9",
+            "a",
+            "f",
+            "g",
+            "A",
+            " ",
+            "\n",
+            "\t",
+            "\0",
+            "é",
+            "\u{1F600}",
+            "\u{FFFD}",
+            "\u{202E}",
+            DOCKER_A,
+            ID1,
+            POD,
+            POD_,
+            STATIC_POD,
+            "b67e5888",
+        ];
+        let host_names = [
+            "user.slice",
+            "user-1000.slice",
+            "user@1000.service",
+            "session-4.scope",
+            "app.slice",
+            "system.slice",
+            "sshd.service",
+            "docker.service",
+            "containerd.service",
+            "crio.service",
+            "init.scope",
+            "oomtrace-test-123",
+            "vsbt-27694",
+            "machine.slice",
+            "kubepods.slice",
+            "kubepods",
+            "burstable",
+            "besteffort",
+            "docker",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..600 {
+            let mut garbage = String::new();
+            for _ in 0..rng.below(24) {
+                garbage.push_str(rng.pick(&tokens));
+            }
+            check(&garbage);
+            check(&format!("/{garbage}"));
+
+            let mut host = String::new();
+            for _ in 0..1 + rng.below(6) {
+                host.push('/');
+                host.push_str(rng.pick(&host_names));
+            }
+            assert_eq!(check(&host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn damaged_container_paths_never_panic() {
+        let paths = [
+            format!("/docker/{DOCKER_A}/docker/{DOCKER_B}"),
+            format!("/kubepods/burstable/pod{POD}/{ID1}"),
+            format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/cri-containerd-{ID1}.scope"
+            ),
+            format!("/machine.slice/libpod-{ID3}.scope/container"),
+            r"/machine.slice/machine-my\x2dcontainer.scope/payload".to_owned(),
+            "/lxc.payload.wéb/x".to_owned(),
+        ];
+        let mut tried = 0;
+        for path in &paths {
+            for (at, ch) in path.char_indices() {
+                // Cut short at every character, and with every character replaced.
+                check(&path[..at]);
+                let rest = &path[at + ch.len_utf8()..];
+                for with in ["", "X", "/", "\u{FFFD}", "\\"] {
+                    check(&format!("{}{with}{rest}", &path[..at]));
+                }
+                tried += 6;
+            }
+        }
+        assert!(tried > 300);
+        // A path cut inside the id names no container.
+        assert_eq!(attribute(&format!("/docker/{}", &DOCKER_A[..40])), None);
+    }
+}

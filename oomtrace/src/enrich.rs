@@ -1,0 +1,178 @@
+//! From cgroup to container: attributes a report to the container that owns its cgroup, then
+//! adds what the runtime's cache knows. Reads the cache only; never waits on a runtime.
+
+use crate::{
+    container::{self, ContainerRef, QosClass},
+    docker::{Cache, ContainerMeta},
+    report::{Container, Pod, Report, Victim},
+};
+
+/// Fills `report.container` and `victim.is_container_init` from the cgroup path and, for
+/// Docker containers, the cache.
+pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
+    let Some(reference) = report.cgroup.path.as_deref().and_then(container::attribute) else {
+        return;
+    };
+    let meta = match (reference.runtime, docker) {
+        (container::Runtime::Docker, Some(cache)) => cache.lookup(&reference.id),
+        _ => None,
+    };
+    report.victim.is_container_init =
+        is_container_init(&report.victim, meta.as_ref().and_then(|m| m.main_pid));
+    report.container = Some(describe(reference, meta));
+}
+
+/// Whether the victim is its container's PID 1: pid 1 in its own namespace, or the pid the
+/// runtime started. `None` when neither can tell (a `--pid=host` container whose main pid is
+/// not known).
+pub fn is_container_init(victim: &Victim, main_pid: Option<u32>) -> Option<bool> {
+    if victim.ns_pid == Some(1) {
+        return Some(true);
+    }
+    if let (Some(main), Some(pid)) = (main_pid, victim.pid) {
+        return Some(main == pid);
+    }
+    match (victim.ns_pid, victim.pid) {
+        // In a pid namespace of its own, the container's init would be pid 1 there.
+        (Some(ns_pid), Some(pid)) if ns_pid != pid => Some(false),
+        _ => None,
+    }
+}
+
+fn qos_name(qos: QosClass) -> &'static str {
+    match qos {
+        QosClass::Guaranteed => "guaranteed",
+        QosClass::Burstable => "burstable",
+        QosClass::BestEffort => "besteffort",
+    }
+}
+
+fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
+    let meta = meta.unwrap_or_default();
+    let pod = reference.pod.map(|pod| Pod {
+        uid: pod.uid,
+        namespace: meta.labels.get("io.kubernetes.pod.namespace").cloned(),
+        name: meta.labels.get("io.kubernetes.pod.name").cloned(),
+        qos: Some(qos_name(pod.qos)),
+    });
+    Container {
+        runtime: reference.runtime.as_str(),
+        id: reference.id,
+        name: meta.name,
+        image: meta.image,
+        labels: (!meta.labels.is_empty()).then_some(meta.labels),
+        main_pid: meta.main_pid,
+        restart_policy: meta.restart_policy,
+        memory_limit_bytes: meta.memory_limit,
+        pod,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{decode, tests as fixtures};
+    use oomtrace_common::cgroup_mode;
+    use std::collections::HashMap;
+
+    const ID: &str = "6a3ad1b3b2a5f0e9d7c4b1a8f5e2d9c6b3a0f7e4d1c8b5a2f9e6d3c0b7a4f1e8";
+
+    fn report_in(path: &str, pid: u32, ns_pid: u32) -> Report {
+        let mut report =
+            decode(&fixtures::raw_event(), &fixtures::clock(), cgroup_mode::V1).unwrap();
+        report.cgroup.path = Some(path.to_owned());
+        report.victim.pid = Some(pid);
+        report.victim.ns_pid = Some(ns_pid);
+        report
+    }
+
+    #[test]
+    fn init_is_pid_one_or_the_main_pid() {
+        let victim = |pid, ns_pid| Victim {
+            pid,
+            ns_pid,
+            ..Victim::default()
+        };
+        let cases = [
+            (victim(Some(900), Some(1)), None, Some(true)),
+            (victim(Some(900), Some(7)), None, Some(false)),
+            (victim(Some(900), Some(7)), Some(900), Some(true)),
+            (victim(Some(900), Some(900)), Some(900), Some(true)),
+            (victim(Some(900), Some(900)), Some(800), Some(false)),
+            // --pid=host and no main pid known: cannot tell.
+            (victim(Some(900), Some(900)), None, None),
+            (victim(None, None), None, None),
+        ];
+        for (victim, main_pid, want) in cases {
+            assert_eq!(
+                is_container_init(&victim, main_pid),
+                want,
+                "{victim:?} {main_pid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_docker_kill_gets_the_cached_name() {
+        let cache = Cache::default();
+        let attributes: HashMap<String, String> = [
+            ("name", "data-processor"),
+            ("image", "oomtrace-busybox:latest"),
+            ("com.docker.compose.project", "etl"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        crate::docker::apply_event(&cache, "create", ID, &attributes);
+        let mut report = report_in(&format!("/docker/{ID}"), 4321, 12);
+        annotate(&mut report, Some(&cache));
+        let container = report.container.unwrap();
+        assert_eq!(container.runtime, "docker");
+        assert_eq!(container.id, ID);
+        assert_eq!(container.name.as_deref(), Some("data-processor"));
+        assert_eq!(
+            container.labels.unwrap()["com.docker.compose.project"],
+            "etl"
+        );
+        assert_eq!(report.victim.is_container_init, Some(false));
+    }
+
+    #[test]
+    fn without_docker_the_id_still_comes_from_the_path() {
+        let mut report = report_in(&format!("/docker/{ID}"), 4321, 1);
+        annotate(&mut report, None);
+        let container = report.container.unwrap();
+        assert_eq!((container.id.as_str(), container.name), (ID, None));
+        assert_eq!(report.victim.is_container_init, Some(true));
+    }
+
+    #[test]
+    fn host_processes_and_unknown_shapes_get_no_container() {
+        for path in [
+            "/",
+            "/user.slice/user-0.slice/session-3.scope",
+            "/oomtrace-e2e-x-1",
+            "/docker/notanid",
+        ] {
+            let mut report = report_in(path, 4321, 4321);
+            annotate(&mut report, Some(&Cache::default()));
+            assert_eq!(report.container, None, "{path}");
+            assert_eq!(report.victim.is_container_init, None, "{path}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_pods_carry_uid_and_qos() {
+        let path = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0c6a8f47_2b8e_4a5c_9d1e_3f2a1b0c9d8e.slice/cri-containerd-{ID}.scope"
+        );
+        let mut report = report_in(&path, 4321, 1);
+        annotate(&mut report, None);
+        let container = report.container.unwrap();
+        assert_eq!(container.runtime, "containerd");
+        let pod = container.pod.unwrap();
+        assert_eq!(pod.uid, "0c6a8f47-2b8e-4a5c-9d1e-3f2a1b0c9d8e");
+        assert_eq!(pod.qos, Some("burstable"));
+        assert_eq!((pod.namespace, pod.name), (None, None));
+    }
+}
