@@ -24,6 +24,36 @@ pub enum Command {
         #[command(flatten)]
         kernel: KernelArgs,
     },
+    /// List the OOM kills still in the kernel's log buffer, oldest first.
+    History {
+        /// One JSON object per line instead of a human line.
+        #[arg(long)]
+        json: bool,
+
+        /// Only kills in the last DURATION (e.g. 30s, 15m, 2h, 1d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
+}
+
+/// Where reports come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// eBPF, or the kernel log when eBPF cannot be used.
+    Auto,
+    Ebpf,
+    /// The kernel log (/dev/kmsg): only what the kernel prints.
+    Kmsg,
+}
+
+/// Which `mark_victim` record layout to assume in tracepoint mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TracepointLayout {
+    /// The one the kernel's tracefs format describes.
+    Auto,
+    /// Only the thread id, as before Linux 6.9: the rest comes from /proc.
+    #[value(name = "pid-only")]
+    PidOnly,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +61,10 @@ pub struct WatchArgs {
     /// Write one JSON object per line on stdout instead of a human line.
     #[arg(long)]
     pub json: bool,
+
+    /// Where reports come from.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: Backend,
 
     /// Also append JSON lines to FILE, flushed line by line.
     #[arg(long, value_name = "FILE")]
@@ -65,6 +99,10 @@ pub struct KernelArgs {
     /// Use only this attach mode instead of the richest that works.
     #[arg(long, value_enum, value_name = "MODE")]
     pub attach: Option<AttachMode>,
+
+    /// In tracepoint mode, read only the thread id, as on kernels before 6.9.
+    #[arg(long, value_enum, default_value = "auto", value_name = "LAYOUT")]
+    pub tracepoint_layout: TracepointLayout,
 
     /// Read kernel BTF from FILE instead of /sys/kernel/btf/vmlinux.
     #[arg(long, value_name = "FILE", hide = true)]

@@ -1,26 +1,10 @@
 //! oomtrace: catch every OOM kill on this host and say which process, in which container,
 //! was killed and why.
 
-mod btf;
-mod check;
-mod cli;
-mod container;
-mod docker;
-mod enrich;
-mod filter;
-mod layout;
-mod loader;
-mod plan;
-mod preflight;
-mod render;
-mod report;
-mod sink;
-mod tracefs;
-mod watch;
-
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use oomtrace::{check, cli, history, watch};
 
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace in the middle of an incident.
@@ -30,6 +14,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Check { kernel }) => check::run(&kernel),
+        Some(cli::Command::History { json, since }) => history::run(json, since),
         None => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()

@@ -36,8 +36,9 @@ pub fn page_shift() -> u32 {
     }
 }
 
-/// Builds the plan. `only` restricts it to one mode; `btf_path` overrides the BTF location.
-pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>) -> Plan {
+/// Builds the plan. `only` restricts it to one mode; `btf_path` overrides the BTF location;
+/// `pid_only` makes the classic tracepoint read nothing but the thread id.
+pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) -> Plan {
     let cgroup_mode = layout::host_cgroup_mode();
     let mut unavailable = Vec::new();
 
@@ -83,6 +84,9 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>) -> Plan {
                     Ok(format) => {
                         let (args, missing) = layout::from_tracepoint_format(&format, &mut layout);
                         missing_tracepoint = missing;
+                        if pid_only {
+                            forget_all_but_pid(&mut layout);
+                        }
                         (args == tp_args::UNKNOWN || layout.tp_pid == ABSENT)
                             .then(|| format!("{} has no pid field", path.display()))
                     }
@@ -114,6 +118,22 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>) -> Plan {
         missing_btf,
         missing_tracepoint,
         tracepoint_available: tracepoint_reason.is_none(),
+    }
+}
+
+/// The pre-6.9 record: `pid` at the same offset, nothing else.
+fn forget_all_but_pid(layout: &mut KernelLayout) {
+    for offset in [
+        &mut layout.tp_comm_loc,
+        &mut layout.tp_total_vm,
+        &mut layout.tp_anon_rss,
+        &mut layout.tp_file_rss,
+        &mut layout.tp_shmem_rss,
+        &mut layout.tp_uid,
+        &mut layout.tp_pgtables,
+        &mut layout.tp_oom_score_adj,
+    ] {
+        *offset = ABSENT;
     }
 }
 

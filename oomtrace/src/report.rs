@@ -21,7 +21,21 @@ pub struct Report {
     pub trigger: Trigger,
     pub cgroup: Cgroup,
     pub container: Option<Container>,
+    /// What the kernel's log says about the OOM itself; `null` where it was not read.
+    pub oom: Option<OomContext>,
     pub source: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OomContext {
+    /// `CONSTRAINT_MEMCG`, `CONSTRAINT_NONE`, ...
+    pub constraint: Option<String>,
+    /// The cgroup whose limit was hit: the victim's own, or an ancestor's (a pod's slice).
+    pub memcg: Option<String>,
+    /// The whole machine ran out of memory.
+    pub global: bool,
+    /// Killed as a member of a `memory.oom.group` cgroup.
+    pub group_kill: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -219,6 +233,7 @@ pub fn decode(event: &OomEvent, clock: &Clock, cgroups: u32) -> Result<Report, D
         trigger,
         cgroup,
         container: None,
+        oom: None,
         source: source_name(source),
     })
 }
