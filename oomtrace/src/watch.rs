@@ -1,23 +1,26 @@
-//! `oomtrace`: attach, then turn every ring buffer record into a report until told to stop.
+//! `oomtrace`: attach (or open the kernel log), then turn every OOM kill into a report until
+//! told to stop.
 
-use std::{process::ExitCode, time::Duration};
+use std::{fs::File, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 use crate::{
-    cli::{KernelArgs, WatchArgs},
+    cli::{Backend, KernelArgs, TracepointLayout, WatchArgs},
     docker, enrich,
     filter::Filter,
+    kmsg::KillAssembler,
+    kmsg_source::{self, LogClock, Read},
     layout::cgroup_mode_name,
     loader::{self, AttachMode, Attached, Targets},
     plan::{self, Plan},
-    preflight,
-    report::{self, Clock},
+    preflight, procfs,
+    report::{self, Clock, Report},
     sink::{SinkError, Sinks, StdoutFormat},
 };
 
@@ -27,17 +30,24 @@ struct Tally {
     reported: u64,
     /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
     filtered: u64,
-    /// Records that could not be decoded; added to the kernel's own drop count.
-    undecodable: u64,
+    /// Records that could not be decoded, or log records overwritten before they were read;
+    /// added to the kernel's own drop count.
+    lost: u64,
 }
 
 /// Checks privileges, plans, loads and attaches; shared by `oomtrace` and `oomtrace check`.
 pub fn attach(kernel: &KernelArgs) -> anyhow::Result<(Plan, Attached)> {
+    let pid_only = kernel.tracepoint_layout == TracepointLayout::PidOnly;
+    if pid_only && kernel.attach != Some(AttachMode::Tracepoint) {
+        bail!(
+            "--tracepoint-layout pid-only needs --attach tracepoint: tp_btf and raw_tp take the layout the kernel's BTF describes"
+        );
+    }
     preflight::check_privileges().map_err(|problem| anyhow!(problem))?;
     if let Some(problem) = preflight::lockdown_problem() {
         bail!(problem);
     }
-    let plan = plan::build(kernel.attach, kernel.btf.as_deref());
+    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
     if plan.modes.is_empty() {
         let reasons: Vec<String> = plan
             .unavailable
@@ -67,6 +77,35 @@ pub fn attach(kernel: &KernelArgs) -> anyhow::Result<(Plan, Attached)> {
     Ok((plan, attached))
 }
 
+/// Where reports come from in this run.
+enum Source {
+    Ebpf(Box<(Plan, Attached)>),
+    Kmsg(File),
+}
+
+/// eBPF unless told otherwise; the kernel log when eBPF cannot be used and no attach mode
+/// was forced, saying why in one line.
+fn open_source(args: &WatchArgs) -> anyhow::Result<Source> {
+    match args.backend {
+        Backend::Kmsg => Ok(Source::Kmsg(kmsg_source::open().map_err(|e| anyhow!(e))?)),
+        Backend::Ebpf => Ok(Source::Ebpf(Box::new(attach(&args.kernel)?))),
+        Backend::Auto => match attach(&args.kernel) {
+            Ok(attached) => Ok(Source::Ebpf(Box::new(attached))),
+            Err(err) if args.kernel.attach.is_none() => match kmsg_source::open() {
+                Ok(file) => {
+                    eprintln!(
+                        "oomtrace: eBPF cannot be used here ({err:#}); reading OOM kills from {} instead",
+                        kmsg_source::DEV_KMSG
+                    );
+                    Ok(Source::Kmsg(file))
+                }
+                Err(_) => Err(err),
+            },
+            Err(err) => Err(err),
+        },
+    }
+}
+
 pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let format = if args.json {
         StdoutFormat::Json
@@ -76,11 +115,98 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut sinks = Sinks::open(format, args.output.as_deref()).map_err(|e| anyhow!(e))?;
     // Connecting to Docker starts now and never holds up a report.
     let docker = (!args.no_enrich).then(|| docker::start(args.docker_socket.clone()));
-    let (plan, mut attached) = attach(&args.kernel)?;
+    let source = open_source(&args)?;
+    let cgroups = match &source {
+        Source::Ebpf(attached) => attached.0.cgroup_mode,
+        Source::Kmsg(_) => crate::layout::host_cgroup_mode(),
+    };
+    if let Some(docker) = &docker {
+        // A healthy daemon answers in milliseconds; waiting that long means the first kills are
+        // named. An absent one fails at once, and a slow one is not waited for.
+        let mut status = docker.status.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            status.wait_for(|s| *s != docker::Status::Connecting),
+        )
+        .await;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let context = Context {
+        cgroups,
+        cgroup_root: procfs::memory_hierarchy_root(&mountinfo, cgroups),
+        docker: docker.as_ref().map(|d| d.cache.clone()),
+        filter: Filter {
+            containers: args.containers,
+            pids: args.pids,
+            comms: args.comms,
+        },
+    };
+    let mut signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+    };
+    let mut tally = Tally::default();
+    let outcome = match source {
+        Source::Ebpf(attached) => {
+            let (plan, attached) = *attached;
+            watch_ebpf(
+                plan,
+                attached,
+                &context,
+                &mut sinks,
+                &mut tally,
+                &mut signals,
+            )
+            .await?
+        }
+        Source::Kmsg(file) => {
+            watch_kmsg(file, &context, &mut sinks, &mut tally, &mut signals).await?
+        }
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(SinkError::StdoutClosed) => return Ok(ExitCode::SUCCESS),
+        Err(err) => return Err(err.into()),
+    }
+    let filtered = if context.filter.is_active() {
+        format!(", {} filtered out", tally.filtered)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "oomtrace: {} OOM kills reported{filtered}, {} events dropped",
+        tally.reported, tally.lost
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// The eBPF source: reports every ring buffer record until a signal, then detaches and takes
+/// what the kernel wrote before the detach.
+async fn watch_ebpf(
+    plan: Plan,
+    mut attached: Attached,
+    context: &Context,
+    sinks: &mut Sinks,
+    tally: &mut Tally,
+    signals: &mut Signals,
+) -> anyhow::Result<Result<(), SinkError>> {
     let events = attached.take_events().map_err(|e| anyhow!(e))?;
     let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
     let mode = attached.mode;
-
     for fallback in &attached.fallbacks {
         eprintln!("oomtrace: not using {fallback}");
     }
@@ -95,25 +221,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             lacks.join("; ")
         );
     }
-    if let Some(docker) = &docker {
-        // A healthy daemon answers in milliseconds; waiting that long means the first kills are
-        // named. An absent one fails at once, and a slow one is not waited for.
-        let mut status = docker.status.clone();
-        let _ = tokio::time::timeout(
-            Duration::from_millis(300),
-            status.wait_for(|s| *s != docker::Status::Connecting),
-        )
-        .await;
-    }
-    let context = Context {
-        cgroups: plan.cgroup_mode,
-        docker: docker.as_ref().map(|d| d.cache.clone()),
-        filter: Filter {
-            containers: args.containers,
-            pids: args.pids,
-            comms: args.comms,
-        },
-    };
     eprintln!(
         "oomtrace: watching for OOM kills ({mode}, {})",
         cgroup_mode_name(plan.cgroup_mode)
@@ -123,55 +230,130 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     // which owns the RingBuf, is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
         .map_err(|e| anyhow!("cannot watch the ring buffer: {}", e.into_parts().1))?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut tally = Tally::default();
-
     let outcome = loop {
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("cannot wait on the ring buffer")?;
-                let drained = drain(guard.get_inner_mut(), &context, &mut sinks, &mut tally);
+                let drained = drain_ring(guard.get_inner_mut(), context, sinks, tally);
                 guard.clear_ready();
                 if let Err(err) = drained {
                     break Err(err);
                 }
             }
-            _ = sigint.recv() => break Ok(()),
-            _ = sigterm.recv() => break Ok(()),
+            () = signals.stop() => break Ok(()),
         }
     };
-
-    // Detach first, then take what the kernel wrote before it was detached.
     drop(attached);
-    let outcome = outcome.and_then(|()| drain(ring.get_mut(), &context, &mut sinks, &mut tally));
-    match outcome {
-        Ok(()) => {}
-        Err(SinkError::StdoutClosed) => return Ok(ExitCode::SUCCESS),
-        Err(err) => return Err(err.into()),
-    }
-    let dropped = kernel_drops(&dropped) + tally.undecodable;
-    let filtered = if context.filter.is_active() {
-        format!(", {} filtered out", tally.filtered)
-    } else {
-        String::new()
-    };
+    let outcome = outcome.and_then(|()| drain_ring(ring.get_mut(), context, sinks, tally));
+    tally.lost += kernel_drops(&dropped);
+    Ok(outcome)
+}
+
+/// The kernel-log source: new records only, each kill reported when its authoritative
+/// `Killed process` line completes it.
+async fn watch_kmsg(
+    file: File,
+    context: &Context,
+    sinks: &mut Sinks,
+    tally: &mut Tally,
+    signals: &mut Signals,
+) -> anyhow::Result<Result<(), SinkError>> {
+    kmsg_source::seek_to_end(&file);
     eprintln!(
-        "oomtrace: {} OOM kills reported{filtered}, {dropped} events dropped",
-        tally.reported
+        "oomtrace: watching for OOM kills (kmsg, {})",
+        cgroup_mode_name(context.cgroups)
     );
-    Ok(ExitCode::SUCCESS)
+    // SAFETY: the File owns its fd until the AsyncFd, which owns the File, is dropped.
+    let mut log =
+        unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.map_err(|e| {
+            anyhow!(
+                "cannot watch {}: {}",
+                kmsg_source::DEV_KMSG,
+                e.into_parts().1
+            )
+        })?;
+    let mut buffer = kmsg_source::record_buffer();
+    let mut assembler = KillAssembler::default();
+    let outcome = loop {
+        // A line cut short is held for its rest; if none comes soon, report what is whole.
+        let idle = tokio::time::sleep(if assembler.has_pending() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(3600)
+        });
+        tokio::select! {
+            ready = log.readable_mut() => {
+                let mut guard = ready.context("cannot wait on the kernel log")?;
+                let mut kills = Vec::new();
+                loop {
+                    match kmsg_source::read_record(guard.get_inner_mut(), &mut buffer).map_err(|e| anyhow!(e))? {
+                        Read::Record(record) => {
+                            kills.extend(assembler.push_line(&record));
+                            kills.extend(std::iter::from_fn(|| assembler.pop()));
+                        }
+                        Read::Lost => tally.lost += 1,
+                        Read::Empty => break,
+                    }
+                }
+                guard.clear_ready();
+                if let Err(err) = report_kills(kills, context, sinks, tally) {
+                    break Err(err);
+                }
+            }
+            () = idle => {
+                if let Err(err) = report_kills(assembler.flush(), context, sinks, tally) {
+                    break Err(err);
+                }
+            }
+            () = signals.stop() => break Ok(()),
+        }
+    };
+    Ok(outcome.and_then(|()| report_kills(assembler.flush(), context, sinks, tally)))
+}
+
+fn report_kills(
+    kills: Vec<crate::kmsg::KmsgKill>,
+    context: &Context,
+    sinks: &mut Sinks,
+    tally: &mut Tally,
+) -> Result<(), SinkError> {
+    let clock = LogClock::now();
+    for kill in kills {
+        let report = kmsg_source::report_from_kill(&kill, &clock, context.cgroups);
+        context.emit(report, sinks, tally)?;
+    }
+    Ok(())
 }
 
 /// What turning a record into a report needs besides the record.
 struct Context {
     cgroups: u32,
+    cgroup_root: Option<PathBuf>,
     docker: Option<docker::Cache>,
     filter: Filter,
 }
 
+impl Context {
+    /// Attributes, filters and writes one report.
+    fn emit(
+        &self,
+        mut report: Report,
+        sinks: &mut Sinks,
+        tally: &mut Tally,
+    ) -> Result<(), SinkError> {
+        enrich::annotate(&mut report, self.docker.as_ref());
+        if !self.filter.accepts(&report) {
+            tally.filtered += 1;
+            return Ok(());
+        }
+        sinks.write(&report)?;
+        tally.reported += 1;
+        Ok(())
+    }
+}
+
 /// Reports every record waiting in the ring buffer.
-fn drain(
+fn drain_ring(
     ring: &mut RingBuf<MapData>,
     context: &Context,
     sinks: &mut Sinks,
@@ -180,21 +362,18 @@ fn drain(
     while let Some(item) = ring.next() {
         let event = report::read_event(&item);
         drop(item);
-        let decoded =
-            event.and_then(|event| report::decode(&event, &Clock::now(), context.cgroups));
-        match decoded {
+        match event.and_then(|event| report::decode(&event, &Clock::now(), context.cgroups)) {
             Ok(mut report) => {
-                enrich::annotate(&mut report, context.docker.as_ref());
-                if !context.filter.accepts(&report) {
-                    tally.filtered += 1;
-                    continue;
-                }
-                sinks.write(&report)?;
-                tally.reported += 1;
+                procfs::complete_pid_only(
+                    &mut report,
+                    context.cgroups,
+                    context.cgroup_root.as_deref(),
+                );
+                context.emit(report, sinks, tally)?;
             }
             Err(err) => {
                 eprintln!("oomtrace: dropped an event: {err}");
-                tally.undecodable += 1;
+                tally.lost += 1;
             }
         }
     }

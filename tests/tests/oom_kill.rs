@@ -413,3 +413,180 @@ fn check_reports_mode_cgroups_and_fields() {
         "{out}"
     );
 }
+
+/// Kernels before 6.9 give `mark_victim` only a thread id. Forced here on any kernel, the
+/// report must still name the process and its cgroup (read from /proc while the victim dies)
+/// and leave what it cannot read reliably null.
+#[test]
+fn pid_only_layout_still_names_process_and_cgroup() {
+    let test = "pid_only_layout_still_names_process_and_cgroup";
+    if !privileged(test) {
+        return;
+    }
+    let _serial = serial();
+    if !host_supports("tracepoint") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "tracepoint does not attach on this CI host"
+        );
+        eprintln!("skipped {test}: this host cannot attach tracepoint");
+        return;
+    }
+    let cgroup = MemCgroup::create("pidonly", 32);
+    let tracer = Tracer::start(&["--attach", "tracepoint", "--tracepoint-layout", "pid-only"]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
+    let pid = hog.id();
+    expect_oom_killed(&mut hog);
+    reports_for_pid(&tracer, pid, 1);
+    let stopped = tracer.stop();
+    let ours: Vec<&Value> = stopped
+        .reports
+        .iter()
+        .filter(|r| r["victim"]["tid"] == pid)
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    let report = ours[0];
+    assert_eq!(field(report, "source"), "tracepoint");
+    assert_eq!(field(report, "victim.pid"), pid);
+    assert_eq!(field(report, "victim.comm"), "hog");
+    assert_eq!(field(report, "victim.oom_score_adj"), 500);
+    assert_eq!(field(report, "cgroup.path"), cgroup.path.as_str());
+    assert_eq!(field(report, "cgroup.id"), cgroup.id());
+    for key in [
+        "victim.rss_anon_bytes",
+        "victim.total_vm_bytes",
+        "victim.pgtables_bytes",
+        "victim.swap_bytes",
+    ] {
+        assert!(
+            field(report, key).is_null(),
+            "{key} cannot be read reliably: {report}"
+        );
+    }
+}
+
+/// `--backend kmsg` reads the kernel log instead of attaching eBPF.
+#[test]
+fn kmsg_backend_reports_a_memcg_kill() {
+    if !privileged("kmsg_backend_reports_a_memcg_kill") {
+        return;
+    }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("kmsg", 32);
+    let tracer = Tracer::start(&["--backend", "kmsg"]);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
+    let pid = hog.id();
+    expect_oom_killed(&mut hog);
+    let matched = reports_for_pid(&tracer, pid, 1);
+    let stopped = tracer.stop();
+    assert!(stopped.status.success());
+    assert!(
+        stopped.stderr[0].contains("watching for OOM kills (kmsg,"),
+        "{:?}",
+        stopped.stderr
+    );
+    assert_eq!(matched.len(), 1, "{:#?}", stopped.reports);
+    let report = &matched[0];
+    assert_eq!(field(report, "source"), "kmsg");
+    assert_eq!(field(report, "victim.pid"), pid);
+    assert_eq!(field(report, "victim.comm"), "hog");
+    assert_eq!(field(report, "victim.oom_score_adj"), 500);
+    assert_eq!(field(report, "cgroup.path"), cgroup.path.as_str());
+    assert_eq!(field(report, "oom.memcg"), cgroup.path.as_str());
+    assert_eq!(field(report, "oom.constraint"), "CONSTRAINT_MEMCG");
+    let anon = field(report, "victim.rss_anon_bytes").as_u64().unwrap();
+    assert!(anon >= 16 * MIB, "{anon}");
+    assert!(
+        field(report, "victim.tid").is_null(),
+        "the log does not name the thread"
+    );
+}
+
+/// `oomtrace history` lists kills from before it started, in the same schema.
+#[test]
+fn history_lists_earlier_kills() {
+    if !privileged("history_lists_earlier_kills") {
+        return;
+    }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("history", 32);
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
+        pids.push(hog.id());
+        expect_oom_killed(&mut hog);
+    }
+    let (code, out, err) =
+        run_to_end(Command::new(oomtrace_bin()).args(["history", "--json", "--since", "10m"]));
+    assert_eq!(code, 0, "{err}");
+    let reports: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("history --json prints JSON lines"))
+        .collect();
+    for pid in &pids {
+        let ours: Vec<&Value> = reports
+            .iter()
+            .filter(|r| r["victim"]["pid"] == *pid)
+            .collect();
+        assert_eq!(ours.len(), 1, "pid {pid} once in history: {out}");
+        assert_eq!(field(ours[0], "cgroup.path"), cgroup.path.as_str());
+        assert_eq!(field(ours[0], "source"), "kmsg");
+        assert_eq!(field(ours[0], "schema"), 1);
+    }
+    let (code, out, _) = run_to_end(Command::new(oomtrace_bin()).arg("history"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("OOM kill: hog (pid {}, uid 0)", pids[1])),
+        "{out}"
+    );
+    let (code, _, err) =
+        run_to_end(Command::new(oomtrace_bin()).args(["history", "--since", "banana"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("banana"), "{err}");
+}
+
+/// With no attach mode usable (no BTF, no tracefs: made so in a private mount namespace), the
+/// kernel log takes over, and oomtrace says why in one line.
+#[test]
+fn falls_back_to_kmsg_when_ebpf_cannot_be_used() {
+    if !privileged("falls_back_to_kmsg_when_ebpf_cannot_be_used") {
+        return;
+    }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("fallback", 32);
+    let script = format!(
+        "umount -l /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug 2>/dev/null; exec {} --json --btf /nonexistent/vmlinux",
+        oomtrace_bin().display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let (mut child, stdout, stderr) = spawn_until_ready(command);
+    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
+    let pid = hog.id();
+    expect_oom_killed(&mut hog);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let report: Value = serde_json::from_str(&line).expect("a JSON report");
+    // SAFETY: signals our own child (sh exec'd into oomtrace).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = oomtrace_tests::wait_timeout(&mut child, Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    assert_eq!(field(&report, "source"), "kmsg");
+    assert_eq!(field(&report, "victim.pid"), pid);
+    let stderr = stderr.lock().unwrap().clone();
+    let why: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("eBPF cannot be used here"))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr:?}");
+    assert!(
+        why[0].contains("no usable kernel BTF") && why[0].contains("tracefs"),
+        "{}",
+        why[0]
+    );
+    assert!(
+        why[0].ends_with("reading OOM kills from /dev/kmsg instead"),
+        "{}",
+        why[0]
+    );
+}

@@ -1,0 +1,62 @@
+//! `oomtrace history`: the OOM kills still in the kernel's log buffer, including the ones
+//! from before oomtrace started, which is what an on-call engineer needs first.
+
+use std::{process::ExitCode, time::Duration};
+
+use crate::{
+    enrich,
+    kmsg_source::{self, LogClock},
+    layout, render,
+    report::Report,
+};
+
+pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
+    let (kills, lost) = match kmsg_source::logged_kills() {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("oomtrace: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clock = LogClock::now();
+    let cgroups = layout::host_cgroup_mode();
+    let oldest = since.and_then(|since| clock.realtime.checked_sub(since));
+    let reports: Vec<Report> = kills
+        .iter()
+        .map(|kill| {
+            let mut report = kmsg_source::report_from_kill(kill, &clock, cgroups);
+            // Containers in the log may be long gone: the path alone names them.
+            enrich::annotate(&mut report, None);
+            report
+        })
+        .filter(|report| oldest.is_none_or(|oldest| report.time >= oldest))
+        .collect();
+
+    let mut out = Vec::with_capacity(reports.len() * 512);
+    let mut line = String::new();
+    for report in &reports {
+        if json {
+            render::json_line(report, &mut out);
+        } else {
+            line.clear();
+            render::human_line(report, &mut line);
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("oomtrace: cannot write to stdout: {err}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    if lost > 0 {
+        eprintln!(
+            "oomtrace: {lost} log records were overwritten while being read; kills among them are missing"
+        );
+    }
+    eprintln!("oomtrace: {} OOM kills in the kernel log", reports.len());
+    ExitCode::SUCCESS
+}

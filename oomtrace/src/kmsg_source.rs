@@ -1,0 +1,230 @@
+//! The kernel log as a source of reports: the fallback when eBPF cannot be used
+//! (`--backend kmsg`), and `oomtrace history`, which lists the kills still in the log buffer.
+//!
+//! It reports only what the kernel printed, and marks it `"source":"kmsg"`.
+
+use std::{
+    fs::File,
+    io::{ErrorKind, Read as _},
+    os::unix::fs::OpenOptionsExt as _,
+    time::{Duration, SystemTime},
+};
+
+use crate::{
+    kmsg::{KillAssembler, KmsgKill},
+    report::{self, Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
+};
+
+pub const DEV_KMSG: &str = "/dev/kmsg";
+
+/// A record, continuation lines included, never exceeds this (the kernel's own limit is
+/// about 8 KiB); a smaller buffer makes read() fail with EINVAL.
+const RECORD_BUFFER: usize = 16 * 1024;
+
+/// Ties the log's monotonic microseconds to the wall clock.
+#[derive(Clone, Copy, Debug)]
+pub struct LogClock {
+    pub realtime: SystemTime,
+    pub monotonic_us: u64,
+}
+
+impl LogClock {
+    pub fn now() -> Self {
+        Self {
+            realtime: SystemTime::now(),
+            monotonic_us: report::clock_ns(libc::CLOCK_MONOTONIC) / 1000,
+        }
+    }
+
+    pub fn wall_time(&self, usec: u64) -> SystemTime {
+        if usec <= self.monotonic_us {
+            self.realtime - Duration::from_micros(self.monotonic_us - usec)
+        } else {
+            self.realtime + Duration::from_micros(usec - self.monotonic_us)
+        }
+    }
+}
+
+/// Turns a kill the kernel logged into a report. Only what the log says is filled.
+pub fn report_from_kill(kill: &KmsgKill, clock: &LogClock, cgroups: u32) -> Report {
+    let kib = |v: Option<u64>| v.map(|kb| kb << 10);
+    Report {
+        schema: SCHEMA,
+        event: "oom_kill",
+        time: clock.wall_time(kill.usec),
+        boot_ns: None,
+        victim: Victim {
+            pid: Some(kill.pid),
+            comm: Some(kill.comm.clone()),
+            uid: kill.uid,
+            oom_score_adj: kill.oom_score_adj,
+            rss_anon_bytes: kib(kill.anon_rss_kb),
+            rss_file_bytes: kib(kill.file_rss_kb),
+            rss_shmem_bytes: kib(kill.shmem_rss_kb),
+            total_vm_bytes: kib(kill.total_vm_kb),
+            pgtables_bytes: kib(kill.pgtables_kb),
+            ..Victim::default()
+        },
+        trigger: Trigger {
+            comm: kill.trigger_comm.clone(),
+            ..Trigger::default()
+        },
+        cgroup: Cgroup {
+            id: None,
+            mode: kill
+                .task_memcg
+                .as_ref()
+                .and_then(|_| report::mode_name(cgroups)),
+            path: kill.task_memcg.clone(),
+        },
+        container: None,
+        oom: Some(OomContext {
+            constraint: kill.constraint.clone(),
+            memcg: kill.oom_memcg.clone(),
+            global: kill.global,
+            group_kill: kill.group_kill,
+        }),
+        source: "kmsg",
+    }
+}
+
+/// Opens `/dev/kmsg` without blocking; one sentence if that is not allowed.
+pub fn open() -> Result<File, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(DEV_KMSG)
+        .map_err(|err| match err.kind() {
+            ErrorKind::PermissionDenied => {
+                format!("reading {DEV_KMSG} needs root (or CAP_SYSLOG): run oomtrace with sudo")
+            }
+            _ => format!("cannot open {DEV_KMSG}: {err}"),
+        })
+}
+
+/// Moves past everything already logged, so only new kills are reported.
+pub fn seek_to_end(file: &File) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: lseek on our own fd; /dev/kmsg defines SEEK_END as "after the last record".
+    unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_END) };
+}
+
+/// What one non-blocking read gave.
+pub enum Read {
+    Record(String),
+    /// Records were overwritten before they were read; the reader skips to the oldest left.
+    Lost,
+    Empty,
+}
+
+pub fn read_record(file: &mut File, buffer: &mut [u8]) -> Result<Read, String> {
+    match file.read(buffer) {
+        Ok(0) => Ok(Read::Empty),
+        Ok(n) => Ok(Read::Record(
+            String::from_utf8_lossy(&buffer[..n]).into_owned(),
+        )),
+        Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(Read::Empty),
+        Err(err) if err.raw_os_error() == Some(libc::EPIPE) => Ok(Read::Lost),
+        Err(err) if err.kind() == ErrorKind::Interrupted => Ok(Read::Empty),
+        Err(err) => Err(format!("cannot read {DEV_KMSG}: {err}")),
+    }
+}
+
+pub fn record_buffer() -> Vec<u8> {
+    vec![0; RECORD_BUFFER]
+}
+
+/// Every kill still in the kernel's log buffer, oldest first.
+pub fn logged_kills() -> Result<(Vec<KmsgKill>, u64), String> {
+    let mut file = open()?;
+    let mut buffer = record_buffer();
+    let mut assembler = KillAssembler::default();
+    let mut kills = Vec::new();
+    let mut lost = 0;
+    loop {
+        match read_record(&mut file, &mut buffer)? {
+            Read::Record(record) => {
+                if let Some(kill) = assembler.push_line(&record) {
+                    kills.push(kill);
+                }
+                kills.extend(std::iter::from_fn(|| assembler.pop()));
+            }
+            Read::Lost => lost += 1,
+            Read::Empty => break,
+        }
+    }
+    kills.extend(assembler.flush());
+    Ok((kills, lost))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmsg::kills_in;
+    use oomtrace_common::cgroup_mode;
+
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn a_logged_docker_kill_becomes_a_kmsg_report() {
+        let kills = kills_in(&fixture("kmsg-host-6.18-cgroup-v1-docker.txt"));
+        let docker = kills
+            .iter()
+            .find(|k| {
+                k.task_memcg
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("/docker/"))
+            })
+            .expect("a docker kill in the fixture");
+        let clock = LogClock {
+            realtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+            monotonic_us: docker.usec + 2_000_000,
+        };
+        let mut report = report_from_kill(docker, &clock, cgroup_mode::V1);
+        crate::enrich::annotate(&mut report, None);
+        assert_eq!(report.source, "kmsg");
+        assert_eq!(report.victim.pid, Some(docker.pid));
+        assert_eq!(report.victim.tid, None, "the log does not say which thread");
+        assert_eq!(report.victim.comm.as_deref(), Some(docker.comm.as_str()));
+        assert_eq!(
+            report.victim.rss_anon_bytes,
+            docker.anon_rss_kb.map(|kb| kb * 1024)
+        );
+        assert_eq!(report.boot_ns, None);
+        assert_eq!(report.cgroup.mode, Some("v1"));
+        let container = report.container.expect("attributed from task_memcg");
+        assert_eq!(container.runtime, "docker");
+        assert_eq!(
+            format!("/docker/{}", container.id),
+            report.cgroup.path.unwrap()
+        );
+        let oom = report.oom.unwrap();
+        assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_MEMCG"));
+        assert!(!oom.global);
+        assert_eq!(
+            report.time,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(999_998),
+            "two seconds before the clock was read"
+        );
+    }
+
+    #[test]
+    fn a_global_oom_has_no_limiting_memcg() {
+        let kills = kills_in(&fixture("kmsg-debian-6.12.117-cloud.txt"));
+        let global = kills
+            .iter()
+            .find(|k| k.global)
+            .expect("the fixture's global OOM");
+        let clock = LogClock::now();
+        let report = report_from_kill(global, &clock, cgroup_mode::V2);
+        let oom = report.oom.unwrap();
+        assert!(oom.global);
+        assert_eq!(oom.memcg, None);
+        assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_NONE"));
+    }
+}
