@@ -347,20 +347,12 @@ pub fn cgroup_mode_from(proc_self_cgroup: &str, v2_root_controllers: Option<&str
     }
 }
 
-/// Mount point of the cgroup2 filesystem, from `/proc/self/mountinfo`.
-pub fn cgroup2_mount(mountinfo: &str) -> Option<&str> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4))?
-    })
-}
-
 /// The running system's cgroup mode.
 pub fn host_cgroup_mode() -> u32 {
     let proc_self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let controllers = cgroup2_mount(&mountinfo)
-        .and_then(|root| std::fs::read_to_string(format!("{root}/cgroup.controllers")).ok());
+    let controllers = crate::procfs::memory_hierarchy_root(&mountinfo, cgroup_mode::V2)
+        .and_then(|root| std::fs::read_to_string(root.join("cgroup.controllers")).ok());
     cgroup_mode_from(&proc_self_cgroup, controllers.as_deref())
 }
 
@@ -398,20 +390,6 @@ mod tests {
                 "{cgroup:?} {controllers:?}"
             );
         }
-    }
-
-    #[test]
-    fn finds_the_cgroup2_mount() {
-        let mountinfo = "\
-35 24 0:30 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
-36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw
-37 35 0:32 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
-";
-        assert_eq!(cgroup2_mount(mountinfo), Some("/sys/fs/cgroup/unified"));
-        assert_eq!(
-            cgroup2_mount("37 35 0:32 / /x rw - cgroup cgroup rw,memory\n"),
-            None
-        );
     }
 
     #[test]
