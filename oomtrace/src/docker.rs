@@ -113,11 +113,20 @@ pub fn apply_event(
     };
     match action {
         "create" | "rename" | "update" => cache.upsert(id, known),
-        "start" | "restart" | "unpause" => {
-            cache.upsert(id, known);
+        "start" | "restart" => {
+            // A new main process; the old pid must not outlive its process, even if the
+            // inspect that finds the new one comes too late (its PID 1 already dead).
+            cache.upsert(id, |meta| {
+                known(meta);
+                meta.main_pid = None;
+            });
             return Some(id.to_owned());
         }
-        "die" | "kill" | "stop" | "oom" => cache.upsert(id, known),
+        "die" => cache.upsert(id, |meta| {
+            known(meta);
+            meta.main_pid = None;
+        }),
+        "kill" | "stop" | "oom" | "pause" | "unpause" => cache.upsert(id, known),
         "destroy" => cache.mark_removed(id),
         _ => {}
     }
@@ -273,7 +282,7 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     cache.upsert(id, |meta| {
-        meta.main_pid = main_pid.or(meta.main_pid);
+        meta.main_pid = main_pid;
         meta.restart_policy = restart_policy;
         meta.memory_limit = memory_limit;
         meta.name = name.or(meta.name.take());
