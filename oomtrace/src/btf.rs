@@ -168,6 +168,12 @@ impl Btf {
         })
     }
 
+    /// The raw BTF, for a second reader (aya's, which tp_btf attach needs) without reading
+    /// sysfs again.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+
     fn word(&self, at: usize) -> u32 {
         self.data
             .get(at..at + 4)

@@ -24,6 +24,9 @@ pub struct Plan {
     /// Record fields the classic tracepoint lacks or has in an unexpected form.
     pub missing_tracepoint: Vec<Missing>,
     pub tracepoint_available: bool,
+    /// The kernel's raw BTF, kept only when tp_btf will be tried: aya parses it to find the
+    /// attach target.
+    pub btf_bytes: Option<Vec<u8>>,
 }
 
 pub fn page_shift() -> u32 {
@@ -66,8 +69,6 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
             (layout, Vec::new(), Some(why))
         }
     };
-    // The BTF blob is several megabytes; nothing needs it past this point.
-    drop(btf);
 
     let mut missing_tracepoint = Vec::new();
     let tracepoint_reason = match tracefs::root() {
@@ -110,6 +111,12 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
         }
     }
 
+    // The BTF blob is several megabytes: kept only if tp_btf needs it.
+    let btf_bytes = btf
+        .ok()
+        .filter(|_| modes.contains(&AttachMode::TpBtf))
+        .map(Btf::into_bytes);
+
     Plan {
         layout,
         cgroup_mode,
@@ -118,6 +125,7 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
         missing_btf,
         missing_tracepoint,
         tracepoint_available: tracepoint_reason.is_none(),
+        btf_bytes,
     }
 }
 
