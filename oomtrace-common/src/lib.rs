@@ -7,15 +7,12 @@
 
 /// `TASK_COMM_LEN` in the kernel.
 pub const TASK_COMM_LEN: usize = 16;
-/// Bytes of cgroup path the handler may write; a longer path is flagged truncated.
-pub const CGROUP_PATH_LEN: usize = 1024;
-/// Most bytes read for one kernfs name, NUL included (`NAME_MAX` + 1).
-pub const CGROUP_NAME_MAX: usize = 256;
-/// The path buffer has room for one whole name past [`CGROUP_PATH_LEN`], so the verifier can
-/// prove every masked write stays inside it.
-pub const CGROUP_PATH_BUF: usize = CGROUP_PATH_LEN + CGROUP_NAME_MAX;
-/// Most kernfs levels the handler walks up from the victim's cgroup.
-pub const CGROUP_MAX_DEPTH: usize = 24;
+/// Bytes kept of one kernfs name, NUL included. A name that fills its slot may have been
+/// cut, so the path it belongs to is not trusted: container runtimes' names (at most
+/// `cri-containerd-<64 hex>.scope`, 86 bytes) fit with room to spare.
+pub const CGROUP_NAME_LEN: usize = 128;
+/// Most cgroup levels below the hierarchy's root the handler records.
+pub const CGROUP_MAX_DEPTH: usize = 16;
 /// `MAX_PID_NS_LEVEL` in the kernel.
 pub const MAX_PID_NS_LEVEL: u32 = 32;
 
@@ -88,7 +85,7 @@ pub mod field {
     pub const PGTABLES: u32 = 1 << 10;
     pub const CGROUP_ID: u32 = 1 << 11;
     pub const CGROUP_PATH: u32 = 1 << 12;
-    /// The path was longer than the buffer or deeper than the walk: do not trust it.
+    /// A name filled its slot or the cgroup is deeper than the walk: do not trust the path.
     pub const CGROUP_PATH_TRUNCATED: u32 = 1 << 13;
     pub const TRIGGER_CGROUP_ID: u32 = 1 << 14;
 }
@@ -108,7 +105,8 @@ pub struct OomEvent {
     pub victim_ns_pid: u32,
     pub victim_uid: u32,
     pub oom_score_adj: i32,
-    pub cgroup_path_len: u32,
+    /// Filled slots of `cgroup_names`: the cgroup's depth below the hierarchy's root.
+    pub cgroup_depth: u32,
     pub trigger_tid: u32,
     pub trigger_tgid: u32,
     pub rss_anon_bytes: u64,
@@ -122,7 +120,10 @@ pub struct OomEvent {
     pub victim_thread_comm: [u8; TASK_COMM_LEN],
     pub victim_process_comm: [u8; TASK_COMM_LEN],
     pub trigger_comm: [u8; TASK_COMM_LEN],
-    pub cgroup_path: [u8; CGROUP_PATH_BUF],
+    /// The kernfs names from the victim's cgroup up to (not including) the root, leaf first,
+    /// each NUL-terminated. Captured in the handler because a container's cgroup is removed as
+    /// soon as it dies; user space joins them into a path.
+    pub cgroup_names: [[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH],
 }
 
 /// Offsets (bytes) into kernel structs and the tracepoint record, from the running kernel.

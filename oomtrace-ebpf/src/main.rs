@@ -20,17 +20,17 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_MAX, CGROUP_PATH_LEN, KernelLayout, MAX_PID_NS_LEVEL,
-    OomEvent, Source, TASK_COMM_LEN, cgroup_mode, field, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, OomEvent, Source,
+    TASK_COMM_LEN, cgroup_mode, field, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
 #[unsafe(no_mangle)]
 static LAYOUT: KernelLayout = KernelLayout::UNKNOWN;
 
-/// 256 KiB holds about 180 records: a whole `memory.oom.group` kill of a large pod.
+/// 1 MiB holds about 450 records: a whole `memory.oom.group` kill of a large pod.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -86,7 +86,7 @@ fn emit(source: Source, fill: impl FnOnce(*mut OomEvent) -> u32) {
     unsafe {
         (*event).boot_ns = bpf_ktime_get_boot_ns();
         (*event).source = source as u32;
-        (*event).cgroup_path_len = 0;
+        (*event).cgroup_depth = 0;
         let fields = fill(event) | fill_trigger(event);
         (*event).fields = fields;
     }
@@ -268,81 +268,56 @@ fn memory_cgroup_kn(task: *const u8) -> Option<*const u8> {
     read_ptr(cgroup, layout!(cgroup_kn))
 }
 
-/// Writes the cgroup's path by walking kernfs names up to the hierarchy's root. Done here,
-/// not in user space, because Docker removes a container's cgroup as soon as it dies.
+/// Records the kernfs names from the victim's cgroup up to the hierarchy's root, leaf first,
+/// one fixed slot per level. Done here, not in user space, because Docker removes a
+/// container's cgroup as soon as it dies. One bounded loop with a fixed slot per level keeps
+/// every iteration alike, so even 6.1's verifier prunes it (a packed path with a running
+/// length exceeded its one-million-instruction budget there).
 #[inline(always)]
 fn fill_cgroup_path(event: *mut OomEvent, kn: *const u8) -> u32 {
     let (parent_offset, name_offset) = (layout!(kn_parent), layout!(kn_name));
     if parent_offset == ABSENT || name_offset == ABSENT {
         return 0;
     }
-    // Nodes below the root, leaf first.
-    let mut chain = [0u64; CGROUP_MAX_DEPTH];
-    let mut depth = 0;
-    let mut reached_root = false;
+    // SAFETY: `names` is the record's slot array; slot `level` is written only while
+    // `level < CGROUP_MAX_DEPTH`, each write at most CGROUP_NAME_LEN bytes into its slot.
+    let names = unsafe { (&raw mut (*event).cgroup_names) as *mut u8 };
     let mut node = kn;
+    let mut depth = 0u32;
+    let mut truncated = true;
     for level in 0..=CGROUP_MAX_DEPTH {
         let Some(parent) = read::<u64>(node, parent_offset) else {
             return 0;
         };
         if parent == 0 {
-            reached_root = true;
+            // `node` is the hierarchy's root, which has no name of its own.
+            truncated = false;
             break;
         }
-        let Some(slot) = chain.get_mut(level) else {
-            break;
-        };
-        *slot = node as u64;
-        depth = level + 1;
-        node = parent as *const u8;
-    }
-
-    // SAFETY: `path` is the record's path buffer. Every write starts at an offset masked
-    // below CGROUP_PATH_LEN and spans at most CGROUP_NAME_MAX bytes, which the buffer's
-    // CGROUP_PATH_LEN + CGROUP_NAME_MAX bytes always hold; the verifier proves the same.
-    let path = unsafe { (&raw mut (*event).cgroup_path) as *mut u8 };
-    let mut len: usize = 0;
-    let mut truncated = !reached_root;
-    if depth == 0 {
-        unsafe { *path = b'/' };
-        len = 1;
-    }
-    let mut remaining = depth;
-    for _ in 0..CGROUP_MAX_DEPTH {
-        if remaining == 0 {
+        if level == CGROUP_MAX_DEPTH {
             break;
         }
-        remaining -= 1;
-        let Some(&node) = chain.get(remaining) else {
-            return 0;
-        };
-        if len >= CGROUP_PATH_LEN - 1 {
-            truncated = true;
-            break;
-        }
-        unsafe { *path.add(len & (CGROUP_PATH_LEN - 1)) = b'/' };
-        len += 1;
-        let Some(name) = read_ptr(node as *const u8, name_offset) else {
+        let Some(name) = read_ptr(node, name_offset) else {
             return 0;
         };
         let copied = unsafe {
             bpf_probe_read_kernel_str(
-                path.add(len & (CGROUP_PATH_LEN - 1)).cast(),
-                CGROUP_NAME_MAX as u32,
+                names.add(level * CGROUP_NAME_LEN).cast(),
+                CGROUP_NAME_LEN as u32,
                 name.cast(),
             )
         };
         if copied <= 0 {
             return 0;
         }
-        // `copied` counts the NUL, which the next '/' overwrites.
-        len += (copied as usize - 1) & (CGROUP_NAME_MAX - 1);
+        if copied as usize >= CGROUP_NAME_LEN {
+            // The name filled its slot: it may have been cut.
+            break;
+        }
+        depth = level as u32 + 1;
+        node = parent as *const u8;
     }
-    if len > CGROUP_PATH_LEN {
-        truncated = true;
-        len = CGROUP_PATH_LEN;
-    }
-    unsafe { (*event).cgroup_path_len = len as u32 };
+    unsafe { (*event).cgroup_depth = depth };
     if truncated {
         field::CGROUP_PATH | field::CGROUP_PATH_TRUNCATED
     } else {

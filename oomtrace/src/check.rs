@@ -1,23 +1,32 @@
 //! `oomtrace check`: can this host be traced, and how? It attaches for real and detaches,
 //! so "yes" is proven rather than inferred.
 
-use std::process::ExitCode;
+use std::{fmt::Write as _, io::Write as _, process::ExitCode};
 
 use crate::{cli::KernelArgs, layout::cgroup_mode_name, plan, watch};
 
 pub fn run(kernel: &KernelArgs) -> ExitCode {
+    let mut out = String::new();
+    let code = describe(kernel, &mut out);
+    // `oomtrace check | head -1` is a fine way to ask: a closed pipe is not an error.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    code
+}
+
+fn describe(kernel: &KernelArgs, out: &mut String) -> ExitCode {
     let (plan, attached) = match watch::attach(kernel) {
         Ok(ok) => ok,
         Err(err) => {
-            println!("oomtrace check: this host cannot be traced: {err}");
+            let _ = writeln!(out, "oomtrace check: this host cannot be traced: {err}");
             return ExitCode::FAILURE;
         }
     };
     let mode = attached.mode;
-    println!("oomtrace check: this host can be traced.");
-    println!("attach mode: {mode}");
-    println!("cgroup mode: {}", cgroup_mode_name(plan.cgroup_mode));
-    println!(
+    let _ = writeln!(out, "oomtrace check: this host can be traced.");
+    let _ = writeln!(out, "attach mode: {mode}");
+    let _ = writeln!(out, "cgroup mode: {}", cgroup_mode_name(plan.cgroup_mode));
+    let _ = writeln!(
+        out,
         "fields:      {}",
         plan::fillable_fields(mode, &plan.layout).join(", ")
     );
@@ -34,11 +43,11 @@ pub fn run(kernel: &KernelArgs) -> ExitCode {
             .map(|m| format!("{} {}: {} will be null", m.what, m.why, m.affects)),
     );
     if reasons.is_empty() {
-        println!("richer modes: none; this is the richest mode");
+        let _ = writeln!(out, "richer modes: none; this is the richest mode");
     } else {
-        println!("not available:");
+        let _ = writeln!(out, "not available:");
         for reason in reasons {
-            println!("  - {reason}");
+            let _ = writeln!(out, "  - {reason}");
         }
     }
     ExitCode::SUCCESS

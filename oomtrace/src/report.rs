@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use oomtrace_common::{OomEvent, Source, TASK_COMM_LEN, cgroup_mode, field};
+use oomtrace_common::{
+    CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, OomEvent, Source, TASK_COMM_LEN, cgroup_mode, field,
+};
 use serde::Serialize;
 
 /// Version of the JSON contract documented in the README.
@@ -213,10 +215,7 @@ pub fn decode(event: &OomEvent, clock: &Clock, cgroups: u32) -> Result<Report, D
     };
     // A truncated path would name a different cgroup: better none than a wrong one.
     let path_ok = has(field::CGROUP_PATH) && !has(field::CGROUP_PATH_TRUNCATED);
-    let path = path_ok.then(|| {
-        let len = (event.cgroup_path_len as usize).min(event.cgroup_path.len());
-        String::from_utf8_lossy(&event.cgroup_path[..len]).into_owned()
-    });
+    let path = path_ok.then(|| cgroup_path(&event.cgroup_names, event.cgroup_depth));
     let cgroup = Cgroup {
         id: has(field::CGROUP_ID).then_some(event.cgroup_id),
         mode: (path.is_some() || has(field::CGROUP_ID))
@@ -238,6 +237,21 @@ pub fn decode(event: &OomEvent, clock: &Clock, cgroups: u32) -> Result<Report, D
     })
 }
 
+/// Joins the leaf-first kernfs names the handler recorded into a path from the root.
+pub fn cgroup_path(names: &[[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH], depth: u32) -> String {
+    let depth = (depth as usize).min(CGROUP_MAX_DEPTH);
+    if depth == 0 {
+        return "/".to_owned();
+    }
+    let mut path = String::with_capacity(depth * 32);
+    for name in names[..depth].iter().rev() {
+        let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(&name[..len]));
+    }
+    path
+}
+
 pub fn mode_name(cgroups: u32) -> Option<&'static str> {
     match cgroups {
         cgroup_mode::V1 => Some("v1"),
@@ -249,7 +263,6 @@ pub fn mode_name(cgroups: u32) -> Option<&'static str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use oomtrace_common::CGROUP_PATH_BUF;
 
     fn comm16(s: &str) -> [u8; 16] {
         let mut out = [0; 16];
@@ -259,9 +272,11 @@ pub(crate) mod tests {
 
     /// A record as the tp_btf handler writes it for a `dd` killed in a Docker container.
     pub(crate) fn raw_event() -> OomEvent {
-        let path = b"/docker/4f2c";
-        let mut cgroup_path = [0xAA; CGROUP_PATH_BUF];
-        cgroup_path[..path.len()].copy_from_slice(path);
+        // Leaf first, as the handler records them; slots past the depth hold garbage.
+        let mut cgroup_names = [[0xAA; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH];
+        for (slot, name) in cgroup_names.iter_mut().zip([&b"4f2c\0"[..], b"docker\0"]) {
+            slot[..name.len()].copy_from_slice(name);
+        }
         OomEvent {
             boot_ns: 123_456_789,
             fields: !field::CGROUP_PATH_TRUNCATED,
@@ -271,7 +286,7 @@ pub(crate) mod tests {
             victim_ns_pid: 7,
             victim_uid: 0,
             oom_score_adj: 500,
-            cgroup_path_len: path.len() as u32,
+            cgroup_depth: 2,
             trigger_tid: 10391,
             trigger_tgid: 10390,
             rss_anon_bytes: 200 << 20,
@@ -285,7 +300,7 @@ pub(crate) mod tests {
             victim_thread_comm: comm16("dd-worker"),
             victim_process_comm: comm16("dd"),
             trigger_comm: comm16("dd-worker"),
-            cgroup_path,
+            cgroup_names,
         }
     }
 
@@ -354,6 +369,29 @@ pub(crate) mod tests {
         assert_eq!(report.cgroup.path, None);
         assert_eq!(report.cgroup.id, Some(4242));
         assert_eq!(report.cgroup.mode, Some("v2"));
+    }
+
+    #[test]
+    fn joins_recorded_names_root_first() {
+        let mut names = [[0u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH];
+        for (slot, name) in names.iter_mut().zip([
+            "cri-containerd-ab.scope",
+            "kubepods-pod1.slice",
+            "kubepods.slice",
+        ]) {
+            slot[..name.len()].copy_from_slice(name.as_bytes());
+        }
+        assert_eq!(
+            cgroup_path(&names, 3),
+            "/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope"
+        );
+        assert_eq!(cgroup_path(&names, 1), "/cri-containerd-ab.scope");
+        assert_eq!(cgroup_path(&names, 0), "/", "a task in the root cgroup");
+        assert_eq!(
+            cgroup_path(&names, 99).matches('/').count(),
+            CGROUP_MAX_DEPTH,
+            "depth is clamped"
+        );
     }
 
     #[test]
