@@ -338,6 +338,13 @@ pub fn expect_oom_killed(child: &mut Child) {
     );
 }
 
+/// The kernel prints an OOM's `oom-kill:` summary (the only line naming the victim's cgroup)
+/// at most 10 times per 5 s. Tests that read the kernel log wait out that window first, so
+/// the kills they cause are logged in full.
+pub fn wait_out_oom_log_ratelimit() {
+    thread::sleep(Duration::from_millis(5500));
+}
+
 /// Field access that names the path in its panic.
 pub fn field<'a>(report: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(report, |value, key| {
