@@ -289,6 +289,22 @@ impl MemCgroup {
         self.dir.join("cgroup.procs")
     }
 
+    /// The kernel's own count of OOM kills in this cgroup: `oom_kill` in `memory.events` on
+    /// v2, in `memory.oom_control` on v1.
+    pub fn oom_kills(&self) -> u64 {
+        let file = match self.mode {
+            CgroupMode::V1 => "memory.oom_control",
+            CgroupMode::V2 => "memory.events",
+        };
+        let path = self.dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        text.lines()
+            .find_map(|line| line.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{} has no oom_kill line: {text}", path.display()))
+    }
+
     /// The cgroup's id as the kernel reports it: its directory's inode number.
     pub fn id(&self) -> u64 {
         use std::os::unix::fs::MetadataExt as _;

@@ -78,6 +78,11 @@ fn reports_a_memcg_kill(mode: &str) {
         1,
         "expected exactly one report for pid {pid}: {ours:#?}"
     );
+    assert_eq!(
+        cgroup.oom_kills(),
+        1,
+        "the kernel counted one kill in the cgroup too"
+    );
     let report = ours[0];
 
     assert_eq!(field(report, "schema"), 1);
@@ -595,4 +600,57 @@ fn falls_back_to_kmsg_when_ebpf_cannot_be_used() {
         "{}",
         why[0]
     );
+}
+
+/// cgroup v2's `memory.oom.group` kills every process of the cgroup in one OOM: each must be
+/// reported, once. Kubernetes sets it on containers since 1.28.
+#[test]
+fn group_kill_reports_every_member() {
+    let test = "group_kill_reports_every_member";
+    if !privileged(test) {
+        return;
+    }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("group", 32);
+    if cgroup.mode != oomtrace_tests::CgroupMode::V2 {
+        eprintln!(
+            "skipped {test}: memory.oom.group exists only on cgroup v2; the VM matrix runs it"
+        );
+        return;
+    }
+    cgroup.write("memory.oom.group", "1");
+    let tracer = Tracer::start(&["--no-enrich"]);
+    let mut members: Vec<_> = (0..2)
+        .map(|_| spawn_hog(&hog_path(), &cgroup, 0, &["--mib", "1"]))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(cgroup.procs_file())
+        .unwrap()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the members never joined"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    members.push(spawn_hog(&hog_path(), &cgroup, 500, &[]));
+    let mut pids: Vec<u32> = members.iter().map(|m| m.id()).collect();
+    for member in &mut members {
+        expect_oom_killed(member);
+    }
+    let matched = tracer.wait_for(3, Duration::from_secs(5), |r| {
+        r["cgroup"]["path"] == cgroup.path.as_str()
+    });
+    let stopped = tracer.stop();
+    let mut reported: Vec<u32> = matched
+        .iter()
+        .map(|r| field(r, "victim.pid").as_u64().unwrap() as u32)
+        .collect();
+    reported.sort_unstable();
+    pids.sort_unstable();
+    assert_eq!(reported, pids, "every member once: {:#?}", stopped.reports);
+    assert_eq!(cgroup.oom_kills(), 3, "the kernel counted three kills");
 }
