@@ -2,18 +2,21 @@
 //!
 //! Three entry points share one body; user space loads and attaches exactly one of them,
 //! the richest the running kernel accepts. Struct offsets come from [`LAYOUT`], which user
-//! space fills from the kernel's BTF, so every read is a bounded `bpf_probe_read_kernel` at
-//! an offset checked at start-up; an [`ABSENT`] offset leaves its field `null`.
+//! space fills from the kernel's BTF, so every read is a `bpf_probe_read_kernel` at an offset
+//! checked at start-up; an [`ABSENT`] offset, or a read that fails, leaves its field `null`.
 #![no_std]
 #![no_main]
 
-use core::ptr::read_volatile;
+use core::{ffi::c_void, ptr::read_volatile};
 
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str},
+        bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::{
+            bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            bpf_probe_read_kernel_str,
+        },
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, RingBuf},
@@ -65,7 +68,7 @@ pub fn mark_victim_raw(ctx: RawTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn mark_victim_tp(ctx: TracePointContext) -> i32 {
-    let record = ctx.as_ptr() as *const u8;
+    let record = ctx.as_ptr() as u64;
     emit(Source::Tracepoint, |event| fill_from_record(event, record));
     0
 }
@@ -96,7 +99,7 @@ fn emit(source: Source, fill: impl FnOnce(*mut OomEvent) -> u32) {
 #[inline(always)]
 fn fill_from_first_arg(event: *mut OomEvent, first_arg: u64) -> u32 {
     match layout!(tp_args) {
-        tp_args::TASK => fill_from_task(event, first_arg as *const u8),
+        tp_args::TASK => fill_from_task(event, first_arg),
         tp_args::PID_ONLY => {
             // SAFETY: writes inside the reserved record.
             unsafe { (*event).victim_tid = first_arg as u32 };
@@ -106,223 +109,230 @@ fn fill_from_first_arg(event: *mut OomEvent, first_arg: u64) -> u32 {
     }
 }
 
-/// Reads a `T` at `base + offset`, or `None` when the offset is unknown or the read faults.
+// Every kernel read below is branch-free in what it finds: a failed read (a null or stale
+// pointer included) leaves zeroes, the next read through that zero fails the same way, and
+// success is carried as a 0/1 bit. Branching on each outcome made the verifier walk every
+// combination of outcomes, which exceeded 6.1's million-instruction budget. The only
+// branches left test LAYOUT, which the verifier knows as constants (frozen .rodata).
+
+/// 1 when a `bpf_probe_read_kernel*` return value says it succeeded, else 0.
 #[inline(always)]
-fn read<T>(base: *const u8, offset: u32) -> Option<T> {
-    if offset == ABSENT || base.is_null() {
-        return None;
+fn ok_bit(ret: i64) -> u64 {
+    ((ret >> 63) + 1) as u64
+}
+
+/// `bit` when `ok` is 1, else 0.
+#[inline(always)]
+fn bit_if(ok: u64, bit: u32) -> u32 {
+    (ok as u32).wrapping_neg() & bit
+}
+
+/// 1 when `x` is non-zero, else 0.
+#[inline(always)]
+fn non_zero(x: u64) -> u64 {
+    (x | x.wrapping_neg()) >> 63
+}
+
+/// Copies the `T` at `base + offset` into `dst`: 1 if it was read, 0 (and `dst` zeroed) if
+/// not, including when the kernel has no such offset.
+#[inline(always)]
+fn copy<T>(dst: *mut T, base: u64, offset: u32) -> u64 {
+    if offset == ABSENT {
+        // SAFETY: `dst` is inside the reserved record or on the stack.
+        unsafe { core::ptr::write_bytes(dst, 0, 1) };
+        return 0;
     }
-    // SAFETY: bpf_probe_read_kernel tolerates any address; a bad one returns an error.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T).ok() }
+    // SAFETY: bpf_probe_read_kernel tolerates any address; a bad one fails and zeroes `dst`.
+    let ret = unsafe {
+        bpf_probe_read_kernel(
+            dst.cast(),
+            size_of::<T>() as u32,
+            base.wrapping_add(offset as u64) as *const c_void,
+        )
+    };
+    ok_bit(ret)
+}
+
+/// The `u64` (usually a pointer) at `base + offset`, 0 if it cannot be read.
+#[inline(always)]
+fn load(base: u64, offset: u32) -> u64 {
+    let mut value = 0u64;
+    copy(&raw mut value, base, offset);
+    value
 }
 
 #[inline(always)]
-fn read_ptr(base: *const u8, offset: u32) -> Option<*const u8> {
-    read::<u64>(base, offset)
-        .map(|ptr| ptr as *const u8)
-        .filter(|ptr| !ptr.is_null())
-}
-
-/// Copies a `comm` into `dst`; false if it could not be read.
-#[inline(always)]
-fn read_comm(task: *const u8, dst: *mut [u8; TASK_COMM_LEN]) -> bool {
-    match read::<[u8; TASK_COMM_LEN]>(task, layout!(task_comm)) {
-        Some(comm) => {
-            // SAFETY: `dst` lies inside the reserved record.
-            unsafe { *dst = comm };
-            true
-        }
-        None => false,
-    }
-}
-
-#[inline(always)]
-fn fill_from_task(event: *mut OomEvent, task: *const u8) -> u32 {
-    let mut fields = 0;
-    // SAFETY (whole block): every write lands inside the reserved record.
+fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
+    // SAFETY (whole function): every destination is inside the reserved record.
     unsafe {
-        if let Some(tid) = read::<u32>(task, layout!(task_pid)) {
-            (*event).victim_tid = tid;
-            fields |= field::TID;
-        }
-        if let Some(tgid) = read::<u32>(task, layout!(task_tgid)) {
-            (*event).victim_tgid = tgid;
-            fields |= field::TGID;
-        }
-        if read_comm(task, &raw mut (*event).victim_thread_comm) {
-            fields |= field::THREAD_COMM;
-        }
-        if let Some(leader) = read_ptr(task, layout!(task_group_leader))
-            && read_comm(leader, &raw mut (*event).victim_process_comm)
-        {
-            fields |= field::PROCESS_COMM;
-        }
-        if let Some(cred) = read_ptr(task, layout!(task_real_cred))
-            && let Some(uid) = read::<u32>(cred, layout!(cred_uid))
-        {
-            (*event).victim_uid = uid;
-            fields |= field::UID;
-        }
-        if let Some(signal) = read_ptr(task, layout!(task_signal))
-            && let Some(adj) = read::<i16>(signal, layout!(signal_oom_score_adj))
-        {
-            (*event).oom_score_adj = adj as i32;
-            fields |= field::OOM_SCORE_ADJ;
-        }
-        if let Some(ns_pid) = namespaced_pid(task) {
-            (*event).victim_ns_pid = ns_pid;
-            fields |= field::NS_PID;
-        }
+        let mut fields = bit_if(
+            copy(&raw mut (*event).victim_tid, task, layout!(task_pid)),
+            field::TID,
+        );
+        fields |= bit_if(
+            copy(&raw mut (*event).victim_tgid, task, layout!(task_tgid)),
+            field::TGID,
+        );
+        let comm = layout!(task_comm);
+        fields |= bit_if(
+            copy(&raw mut (*event).victim_thread_comm, task, comm),
+            field::THREAD_COMM,
+        );
+        let leader = load(task, layout!(task_group_leader));
+        fields |= bit_if(
+            copy(&raw mut (*event).victim_process_comm, leader, comm),
+            field::PROCESS_COMM,
+        );
+        let cred = load(task, layout!(task_real_cred));
+        fields |= bit_if(
+            copy(&raw mut (*event).victim_uid, cred, layout!(cred_uid)),
+            field::UID,
+        );
+
+        let signal = load(task, layout!(task_signal));
+        let mut adj = 0i16;
+        fields |= bit_if(
+            copy(&raw mut adj, signal, layout!(signal_oom_score_adj)),
+            field::OOM_SCORE_ADJ,
+        );
+        (*event).oom_score_adj = adj as i32;
+
+        fields |= fill_namespaced_pid(event, task);
+        fields |= fill_from_mm(event, load(task, layout!(task_mm)));
+
+        let kn = memory_cgroup_kn(task);
+        fields |= bit_if(
+            copy(&raw mut (*event).cgroup_id, kn, layout!(kn_id)),
+            field::CGROUP_ID,
+        );
+        fields | fill_cgroup_path(event, kn)
     }
-    if let Some(mm) = read_ptr(task, layout!(task_mm)) {
-        fields |= fill_from_mm(event, mm);
-    }
-    if let Some(kn) = memory_cgroup_kn(task) {
-        if let Some(id) = read::<u64>(kn, layout!(kn_id)) {
-            // SAFETY: inside the reserved record.
-            unsafe { (*event).cgroup_id = id };
-            fields |= field::CGROUP_ID;
-        }
-        fields |= fill_cgroup_path(event, kn);
-    }
-    fields
 }
 
 /// `task->thread_pid->numbers[level].nr`: the pid as the victim's own namespace sees it.
 #[inline(always)]
-fn namespaced_pid(task: *const u8) -> Option<u32> {
-    let pid = read_ptr(task, layout!(task_thread_pid))?;
-    let level = read::<u32>(pid, layout!(pid_level))?;
+fn fill_namespaced_pid(event: *mut OomEvent, task: u64) -> u32 {
     let (numbers, upid_size, upid_nr) =
         (layout!(pid_numbers), layout!(upid_size), layout!(upid_nr));
-    if level >= MAX_PID_NS_LEVEL || numbers == ABSENT || upid_size == ABSENT || upid_nr == ABSENT {
-        return None;
+    if numbers == ABSENT || upid_size == ABSENT || upid_nr == ABSENT {
+        return 0;
     }
-    read::<u32>(pid, numbers + level * upid_size + upid_nr)
+    let pid = load(task, layout!(task_thread_pid));
+    let mut level = 0u32;
+    let level_ok = copy(&raw mut level, pid, layout!(pid_level));
+    // A level past MAX_PID_NS_LEVEL is not a level: masked into range, and marked not ok.
+    let in_range = 1 ^ non_zero((level / MAX_PID_NS_LEVEL) as u64);
+    let level = level % MAX_PID_NS_LEVEL;
+    let offset = numbers + level * upid_size + upid_nr;
+    // SAFETY: inside the reserved record.
+    let read = copy(unsafe { &raw mut (*event).victim_ns_pid }, pid, offset);
+    bit_if(level_ok & in_range & read, field::NS_PID)
 }
 
+/// Counter `index` of `mm->rss_stat` in bytes, and whether it was read.
 #[inline(always)]
-fn rss_bytes(mm: *const u8, index: u32) -> Option<u64> {
+fn rss_bytes(mm: u64, index: u32) -> (u64, u64) {
     let (base, stride, value) = (
         layout!(mm_rss_stat),
         layout!(mm_rss_stride),
         layout!(mm_rss_value),
     );
     if base == ABSENT || stride == ABSENT || value == ABSENT {
-        return None;
+        return (0, 0);
     }
+    let mut pages = 0i64;
+    let ok = copy(&raw mut pages, mm, base + index * stride + value);
     // percpu_counter's shared count lags its per-CPU deltas and can dip below zero; the
     // kernel's own report clamps it the same way (percpu_counter_read_positive).
-    let pages = read::<i64>(mm, base + index * stride + value)?.max(0) as u64;
-    Some(pages << (layout!(page_shift) & 63))
+    let pages = (pages & !(pages >> 63)) as u64;
+    (pages << (layout!(page_shift) & 63), ok)
 }
 
 #[inline(always)]
-fn fill_from_mm(event: *mut OomEvent, mm: *const u8) -> u32 {
-    let mut fields = 0;
+fn fill_from_mm(event: *mut OomEvent, mm: u64) -> u32 {
+    let (anon, anon_ok) = rss_bytes(mm, rss_index::ANON);
+    let (file, file_ok) = rss_bytes(mm, rss_index::FILE);
+    let (shmem, shmem_ok) = rss_bytes(mm, rss_index::SHMEM);
+    let (swap, swap_ok) = rss_bytes(mm, rss_index::SWAP);
+    let page_shift = layout!(page_shift) & 63;
     // SAFETY (whole block): every write lands inside the reserved record.
     unsafe {
-        if let (Some(anon), Some(file), Some(shmem)) = (
-            rss_bytes(mm, rss_index::ANON),
-            rss_bytes(mm, rss_index::FILE),
-            rss_bytes(mm, rss_index::SHMEM),
-        ) {
-            (*event).rss_anon_bytes = anon;
-            (*event).rss_file_bytes = file;
-            (*event).rss_shmem_bytes = shmem;
-            fields |= field::RSS;
-        }
-        if let Some(swap) = rss_bytes(mm, rss_index::SWAP) {
-            (*event).swap_bytes = swap;
-            fields |= field::SWAP;
-        }
-        if let Some(pages) = read::<u64>(mm, layout!(mm_total_vm)) {
-            (*event).total_vm_bytes = pages << (layout!(page_shift) & 63);
-            fields |= field::TOTAL_VM;
-        }
-        if let Some(bytes) = read::<i64>(mm, layout!(mm_pgtables_bytes)) {
-            (*event).pgtables_bytes = bytes.max(0) as u64;
-            fields |= field::PGTABLES;
-        }
+        (*event).rss_anon_bytes = anon;
+        (*event).rss_file_bytes = file;
+        (*event).rss_shmem_bytes = shmem;
+        (*event).swap_bytes = swap;
+        let mut fields =
+            bit_if(anon_ok & file_ok & shmem_ok, field::RSS) | bit_if(swap_ok, field::SWAP);
+        let total_vm_ok = copy(&raw mut (*event).total_vm_bytes, mm, layout!(mm_total_vm));
+        (*event).total_vm_bytes <<= page_shift;
+        fields |= bit_if(total_vm_ok, field::TOTAL_VM);
+        let mut pgtables = 0i64;
+        let pgtables_ok = copy(&raw mut pgtables, mm, layout!(mm_pgtables_bytes));
+        (*event).pgtables_bytes = (pgtables & !(pgtables >> 63)) as u64;
+        fields | bit_if(pgtables_ok, field::PGTABLES)
     }
-    fields
 }
 
-/// The kernfs node of the task's memory cgroup: the memory controller's cgroup on v1, the
-/// default hierarchy's cgroup on v2.
+/// The kernfs node of the task's memory cgroup (0 if unreadable): the memory controller's
+/// cgroup on v1, the default hierarchy's cgroup on v2.
 #[inline(always)]
-fn memory_cgroup_kn(task: *const u8) -> Option<*const u8> {
-    let css_set = read_ptr(task, layout!(task_cgroups))?;
+fn memory_cgroup_kn(task: u64) -> u64 {
+    let css_set = load(task, layout!(task_cgroups));
     let cgroup = match layout!(cgroup_mode) {
         cgroup_mode::V1 => {
             let (subsys, index) = (layout!(css_set_subsys), layout!(memory_cgrp_id));
             if subsys == ABSENT || index == ABSENT {
-                return None;
+                return 0;
             }
-            let css = read_ptr(css_set, subsys + index * 8)?;
-            read_ptr(css, layout!(css_cgroup))?
+            load(load(css_set, subsys + index * 8), layout!(css_cgroup))
         }
-        cgroup_mode::V2 => read_ptr(css_set, layout!(css_set_dfl_cgrp))?,
-        _ => return None,
+        cgroup_mode::V2 => load(css_set, layout!(css_set_dfl_cgrp)),
+        _ => return 0,
     };
-    read_ptr(cgroup, layout!(cgroup_kn))
+    load(cgroup, layout!(cgroup_kn))
 }
 
 /// Records the kernfs names from the victim's cgroup up to the hierarchy's root, leaf first,
 /// one fixed slot per level. Done here, not in user space, because Docker removes a
-/// container's cgroup as soon as it dies. One bounded loop with a fixed slot per level keeps
-/// every iteration alike, so even 6.1's verifier prunes it (a packed path with a running
-/// length exceeded its one-million-instruction budget there).
+/// container's cgroup as soon as it dies. The walk always takes CGROUP_MAX_DEPTH steps;
+/// past the root every read fails harmlessly, and `below_root` stops the counting.
 #[inline(always)]
-fn fill_cgroup_path(event: *mut OomEvent, kn: *const u8) -> u32 {
+fn fill_cgroup_path(event: *mut OomEvent, kn: u64) -> u32 {
     let (parent_offset, name_offset) = (layout!(kn_parent), layout!(kn_name));
     if parent_offset == ABSENT || name_offset == ABSENT {
         return 0;
     }
-    // SAFETY: `names` is the record's slot array; slot `level` is written only while
-    // `level < CGROUP_MAX_DEPTH`, each write at most CGROUP_NAME_LEN bytes into its slot.
+    // SAFETY: `names` is the record's slot array; slot `level` (< CGROUP_MAX_DEPTH) gets at
+    // most CGROUP_NAME_LEN bytes.
     let names = unsafe { (&raw mut (*event).cgroup_names) as *mut u8 };
     let mut node = kn;
-    let mut depth = 0u32;
-    let mut truncated = true;
-    for level in 0..=CGROUP_MAX_DEPTH {
-        let Some(parent) = read::<u64>(node, parent_offset) else {
-            return 0;
-        };
-        if parent == 0 {
-            // `node` is the hierarchy's root, which has no name of its own.
-            truncated = false;
-            break;
-        }
-        if level == CGROUP_MAX_DEPTH {
-            break;
-        }
-        let Some(name) = read_ptr(node, name_offset) else {
-            return 0;
-        };
+    let mut depth = 0u64;
+    // 1 while `node` is a cgroup below the root; the root is the node without a parent.
+    let mut below_root = non_zero(kn);
+    let mut bad = 1 ^ below_root;
+    for level in 0..CGROUP_MAX_DEPTH {
+        let parent = load(node, parent_offset);
+        below_root &= non_zero(parent);
         let copied = unsafe {
             bpf_probe_read_kernel_str(
                 names.add(level * CGROUP_NAME_LEN).cast(),
                 CGROUP_NAME_LEN as u32,
-                name.cast(),
+                load(node, name_offset) as *const c_void,
             )
         };
-        if copied <= 0 {
-            return 0;
-        }
-        if copied as usize >= CGROUP_NAME_LEN {
-            // The name filled its slot: it may have been cut.
-            break;
-        }
-        depth = level as u32 + 1;
-        node = parent as *const u8;
+        // A name that could not be read, or that filled its slot (it may have been cut),
+        // makes the path untrusted, if the node is one whose name belongs in the path.
+        // `copied` counts the NUL: 1..=127 is a whole name; 0, 128 or an error is not.
+        let unusable = non_zero((copied as u64) >> 7) | (1 ^ non_zero(copied as u64));
+        bad |= below_root & unusable;
+        depth += below_root;
+        node = parent;
     }
-    unsafe { (*event).cgroup_depth = depth };
-    if truncated {
-        field::CGROUP_PATH | field::CGROUP_PATH_TRUNCATED
-    } else {
-        field::CGROUP_PATH
-    }
+    // Still below the root after the last step: the cgroup is deeper than the walk.
+    bad |= below_root & non_zero(load(node, parent_offset));
+    // SAFETY: inside the reserved record.
+    unsafe { (*event).cgroup_depth = depth as u32 };
+    field::CGROUP_PATH | bit_if(bad, field::CGROUP_PATH_TRUNCATED)
 }
 
 /// The task that ran into the limit: `current` when the victim is marked.
@@ -334,62 +344,75 @@ fn fill_trigger(event: *mut OomEvent) -> u32 {
         (*event).trigger_tid = pid_tgid as u32;
         (*event).trigger_tgid = (pid_tgid >> 32) as u32;
         (*event).trigger_comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+        let kn = memory_cgroup_kn(bpf_get_current_task());
+        let ok = copy(&raw mut (*event).trigger_cgroup_id, kn, layout!(kn_id));
+        bit_if(ok, field::TRIGGER_CGROUP_ID)
     }
-    let current = unsafe { bpf_get_current_task() } as *const u8;
-    if let Some(kn) = memory_cgroup_kn(current)
-        && let Some(id) = read::<u64>(kn, layout!(kn_id))
-    {
-        unsafe { (*event).trigger_cgroup_id = id };
-        return field::TRIGGER_CGROUP_ID;
-    }
-    0
 }
 
 /// The classic tracepoint: only what the record carries, at offsets from its tracefs format.
 #[inline(always)]
-fn fill_from_record(event: *mut OomEvent, record: *const u8) -> u32 {
-    let mut fields = 0;
-    // SAFETY (whole block): every write lands inside the reserved record.
+fn fill_from_record(event: *mut OomEvent, record: u64) -> u32 {
+    // SAFETY (whole block): every destination is inside the reserved record.
     unsafe {
-        if let Some(tid) = read::<u32>(record, layout!(tp_pid)) {
-            (*event).victim_tid = tid;
-            fields |= field::TID;
-        }
+        let mut fields = bit_if(
+            copy(&raw mut (*event).victim_tid, record, layout!(tp_pid)),
+            field::TID,
+        );
         // `__data_loc char[] comm`: offset in the low 16 bits, length in the high 16.
-        if let Some(loc) = read::<u32>(record, layout!(tp_comm_loc))
-            && let Some(comm) = read::<[u8; TASK_COMM_LEN]>(record, loc & 0xffff)
-        {
-            (*event).victim_thread_comm = comm;
-            fields |= field::THREAD_COMM;
-        }
-        if let (Some(anon), Some(file), Some(shmem)) = (
-            read::<u64>(record, layout!(tp_anon_rss)),
-            read::<u64>(record, layout!(tp_file_rss)),
-            read::<u64>(record, layout!(tp_shmem_rss)),
-        ) {
-            (*event).rss_anon_bytes = anon << 10;
-            (*event).rss_file_bytes = file << 10;
-            (*event).rss_shmem_bytes = shmem << 10;
-            fields |= field::RSS;
-        }
-        if let Some(total_vm) = read::<u64>(record, layout!(tp_total_vm)) {
-            (*event).total_vm_bytes = total_vm << 10;
-            fields |= field::TOTAL_VM;
-        }
-        if let Some(pgtables) = read::<u64>(record, layout!(tp_pgtables)) {
-            (*event).pgtables_bytes = pgtables << 10;
-            fields |= field::PGTABLES;
-        }
-        if let Some(uid) = read::<u32>(record, layout!(tp_uid)) {
-            (*event).victim_uid = uid;
-            fields |= field::UID;
-        }
-        if let Some(adj) = read::<i16>(record, layout!(tp_oom_score_adj)) {
-            (*event).oom_score_adj = adj as i32;
-            fields |= field::OOM_SCORE_ADJ;
-        }
+        let mut loc = 0u32;
+        let loc_ok = copy(&raw mut loc, record, layout!(tp_comm_loc));
+        let comm_ok = copy(&raw mut (*event).victim_thread_comm, record, loc & 0xffff);
+        fields |= bit_if(loc_ok & comm_ok, field::THREAD_COMM);
+        let anon = copy(
+            &raw mut (*event).rss_anon_bytes,
+            record,
+            layout!(tp_anon_rss),
+        );
+        let file = copy(
+            &raw mut (*event).rss_file_bytes,
+            record,
+            layout!(tp_file_rss),
+        );
+        let shmem = copy(
+            &raw mut (*event).rss_shmem_bytes,
+            record,
+            layout!(tp_shmem_rss),
+        );
+        (*event).rss_anon_bytes <<= 10;
+        (*event).rss_file_bytes <<= 10;
+        (*event).rss_shmem_bytes <<= 10;
+        fields |= bit_if(anon & file & shmem, field::RSS);
+        fields |= bit_if(
+            copy(
+                &raw mut (*event).total_vm_bytes,
+                record,
+                layout!(tp_total_vm),
+            ),
+            field::TOTAL_VM,
+        );
+        (*event).total_vm_bytes <<= 10;
+        fields |= bit_if(
+            copy(
+                &raw mut (*event).pgtables_bytes,
+                record,
+                layout!(tp_pgtables),
+            ),
+            field::PGTABLES,
+        );
+        (*event).pgtables_bytes <<= 10;
+        fields |= bit_if(
+            copy(&raw mut (*event).victim_uid, record, layout!(tp_uid)),
+            field::UID,
+        );
+        let mut adj = 0i16;
+        fields |= bit_if(
+            copy(&raw mut adj, record, layout!(tp_oom_score_adj)),
+            field::OOM_SCORE_ADJ,
+        );
+        (*event).oom_score_adj = adj as i32;
+        fields
     }
-    fields
 }
 
 #[cfg(not(test))]
