@@ -37,23 +37,35 @@ fn effective_uid(status: &str) -> Option<u32> {
 
 /// Installs Debian packages, running `apt-get update` at most once per xtask run.
 pub fn apt_install(packages: &[&str]) -> Result<()> {
-    static UPDATED: AtomicBool = AtomicBool::new(false);
     let list = packages.join(" ");
     if !is_root() {
         bail!("{list} must be installed: run `sudo apt-get install -y {list}`, or rerun as root");
     }
-    if !UPDATED.swap(true, Ordering::Relaxed) {
-        run(Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("could not refresh the apt package lists")?;
-    }
+    apt_update()?;
     progress(format_args!("installing {list}"));
     run(Command::new("apt-get")
         .args(["install", "-y"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .with_context(|| format!("could not install {list} with apt-get"))
+}
+
+/// Refreshes the apt package lists, at most once per xtask run: a second refresh would only
+/// cost time.
+pub fn apt_update() -> Result<()> {
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    if UPDATED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the apt package lists need a refresh: run `sudo apt-get update`, or rerun as root");
+    }
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("could not refresh the apt package lists")?;
+    UPDATED.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// oomtrace attaches to tracepoints, and the tests read tracefs directly.
@@ -164,10 +176,7 @@ pub fn ensure_test_image() -> Result<()> {
         progress(format_args!("test image {TEST_IMAGE} is present"));
         return Ok(());
     }
-    if !static_busybox_installed() {
-        // Replaces Debian's dynamically linked busybox, which would not run in an empty image.
-        apt_install(&["busybox-static"])?;
-    }
+    ensure_static_busybox()?;
     progress(format_args!("building test image {TEST_IMAGE}"));
     let dir = TempDir::create("oomtrace-busybox")?;
     let rootfs = dir.0.join("rootfs");
@@ -191,6 +200,16 @@ pub fn ensure_test_image() -> Result<()> {
         .arg(&tar)
         .arg(TEST_IMAGE))
     .with_context(|| format!("could not import the test image {TEST_IMAGE}"))
+}
+
+/// A statically linked /bin/busybox, for the test image and the kernel-matrix initramfs:
+/// neither has a libc for it to load.
+pub fn ensure_static_busybox() -> Result<()> {
+    if !static_busybox_installed() {
+        // Replaces Debian's dynamically linked busybox.
+        apt_install(&["busybox-static"])?;
+    }
+    Ok(())
 }
 
 fn static_busybox_installed() -> bool {

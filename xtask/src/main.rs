@@ -1,8 +1,10 @@
 //! `cargo xtask`: builds, runs and tests oomtrace, first installing what is missing.
 
 mod cmd;
+mod fuzz;
 mod host;
 mod toolchain;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -18,8 +20,17 @@ usage: cargo xtask <command> [-- ARGS...]
 commands:
   build            install the eBPF toolchain if missing, then `cargo build --release`
   run [-- ARGS]    build, then run target/release/oomtrace ARGS (through sudo unless root)
-  test [-- ARGS]   what CI runs: fmt, clippy, host setup, build, then `cargo test --release`,
-                   passing ARGS to the test harness
+  test [-- ARGS]   what CI runs: fmt, clippy, host setup, build, `cargo test --release`
+                   (passing ARGS to the test harness), fuzz for 10 s a target, then vm-test
+  vm-test [--kernel PATH]...
+                   the end-to-end tests on Debian's newest 6.1 (cgroup v2 and v1) and 6.12
+                   (cgroup v2) cloud kernels, each booted under QEMU (TCG) from an initramfs
+                   with static builds; --kernel adds a bzImage of your own (cgroup v2).
+                   Prints a kernel x cgroup x attach-mode matrix; exits 1 on any failure.
+                   Kernels are cached in target/vm/kernels, serial logs kept in target/vm/logs
+  fuzz [--seconds N]
+                   run each cargo-fuzz target (kmsg records, tracefs formats) for N seconds
+                   (default 60), installing cargo-fuzz if missing
   setup            install the toolchain and the test prerequisites (tracefs, Docker, the
                    oomtrace-busybox image) without building
   help             print this
@@ -40,6 +51,8 @@ fn main() -> ExitCode {
         Some("run") => run_cmd(rest),
         Some("test") => return test_cmd(rest),
         Some("setup") => setup_cmd(&rest),
+        Some("vm-test") => vm_test_cmd(&rest),
+        Some("fuzz") => fuzz_cmd(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{HELP}");
             Ok(ExitCode::SUCCESS)
@@ -78,6 +91,23 @@ fn setup_cmd(args: &[String]) -> Result<ExitCode> {
     ensure_build_toolchain()?;
     test_prerequisites()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn fuzz_cmd(args: &[String]) -> Result<ExitCode> {
+    let seconds = fuzz::parse_args(args)?;
+    let toolchain = ensure_build_toolchain()?;
+    fuzz::run_all(&toolchain, seconds)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vm_test_cmd(args: &[String]) -> Result<ExitCode> {
+    let kernels = vm::parse_args(args)?;
+    let toolchain = ensure_build_toolchain()?;
+    Ok(if vm::run_matrix(&toolchain, &kernels)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The eBPF crate is not a default member, so a plain release build covers exactly the host
@@ -202,7 +232,19 @@ fn test_steps(extra: Vec<String>) -> Result<(), (&'static str, anyhow::Error)> {
     if !extra.is_empty() {
         test.arg("--").args(extra);
     }
-    step("cargo test", run(&mut test))
+    step("cargo test", run(&mut test))?;
+    step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
+    // Last: the host's own kernel has passed by now, so a failure here is about another kernel.
+    step(
+        "vm-test",
+        vm::run_matrix(&toolchain, &[]).and_then(|passed| {
+            if passed {
+                Ok(())
+            } else {
+                bail!("the kernel matrix has failures (see above)")
+            }
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -26,6 +26,11 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
+    /// The nightly toolchain's name, for `cargo +<name>`.
+    pub fn nightly(&self) -> &str {
+        &self.ebpf
+    }
+
     /// A `cargo` run from the workspace root that builds the eBPF crate with the chosen nightly.
     pub fn cargo(&self) -> Command {
         let mut cmd = Command::new("cargo");
