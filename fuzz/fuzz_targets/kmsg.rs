@@ -1,0 +1,6 @@
+//! /dev/kmsg records and the OOM report assembler: arbitrary bytes must never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    oomtrace_fuzz::kmsg::fuzz_one(data);
+});
