@@ -158,6 +158,10 @@ pub fn start(socket: PathBuf) -> Enricher {
         let mut said_unavailable = false;
         loop {
             let err = session(&socket, &task_cache, &status_tx).await;
+            // A daemon that was answering gets a quick retry; one that never did, a slower one.
+            if *status_tx.borrow() == Status::Synced {
+                backoff = Duration::from_millis(250);
+            }
             let _ = status_tx.send(Status::Unavailable);
             if !said_unavailable {
                 eprintln!(
@@ -168,9 +172,6 @@ pub fn start(socket: PathBuf) -> Enricher {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
-            if *status_tx.borrow() == Status::Synced {
-                backoff = Duration::from_millis(250);
-            }
         }
     });
     Enricher { cache, status }
