@@ -31,9 +31,7 @@ fn describe(kernel: &KernelArgs, out: &mut String) -> ExitCode {
         plan::fillable_fields(mode, &plan.layout).join(", ")
     );
     let mut reasons: Vec<String> = plan
-        .unavailable
-        .iter()
-        .filter(|(m, _)| (*m as u8) < (mode as u8))
+        .unavailable_above(mode)
         .map(|(m, why)| format!("{m}: {why}"))
         .collect();
     reasons.extend(attached.fallbacks.iter().map(|f| f.to_string()));

@@ -146,6 +146,17 @@ fn forget_all_but_pid(layout: &mut KernelLayout) {
 }
 
 impl Plan {
+    /// The modes richer than `mode` that were ruled out before trying, and why.
+    pub fn unavailable_above(
+        &self,
+        mode: AttachMode,
+    ) -> impl Iterator<Item = &(AttachMode, String)> {
+        let rank = |m: AttachMode| AttachMode::ALL.iter().position(|&a| a == m);
+        self.unavailable
+            .iter()
+            .filter(move |(m, _)| rank(*m) < rank(mode))
+    }
+
     pub fn missing_for(&self, mode: AttachMode) -> &[Missing] {
         match mode {
             AttachMode::TpBtf | AttachMode::RawTp => &self.missing_btf,

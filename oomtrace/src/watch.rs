@@ -209,6 +209,10 @@ async fn watch_ebpf(
     let events = attached.take_events().map_err(|e| anyhow!(e))?;
     let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
     let mode = attached.mode;
+    // Why the mode in the ready line is not a richer one.
+    for (skipped, why) in plan.unavailable_above(mode) {
+        eprintln!("oomtrace: not using {skipped}: {why}");
+    }
     for fallback in &attached.fallbacks {
         eprintln!("oomtrace: not using {fallback}");
     }
