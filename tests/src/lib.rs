@@ -361,6 +361,37 @@ pub fn wait_out_oom_log_ratelimit() {
     thread::sleep(Duration::from_millis(5500));
 }
 
+/// One hog OOM-killed in `cgroup` (oom_score_adj 500) while `oomtrace --json ARGS` watches.
+/// Checks that oomtrace exited 0 and reported the hog exactly once (matched by pid, tid or
+/// cgroup path), and returns the hog's pid, the stopped tracer and that report.
+pub fn trace_one_kill(args: &[&str], cgroup: &MemCgroup, hog: &Path) -> (u32, Stopped, Value) {
+    let tracer = Tracer::start(args);
+    let mut child = spawn_hog(hog, cgroup, 500, &[]);
+    let pid = child.id();
+    expect_oom_killed(&mut child);
+    let is_ours = |r: &Value| {
+        r["victim"]["pid"] == pid
+            || r["victim"]["tid"] == pid
+            || r["cgroup"]["path"] == cgroup.path.as_str()
+    };
+    tracer.wait_for(1, Duration::from_secs(5), is_ours);
+    let stopped = tracer.stop();
+    assert!(
+        stopped.status.success(),
+        "oomtrace exited with {:?}: {:?}",
+        stopped.status,
+        stopped.stderr
+    );
+    let ours: Vec<&Value> = stopped.reports.iter().filter(|r| is_ours(r)).collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "expected exactly one report for pid {pid}: {ours:#?}"
+    );
+    let report = ours[0].clone();
+    (pid, stopped, report)
+}
+
 /// Field access that names the path in its panic.
 pub fn field<'a>(report: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(report, |value, key| {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use oomtrace_tests::{
-    MemCgroup, Tracer, expect_oom_killed, field, memory_hierarchy, privileged, serial, spawn_hog,
+    MemCgroup, Tracer, field, memory_hierarchy, privileged, serial, trace_one_kill,
 };
 use serde_json::Value;
 
@@ -561,26 +561,14 @@ fn host_cgroup_hog_gets_no_container() {
     }
     let _serial = serial();
     let cgroup = MemCgroup::create("docker-host", 32);
-    let tracer = Tracer::start(&[]);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
-    tracer.wait_for(1, Duration::from_secs(5), |r| r["victim"]["pid"] == pid);
-    let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    let (pid, stopped, report) = trace_one_kill(&[], &cgroup, &hog_path());
+    let report = &report;
     assert_summary(&stopped);
     assert!(
         unavailable_lines(&stopped.stderr).is_empty(),
         "Docker runs here: {:?}",
         stopped.stderr
     );
-    let ours: Vec<&Value> = stopped
-        .reports
-        .iter()
-        .filter(|r| r["victim"]["pid"] == pid || r["cgroup"]["path"] == cgroup.path.as_str())
-        .collect();
-    assert_eq!(ours.len(), 1, "exactly one report for the hog: {ours:#?}");
-    let report = ours[0];
     assert_eq!(field(report, "victim.pid"), pid);
     assert_eq!(field(report, "victim.comm"), "hog");
     assert_eq!(field(report, "cgroup.path"), cgroup.path.as_str());

@@ -9,7 +9,7 @@ use std::{
 
 use oomtrace_tests::{
     MemCgroup, Tracer, expect_oom_killed, field, oomtrace_bin, privileged, serial, spawn_hog,
-    spawn_until_ready,
+    spawn_until_ready, trace_one_kill,
 };
 use serde_json::Value;
 
@@ -26,12 +26,6 @@ fn host_supports(mode: &str) -> bool {
         .output()
         .expect("run oomtrace check");
     output.status.success()
-}
-
-fn reports_for_pid(tracer: &Tracer, pid: u32, count: usize) -> Vec<Value> {
-    tracer.wait_for(count, Duration::from_secs(5), |r| {
-        r["victim"]["pid"] == pid || r["victim"]["tid"] == pid
-    })
 }
 
 /// One hog killed in a 32 MiB cgroup, reported by `mode`.
@@ -52,38 +46,13 @@ fn reports_a_memcg_kill(mode: &str) {
         return;
     }
     let cgroup = MemCgroup::create(mode, 32);
-    let tracer = Tracer::start(&["--attach", mode]);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
-    reports_for_pid(&tracer, pid, 1);
-    let stopped = tracer.stop();
-    assert!(
-        stopped.status.success(),
-        "oomtrace exited with {:?}",
-        stopped.status
-    );
-
-    let ours: Vec<&Value> = stopped
-        .reports
-        .iter()
-        .filter(|r| {
-            r["victim"]["pid"] == pid
-                || r["victim"]["tid"] == pid
-                || r["cgroup"]["path"] == cgroup.path.as_str()
-        })
-        .collect();
-    assert_eq!(
-        ours.len(),
-        1,
-        "expected exactly one report for pid {pid}: {ours:#?}"
-    );
+    let (pid, stopped, report) = trace_one_kill(&["--attach", mode], &cgroup, &hog_path());
+    let report = &report;
     assert_eq!(
         cgroup.oom_kills(),
         1,
         "the kernel counted one kill in the cgroup too"
     );
-    let report = ours[0];
 
     assert_eq!(field(report, "schema"), 1);
     assert_eq!(field(report, "event"), "oom_kill");
@@ -439,19 +408,12 @@ fn pid_only_layout_still_names_process_and_cgroup() {
         return;
     }
     let cgroup = MemCgroup::create("pidonly", 32);
-    let tracer = Tracer::start(&["--attach", "tracepoint", "--tracepoint-layout", "pid-only"]);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
-    reports_for_pid(&tracer, pid, 1);
-    let stopped = tracer.stop();
-    let ours: Vec<&Value> = stopped
-        .reports
-        .iter()
-        .filter(|r| r["victim"]["tid"] == pid)
-        .collect();
-    assert_eq!(ours.len(), 1, "{ours:#?}");
-    let report = ours[0];
+    let (pid, _, report) = trace_one_kill(
+        &["--attach", "tracepoint", "--tracepoint-layout", "pid-only"],
+        &cgroup,
+        &hog_path(),
+    );
+    let report = &report;
     assert_eq!(field(report, "source"), "tracepoint");
     assert_eq!(field(report, "victim.pid"), pid);
     assert_eq!(field(report, "victim.comm"), "hog");
@@ -480,13 +442,8 @@ fn kmsg_backend_reports_a_memcg_kill() {
     let _serial = serial();
     let cgroup = MemCgroup::create("kmsg", 32);
     oomtrace_tests::wait_out_oom_log_ratelimit();
-    let tracer = Tracer::start(&["--backend", "kmsg"]);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
-    let matched = reports_for_pid(&tracer, pid, 1);
-    let stopped = tracer.stop();
-    assert!(stopped.status.success());
+    let (pid, stopped, report) = trace_one_kill(&["--backend", "kmsg"], &cgroup, &hog_path());
+    let report = &report;
     assert!(
         stopped
             .stderr
@@ -495,8 +452,6 @@ fn kmsg_backend_reports_a_memcg_kill() {
         "{:?}",
         stopped.stderr
     );
-    assert_eq!(matched.len(), 1, "{:#?}", stopped.reports);
-    let report = &matched[0];
     assert_eq!(field(report, "source"), "kmsg");
     assert_eq!(field(report, "victim.pid"), pid);
     assert_eq!(field(report, "victim.comm"), "hog");
