@@ -40,6 +40,57 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Tests passed and failed, summed over every `test result:` line a test runner printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestCount {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl TestCount {
+    /// Adds the counts of a libtest `test result: ok. 7 passed; 0 failed; ...` line.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            match (
+                words.next().and_then(|n| n.parse::<u64>().ok()),
+                words.next(),
+            ) {
+                (Some(n), Some("passed")) => self.passed += n,
+                (Some(n), Some("failed")) => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Like [`run`], but passes the command's stdout through line by line and counts its tests.
+pub fn run_counting_tests(cmd: &mut Command) -> Result<TestCount> {
+    use std::io::{BufRead as _, BufReader};
+    progress(format_args!("running `{}`", display(cmd)));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let mut count = TestCount::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            count.add_line(&line);
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("could not wait for `{}`", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({})", display(cmd), describe(status));
+    }
+    Ok(count)
+}
+
 /// Whether a silent probe (`tool --version`, `docker info`) starts and exits 0. Probes decide
 /// whether something must be installed, so their noise would only confuse.
 pub fn succeeds(cmd: &mut Command) -> bool {
@@ -129,5 +180,30 @@ pub fn survive_sigint() {
     // SAFETY: the handler does nothing, so it is async-signal-safe.
     unsafe {
         signal(SIGINT, ignore);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestCount;
+
+    #[test]
+    fn sums_libtest_result_lines() {
+        let mut count = TestCount::default();
+        for line in [
+            "test result: ok. 80 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.47s",
+            "running 13 tests",
+            "test result: FAILED. 12 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+            "    test result: ok. 0 passed; 0 failed; 0 ignored",
+        ] {
+            count.add_line(line);
+        }
+        assert_eq!(
+            count,
+            TestCount {
+                passed: 92,
+                failed: 1
+            }
+        );
     }
 }

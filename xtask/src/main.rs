@@ -103,7 +103,9 @@ fn fuzz_cmd(args: &[String]) -> Result<ExitCode> {
 fn vm_test_cmd(args: &[String]) -> Result<ExitCode> {
     let kernels = vm::parse_args(args)?;
     let toolchain = ensure_build_toolchain()?;
-    Ok(if vm::run_matrix(&toolchain, &kernels)? {
+    let count = vm::run_matrix(&toolchain, &kernels)?;
+    println!("vm-test: {} passed, {} failed", count.passed, count.failed);
+    Ok(if count.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -190,8 +192,10 @@ fn test_prerequisites() -> Result<()> {
 /// Runs every CI step in order and stops at the first failure, naming it on the last line.
 fn test_cmd(extra: Vec<String>) -> ExitCode {
     match test_steps(extra) {
-        Ok(()) => {
+        Ok(count) => {
             progress("test passed");
+            // The plain closing line CI reads: every test of the host run and the VM matrix.
+            println!("xtask: {} passed, {} failed", count.passed, count.failed);
             ExitCode::SUCCESS
         }
         Err((step, err)) => {
@@ -202,7 +206,7 @@ fn test_cmd(extra: Vec<String>) -> ExitCode {
     }
 }
 
-fn test_steps(extra: Vec<String>) -> Result<(), (&'static str, anyhow::Error)> {
+fn test_steps(extra: Vec<String>) -> Result<cmd::TestCount, (&'static str, anyhow::Error)> {
     fn step<T>(name: &'static str, result: Result<T>) -> Result<T, (&'static str, anyhow::Error)> {
         result.map_err(|err| (name, err))
     }
@@ -232,19 +236,21 @@ fn test_steps(extra: Vec<String>) -> Result<(), (&'static str, anyhow::Error)> {
     if !extra.is_empty() {
         test.arg("--").args(extra);
     }
-    step("cargo test", run(&mut test))?;
+    let mut count = step("cargo test", cmd::run_counting_tests(&mut test))?;
     step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
     // Last: the host's own kernel has passed by now, so a failure here is about another kernel.
-    step(
-        "vm-test",
-        vm::run_matrix(&toolchain, &[]).and_then(|passed| {
-            if passed {
-                Ok(())
-            } else {
-                bail!("the kernel matrix has failures (see above)")
-            }
-        }),
-    )
+    let vm = step("vm-test", vm::run_matrix(&toolchain, &[]))?;
+    if vm.failed > 0 {
+        return Err((
+            "vm-test",
+            anyhow::anyhow!(
+                "{} tests failed in the kernel matrix (see above)",
+                vm.failed
+            ),
+        ));
+    }
+    count.passed += vm.passed;
+    Ok(count)
 }
 
 #[cfg(test)]

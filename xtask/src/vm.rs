@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cmd::TestCount;
 use crate::cmd::{self, progress, run, which};
 use crate::host;
 use crate::toolchain::Toolchain;
@@ -140,9 +141,10 @@ pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>> {
     Ok(kernels)
 }
 
-/// Boots every kernel in every cgroup mode it offers and prints the matrix. `Ok(false)` when a
-/// boot failed; `Err` when the matrix could not be run at all.
-pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<bool> {
+/// Boots every kernel in every cgroup mode it offers and prints the matrix; counts the guest
+/// tests (a boot that failed outside its tests counts as one failure). `Err` when the matrix
+/// could not be run at all.
+pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<TestCount> {
     let started = Instant::now();
     let qemu = ensure_tools()?;
     let vm_dir = crate::target_dir(toolchain)?.join("vm");
@@ -182,7 +184,21 @@ pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<boo
         boots.len(),
         started.elapsed().as_secs()
     ));
-    Ok(failed == 0)
+    let mut count = TestCount::default();
+    for boot in &boots {
+        for (_, status) in &boot.tests {
+            if status == "ok" {
+                count.passed += 1;
+            } else {
+                count.failed += 1;
+            }
+        }
+        // A boot that failed before or outside its tests still counts as a failure.
+        if boot.failure.is_some() && boot.tests.iter().all(|(_, s)| s == "ok") {
+            count.failed += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// QEMU, the static busybox init runs on, and gzip for the initramfs; returns QEMU's path.
