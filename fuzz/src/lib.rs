@@ -3,5 +3,5 @@
 
 #[path = "../../oomtrace/src/kmsg.rs"]
 pub mod kmsg;
-#[path = "../../oomtrace/src/tracefs.rs"]
+#[path = "../../oomtrace/src/kernel/tracefs.rs"]
 pub mod tracefs;

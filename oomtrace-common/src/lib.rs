@@ -33,24 +33,11 @@ pub mod program {
     pub const TRACEPOINT: &str = "mark_victim_tp";
 }
 
-/// How the handler was attached; recorded in every event.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    TpBtf = 1,
-    RawTp = 2,
-    Tracepoint = 3,
-}
-
-impl Source {
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        match raw {
-            1 => Some(Self::TpBtf),
-            2 => Some(Self::RawTp),
-            3 => Some(Self::Tracepoint),
-            _ => None,
-        }
-    }
+/// How the handler was attached; recorded in every event as [`OomEvent::attach_mode`].
+pub mod attach_mode {
+    pub const TP_BTF: u32 = 1;
+    pub const RAW_TP: u32 = 2;
+    pub const TRACEPOINT: u32 = 3;
 }
 
 /// What `mark_victim` hands the handler, read from the kernel, never from its version.
@@ -98,8 +85,8 @@ pub struct OomEvent {
     pub boot_ns: u64,
     /// [`field`] bits.
     pub fields: u32,
-    /// [`Source`] as a number.
-    pub source: u32,
+    /// [`attach_mode`].
+    pub attach_mode: u32,
     pub victim_tid: u32,
     pub victim_tgid: u32,
     pub victim_ns_pid: u32,

@@ -23,8 +23,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, OomEvent, Source,
-    TASK_COMM_LEN, cgroup_mode, field, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, OomEvent,
+    TASK_COMM_LEN, attach_mode, cgroup_mode, field, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
@@ -55,28 +55,34 @@ fn load_layout(field: *const u32) -> u32 {
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
     let first_arg: u64 = ctx.arg(0);
-    emit(Source::TpBtf, |event| fill_from_first_arg(event, first_arg));
+    emit(attach_mode::TP_BTF, |event| {
+        fill_from_first_arg(event, first_arg)
+    });
     0
 }
 
 #[raw_tracepoint(tracepoint = "mark_victim")]
 pub fn mark_victim_raw(ctx: RawTracePointContext) -> i32 {
     let first_arg: u64 = ctx.arg(0);
-    emit(Source::RawTp, |event| fill_from_first_arg(event, first_arg));
+    emit(attach_mode::RAW_TP, |event| {
+        fill_from_first_arg(event, first_arg)
+    });
     0
 }
 
 #[tracepoint]
 pub fn mark_victim_tp(ctx: TracePointContext) -> i32 {
     let record = ctx.as_ptr() as u64;
-    emit(Source::Tracepoint, |event| fill_from_record(event, record));
+    emit(attach_mode::TRACEPOINT, |event| {
+        fill_from_record(event, record)
+    });
     0
 }
 
 /// Reserves a record, lets `fill` write the victim's fields, adds the trigger and submits.
 /// A full ring buffer is counted in [`DROPPED`], never lost silently.
 #[inline(always)]
-fn emit(source: Source, fill: impl FnOnce(*mut OomEvent) -> u32) {
+fn emit(attach_mode: u32, fill: impl FnOnce(*mut OomEvent) -> u32) {
     let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
         if let Some(count) = DROPPED.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot, so no other program writes it concurrently.
@@ -88,7 +94,7 @@ fn emit(source: Source, fill: impl FnOnce(*mut OomEvent) -> u32) {
     // SAFETY: `event` points at reserved ring buffer memory large enough for an OomEvent.
     unsafe {
         (*event).boot_ns = bpf_ktime_get_boot_ns();
-        (*event).source = source as u32;
+        (*event).attach_mode = attach_mode;
         (*event).cgroup_depth = 0;
         let fields = fill(event) | fill_trigger(event);
         (*event).fields = fields;

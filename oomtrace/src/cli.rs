@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::loader::AttachMode;
+use crate::{attribution::docker, kernel::loader::AttachMode};
 
 /// Catch every OOM kill on this host and say which process, in which container, was killed.
 #[derive(Debug, Parser)]
@@ -15,6 +15,21 @@ pub struct Cli {
 
     #[command(flatten)]
     pub watch: WatchArgs,
+}
+
+impl Cli {
+    /// Flags that cannot work together: one sentence, for exit status 2.
+    pub fn usage_problem(&self) -> Option<String> {
+        let kernel = match &self.command {
+            Some(Command::Check { kernel }) => kernel,
+            _ => &self.watch.kernel,
+        };
+        (kernel.tracepoint_layout == TracepointLayout::PidOnly
+            && kernel.attach != Some(AttachMode::Tracepoint))
+        .then(|| {
+            "--tracepoint-layout pid-only needs --attach tracepoint: tp_btf and raw_tp take the layout the kernel's BTF describes".to_owned()
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +86,7 @@ pub struct WatchArgs {
     pub output: Option<PathBuf>,
 
     /// Talk to the Docker Engine at PATH for container names.
-    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_SOCKET)]
+    #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_SOCKET)]
     pub docker_socket: PathBuf,
 
     /// Do not ask any container runtime; containers are still identified from their cgroup.

@@ -1,23 +1,22 @@
-//! oomtrace as a library: the pieces behind the `oomtrace` command, one module per concern.
+//! oomtrace as a library: the pieces behind the `oomtrace` command, one folder per concern.
 //! The binary in `main.rs` only parses the command line and dispatches.
+//!
+//! - [`kernel`]: what the running kernel offers (BTF, tracefs, cgroups), the plan, loading
+//!   and attaching the kernel program;
+//! - [`source`]: where kills are seen: eBPF records, the kernel log, `/proc`;
+//! - [`attribution`]: from a cgroup to a container, and what its runtime says about it;
+//! - [`report`]: the one model every source builds and every output renders;
+//! - [`output`]: rendering, filters and sinks;
+//! - [`commands`]: `oomtrace`, `oomtrace check`, `oomtrace history`.
 
-pub mod btf;
-pub mod check;
+pub mod attribution;
 pub mod cli;
-pub mod container;
-pub mod docker;
-pub mod enrich;
-pub mod filter;
-pub mod history;
-pub mod kmsg;
-pub mod kmsg_source;
-pub mod layout;
-pub mod loader;
-pub mod plan;
-pub mod preflight;
-pub mod procfs;
-pub mod render;
+pub mod commands;
+pub mod kernel;
+pub mod output;
 pub mod report;
-pub mod sink;
-pub mod tracefs;
-pub mod watch;
+pub mod source;
+pub mod time;
+
+#[cfg(test)]
+mod testing;

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use oomtrace::{check, cli, history, watch};
+use oomtrace::{
+    cli,
+    commands::{check, history, watch},
+};
 
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace in the middle of an incident.
@@ -12,6 +15,10 @@ fn main() -> ExitCode {
         eprintln!("oomtrace: internal error, please report it: {info}");
     }));
     let cli = cli::Cli::parse();
+    if let Some(problem) = cli.usage_problem() {
+        eprintln!("oomtrace: {problem}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(cli::Command::Check { kernel }) => check::run(&kernel),
         Some(cli::Command::History { json, since }) => history::run(json, since),

@@ -3,7 +3,10 @@
 
 use std::{fmt::Write as _, io::Write as _, process::ExitCode};
 
-use crate::{cli::KernelArgs, layout::cgroup_mode_name, plan, watch};
+use crate::{
+    cli::KernelArgs,
+    kernel::{attach::attach, plan},
+};
 
 pub fn run(kernel: &KernelArgs) -> ExitCode {
     let mut out = String::new();
@@ -14,7 +17,7 @@ pub fn run(kernel: &KernelArgs) -> ExitCode {
 }
 
 fn describe(kernel: &KernelArgs, out: &mut String) -> ExitCode {
-    let (plan, attached) = match watch::attach(kernel) {
+    let (plan, attached) = match attach(kernel) {
         Ok(ok) => ok,
         Err(err) => {
             let _ = writeln!(out, "oomtrace check: this host cannot be traced: {err}");
@@ -24,7 +27,7 @@ fn describe(kernel: &KernelArgs, out: &mut String) -> ExitCode {
     let mode = attached.mode;
     let _ = writeln!(out, "oomtrace check: this host can be traced.");
     let _ = writeln!(out, "attach mode: {mode}");
-    let _ = writeln!(out, "cgroup mode: {}", cgroup_mode_name(plan.cgroup_mode));
+    let _ = writeln!(out, "cgroup mode: {}", plan.cgroup_mode.describe());
     let _ = writeln!(
         out,
         "fields:      {}",

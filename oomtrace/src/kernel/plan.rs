@@ -5,8 +5,9 @@ use std::path::Path;
 
 use oomtrace_common::{ABSENT, KernelLayout, cgroup_mode, tp_args};
 
-use crate::{
+use crate::kernel::{
     btf::{Btf, VMLINUX_BTF},
+    cgroups::CgroupMode,
     layout::{self, Missing},
     loader::AttachMode,
     tracefs,
@@ -14,7 +15,7 @@ use crate::{
 
 pub struct Plan {
     pub layout: KernelLayout,
-    pub cgroup_mode: u32,
+    pub cgroup_mode: CgroupMode,
     /// Modes to try, richest first.
     pub modes: Vec<AttachMode>,
     /// Modes ruled out before trying, and why.
@@ -42,7 +43,7 @@ pub fn page_shift() -> u32 {
 /// Builds the plan. `only` restricts it to one mode; `btf_path` overrides the BTF location;
 /// `pid_only` makes the classic tracepoint read nothing but the thread id.
 pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) -> Plan {
-    let cgroup_mode = layout::host_cgroup_mode();
+    let cgroup_mode = CgroupMode::of_host();
     let mut unavailable = Vec::new();
 
     let btf = match btf_path {
@@ -62,7 +63,7 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
                 "no usable kernel BTF at {path} ({err}); the kernel needs CONFIG_DEBUG_INFO_BTF"
             );
             let layout = KernelLayout {
-                cgroup_mode,
+                cgroup_mode: cgroup_mode.as_raw(),
                 page_shift: page_shift(),
                 ..KernelLayout::UNKNOWN
             };

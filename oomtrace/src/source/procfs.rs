@@ -6,7 +6,7 @@
 //! dies: its ids, name, uid, oom_score_adj and cgroup. Its memory is being torn down, so RSS
 //! is not read.
 
-use oomtrace_common::cgroup_mode;
+use crate::kernel::cgroups::CgroupMode;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -43,21 +43,21 @@ pub fn parse_status(status: &str) -> ProcInfo {
 
 /// The memory cgroup's path from `/proc/<pid>/cgroup`: the v1 line that lists `memory`, or the
 /// unified `0::` line on v2.
-pub fn memory_cgroup_path(proc_cgroup: &str, mode: u32) -> Option<String> {
+pub fn memory_cgroup_path(proc_cgroup: &str, mode: CgroupMode) -> Option<String> {
     proc_cgroup.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         let wanted = match mode {
-            cgroup_mode::V1 => controllers.split(',').any(|c| c == "memory"),
-            cgroup_mode::V2 => id == "0" && controllers.is_empty(),
-            _ => false,
+            CgroupMode::V1 => controllers.split(',').any(|c| c == "memory"),
+            CgroupMode::V2 => id == "0" && controllers.is_empty(),
+            CgroupMode::None => false,
         };
         (wanted && path.starts_with('/')).then(|| path.to_owned())
     })
 }
 
 /// Reads what `/proc` holds for thread `tid`; fields it cannot read stay `None`.
-pub fn resolve(tid: u32, mode: u32, cgroup_root: Option<&std::path::Path>) -> ProcInfo {
+pub fn resolve(tid: u32, mode: CgroupMode, cgroup_root: Option<&std::path::Path>) -> ProcInfo {
     let dir = format!("/proc/{tid}");
     let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
     let Some(status) = read("status") else {
@@ -84,29 +84,12 @@ pub fn resolve(tid: u32, mode: u32, cgroup_root: Option<&std::path::Path>) -> Pr
     }
 }
 
-/// Where the memory controller's hierarchy is mounted, from `/proc/self/mountinfo`.
-pub fn memory_hierarchy_root(mountinfo: &str, mode: u32) -> Option<std::path::PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount_point = left.split_whitespace().nth(4)?;
-        let mut right = right.split_whitespace();
-        let fs_type = right.next()?;
-        let options = right.nth(1).unwrap_or_default();
-        let hit = match mode {
-            cgroup_mode::V1 => fs_type == "cgroup" && options.split(',').any(|o| o == "memory"),
-            cgroup_mode::V2 => fs_type == "cgroup2",
-            _ => false,
-        };
-        hit.then(|| mount_point.into())
-    })
-}
-
 /// Completes a report whose record carried nothing but a thread id (the old `mark_victim`
 /// layout) from `/proc`. Records with more are left alone: their missing fields are ones the
 /// kernel could not give, and stay `null`.
 pub fn complete_pid_only(
     report: &mut crate::report::Report,
-    mode: u32,
+    mode: CgroupMode,
     root: Option<&std::path::Path>,
 ) {
     let v = &report.victim;
@@ -125,7 +108,7 @@ pub fn complete_pid_only(
     if info.cgroup_path.is_some() {
         report.cgroup.path = info.cgroup_path;
         report.cgroup.id = info.cgroup_id;
-        report.cgroup.mode = crate::report::mode_name(mode);
+        report.cgroup.mode = mode.json_name();
     }
 }
 
@@ -150,49 +133,33 @@ mod tests {
         let hybrid = "12:pids:/\n4:memory:/docker/abc\n1:name=systemd:/x\n0::/\n";
         let unified = "0::/system.slice/docker-abc.scope\n";
         let cases = [
-            (hybrid, cgroup_mode::V1, Some("/docker/abc")),
-            (hybrid, cgroup_mode::V2, Some("/")),
+            (hybrid, CgroupMode::V1, Some("/docker/abc")),
+            (hybrid, CgroupMode::V2, Some("/")),
             (
                 unified,
-                cgroup_mode::V2,
+                CgroupMode::V2,
                 Some("/system.slice/docker-abc.scope"),
             ),
-            (unified, cgroup_mode::V1, None),
-            ("3:cpu,memory:/a:b\n", cgroup_mode::V1, Some("/a:b")),
-            ("", cgroup_mode::V2, None),
-            (hybrid, cgroup_mode::NONE, None),
+            (unified, CgroupMode::V1, None),
+            ("3:cpu,memory:/a:b\n", CgroupMode::V1, Some("/a:b")),
+            ("", CgroupMode::V2, None),
+            (hybrid, CgroupMode::None, None),
         ];
         for (text, mode, want) in cases {
             assert_eq!(
                 memory_cgroup_path(text, mode).as_deref(),
                 want,
-                "{text:?} {mode}"
+                "{text:?} {mode:?}"
             );
         }
     }
 
     #[test]
-    fn finds_the_memory_hierarchy_mount() {
-        let mountinfo = "\
-36 35 0:31 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw
-37 35 0:32 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory
-";
-        assert_eq!(
-            memory_hierarchy_root(mountinfo, cgroup_mode::V1).as_deref(),
-            Some(std::path::Path::new("/sys/fs/cgroup/memory"))
-        );
-        assert_eq!(
-            memory_hierarchy_root(mountinfo, cgroup_mode::V2).as_deref(),
-            Some(std::path::Path::new("/sys/fs/cgroup/unified"))
-        );
-    }
-
-    #[test]
     fn resolves_this_very_process() {
         let me = std::process::id();
-        let info = resolve(me, cgroup_mode::V1, None);
+        let info = resolve(me, CgroupMode::V1, None);
         assert_eq!(info.tgid, Some(me));
         assert!(info.thread_comm.is_some());
-        assert!(resolve(u32::MAX, cgroup_mode::V1, None) == ProcInfo::default());
+        assert!(resolve(u32::MAX, CgroupMode::V1, None) == ProcInfo::default());
     }
 }

@@ -7,12 +7,13 @@ use std::{
     fs::File,
     io::{ErrorKind, Read as _},
     os::unix::fs::OpenOptionsExt as _,
-    time::{Duration, SystemTime},
 };
 
 use crate::{
-    kmsg::{KillAssembler, KmsgKill},
-    report::{self, Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
+    kernel::cgroups::CgroupMode,
+    report::{Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
+    source::kmsg::{KillAssembler, KmsgKill},
+    time::{ClockPair, clock_ns},
 };
 
 pub const DEV_KMSG: &str = "/dev/kmsg";
@@ -21,37 +22,21 @@ pub const DEV_KMSG: &str = "/dev/kmsg";
 /// about 8 KiB); a smaller buffer makes read() fail with EINVAL.
 const RECORD_BUFFER: usize = 16 * 1024;
 
-/// Ties the log's monotonic microseconds to the wall clock.
-#[derive(Clone, Copy, Debug)]
-pub struct LogClock {
-    pub realtime: SystemTime,
-    pub monotonic_us: u64,
-}
-
-impl LogClock {
-    pub fn now() -> Self {
-        Self {
-            realtime: SystemTime::now(),
-            monotonic_us: report::clock_ns(libc::CLOCK_MONOTONIC) / 1000,
-        }
-    }
-
-    pub fn wall_time(&self, usec: u64) -> SystemTime {
-        if usec <= self.monotonic_us {
-            self.realtime - Duration::from_micros(self.monotonic_us - usec)
-        } else {
-            self.realtime + Duration::from_micros(usec - self.monotonic_us)
-        }
+/// The clock kernel-log records are stamped on, read with the wall clock.
+pub fn log_clock() -> ClockPair {
+    ClockPair {
+        kernel_ns: clock_ns(libc::CLOCK_MONOTONIC),
+        realtime: std::time::SystemTime::now(),
     }
 }
 
 /// Turns a kill the kernel logged into a report. Only what the log says is filled.
-pub fn report_from_kill(kill: &KmsgKill, clock: &LogClock, cgroups: u32) -> Report {
+pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode) -> Report {
     let kib = |v: Option<u64>| v.map(|kb| kb << 10);
     Report {
         schema: SCHEMA,
         event: "oom_kill",
-        time: clock.wall_time(kill.usec),
+        time: clock.wall_time(kill.usec.saturating_mul(1000)),
         boot_ns: None,
         victim: Victim {
             pid: Some(kill.pid),
@@ -71,10 +56,7 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &LogClock, cgroups: u32) -> Repo
         },
         cgroup: Cgroup {
             id: None,
-            mode: kill
-                .task_memcg
-                .as_ref()
-                .and_then(|_| report::mode_name(cgroups)),
+            mode: kill.task_memcg.as_ref().and_then(|_| cgroups.json_name()),
             path: kill.task_memcg.clone(),
         },
         container: None,
@@ -160,8 +142,8 @@ pub fn logged_kills() -> Result<(Vec<KmsgKill>, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmsg::kills_in;
-    use oomtrace_common::cgroup_mode;
+    use crate::source::kmsg::kills_in;
+    use std::time::{Duration, SystemTime};
 
     fn fixture(name: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -181,12 +163,12 @@ mod tests {
                     .is_some_and(|p| p.starts_with("/docker/"))
             })
             .expect("a docker kill in the fixture");
-        let clock = LogClock {
+        let clock = ClockPair {
             realtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
-            monotonic_us: docker.usec + 2_000_000,
+            kernel_ns: (docker.usec + 2_000_000) * 1000,
         };
-        let mut report = report_from_kill(docker, &clock, cgroup_mode::V1);
-        crate::enrich::annotate(&mut report, None);
+        let mut report = report_from_kill(docker, &clock, CgroupMode::V1);
+        crate::attribution::enrich::annotate(&mut report, None);
         assert_eq!(report.source, "kmsg");
         assert_eq!(report.victim.pid, Some(docker.pid));
         assert_eq!(report.victim.tid, None, "the log does not say which thread");
@@ -208,7 +190,7 @@ mod tests {
         assert!(!oom.global);
         assert_eq!(
             report.time,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(999_998),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(999_998)),
             "two seconds before the clock was read"
         );
     }
@@ -220,8 +202,8 @@ mod tests {
             .iter()
             .find(|k| k.global)
             .expect("the fixture's global OOM");
-        let clock = LogClock::now();
-        let report = report_from_kill(global, &clock, cgroup_mode::V2);
+        let clock = log_clock();
+        let report = report_from_kill(global, &clock, CgroupMode::V2);
         let oom = report.oom.unwrap();
         assert!(oom.global);
         assert_eq!(oom.memcg, None);

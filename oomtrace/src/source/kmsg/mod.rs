@@ -30,6 +30,8 @@
 //! Messages are taken as `/dev/kmsg` escapes them (bytes below 0x20, above 0x7e and `\` itself
 //! become `\xNN`); comms and cgroup paths are unescaped into the [`KmsgKill`].
 
+pub mod device;
+
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 

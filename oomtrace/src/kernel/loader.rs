@@ -8,7 +8,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
-use oomtrace_common::{DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL, program};
+use oomtrace_common::{DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL, attach_mode, program};
 
 /// The kernel program, built by build.rs.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
@@ -35,6 +35,16 @@ impl AttachMode {
             Self::TpBtf => "tp_btf",
             Self::RawTp => "raw_tp",
             Self::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// The mode a record names ([`oomtrace_common::attach_mode`]).
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            attach_mode::TP_BTF => Some(Self::TpBtf),
+            attach_mode::RAW_TP => Some(Self::RawTp),
+            attach_mode::TRACEPOINT => Some(Self::Tracepoint),
+            _ => None,
         }
     }
 

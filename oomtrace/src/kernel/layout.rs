@@ -2,10 +2,11 @@
 //! tracepoint's tracefs format, and records every offset it could not find together with the
 //! report fields that will be `null` because of it. Nothing is ever guessed.
 
-use oomtrace_common::{ABSENT, KernelLayout, cgroup_mode, tp_args};
+use oomtrace_common::{ABSENT, KernelLayout, tp_args};
 
-use crate::{
+use crate::kernel::{
     btf::{Btf, Kind, TypeId},
+    cgroups::CgroupMode,
     tracefs::Format,
 };
 
@@ -111,10 +112,10 @@ pub struct Discovery {
 }
 
 /// Fills the struct offsets and the `mark_victim` prototype from BTF.
-pub fn from_btf(btf: &Btf, cgroups: u32, page_shift: u32) -> Discovery {
+pub fn from_btf(btf: &Btf, cgroups: CgroupMode, page_shift: u32) -> Discovery {
     let mut f = Finder::new(btf);
     let mut l = KernelLayout {
-        cgroup_mode: cgroups,
+        cgroup_mode: cgroups.as_raw(),
         page_shift,
         ..KernelLayout::UNKNOWN
     };
@@ -198,7 +199,7 @@ pub fn from_btf(btf: &Btf, cgroups: u32, page_shift: u32) -> Discovery {
             CGROUP,
         ),
     };
-    if cgroups == cgroup_mode::V1 && l.css_set_subsys != ABSENT && l.memory_cgrp_id != ABSENT {
+    if cgroups == CgroupMode::V1 && l.css_set_subsys != ABSENT && l.memory_cgrp_id != ABSENT {
         let in_bounds = f
             .struct_id("css_set")
             .and_then(|id| f.member_type(id, "subsys"))
@@ -212,7 +213,7 @@ pub fn from_btf(btf: &Btf, cgroups: u32, page_shift: u32) -> Discovery {
             );
         }
     }
-    if cgroups == cgroup_mode::NONE {
+    if cgroups == CgroupMode::None {
         f.lack(
             "a memory cgroup hierarchy".into(),
             "is not mounted (no memory controller in /proc/self/cgroup)",
@@ -326,76 +327,15 @@ pub fn from_tracepoint_format(format: &Format, layout: &mut KernelLayout) -> (u3
     (args, missing)
 }
 
-/// Which hierarchy carries the memory controller, from `/proc/self/cgroup`: a v1 line that
-/// lists `memory`, else the unified hierarchy if its root offers `memory`.
-pub fn cgroup_mode_from(proc_self_cgroup: &str, v2_root_controllers: Option<&str>) -> u32 {
-    let v1_memory = proc_self_cgroup.lines().any(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers) = (parts.next(), parts.next().unwrap_or(""));
-        controllers.split(',').any(|c| c == "memory")
-    });
-    if v1_memory {
-        return cgroup_mode::V1;
-    }
-    let v2_memory = v2_root_controllers
-        .is_some_and(|controllers| controllers.split_whitespace().any(|c| c == "memory"));
-    let has_unified = proc_self_cgroup.lines().any(|line| line.starts_with("0::"));
-    if has_unified && v2_memory {
-        cgroup_mode::V2
-    } else {
-        cgroup_mode::NONE
-    }
-}
-
-/// The running system's cgroup mode.
-pub fn host_cgroup_mode() -> u32 {
-    let proc_self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let controllers = crate::procfs::memory_hierarchy_root(&mountinfo, cgroup_mode::V2)
-        .and_then(|root| std::fs::read_to_string(root.join("cgroup.controllers")).ok());
-    cgroup_mode_from(&proc_self_cgroup, controllers.as_deref())
-}
-
-pub fn cgroup_mode_name(mode: u32) -> &'static str {
-    match mode {
-        cgroup_mode::V1 => "cgroup v1",
-        cgroup_mode::V2 => "cgroup v2",
-        _ => "no memory cgroup",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::VMLINUX_BTF;
-
-    #[test]
-    fn cgroup_mode_follows_the_memory_controller() {
-        let hybrid = "12:memory:/user.slice\n1:name=systemd:/\n0::/\n";
-        let unified = "0::/user.slice/session-1.scope\n";
-        let cases = [
-            (hybrid, Some("cpu io memory"), cgroup_mode::V1),
-            (hybrid, Some(""), cgroup_mode::V1),
-            (unified, Some("cpuset cpu io memory pids"), cgroup_mode::V2),
-            (unified, Some("cpu io"), cgroup_mode::NONE),
-            (unified, None, cgroup_mode::NONE),
-            ("4:cpu,cpuacct:/\n", None, cgroup_mode::NONE),
-            ("3:cpu,memory:/x\n", None, cgroup_mode::V1),
-            ("", None, cgroup_mode::NONE),
-        ];
-        for (cgroup, controllers, want) in cases {
-            assert_eq!(
-                cgroup_mode_from(cgroup, controllers),
-                want,
-                "{cgroup:?} {controllers:?}"
-            );
-        }
-    }
+    use crate::kernel::btf::VMLINUX_BTF;
 
     #[test]
     fn reads_tracepoint_offsets_for_both_prototypes() {
-        let rich = crate::tracefs::parse_format(include_str!(
-            "../tests/fixtures/mark_victim-format-6.18.txt"
+        let rich = crate::kernel::tracefs::parse_format(include_str!(
+            "../../tests/fixtures/mark_victim-format-6.18.txt"
         ))
         .unwrap();
         let mut layout = KernelLayout::UNKNOWN;
@@ -413,8 +353,8 @@ mod tests {
         );
         assert_eq!(layout.tp_oom_score_adj, 64);
 
-        let old = crate::tracefs::parse_format(include_str!(
-            "../tests/fixtures/mark_victim-format-pid-only-reconstructed.txt"
+        let old = crate::kernel::tracefs::parse_format(include_str!(
+            "../../tests/fixtures/mark_victim-format-pid-only-reconstructed.txt"
         ))
         .unwrap();
         let mut layout = KernelLayout::UNKNOWN;
@@ -429,7 +369,7 @@ mod tests {
     #[test]
     fn a_field_of_the_wrong_size_is_missing_not_guessed() {
         let text = "name: mark_victim\nID: 1\n\tfield:int oom_score_adj;\toffset:64;\tsize:4;\tsigned:1;\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
-        let format = crate::tracefs::parse_format(text).unwrap();
+        let format = crate::kernel::tracefs::parse_format(text).unwrap();
         let mut layout = KernelLayout::UNKNOWN;
         let (_, missing) = from_tracepoint_format(&format, &mut layout);
         assert_eq!(layout.tp_oom_score_adj, ABSENT);
@@ -449,7 +389,7 @@ mod tests {
             }
             Err(err) => panic!("{VMLINUX_BTF} is required in CI: {err}"),
         };
-        for mode in [cgroup_mode::V1, cgroup_mode::V2] {
+        for mode in [CgroupMode::V1, CgroupMode::V2] {
             let discovery = from_btf(&btf, mode, 12);
             if let Some(m) = discovery.missing.first() {
                 panic!(

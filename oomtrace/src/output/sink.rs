@@ -7,7 +7,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{render, report::Report};
+use crate::{
+    output::{human, json},
+    report::Report,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StdoutFormat {
@@ -70,7 +73,7 @@ impl Sinks {
     pub fn write(&mut self, report: &Report) -> Result<(), SinkError> {
         self.json.clear();
         if self.format == StdoutFormat::Json || self.file.is_some() {
-            render::json_line(report, &mut self.json);
+            json::json_line(report, &mut self.json);
         }
         // The file first: it is the record a pipeline keeps even when stdout's reader quit.
         if let Some((path, file)) = &mut self.file {
@@ -84,7 +87,7 @@ impl Sinks {
             StdoutFormat::Json => &self.json,
             StdoutFormat::Human => {
                 self.text.clear();
-                render::human_line(report, &mut self.text);
+                human::human_line(report, &mut self.text);
                 self.text.as_bytes()
             }
         };

@@ -2,8 +2,10 @@
 //! adds what the runtime's cache knows. Reads the cache only; never waits on a runtime.
 
 use crate::{
-    container::{self, ContainerRef, QosClass},
-    docker::{Cache, ContainerMeta},
+    attribution::{
+        cgroup_path::{self as container, ContainerRef, QosClass},
+        docker::{Cache, ContainerMeta},
+    },
     report::{Container, Pod, Report, Victim},
 };
 
@@ -71,15 +73,12 @@ fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{decode, tests as fixtures};
-    use oomtrace_common::cgroup_mode;
     use std::collections::HashMap;
 
     const ID: &str = "6a3ad1b3b2a5f0e9d7c4b1a8f5e2d9c6b3a0f7e4d1c8b5a2f9e6d3c0b7a4f1e8";
 
     fn report_in(path: &str, pid: u32, ns_pid: u32) -> Report {
-        let mut report =
-            decode(&fixtures::raw_event(), &fixtures::clock(), cgroup_mode::V1).unwrap();
+        let mut report = crate::testing::report();
         report.cgroup.path = Some(path.to_owned());
         report.victim.pid = Some(pid);
         report.victim.ns_pid = Some(ns_pid);
@@ -123,7 +122,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        crate::docker::apply_event(&cache, "create", ID, &attributes);
+        crate::attribution::docker::apply_event(&cache, "create", ID, &attributes);
         let mut report = report_in(&format!("/docker/{ID}"), 4321, 12);
         annotate(&mut report, Some(&cache));
         let container = report.container.unwrap();

@@ -1,15 +1,8 @@
-//! Rendering: a report as one line a person reads at a glance, or as one JSON line.
+//! The human view: one line a person reads at a glance.
 
 use std::{fmt::Write as _, time::UNIX_EPOCH};
 
 use crate::report::{Container, Report};
-
-/// Appends the report as one JSON object and a newline.
-pub fn json_line(report: &Report, out: &mut Vec<u8>) {
-    // Serialising plain structs of strings and numbers into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, report).expect("a report always serialises");
-    out.push(b'\n');
-}
 
 /// Appends the human line and a newline, e.g.
 /// `04:47:30 OOM kill: dd (pid 10390, uid 0) rss 200.0 MiB anon, oom_score_adj 0, cgroup /docker/4f2c…`
@@ -17,7 +10,7 @@ pub fn human_line(report: &Report, out: &mut String) {
     let v = &report.victim;
     let secs = report
         .time
-        .duration_since(UNIX_EPOCH)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let name = v
@@ -180,77 +173,12 @@ pub fn abbreviate_ids(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{decode, tests as fixtures};
-    use oomtrace_common::{Source, cgroup_mode, field};
+    use crate::testing as fixtures;
+    use crate::{kernel::cgroups::CgroupMode, source::ebpf::decode};
+    use oomtrace_common::field;
 
     fn report() -> Report {
-        decode(&fixtures::raw_event(), &fixtures::clock(), cgroup_mode::V1).unwrap()
-    }
-
-    #[test]
-    fn json_keeps_the_schema_1_contract() {
-        let mut out = Vec::new();
-        json_line(&report(), &mut out);
-        assert_eq!(out.last(), Some(&b'\n'));
-        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(json["schema"], 1);
-        assert_eq!(json["event"], "oom_kill");
-        assert_eq!(json["time"], "2026-11-22T04:47:30.033410Z");
-        assert_eq!(json["boot_ns"], 123_456_789);
-        let victim = &json["victim"];
-        for (key, want) in [
-            ("pid", serde_json::json!(10390)),
-            ("tid", serde_json::json!(10391)),
-            ("ns_pid", serde_json::json!(7)),
-            ("comm", serde_json::json!("dd")),
-            ("thread_comm", serde_json::json!("dd-worker")),
-            ("uid", serde_json::json!(0)),
-            ("oom_score_adj", serde_json::json!(500)),
-            ("rss_anon_bytes", serde_json::json!(209_715_200)),
-            ("rss_file_bytes", serde_json::json!(4096)),
-            ("rss_shmem_bytes", serde_json::json!(0)),
-            ("swap_bytes", serde_json::json!(0)),
-            ("total_vm_bytes", serde_json::json!(211_000_000)),
-            ("pgtables_bytes", serde_json::json!(450_560)),
-        ] {
-            assert_eq!(victim[key], want, "victim.{key}");
-        }
-        assert_eq!(json["trigger"]["pid"], 10390);
-        assert_eq!(json["trigger"]["tid"], 10391);
-        assert_eq!(json["trigger"]["comm"], "dd-worker");
-        assert_eq!(json["cgroup"]["id"], 4242);
-        assert_eq!(json["cgroup"]["path"], "/docker/4f2c");
-        assert_eq!(json["cgroup"]["mode"], "v1");
-        assert!(json.as_object().unwrap().contains_key("container"));
-        assert!(json["container"].is_null());
-        assert_eq!(json["source"], "tp_btf");
-    }
-
-    #[test]
-    fn json_writes_null_for_what_the_kernel_did_not_give() {
-        let mut event = fixtures::raw_event();
-        event.fields = field::TID | field::THREAD_COMM;
-        event.source = Source::Tracepoint as u32;
-        let report = decode(&event, &fixtures::clock(), cgroup_mode::V1).unwrap();
-        let mut out = Vec::new();
-        json_line(&report, &mut out);
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        for key in [
-            "pid",
-            "ns_pid",
-            "comm",
-            "uid",
-            "rss_anon_bytes",
-            "swap_bytes",
-        ] {
-            let value = json["victim"]
-                .get(key)
-                .unwrap_or_else(|| panic!("{key} missing"));
-            assert!(value.is_null(), "victim.{key} = {value}");
-        }
-        assert!(json["cgroup"]["path"].is_null());
-        assert!(json["cgroup"]["mode"].is_null());
+        fixtures::report()
     }
 
     #[test]
@@ -268,7 +196,7 @@ mod tests {
     fn human_line_falls_back_to_what_is_known() {
         let mut event = fixtures::raw_event();
         event.fields = field::TID | field::THREAD_COMM | field::CGROUP_ID;
-        let report = decode(&event, &fixtures::clock(), cgroup_mode::V1).unwrap();
+        let report = decode(&event, &fixtures::clock(), CgroupMode::V1).unwrap();
         let mut line = String::new();
         human_line(&report, &mut line);
         assert_eq!(

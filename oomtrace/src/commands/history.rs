@@ -4,10 +4,11 @@
 use std::{process::ExitCode, time::Duration};
 
 use crate::{
-    enrich,
-    kmsg_source::{self, LogClock},
-    layout, render,
+    attribution::enrich,
+    kernel::cgroups::CgroupMode,
+    output::{human, json},
     report::Report,
+    source::kmsg::device as kmsg_source,
 };
 
 pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
@@ -18,8 +19,8 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let clock = LogClock::now();
-    let cgroups = layout::host_cgroup_mode();
+    let clock = kmsg_source::log_clock();
+    let cgroups = CgroupMode::of_host();
     let oldest = since.and_then(|since| clock.realtime.checked_sub(since));
     let reports: Vec<Report> = kills
         .iter()
@@ -29,17 +30,17 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
             enrich::annotate(&mut report, None);
             report
         })
-        .filter(|report| oldest.is_none_or(|oldest| report.time >= oldest))
+        .filter(|report| oldest.is_none_or(|oldest| report.time.is_some_and(|t| t >= oldest)))
         .collect();
 
     let mut out = Vec::with_capacity(reports.len() * 512);
     let mut line = String::new();
     for report in &reports {
         if json {
-            render::json_line(report, &mut out);
+            json::json_line(report, &mut out);
         } else {
             line.clear();
-            render::human_line(report, &mut line);
+            human::human_line(report, &mut line);
             out.extend_from_slice(line.as_bytes());
         }
     }

@@ -3,7 +3,7 @@
 
 use std::{fs::File, path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -11,17 +11,23 @@ use tokio::{
 };
 
 use crate::{
-    cli::{Backend, KernelArgs, TracepointLayout, WatchArgs},
-    docker, enrich,
-    filter::Filter,
-    kmsg::KillAssembler,
-    kmsg_source::{self, LogClock, Read},
-    layout::cgroup_mode_name,
-    loader::{self, AttachMode, Attached, Targets},
-    plan::{self, Plan},
-    preflight, procfs,
-    report::{self, Clock, Report},
-    sink::{SinkError, Sinks, StdoutFormat},
+    attribution::{docker, enrich},
+    cli::{Backend, WatchArgs},
+    kernel::{attach::attach, cgroups::CgroupMode, loader::Attached, plan::Plan},
+    output::{
+        filter::Filter,
+        sink::{SinkError, Sinks, StdoutFormat},
+    },
+    report::Report,
+    source::{
+        ebpf,
+        kmsg::{
+            KillAssembler, KmsgKill,
+            device::{self as kmsg_source, Read},
+        },
+        procfs,
+    },
+    time::ClockPair,
 };
 
 /// Counts for the summary printed at exit.
@@ -35,71 +41,27 @@ struct Tally {
     lost: u64,
 }
 
-/// Checks privileges, plans, loads and attaches; shared by `oomtrace` and `oomtrace check`.
-pub fn attach(kernel: &KernelArgs) -> anyhow::Result<(Plan, Attached)> {
-    let pid_only = kernel.tracepoint_layout == TracepointLayout::PidOnly;
-    if pid_only && kernel.attach != Some(AttachMode::Tracepoint) {
-        bail!(
-            "--tracepoint-layout pid-only needs --attach tracepoint: tp_btf and raw_tp take the layout the kernel's BTF describes"
-        );
-    }
-    preflight::check_privileges().map_err(|problem| anyhow!(problem))?;
-    if let Some(problem) = preflight::lockdown_problem() {
-        bail!(problem);
-    }
-    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
-    if plan.modes.is_empty() {
-        let reasons: Vec<String> = plan
-            .unavailable
-            .iter()
-            .map(|(mode, why)| format!("{mode}: {why}"))
-            .collect();
-        bail!(
-            "cannot trace OOM kills on this host: {}",
-            reasons.join("; ")
-        );
-    }
-    let mut plan = plan;
-    // aya needs its own parse of the kernel's BTF only to find tp_btf's attach target.
-    let aya_btf = plan
-        .btf_bytes
-        .take()
-        .and_then(|bytes| aya::Btf::parse(&bytes, aya::Endianness::default()).ok());
-    preflight::raise_memlock_limit();
-    let targets = Targets {
-        aya_btf: aya_btf.as_ref(),
-        tracepoint_available: plan.tracepoint_available,
-    };
-    let attached = loader::load_and_attach(&plan.layout, &plan.modes, &targets)?;
-    drop(aya_btf);
-    // Parsing the kernel's BTF (ours and aya's) leaves tens of megabytes of freed heap
-    // behind; hand it back, so the steady state is only what watching needs.
-    // SAFETY: malloc_trim only releases free memory.
-    unsafe { libc::malloc_trim(0) };
-    Ok((plan, attached))
-}
-
 /// Where reports come from in this run.
-enum Source {
+enum Feed {
     Ebpf(Box<(Plan, Attached)>),
     Kmsg(File),
 }
 
 /// eBPF unless told otherwise; the kernel log when eBPF cannot be used and no attach mode
 /// was forced, saying why in one line.
-fn open_source(args: &WatchArgs) -> anyhow::Result<Source> {
+fn open_source(args: &WatchArgs) -> anyhow::Result<Feed> {
     match args.backend {
-        Backend::Kmsg => Ok(Source::Kmsg(kmsg_source::open().map_err(|e| anyhow!(e))?)),
-        Backend::Ebpf => Ok(Source::Ebpf(Box::new(attach(&args.kernel)?))),
+        Backend::Kmsg => Ok(Feed::Kmsg(kmsg_source::open().map_err(|e| anyhow!(e))?)),
+        Backend::Ebpf => Ok(Feed::Ebpf(Box::new(attach(&args.kernel)?))),
         Backend::Auto => match attach(&args.kernel) {
-            Ok(attached) => Ok(Source::Ebpf(Box::new(attached))),
+            Ok(attached) => Ok(Feed::Ebpf(Box::new(attached))),
             Err(err) if args.kernel.attach.is_none() => match kmsg_source::open() {
                 Ok(file) => {
                     eprintln!(
                         "oomtrace: eBPF cannot be used here ({err:#}); reading OOM kills from {} instead",
                         kmsg_source::DEV_KMSG
                     );
-                    Ok(Source::Kmsg(file))
+                    Ok(Feed::Kmsg(file))
                 }
                 Err(_) => Err(err),
             },
@@ -119,8 +81,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let docker = (!args.no_enrich).then(|| docker::start(args.docker_socket.clone()));
     let source = open_source(&args)?;
     let cgroups = match &source {
-        Source::Ebpf(attached) => attached.0.cgroup_mode,
-        Source::Kmsg(_) => crate::layout::host_cgroup_mode(),
+        Feed::Ebpf(attached) => attached.0.cgroup_mode,
+        Feed::Kmsg(_) => CgroupMode::of_host(),
     };
     if let Some(docker) = &docker {
         // A healthy daemon answers in milliseconds; waiting that long means the first kills are
@@ -135,7 +97,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let context = Context {
         cgroups,
-        cgroup_root: procfs::memory_hierarchy_root(&mountinfo, cgroups),
+        cgroup_root: crate::kernel::cgroups::memory_hierarchy_root(&mountinfo, cgroups),
         docker: docker.as_ref().map(|d| d.cache.clone()),
         filter: Filter {
             containers: args.containers,
@@ -149,7 +111,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut tally = Tally::default();
     let outcome = match source {
-        Source::Ebpf(attached) => {
+        Feed::Ebpf(attached) => {
             let (plan, attached) = *attached;
             watch_ebpf(
                 plan,
@@ -161,7 +123,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             )
             .await?
         }
-        Source::Kmsg(file) => {
+        Feed::Kmsg(file) => {
             watch_kmsg(file, &context, &mut sinks, &mut tally, &mut signals).await?
         }
     };
@@ -229,7 +191,7 @@ async fn watch_ebpf(
     }
     eprintln!(
         "oomtrace: watching for OOM kills ({mode}, {})",
-        cgroup_mode_name(plan.cgroup_mode)
+        plan.cgroup_mode.describe()
     );
 
     // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until the AsyncFd,
@@ -267,7 +229,7 @@ async fn watch_kmsg(
     kmsg_source::seek_to_end(&file);
     eprintln!(
         "oomtrace: watching for OOM kills (kmsg, {})",
-        cgroup_mode_name(context.cgroups)
+        context.cgroups.describe()
     );
     // SAFETY: the File owns its fd until the AsyncFd, which owns the File, is dropped.
     let mut log =
@@ -318,12 +280,12 @@ async fn watch_kmsg(
 }
 
 fn report_kills(
-    kills: Vec<crate::kmsg::KmsgKill>,
+    kills: Vec<KmsgKill>,
     context: &Context,
     sinks: &mut Sinks,
     tally: &mut Tally,
 ) -> Result<(), SinkError> {
-    let clock = LogClock::now();
+    let clock = kmsg_source::log_clock();
     for kill in kills {
         let report = kmsg_source::report_from_kill(&kill, &clock, context.cgroups);
         context.emit(report, sinks, tally)?;
@@ -333,7 +295,7 @@ fn report_kills(
 
 /// What turning a record into a report needs besides the record.
 struct Context {
-    cgroups: u32,
+    cgroups: CgroupMode,
     cgroup_root: Option<PathBuf>,
     docker: Option<docker::Cache>,
     filter: Filter,
@@ -366,9 +328,10 @@ fn drain_ring(
     tally: &mut Tally,
 ) -> Result<(), SinkError> {
     while let Some(item) = ring.next() {
-        let event = report::read_event(&item);
+        let event = ebpf::read_event(&item);
         drop(item);
-        match event.and_then(|event| report::decode(&event, &Clock::now(), context.cgroups)) {
+        match event.and_then(|event| ebpf::decode(&event, &ClockPair::boottime(), context.cgroups))
+        {
             Ok(mut report) => {
                 procfs::complete_pid_only(
                     &mut report,

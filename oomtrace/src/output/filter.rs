@@ -43,12 +43,10 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Container, decode, tests as fixtures};
-    use oomtrace_common::cgroup_mode;
+    use crate::report::Container;
 
     fn report(container: Option<(&str, Option<&str>)>) -> Report {
-        let mut report =
-            decode(&fixtures::raw_event(), &fixtures::clock(), cgroup_mode::V1).unwrap();
+        let mut report = crate::testing::report();
         report.container = container.map(|(id, name)| Container {
             runtime: "docker",
             id: id.to_owned(),

@@ -1,0 +1,58 @@
+//! Fixtures the unit tests of several modules share: one realistic kernel record and the
+//! report it decodes to.
+
+use oomtrace_common::{CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, OomEvent, attach_mode, field};
+
+use crate::{kernel::cgroups::CgroupMode, report::Report, source::ebpf, time::ClockPair};
+
+pub fn comm16(s: &str) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..s.len()].copy_from_slice(s.as_bytes());
+    out
+}
+
+/// A record as the tp_btf handler writes it for a `dd` killed in a Docker container.
+pub fn raw_event() -> OomEvent {
+    // Leaf first, as the handler records them; slots past the depth hold garbage.
+    let mut cgroup_names = [[0xAA; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH];
+    for (slot, name) in cgroup_names.iter_mut().zip([&b"4f2c\0"[..], b"docker\0"]) {
+        slot[..name.len()].copy_from_slice(name);
+    }
+    OomEvent {
+        boot_ns: 123_456_789,
+        fields: !field::CGROUP_PATH_TRUNCATED,
+        attach_mode: attach_mode::TP_BTF,
+        victim_tid: 10391,
+        victim_tgid: 10390,
+        victim_ns_pid: 7,
+        victim_uid: 0,
+        oom_score_adj: 500,
+        cgroup_depth: 2,
+        trigger_tid: 10391,
+        trigger_tgid: 10390,
+        rss_anon_bytes: 200 << 20,
+        rss_file_bytes: 4096,
+        rss_shmem_bytes: 0,
+        swap_bytes: 0,
+        total_vm_bytes: 211_000_000,
+        pgtables_bytes: 450_560,
+        cgroup_id: 4242,
+        trigger_cgroup_id: 4242,
+        victim_thread_comm: comm16("dd-worker"),
+        victim_process_comm: comm16("dd"),
+        trigger_comm: comm16("dd-worker"),
+        cgroup_names,
+    }
+}
+
+pub fn clock() -> ClockPair {
+    ClockPair {
+        realtime: humantime::parse_rfc3339("2026-11-22T04:47:31.000000Z").unwrap(),
+        kernel_ns: 123_456_789 + 966_590_000,
+    }
+}
+
+/// `raw_event()` decoded on a cgroup v1 host.
+pub fn report() -> Report {
+    ebpf::decode(&raw_event(), &clock(), CgroupMode::V1).expect("the fixture decodes")
+}
