@@ -1,0 +1,1146 @@
+//! Joins the kernel's records into kills: an OOM invocation prints its lines over many
+//! records, some of them in pieces, interleaved with whatever other CPUs print.
+
+use std::collections::{HashSet, VecDeque};
+
+use super::lines::{
+    KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
+    killed_body, parse_killed, parse_summary, prefix_kind, summary_is_complete,
+};
+use super::record::{Record, parse_record, parse_record_full, unescape};
+
+/// One OOM kill as the kernel log tells it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct KmsgKill {
+    /// Of the authoritative "Killed process" record (its first piece, if it came in pieces).
+    pub seq: u64,
+    pub usec: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub uid: Option<u32>,
+    pub total_vm_kb: Option<u64>,
+    pub anon_rss_kb: Option<u64>,
+    pub file_rss_kb: Option<u64>,
+    pub shmem_rss_kb: Option<u64>,
+    /// Absent on old kernels.
+    pub pgtables_kb: Option<u64>,
+    pub oom_score_adj: Option<i32>,
+    /// E.g. "CONSTRAINT_MEMCG", from the oom-kill: summary.
+    pub constraint: Option<String>,
+    /// Cgroup whose limit was hit; None for a global OOM (and when the summary was not printed).
+    pub oom_memcg: Option<String>,
+    /// Victim's memcg path. None for a memory.oom.group member: the log names only the group.
+    pub task_memcg: Option<String>,
+    /// "Out of memory:" / global_oom.
+    pub global: bool,
+    /// Killed as a member of a memory.oom.group cgroup. The chosen victim itself is reported
+    /// once, when its own line comes (before the kernel says a group kill follows), with
+    /// `group_kill == false`; its repeat among the group members is dropped.
+    pub group_kill: bool,
+    /// From `<comm> invoked oom-killer`.
+    pub trigger_comm: Option<String>,
+}
+
+/// Turns consecutive kernel records into [`KmsgKill`]s. Feed every kernel record in order.
+///
+/// [`push`](Self::push) returns a kill as soon as a `Killed process` line completes one. A
+/// `Killed process` line that arrives cut short is held until the record with its rest comes
+/// (or it becomes clear that none will); a reader that sees no record for a while should call
+/// [`flush`](Self::flush) if [`has_pending`](Self::has_pending) says something is held.
+#[derive(Clone, Debug, Default)]
+pub struct KillAssembler {
+    /// Kills ready to hand out, oldest first (at most one or two at a time).
+    ready: VecDeque<KmsgKill>,
+    /// State of the current OOM invocation, from "invoked oom-killer" on.
+    trigger_comm: Option<String>,
+    summary: Option<Summary>,
+    /// The text of a summary that came cut short, while its pieces may still come.
+    summary_text: Option<String>,
+    /// Before 5.0: "Task in <task_memcg> killed as a result of limit of <oom_memcg>".
+    legacy_memcgs: Option<(String, String)>,
+    /// Before 5.3: `<Memory cgroup out of memory|Out of memory>: Kill process ...`.
+    legacy_kind: Option<OomKind>,
+    /// Set by "Tasks in /g are going to be killed due to memory.oom.group set".
+    group: Option<GroupContext>,
+    /// Pids reported in this invocation (for the group kill's duplicate line).
+    killed: HashSet<u32>,
+    /// A record that is the start of a "Killed process" line, cut before "Killed process ".
+    start_fragment: Option<Fragment>,
+    /// A "Killed process" line that came cut short.
+    pending: Option<PendingKilled>,
+    /// The richest "Killed process" layout seen on this kernel (see `format_level`).
+    format_level: u8,
+}
+
+impl KillAssembler {
+    /// Feeds one record; returns a kill that it completes. Records must be the kernel's own
+    /// (facility 0, see [`RecordHeader::is_kernel`]) and in order. In the rare case that one
+    /// record completes two kills, the second comes from [`pop`](Self::pop) (or from the next
+    /// `push`).
+    pub fn push(&mut self, record: &Record<'_>) -> Option<KmsgKill> {
+        self.feed(record.message, record.seq, record.usec);
+        self.ready.pop_front()
+    }
+
+    /// Parses `line` with [`parse_record_full`] and feeds it if it is a kernel record;
+    /// continuation lines, malformed lines and user-space records are skipped.
+    pub fn push_line(&mut self, line: &str) -> Option<KmsgKill> {
+        if let Ok((record, header)) = parse_record_full(line)
+            && header.is_kernel()
+        {
+            return self.push(&record);
+        }
+        self.ready.pop_front()
+    }
+
+    /// The next kill that is ready but was not returned yet.
+    pub fn pop(&mut self) -> Option<KmsgKill> {
+        self.ready.pop_front()
+    }
+
+    /// Whether a cut-short line is held, waiting for the rest.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some() || self.start_fragment.is_some() || self.summary_text.is_some()
+    }
+
+    /// Gives up waiting for the rest of cut-short lines (at the end of a dump, or when the log
+    /// has been quiet for a while) and returns every kill that is ready. A cut-short `Killed
+    /// process` line becomes a kill with the values it has, if its pid and comm are whole.
+    pub fn flush(&mut self) -> Vec<KmsgKill> {
+        self.start_fragment = None;
+        self.finish_pending();
+        self.summary_text = None;
+        self.ready.drain(..).collect()
+    }
+
+    fn feed(&mut self, message: &str, seq: u64, usec: u64) {
+        let structural = is_structural(message);
+
+        if let Some(start) = self.start_fragment.take()
+            && !message.is_empty()
+        {
+            let joined = start.text + message;
+            // A record that is a line of its own is joined only if that gives a known prefix
+            // ("M" + "emory cgroup out of memory: Killed process ...").
+            let known_prefix =
+                killed_body(&joined).is_some_and(|(prefix, _)| KILLED_PREFIXES.contains(&prefix));
+            if is_structural(&joined) && (!structural || known_prefix) {
+                self.classify(&joined, start.seq, start.usec);
+                return;
+            }
+        }
+
+        if let Some(mut pending) = self.pending.take() {
+            if structural {
+                self.pending = Some(pending);
+                self.finish_pending();
+            } else {
+                let joined = pending.text.clone() + message;
+                match parse_killed(&joined, self.format_level) {
+                    KilledParse::Line(line)
+                        if line.continues_cleanly() && joined.len() <= MAX_JOIN =>
+                    {
+                        if line.complete {
+                            self.accept_killed(line, pending.seq, pending.usec);
+                        } else {
+                            pending.text = joined;
+                            self.pending = Some(pending);
+                        }
+                        return;
+                    }
+                    _ => {
+                        pending.budget = pending.budget.saturating_sub(1);
+                        self.pending = Some(pending);
+                        if self.pending.as_ref().is_some_and(|p| p.budget == 0) {
+                            self.finish_pending();
+                        }
+                    }
+                }
+            }
+        }
+
+        self.classify(message, seq, usec);
+    }
+
+    fn classify(&mut self, message: &str, seq: u64, usec: u64) {
+        if let Some(at) = message.find(" invoked oom-killer:") {
+            self.finish_pending();
+            self.reset_invocation();
+            self.trigger_comm = Some(unescape(&message[..at]));
+            return;
+        }
+        if message.starts_with("oom-kill:") {
+            self.finish_pending();
+            self.before_kill_line();
+            self.summary = parse_summary(message);
+            self.summary_text = (!summary_is_complete(message)).then(|| message.to_owned());
+            return;
+        }
+        match parse_killed(message, self.format_level) {
+            KilledParse::Absent => {}
+            KilledParse::Garbage => {
+                self.finish_pending();
+                return;
+            }
+            KilledParse::Line(line) => {
+                self.finish_pending();
+                self.summary_text = None;
+                if line.complete || line.garbled {
+                    self.accept_killed(line, seq, usec);
+                } else {
+                    self.pending = Some(PendingKilled {
+                        seq,
+                        usec,
+                        text: message.to_owned(),
+                        budget: PENDING_BUDGET,
+                    });
+                }
+                return;
+            }
+        }
+        if message.starts_with("Tasks in ") {
+            self.finish_pending();
+            self.start_group();
+            return;
+        }
+        if let Some(rest) = message.strip_prefix("Task in ") {
+            if let Some((task, oom)) = rest.split_once(" killed as a result of limit of ")
+                && !task.is_empty()
+                && !oom.is_empty()
+            {
+                self.before_kill_line();
+                self.legacy_memcgs = Some((unescape(task), unescape(oom)));
+            }
+            return;
+        }
+        if let Some(at) = message.find(": Kill process ") {
+            self.before_kill_line();
+            self.legacy_kind = Some(prefix_kind(&message[..at]));
+            return;
+        }
+        if let Some(text) = self.summary_text.as_mut()
+            && is_summary_piece(text, message)
+        {
+            text.push_str(message);
+            let text = text.clone();
+            self.summary = parse_summary(&text);
+            if summary_is_complete(&text) || text.len() > MAX_JOIN {
+                self.summary_text = None;
+            }
+            return;
+        }
+        if is_start_fragment(message) {
+            self.start_fragment = Some(Fragment {
+                seq,
+                usec,
+                text: message.to_owned(),
+            });
+        }
+    }
+
+    /// A line that comes before the kill of an OOM invocation arrived after a kill: it belongs
+    /// to a new invocation whose "invoked oom-killer" line is missing.
+    fn before_kill_line(&mut self) {
+        if !self.killed.is_empty() || self.group.is_some() {
+            self.reset_invocation();
+        }
+    }
+
+    fn reset_invocation(&mut self) {
+        self.trigger_comm = None;
+        self.summary = None;
+        self.summary_text = None;
+        self.legacy_memcgs = None;
+        self.legacy_kind = None;
+        self.group = None;
+        self.killed.clear();
+    }
+
+    fn start_group(&mut self) {
+        let context = match &self.summary {
+            Some(summary) => GroupContext {
+                constraint: summary.constraint.clone(),
+                oom_memcg: summary.oom_memcg.clone(),
+                global: summary.global,
+            },
+            None => GroupContext {
+                constraint: None,
+                oom_memcg: self.legacy_memcgs.as_ref().map(|(_, oom)| oom.clone()),
+                global: match (&self.legacy_memcgs, self.legacy_kind) {
+                    (Some(_), _) => Some(false),
+                    (None, Some(kind)) => kind.global(),
+                    (None, None) => None,
+                },
+            },
+        };
+        self.group = Some(context);
+    }
+
+    fn finish_pending(&mut self) {
+        if let Some(pending) = self.pending.take()
+            && let KilledParse::Line(line) = parse_killed(&pending.text, self.format_level)
+        {
+            self.accept_killed(line, pending.seq, pending.usec);
+        }
+    }
+
+    fn accept_killed(&mut self, line: KilledLine, seq: u64, usec: u64) {
+        let (Some(pid), Some(comm)) = (line.pid, line.comm) else {
+            return;
+        };
+        if line.complete {
+            self.format_level = self.format_level.max(line.level);
+        }
+        if self.killed.contains(&pid) {
+            return;
+        }
+        let fields = line.fields;
+        let mut kill = KmsgKill {
+            seq,
+            usec,
+            pid,
+            comm,
+            uid: fields.uid,
+            total_vm_kb: fields.total_vm,
+            anon_rss_kb: fields.anon_rss,
+            file_rss_kb: fields.file_rss,
+            shmem_rss_kb: fields.shmem_rss,
+            pgtables_kb: fields.pgtables,
+            oom_score_adj: fields.oom_score_adj,
+            ..KmsgKill::default()
+        };
+        let context_global;
+        if let Some(group) = &self.group {
+            kill.group_kill = true;
+            kill.constraint = group.constraint.clone();
+            kill.oom_memcg = group.oom_memcg.clone();
+            context_global = group.global;
+        } else {
+            if !self.killed.is_empty() {
+                // A second victim without a group kill: a new OOM whose header was
+                // rate-limited away. Nothing printed for the previous one applies.
+                self.reset_invocation();
+            }
+            if let Some(summary) = self.summary.as_ref().filter(|s| s.pid == Some(pid)) {
+                kill.constraint = summary.constraint.clone();
+                kill.oom_memcg = summary.oom_memcg.clone();
+                kill.task_memcg = summary.task_memcg.clone();
+                kill.uid = kill.uid.or(summary.uid);
+                context_global = summary.global;
+            } else if let Some((task, oom)) = &self.legacy_memcgs {
+                kill.oom_memcg = Some(oom.clone());
+                kill.task_memcg = Some(task.clone());
+                context_global = Some(false);
+            } else {
+                context_global = self.legacy_kind.and_then(OomKind::global);
+            }
+        }
+        kill.trigger_comm = self.trigger_comm.clone();
+        kill.global = line.kind.global().or(context_global).unwrap_or(false);
+        if self.killed.len() < MAX_KILLED_PIDS {
+            self.killed.insert(pid);
+        }
+        self.ready.push_back(kill);
+    }
+}
+
+/// Convenience for tests/history: parse a whole dump (one record per line, continuation lines
+/// skipped), returning kills in order. Records that user space wrote (facility other than 0)
+/// are skipped.
+pub fn kills_in(dump: &str) -> Vec<KmsgKill> {
+    let mut assembler = KillAssembler::default();
+    let mut kills = Vec::new();
+    for line in dump.lines() {
+        kills.extend(assembler.push_line(line));
+        while let Some(kill) = assembler.pop() {
+            kills.push(kill);
+        }
+    }
+    kills.extend(assembler.flush());
+    kills
+}
+
+/// Runs the record parser and the assembler over arbitrary bytes (lossy UTF-8, split on
+/// `\n`); it must never panic. Each line is fed both as a record and as a bare message.
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut assembler = KillAssembler::default();
+    for (n, line) in text.split('\n').enumerate() {
+        if let Ok(record) = parse_record(line) {
+            let _ = assembler.push(&record);
+        }
+        let _ = parse_record_full(line).map(|(_, header)| header.is_kernel());
+        let _ = assembler.push(&Record {
+            seq: n as u64,
+            usec: 0,
+            message: line,
+        });
+        while assembler.pop().is_some() {}
+        let _ = unescape(line);
+    }
+    let _ = assembler.has_pending();
+    let _ = assembler.flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assembler internals
+// ---------------------------------------------------------------------------------------------
+
+/// How many unrelated records may come between the pieces of a "Killed process" line.
+const PENDING_BUDGET: u8 = 8;
+/// Bound on the pids remembered per invocation.
+const MAX_KILLED_PIDS: usize = 1 << 16;
+
+#[derive(Clone, Debug)]
+struct Fragment {
+    seq: u64,
+    usec: u64,
+    text: String,
+}
+
+#[derive(Clone, Debug)]
+struct PendingKilled {
+    seq: u64,
+    usec: u64,
+    text: String,
+    budget: u8,
+}
+
+#[derive(Clone, Debug)]
+struct GroupContext {
+    constraint: Option<String>,
+    oom_memcg: Option<String>,
+    global: Option<bool>,
+}
+
+/// Records that start, or are, one of the OOM killer's lines; such a record is never the
+/// rest of another line.
+fn is_structural(message: &str) -> bool {
+    message.contains(" invoked oom-killer:")
+        || message.starts_with("oom-kill:")
+        || killed_body(message).is_some()
+        || message.starts_with("Tasks in ")
+        || message.starts_with("Task in ")
+        || message.contains(": Kill process ")
+}
+
+/// How "Killed process" lines start; a record that is a proper prefix of one is held for the
+/// next record.
+const KILLED_STARTS: [&str; 4] = [
+    "Memory cgroup out of memory: Killed process ",
+    "Out of memory: Killed process ",
+    "Out of memory (oom_kill_allocating_task): Killed process ",
+    KILLED,
+];
+
+fn is_start_fragment(message: &str) -> bool {
+    !message.is_empty()
+        && KILLED_STARTS
+            .iter()
+            .any(|start| start.len() > message.len() && start.starts_with(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Relative to this file, not to CARGO_MANIFEST_DIR: the fuzz crate compiles it too.
+    const DEBIAN_6_1: &str = include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt");
+    const DEBIAN_6_12: &str =
+        include_str!("../../../tests/fixtures/kmsg-debian-6.12.117-cloud.txt");
+    const HOST_6_18: &str =
+        include_str!("../../../tests/fixtures/kmsg-host-6.18-cgroup-v1-docker.txt");
+    const FIXTURES: [&str; 3] = [DEBIAN_6_1, DEBIAN_6_12, HOST_6_18];
+
+    /// A real line, from the 6.1 fixture.
+    const KILLED_89: &str = "Memory cgroup out of memory: Killed process 89 (memhog) total-vm:33876kB, anon-rss:32412kB, file-rss:4kB, shmem-rss:648kB, UID:0 pgtables:104kB oom_score_adj:0";
+    const SUMMARY_89: &str = "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/plain,task_memcg=/plain,task=memhog,pid=89,uid=0";
+
+    /// Builds a dump of records numbered from 1 out of messages.
+    fn dump(messages: &[&str]) -> String {
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, message)| format!("6,{},{},-;{message}\n", i + 1, (i + 1) * 10))
+            .collect()
+    }
+
+    /// Expected kills as a table, one per line:
+    /// `seq usec pid comm uid total-vm anon-rss file-rss shmem-rss pgtables oom_score_adj
+    /// constraint oom_memcg task_memcg how trigger`, `-` for None, `how` one of `victim`,
+    /// `member` (group kill) and `global`.
+    fn table(text: &str) -> Vec<KmsgKill> {
+        fn opt(word: &str) -> Option<String> {
+            (word != "-").then(|| word.to_owned())
+        }
+        fn num<T: std::str::FromStr>(word: &str) -> Option<T> {
+            (word != "-").then(|| word.parse().ok().expect("number"))
+        }
+        text.lines()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>)
+            .filter(|words| !words.is_empty())
+            .map(|w| {
+                assert_eq!(w.len(), 16, "{w:?}");
+                KmsgKill {
+                    seq: num(w[0]).expect("seq"),
+                    usec: num(w[1]).expect("usec"),
+                    pid: num(w[2]).expect("pid"),
+                    comm: w[3].to_owned(),
+                    uid: num(w[4]),
+                    total_vm_kb: num(w[5]),
+                    anon_rss_kb: num(w[6]),
+                    file_rss_kb: num(w[7]),
+                    shmem_rss_kb: num(w[8]),
+                    pgtables_kb: num(w[9]),
+                    oom_score_adj: num(w[10]),
+                    constraint: opt(w[11]),
+                    oom_memcg: opt(w[12]),
+                    task_memcg: opt(w[13]),
+                    global: w[14] == "global",
+                    group_kill: w[14] == "member",
+                    trigger_comm: opt(w[15]),
+                }
+            })
+            .collect()
+    }
+
+    const MEMCG: &str = "CONSTRAINT_MEMCG";
+
+    #[test]
+    fn every_fixture_line_is_a_record_or_a_continuation() {
+        for fixture in FIXTURES {
+            for line in fixture.lines() {
+                match parse_record(line) {
+                    Ok(_) => {}
+                    Err(error) => assert!(error.is_continuation(), "{line:?}: {error}"),
+                }
+            }
+        }
+    }
+
+    // --- the real fixtures ---------------------------------------------------------------------
+
+    fn expected_debian_6_1() -> Vec<KmsgKill> {
+        table(
+            "
+            378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            421 2265084 91 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
+",
+        )
+    }
+
+    #[test]
+    fn debian_6_1_kills() {
+        assert_eq!(kills_in(DEBIAN_6_1), expected_debian_6_1());
+    }
+
+    fn expected_debian_6_12() -> Vec<KmsgKill> {
+        table(
+            "
+            445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            545 4229876 144 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
+",
+        )
+    }
+
+    #[test]
+    fn debian_6_12_kills() {
+        assert_eq!(kills_in(DEBIAN_6_12), expected_debian_6_12());
+    }
+
+    fn expected_host_6_18() -> Vec<KmsgKill> {
+        table(
+            "
+            5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
+            5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
+            5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
+",
+        )
+    }
+
+    #[test]
+    fn host_6_18_kills() {
+        assert_eq!(kills_in(HOST_6_18), expected_host_6_18());
+    }
+
+    #[test]
+    fn fixtures_fed_record_by_record_give_the_same_kills() {
+        for (fixture, expected) in [
+            (DEBIAN_6_1, expected_debian_6_1()),
+            (DEBIAN_6_12, expected_debian_6_12()),
+            (HOST_6_18, expected_host_6_18()),
+        ] {
+            let mut assembler = KillAssembler::default();
+            let mut kills = Vec::new();
+            for line in fixture.lines() {
+                match parse_record(line) {
+                    Ok(record) => kills.extend(assembler.push(&record)),
+                    Err(error) => assert!(error.is_continuation()),
+                }
+                // Every kill comes out of the push that completes it: nothing waits.
+                assert!(assembler.pop().is_none());
+                assert!(!assembler.has_pending(), "{line}");
+            }
+            assert!(assembler.flush().is_empty());
+            assert_eq!(kills, expected);
+        }
+    }
+
+    // --- layouts and cases the fixtures do not have ---------------------------------------------
+
+    #[test]
+    fn old_kernel_lines_without_pgtables_parse() {
+        // 4.6–5.2: no prefix, no UID, no pgtables, no oom_score_adj.
+        let kills = kills_in(&dump(&[
+            "java invoked oom-killer: gfp_mask=0x24201ca, order=0, oom_score_adj=0",
+            "Task in /1037/uid killed as a result of limit of /1037",
+            "Memory cgroup out of memory: Kill process 2188 (java) score 60 or sacrifice child",
+            "Killed process 2188 (java) total-vm:3330016kB, anon-rss:864176kB, file-rss:8072kB, shmem-rss:0kB",
+        ]));
+        assert_eq!(
+            kills,
+            vec![KmsgKill {
+                seq: 4,
+                usec: 40,
+                pid: 2188,
+                comm: "java".into(),
+                total_vm_kb: Some(3330016),
+                anon_rss_kb: Some(864176),
+                file_rss_kb: Some(8072),
+                shmem_rss_kb: Some(0),
+                oom_memcg: Some("/1037".into()),
+                task_memcg: Some("/1037/uid".into()),
+                trigger_comm: Some("java".into()),
+                ..KmsgKill::default()
+            }]
+        );
+
+        // 3.x–4.5: ends at file-rss; a global OOM told by the "Kill process" line.
+        let kills = kills_in(&dump(&[
+            "Out of memory: Kill process 7 (a) score 900 or sacrifice child",
+            "Killed process 7 (a) total-vm:10kB, anon-rss:5kB, file-rss:1kB",
+        ]));
+        assert_eq!(kills.len(), 1);
+        assert!(kills[0].global);
+        assert_eq!(
+            (kills[0].file_rss_kb, kills[0].shmem_rss_kb, kills[0].uid),
+            (Some(1), None, None)
+        );
+
+        // 5.3–5.8: UID but no pgtables and no oom_score_adj.
+        let kills = kills_in(&dump(&[
+            "Out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:1000",
+        ]));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(
+            (kills[0].uid, kills[0].pgtables_kb, kills[0].oom_score_adj),
+            (Some(1000), None, None)
+        );
+        assert!(kills[0].global);
+        assert_eq!(kills[0].constraint, None);
+    }
+
+    #[test]
+    fn summary_uid_fills_in_for_a_line_without_uid() {
+        // 5.0–5.2 print the summary but no UID in the "Killed process" line.
+        let kills = kills_in(&dump(&[
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=x,pid=5,uid=1001",
+            "Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB",
+        ]));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].uid, Some(1001));
+        assert_eq!(kills[0].task_memcg.as_deref(), Some("/a/b"));
+    }
+
+    #[test]
+    fn group_kill_with_the_victim_repeated_among_members() {
+        let kills = kills_in(&dump(&[
+            "stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/pod,task_memcg=/pod/c1,task=stress,pid=30,uid=0",
+            "Memory cgroup out of memory: Killed process 30 (stress) total-vm:9kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+            "Tasks in /pod are going to be killed due to memory.oom.group set",
+            // This time the victim comes first among the members.
+            "Memory cgroup out of memory: Killed process 30 (stress) total-vm:9kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+            "Memory cgroup out of memory: Killed process 31 (pause) total-vm:1kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:65535 pgtables:4kB oom_score_adj:-998",
+            "Memory cgroup out of memory: Killed process 31 (pause) total-vm:1kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:65535 pgtables:4kB oom_score_adj:-998",
+            "stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            // A new invocation: the same pid counts again, and it is no group member.
+            "Memory cgroup out of memory: Killed process 31 (pause) total-vm:1kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:65535 pgtables:4kB oom_score_adj:-998",
+        ]));
+        let summary: Vec<_> = kills
+            .iter()
+            .map(|k| {
+                (
+                    k.pid,
+                    k.group_kill,
+                    k.oom_memcg.as_deref(),
+                    k.task_memcg.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (30, false, Some("/pod"), Some("/pod/c1")),
+                (31, true, Some("/pod"), None),
+                (31, false, None, None),
+            ]
+        );
+        assert_eq!(kills[1].constraint.as_deref(), Some(MEMCG));
+        assert_eq!(
+            (kills[1].uid, kills[1].oom_score_adj),
+            (Some(65535), Some(-998))
+        );
+        assert_eq!(kills[2].constraint, None, "that OOM printed no summary");
+    }
+
+    #[test]
+    fn nested_memcgs_and_commas_in_cgroup_names() {
+        let kills = kills_in(&dump(&[
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=0-1,3,cpuset=a,b,mems_allowed=0-1,3,oom_memcg=/we,ird,task_memcg=/we,ird/x,task_memcg=y,task=t,pid=9,uid=0",
+            "Memory cgroup out of memory: Killed process 9 (t) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        ]));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].oom_memcg.as_deref(), Some("/we,ird"));
+        assert_eq!(
+            kills[0].task_memcg.as_deref(),
+            Some("/we,ird/x,task_memcg=y")
+        );
+        assert_eq!(kills[0].constraint.as_deref(), Some(MEMCG));
+    }
+
+    #[test]
+    fn a_global_oom() {
+        let kills = kills_in(&dump(&[
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/x.service,task=x,pid=3,uid=0",
+            "Out of memory: Killed process 3 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+            "Out of memory (oom_kill_allocating_task): Killed process 4 (y) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        ]));
+        assert_eq!(kills.len(), 2);
+        assert!(kills.iter().all(|k| k.global && k.oom_memcg.is_none()));
+        assert_eq!(
+            kills[0].task_memcg.as_deref(),
+            Some("/system.slice/x.service")
+        );
+        assert_eq!(kills[0].constraint.as_deref(), Some("CONSTRAINT_NONE"));
+        assert_eq!(kills[1].constraint, None, "the summary was about pid 3");
+    }
+
+    #[test]
+    fn comms_with_spaces_and_parentheses() {
+        let line = |comm: &str| {
+            format!(
+                "Out of memory: Killed process 12 ({comm}) total-vm:8kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4kB oom_score_adj:100"
+            )
+        };
+        for (escaped, comm) in [
+            ("(sd-pam)", "(sd-pam)"),
+            ("a b", "a b"),
+            ("x) (y", "x) (y"),
+            (")", ")"),
+            ("", ""),
+            ("x) total-vm:9kB", "x) total-vm:9kB"),
+            (r"tab\x09here", "tab\there"),
+            (r"back\x5cslash", r"back\slash"),
+        ] {
+            let kills = kills_in(&dump(&[&line(escaped)]));
+            assert_eq!(kills.len(), 1, "{escaped}");
+            assert_eq!(kills[0].comm, comm);
+            assert_eq!(
+                (kills[0].total_vm_kb, kills[0].uid, kills[0].oom_score_adj),
+                (Some(8), Some(1000), Some(100))
+            );
+        }
+        let kills = kills_in(&dump(&[
+            r"Web Content invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0",
+            &line("Web Content"),
+        ]));
+        assert_eq!(kills[0].trigger_comm.as_deref(), Some("Web Content"));
+    }
+
+    #[test]
+    fn missing_summary_and_mismatched_summary() {
+        // The header and summary are rate-limited: only the kill line is there.
+        let kills = kills_in(&dump(&[KILLED_89]));
+        assert_eq!(kills.len(), 1);
+        let k = &kills[0];
+        assert_eq!(
+            (k.pid, k.comm.as_str(), k.pgtables_kb),
+            (89, "memhog", Some(104))
+        );
+        assert_eq!(
+            (&k.constraint, &k.oom_memcg, &k.task_memcg),
+            (&None, &None, &None)
+        );
+        assert!(!k.global && !k.group_kill && k.trigger_comm.is_none());
+
+        let other = SUMMARY_89.replace("pid=89", "pid=90");
+        let kills = kills_in(&dump(&[&other, KILLED_89]));
+        assert_eq!(
+            (kills[0].constraint.as_ref(), kills[0].oom_memcg.as_ref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_second_kill_without_its_header_does_not_inherit_the_first_one() {
+        let second = KILLED_89
+            .replace("process 89", "process 90")
+            .replace("(memhog)", "(other)");
+        let kills = kills_in(&dump(&[
+            "memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            SUMMARY_89,
+            KILLED_89,
+            &second,
+        ]));
+        assert_eq!(kills.len(), 2);
+        assert_eq!(kills[0].oom_memcg.as_deref(), Some("/plain"));
+        assert_eq!(kills[1].pid, 90);
+        assert_eq!(
+            (
+                &kills[1].oom_memcg,
+                &kills[1].trigger_comm,
+                kills[1].group_kill
+            ),
+            (&None, &None, false)
+        );
+    }
+
+    #[test]
+    fn user_space_records_are_not_kernel_kills() {
+        let spoof = format!("12,5,6,-;{KILLED_89}\n");
+        assert!(kills_in(&spoof).is_empty());
+    }
+
+    // --- split and cut-short lines ---------------------------------------------------------------
+
+    /// The 6.1 fixture with the record at `seq` split into two records at byte `at`.
+    fn split_record(fixture: &str, seq: u64, at: usize) -> String {
+        let mut out = String::new();
+        for line in fixture.lines() {
+            if let Ok(record) = parse_record(line)
+                && record.seq == seq
+            {
+                let (head, tail) = record.message.split_at(at);
+                let header = &line[..line.len() - record.message.len()];
+                out.push_str(&format!("{header}{head}\n"));
+                out.push_str(&format!("4,{},{},c;{tail}\n", seq, record.usec + 1));
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn message_of(fixture: &str, seq: u64) -> &str {
+        fixture
+            .lines()
+            .filter_map(|line| parse_record(line).ok())
+            .find(|record| record.seq == seq)
+            .expect("record in fixture")
+            .message
+    }
+
+    /// No field of `got` contradicts `want`: split lines may lose values, never change them.
+    fn consistent(got: &KmsgKill, want: &KmsgKill) -> bool {
+        fn ok<T: PartialEq>(got: &Option<T>, want: &Option<T>) -> bool {
+            got.is_none() || got == want
+        }
+        (got.seq, got.usec, got.pid, &got.comm) == (want.seq, want.usec, want.pid, &want.comm)
+            && ok(&got.uid, &want.uid)
+            && ok(&got.total_vm_kb, &want.total_vm_kb)
+            && ok(&got.anon_rss_kb, &want.anon_rss_kb)
+            && ok(&got.file_rss_kb, &want.file_rss_kb)
+            && ok(&got.shmem_rss_kb, &want.shmem_rss_kb)
+            && ok(&got.pgtables_kb, &want.pgtables_kb)
+            && ok(&got.oom_score_adj, &want.oom_score_adj)
+            && got.constraint == want.constraint
+            && got.oom_memcg == want.oom_memcg
+            && got.task_memcg == want.task_memcg
+            && got.global == want.global
+            && got.group_kill == want.group_kill
+            && got.trigger_comm == want.trigger_comm
+    }
+
+    #[test]
+    fn a_real_killed_line_split_in_two_records() {
+        let line = message_of(DEBIAN_6_1, 378);
+        assert_eq!(line, KILLED_89);
+        // In the comm, in a number, after a comma, in a key, before "Killed process".
+        for cut in [
+            "(mem",
+            "anon-rss:324",
+            "anon-rss:32412kB,",
+            "UID:0 pgt",
+            "oom_score_adj:",
+            "Memory cgroup out of memory: Kil",
+            "Killed process 8",
+        ] {
+            let at = line.find(cut).expect("cut point") + cut.len();
+            let kills = kills_in(&split_record(DEBIAN_6_1, 378, at));
+            assert_eq!(kills, expected_debian_6_1(), "cut after {cut:?}");
+        }
+    }
+
+    #[test]
+    fn every_split_of_every_killed_line_loses_values_but_never_invents_them() {
+        for (fixture, expected) in [
+            (DEBIAN_6_1, expected_debian_6_1()),
+            (DEBIAN_6_12, expected_debian_6_12()),
+            (HOST_6_18, expected_host_6_18()),
+        ] {
+            let first_seq = expected[0].seq;
+            for want in &expected {
+                let line = message_of(fixture, want.seq);
+                // Inside the trailing number of a line the kernel cannot be cut (a pr_err()
+                // is stored whole); every other place is tried. (At 0 the first record is
+                // empty and the second one is simply the line.)
+                let last_value = line.rfind(':').expect("colon") + 1;
+                for at in 1..=last_value {
+                    let kills = kills_in(&split_record(fixture, want.seq, at));
+                    assert_eq!(kills.len(), expected.len(), "seq {} at {at}", want.seq);
+                    for (got, want) in kills.iter().zip(&expected) {
+                        assert!(consistent(got, want), "seq {} at {at}: {got:?}", want.seq);
+                    }
+                    // Once the kernel's layout is known, every split is put back together.
+                    if want.seq != first_seq {
+                        assert_eq!(kills, expected, "seq {} at {at}", want.seq);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn summary_split_at_its_pr_cont_pieces_with_records_in_between() {
+        let pieces = [
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null)",
+            ",cpuset=",
+            "/",
+            ",mems_allowed=0",
+            ",oom_memcg=",
+            "/parent",
+            ",task_memcg=",
+            "/parent/child",
+            ",task=memhog,pid=98,uid=0",
+        ];
+        let mut messages =
+            vec!["memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"];
+        for piece in pieces {
+            messages.push(piece);
+            messages.push(
+                "[  98]     0    98     8469     8134    98304        0             0 memhog",
+            );
+        }
+        let killed = message_of(DEBIAN_6_1, 459);
+        messages.push(killed);
+        let kills = kills_in(&dump(&messages));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].oom_memcg.as_deref(), Some("/parent"));
+        assert_eq!(kills[0].task_memcg.as_deref(), Some("/parent/child"));
+        assert_eq!(kills[0].constraint.as_deref(), Some(MEMCG));
+    }
+
+    #[test]
+    fn a_summary_cut_short_keeps_only_whole_values() {
+        // Cut inside the task memcg: the pid is unknown, so nothing applies to the victim...
+        let cut = &SUMMARY_89[..SUMMARY_89.find("task_memcg=/pl").expect("cut") + 14];
+        let kills = kills_in(&dump(&[cut, KILLED_89]));
+        assert_eq!(kills[0].oom_memcg, None);
+        // ...but the whole values (see the summary parser's own test) still describe a group
+        // kill that follows.
+        let member = KILLED_89.replace("process 89", "process 88");
+        let kills = kills_in(&dump(&[
+            cut,
+            KILLED_89,
+            "Tasks in /plain are going to be killed due to memory.oom.group set",
+            &member,
+        ]));
+        assert_eq!(kills.len(), 2);
+        assert_eq!(kills[1].oom_memcg.as_deref(), Some("/plain"));
+        assert_eq!(kills[1].constraint.as_deref(), Some(MEMCG));
+        assert!(kills[1].group_kill);
+    }
+
+    #[test]
+    fn tasks_in_line_split_at_its_pieces() {
+        let fixture = DEBIAN_6_12.replace(
+            "6,544,4229768,-;Tasks in /group are going to be killed due to memory.oom.group set",
+            "6,544,4229768,-;Tasks in \n6,545,4229769,c;/group\n6,546,4229770,c; are going to be killed due to memory.oom.group set",
+        );
+        assert_ne!(fixture, DEBIAN_6_12);
+        assert_eq!(kills_in(&fixture), expected_debian_6_12());
+    }
+
+    #[test]
+    fn a_killed_line_cut_short_for_good() {
+        // Cut in a number and never continued: the whole values only.
+        let cut = &KILLED_89[..KILLED_89.find("anon-rss:324").expect("cut") + 12];
+        let mut assembler = KillAssembler::default();
+        assert_eq!(
+            assembler.push(&Record {
+                seq: 1,
+                usec: 2,
+                message: cut
+            }),
+            None
+        );
+        assert!(assembler.has_pending());
+        let kills = assembler.flush();
+        assert_eq!(kills.len(), 1);
+        assert_eq!((kills[0].pid, kills[0].comm.as_str()), (89, "memhog"));
+        assert_eq!(
+            (kills[0].total_vm_kb, kills[0].anon_rss_kb),
+            (Some(33876), None)
+        );
+        assert!(!assembler.has_pending());
+
+        // Unrelated records do not complete it; after a few it is given up on.
+        let mut messages = vec![cut];
+        messages.extend(["oom_reaper: reaped process 89 (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"; 9]);
+        let kills = kills_in(&dump(&messages));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].anon_rss_kb, None);
+
+        // Once the layout is known, a line that stops at UID lost its end: the UID is not
+        // trusted (it could be the start of a longer number).
+        let stops_at_uid = &KILLED_89[..KILLED_89.find(" pgtables").expect("cut")];
+        let kills = kills_in(&dump(&[
+            KILLED_89.replace("89", "88").as_str(),
+            stops_at_uid,
+        ]));
+        assert_eq!(kills.len(), 2);
+        assert_eq!((kills[1].shmem_rss_kb, kills[1].uid), (Some(648), None));
+
+        // Cut in the comm: no kill rather than a wrong comm.
+        let in_comm = &KILLED_89[..KILLED_89.find("(mem").expect("cut") + 4];
+        assert!(kills_in(&dump(&[in_comm, "hogwash"])).is_empty());
+    }
+
+    #[test]
+    fn two_kills_from_one_record_come_out_in_order() {
+        let cut = &KILLED_89[..KILLED_89.find("anon-rss:324").expect("cut") + 12];
+        let other = KILLED_89.replace("process 89", "process 90");
+        let mut assembler = KillAssembler::default();
+        assert_eq!(
+            assembler.push(&Record {
+                seq: 1,
+                usec: 1,
+                message: cut
+            }),
+            None
+        );
+        let first = assembler
+            .push(&Record {
+                seq: 2,
+                usec: 2,
+                message: &other,
+            })
+            .expect("the cut line, given up on");
+        assert_eq!((first.pid, first.seq), (89, 1));
+        let second = assembler.pop().expect("the second line");
+        assert_eq!(
+            (second.pid, second.seq, second.anon_rss_kb),
+            (90, 2, Some(32412))
+        );
+        assert!(assembler.pop().is_none());
+    }
+
+    // --- garbage ---------------------------------------------------------------------------------
+
+    #[test]
+    fn unreadable_killed_lines_yield_no_kill() {
+        for message in [
+            "Killed process abc (x) total-vm:1kB, anon-rss:1kB, file-rss:1kB",
+            "Killed process 12 x) total-vm:1kB, anon-rss:1kB, file-rss:1kB",
+            "Killed process 99999999999 (x) total-vm:1kB, anon-rss:1kB, file-rss:1kB",
+            "Killed process -1 (x) total-vm:1kB, anon-rss:1kB, file-rss:1kB",
+            "Killed process ",
+            "Killed process 12",
+            "Killed process 12 (no end",
+            "Out of memory: Killed process",
+            "oom_reaper: reaped process 89 (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
+            "Memory cgroup out of memory: Kill process 2188 (java) score 60 or sacrifice child",
+        ] {
+            assert!(kills_in(&dump(&[message])).is_empty(), "{message}");
+        }
+        // A damaged value in the middle: the kill, without that value.
+        let damaged = KILLED_89.replace("anon-rss:32412kB", "anon-rss:32x12kB");
+        let kills = kills_in(&dump(&[&damaged]));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(
+            (kills[0].anon_rss_kb, kills[0].file_rss_kb),
+            (None, Some(4))
+        );
+        assert_eq!(kills[0].oom_score_adj, Some(0));
+    }
+
+    #[test]
+    fn garbage_input_never_panics() {
+        let inputs: [&[u8]; 12] = [
+            b"",
+            b"\n\n\n",
+            b";;;;",
+            b",,,;",
+            b"\xff\xfe\x00garbage\n6,1,2,-;\xf0\x9f\x92",
+            b"6,1,2,-;Killed process 1 (\xe2\x82) total-vm:",
+            b"6,1,2,-;oom-kill:,global_oom,task_memcg=,task=,pid=,uid=",
+            b"6,1,2,-;oom-kill:constraint=,nodemask=,oom_memcg=,task_memcg=,task=,pid=1,uid=1",
+            b"6,1,2,-;Tasks in \n6,2,3,-;Killed process 1 (a) total-vm:1kB\n6,3,4,-;\\x",
+            b"6,1,2,-;Out of memory\n6,2,3,-;: Killed process 1 (a) total-vm:1kB, UID:",
+            b"6,1,2,-; invoked oom-killer:\n6,2,3,-;Task in  killed as a result of limit of ",
+            b"6,1,2,-;\\x\\x\\xz\\x0\n 6,1,2,-;x",
+        ];
+        for input in inputs {
+            fuzz_one(input);
+        }
+        let mut all = Vec::new();
+        for fixture in FIXTURES {
+            fuzz_one(fixture.as_bytes());
+            all.extend_from_slice(fixture.as_bytes());
+            // Every line cut at every place.
+            for line in fixture
+                .lines()
+                .filter(|l| l.contains("oom") || l.contains("Kill"))
+            {
+                for at in 0..=line.len() {
+                    fuzz_one(&line.as_bytes()[..at]);
+                    fuzz_one(&line.as_bytes()[at..]);
+                }
+            }
+        }
+        // Deterministic byte mutations of the fixtures.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let mut data = all.clone();
+            for _ in 0..64 {
+                let at = (next() as usize) % data.len();
+                data[at] = match next() % 4 {
+                    0 => b'\n',
+                    1 => b' ',
+                    2 => b"(),:;=/\\x0123456789"[(next() % 19) as usize],
+                    _ => next() as u8,
+                };
+            }
+            fuzz_one(&data);
+            let text = String::from_utf8_lossy(&data);
+            let _ = kills_in(&text);
+        }
+    }
+}
