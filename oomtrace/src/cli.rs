@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{attribution::docker, kernel::loader::AttachMode};
+use crate::kernel::loader::AttachMode;
 
 /// Catch every OOM kill on this host and say which process, in which container, was killed.
 #[derive(Debug, Parser)]
@@ -85,9 +85,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Talk to the Docker Engine at PATH for container names.
-    #[arg(long, value_name = "PATH", default_value = docker::DEFAULT_SOCKET)]
-    pub docker_socket: PathBuf,
+    /// Talk to the Docker Engine at PATH for container names [default: DOCKER_HOST's unix
+    /// socket, else /var/run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
 
     /// Do not ask any container runtime; containers are still identified from their cgroup.
     #[arg(long)]

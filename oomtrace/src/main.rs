@@ -12,11 +12,11 @@ use oomtrace::{
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace in the middle of an incident.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("oomtrace: internal error, please report it: {info}");
+        oomtrace::say!("internal error, please report it: {info}");
     }));
     let cli = cli::Cli::parse();
     if let Some(problem) = cli.usage_problem() {
-        eprintln!("oomtrace: {problem}");
+        oomtrace::say!("{problem}");
         return ExitCode::from(2);
     }
     match cli.command {
@@ -30,14 +30,14 @@ fn main() -> ExitCode {
             {
                 Ok(runtime) => runtime,
                 Err(err) => {
-                    eprintln!("oomtrace: cannot start the event loop: {err}");
+                    oomtrace::say!("cannot start the event loop: {err}");
                     return ExitCode::FAILURE;
                 }
             };
             match runtime.block_on(watch::run(cli.watch)) {
                 Ok(code) => code,
                 Err(err) => {
-                    eprintln!("oomtrace: {err:#}");
+                    oomtrace::say!("{err:#}");
                     ExitCode::FAILURE
                 }
             }

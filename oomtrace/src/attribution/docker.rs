@@ -3,11 +3,16 @@
 //!
 //! The cache exists because a `--rm` container killed at once is gone from the API by the time
 //! its report is written; the `create` event already carried its name, image and labels. The
-//! report path only ever reads the cache: Docker absent, stopped or slow never delays a report.
+//! report path only ever reads the cache. When it meets a container the cache does not know
+//! yet, it asks for an inspect and may wait a moment for the answer (see `commands::watch`);
+//! Docker absent or stopped never delays anything.
+//!
+//! oomtrace only reads from Docker: it lists, inspects and follows events.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::PathBuf,
+    io,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -17,7 +22,7 @@ use bollard::{
     query_parameters::{EventsOptions, ListContainersOptions},
 };
 use futures_util::StreamExt as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
@@ -32,6 +37,9 @@ pub const LABELS: [&str; 5] = [
 
 /// A removed container stays known this long, for reports of kills just before the removal.
 const KEEP_REMOVED: Duration = Duration::from_secs(300);
+/// The cache holds at most this many containers; the longest-removed go first, so thousands
+/// of short-lived containers cannot grow oomtrace.
+const MAX_ENTRIES: usize = 4096;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerMeta {
@@ -43,8 +51,14 @@ pub struct ContainerMeta {
     pub main_pid: Option<u32>,
     /// `HostConfig.RestartPolicy.Name`, e.g. `on-failure`.
     pub restart_policy: Option<String>,
+    /// `HostConfig.RestartPolicy.MaximumRetryCount`, for `on-failure`.
+    pub restart_max_retries: Option<u32>,
+    /// `RestartCount`: restarts so far.
+    pub restart_count: Option<u32>,
     /// `HostConfig.Memory` in bytes, when a limit is set.
     pub memory_limit: Option<u64>,
+    /// `HostConfig.Init`: Docker runs its init shim as PID 1.
+    pub init: Option<bool>,
 }
 
 struct Entry {
@@ -52,29 +66,65 @@ struct Entry {
     removed_at: Option<Instant>,
 }
 
+struct Shared {
+    map: Mutex<HashMap<String, Entry>>,
+    /// Bumped on every change, for whoever waits for a name.
+    version: watch::Sender<u64>,
+}
+
 /// The cache, shared between the event-stream task and the report path.
-#[derive(Clone, Default)]
-pub struct Cache(Arc<Mutex<HashMap<String, Entry>>>);
+#[derive(Clone)]
+pub struct Cache(Arc<Shared>);
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self(Arc::new(Shared {
+            map: Mutex::new(HashMap::new()),
+            version: watch::channel(0).0,
+        }))
+    }
+}
 
 impl Cache {
     pub fn lookup(&self, id: &str) -> Option<ContainerMeta> {
         self.lock().get(id).map(|entry| entry.meta.clone())
     }
 
+    /// The ids of containers (removed ones included) named `name`.
+    pub fn ids_named(&self, name: &str) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.meta.name.as_deref() == Some(name))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// A receiver whose `changed()` resolves after the cache changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.version.subscribe()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.0
+            .map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn upsert(&self, id: &str, update: impl FnOnce(&mut ContainerMeta)) {
-        let mut map = self.lock();
-        let entry = map.entry(id.to_owned()).or_insert_with(|| Entry {
-            meta: ContainerMeta::default(),
-            removed_at: None,
-        });
-        entry.removed_at = None;
-        update(&mut entry.meta);
+        {
+            let mut map = self.lock();
+            if !map.contains_key(id) && map.len() >= MAX_ENTRIES {
+                evict_one(&mut map);
+            }
+            let entry = map.entry(id.to_owned()).or_insert_with(|| Entry {
+                meta: ContainerMeta::default(),
+                removed_at: None,
+            });
+            entry.removed_at = None;
+            update(&mut entry.meta);
+        }
+        self.0.version.send_modify(|v| *v += 1);
     }
 
     fn mark_removed(&self, id: &str) {
@@ -90,8 +140,22 @@ impl Cache {
     }
 }
 
+/// Makes room: the container removed longest ago, else any one (a host with more than
+/// [`MAX_ENTRIES`] live containers loses names, not memory).
+fn evict_one(map: &mut HashMap<String, Entry>) {
+    let victim = map
+        .iter()
+        .filter_map(|(id, e)| e.removed_at.map(|at| (at, id)))
+        .min()
+        .map(|(_, id)| id.clone())
+        .or_else(|| map.keys().next().cloned());
+    if let Some(id) = victim {
+        map.remove(&id);
+    }
+}
+
 /// Applies one Docker event to the cache. Pure apart from the cache, so it is tested without
-/// a daemon. Returns the id of a container that (re)started, whose pid must be inspected.
+/// a daemon. Returns the id of a container that must be inspected: it (re)started, or died.
 pub fn apply_event(
     cache: &Cache,
     action: &str,
@@ -122,10 +186,13 @@ pub fn apply_event(
             });
             return Some(id.to_owned());
         }
-        "die" => cache.upsert(id, |meta| {
-            known(meta);
-            meta.main_pid = None;
-        }),
+        "die" => {
+            cache.upsert(id, |meta| {
+                known(meta);
+                meta.main_pid = None;
+            });
+            return Some(id.to_owned());
+        }
         "kill" | "stop" | "oom" | "pause" | "unpause" => cache.upsert(id, known),
         "destroy" => cache.mark_removed(id),
         _ => {}
@@ -133,8 +200,7 @@ pub fn apply_event(
     None
 }
 
-/// Whether Docker enrichment is currently working; the report path reads it to say once that
-/// names are missing.
+/// Whether Docker enrichment is currently working.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Connecting,
@@ -145,6 +211,31 @@ pub enum Status {
 pub struct Enricher {
     pub cache: Cache,
     pub status: watch::Receiver<Status>,
+    inspect: mpsc::UnboundedSender<String>,
+}
+
+impl Enricher {
+    /// Asks Docker about a container the cache does not know; the answer lands in the cache.
+    pub fn request_inspect(&self, id: &str) {
+        let _ = self.inspect.send(id.to_owned());
+    }
+}
+
+/// Where to reach Docker: `--docker-socket`, else `DOCKER_HOST` as the docker CLI reads it,
+/// else the default socket.
+pub fn socket_path(flag: Option<&Path>, docker_host: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(path) = flag {
+        return Ok(path.to_owned());
+    }
+    match docker_host.filter(|h| !h.is_empty()) {
+        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(host) => match host.strip_prefix("unix://") {
+            Some(path) if path.starts_with('/') => Ok(PathBuf::from(path)),
+            _ => Err(format!(
+                "DOCKER_HOST={host} is not a unix socket (unix:///path), and oomtrace reads Docker only over one: give --docker-socket PATH"
+            )),
+        },
+    }
 }
 
 /// Starts the background task that keeps the cache in step with Docker, reconnecting with
@@ -152,38 +243,68 @@ pub struct Enricher {
 pub fn start(socket: PathBuf) -> Enricher {
     let cache = Cache::default();
     let (status_tx, status) = watch::channel(Status::Connecting);
+    let (inspect, mut requests) = mpsc::unbounded_channel::<String>();
     let task_cache = cache.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut said_unavailable = false;
         loop {
-            let err = session(&socket, &task_cache, &status_tx).await;
+            let why = session(&socket, &task_cache, &status_tx, &mut requests).await;
             // A daemon that was answering gets a quick retry; one that never did, a slower one.
             if *status_tx.borrow() == Status::Synced {
                 backoff = Duration::from_millis(250);
             }
             let _ = status_tx.send(Status::Unavailable);
             if !said_unavailable {
-                eprintln!(
-                    "oomtrace: Docker enrichment is unavailable ({err}); reports carry container ids without names until Docker answers at {}",
+                crate::say!(
+                    "Docker enrichment is unavailable ({why}); reports carry container ids without names until Docker answers at {}",
                     socket.display()
                 );
                 said_unavailable = true;
             }
+            // Requests made while Docker is away cannot be answered: drop them.
+            while requests.try_recv().is_ok() {}
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
-    Enricher { cache, status }
+    Enricher {
+        cache,
+        status,
+        inspect,
+    }
+}
+
+/// Why a unix socket cannot be reached, in words a person can act on.
+pub fn describe_connect_error(socket: &Path, err: &io::Error) -> String {
+    let path = socket.display();
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "permission denied on {path}: run oomtrace as root, or as a member of the socket's group (usually `docker`)"
+        ),
+        io::ErrorKind::NotFound => {
+            format!("{path} does not exist: is the Docker daemon installed and running?")
+        }
+        io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {path}: the Docker daemon is not listening")
+        }
+        _ => format!("cannot connect to {path}: {err}"),
+    }
 }
 
 /// One connection: list what exists, then follow events until the stream ends. Returns why it
 /// ended.
 async fn session(
-    socket: &std::path::Path,
+    socket: &Path,
     cache: &Cache,
     status: &watch::Sender<Status>,
+    requests: &mut mpsc::UnboundedReceiver<String>,
 ) -> String {
+    // bollard connects lazily and wraps a refused socket in transport jargon; a plain connect
+    // first gives the reason in words.
+    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
+        return describe_connect_error(socket, &err);
+    }
     let docker = match Docker::connect_with_unix(&socket.to_string_lossy(), 10, API_DEFAULT_VERSION)
     {
         Ok(docker) => docker,
@@ -191,7 +312,12 @@ async fn session(
     };
     let docker = match docker.negotiate_version().await {
         Ok(docker) => docker,
-        Err(err) => return err.to_string(),
+        Err(err) => {
+            return format!(
+                "{} does not answer as a Docker API: {err}",
+                socket.display()
+            );
+        }
     };
     // Replaying from a second before the listing closes the gap between list and stream.
     let since = std::time::SystemTime::now()
@@ -239,26 +365,33 @@ async fn session(
         until: None,
         filters: Some(filters),
     }));
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => return err.to_string(),
-        };
-        let (Some(action), Some(actor)) = (event.action, event.actor) else {
-            continue;
-        };
-        let Some(id) = actor.id else { continue };
-        let attributes = actor.attributes.unwrap_or_default();
-        // `exec_start: sh -c ...` and friends carry a suffix after the action's name.
-        let action = action.split(':').next().unwrap_or_default();
-        if let Some(started) = apply_event(cache, action, &id, &attributes) {
-            inspect_into(&docker, cache, &started).await;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else {
+                    return "the event stream ended".to_owned();
+                };
+                let event = match event {
+                    Ok(event) => event,
+                    Err(err) => return err.to_string(),
+                };
+                let (Some(action), Some(actor)) = (event.action, event.actor) else {
+                    continue;
+                };
+                let Some(id) = actor.id else { continue };
+                let attributes = actor.attributes.unwrap_or_default();
+                // `exec_start: sh -c ...` and friends carry a suffix after the action's name.
+                let action = action.split(':').next().unwrap_or_default();
+                if let Some(changed) = apply_event(cache, action, &id, &attributes) {
+                    inspect_into(&docker, cache, &changed).await;
+                }
+            }
+            Some(id) = requests.recv() => inspect_into(&docker, cache, &id).await,
         }
     }
-    "the event stream ended".to_owned()
 }
 
-/// Fills in what only an inspect tells: the main pid, restart policy and memory limit.
+/// Fills in what only an inspect tells: the main pid, restart policy and count, memory limit.
 async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
     let Ok(inspect) = docker.inspect_container(id, None).await else {
         return;
@@ -270,22 +403,30 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
         .filter(|&pid| pid > 0)
         .map(|pid| pid as u32);
     let host = inspect.host_config.as_ref();
-    let restart_policy = host
-        .and_then(|h| h.restart_policy.as_ref())
+    let policy = host.and_then(|h| h.restart_policy.as_ref());
+    let restart_policy = policy
         .and_then(|p| p.name.as_ref())
         .map(|name| name.to_string())
         .filter(|name| !name.is_empty() && name != "no");
+    let restart_max_retries = policy
+        .and_then(|p| p.maximum_retry_count)
+        .and_then(|n| u32::try_from(n).ok());
     let memory_limit = host
         .and_then(|h| h.memory)
         .filter(|&m| m > 0)
         .map(|m| m as u64);
+    let init = host.and_then(|h| h.init);
+    let restart_count = inspect.restart_count.and_then(|n| u32::try_from(n).ok());
     let name = inspect.name.map(|n| n.trim_start_matches('/').to_owned());
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     cache.upsert(id, |meta| {
         meta.main_pid = main_pid;
         meta.restart_policy = restart_policy;
+        meta.restart_max_retries = restart_max_retries;
+        meta.restart_count = restart_count;
         meta.memory_limit = memory_limit;
+        meta.init = init;
         meta.name = name.or(meta.name.take());
         meta.image = image.or(meta.image.take());
         for label in LABELS {
@@ -334,6 +475,7 @@ mod tests {
             meta.labels
         );
         assert_eq!(meta.labels["com.docker.compose.service"], "web");
+        assert_eq!(cache.ids_named("web-1"), vec![id]);
     }
 
     #[test]
@@ -352,5 +494,72 @@ mod tests {
         );
         assert_eq!(cache.lookup(&id).unwrap().name.as_deref(), Some("job2"));
         assert!(cache.lookup("unknown").is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_gives_up_removed_containers_first() {
+        let cache = Cache::default();
+        let id = |n: usize| format!("{n:064x}");
+        for n in 0..MAX_ENTRIES {
+            apply_event(&cache, "create", &id(n), &attrs(&[("name", "c")]));
+        }
+        apply_event(&cache, "destroy", &id(7), &attrs(&[]));
+        apply_event(
+            &cache,
+            "create",
+            &id(MAX_ENTRIES),
+            &attrs(&[("name", "new")]),
+        );
+        assert_eq!(cache.lock().len(), MAX_ENTRIES);
+        assert!(cache.lookup(&id(7)).is_none(), "the removed one went first");
+        assert!(cache.lookup(&id(MAX_ENTRIES)).is_some());
+    }
+
+    #[test]
+    fn the_socket_comes_from_the_flag_then_docker_host() {
+        type Case<'a> = (Option<&'a Path>, Option<&'a str>, Result<&'a str, &'a str>);
+        let flag = Path::new("/run/other.sock");
+        let cases: [Case; 6] = [
+            (Some(flag), Some("unix:///x.sock"), Ok("/run/other.sock")),
+            (
+                None,
+                Some("unix:///run/user/1000/docker.sock"),
+                Ok("/run/user/1000/docker.sock"),
+            ),
+            (None, None, Ok(DEFAULT_SOCKET)),
+            (None, Some(""), Ok(DEFAULT_SOCKET)),
+            (
+                None,
+                Some("tcp://10.0.0.1:2375"),
+                Err("is not a unix socket"),
+            ),
+            (None, Some("unix://relative"), Err("is not a unix socket")),
+        ];
+        for (flag, host, want) in cases {
+            let got = socket_path(flag, host);
+            match want {
+                Ok(path) => assert_eq!(got, Ok(PathBuf::from(path)), "{host:?}"),
+                Err(part) => assert!(got.unwrap_err().contains(part), "{host:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn connection_errors_say_what_to_do() {
+        let socket = Path::new("/var/run/docker.sock");
+        let cases = [
+            (io::ErrorKind::PermissionDenied, "docker` group"),
+            (
+                io::ErrorKind::NotFound,
+                "is the Docker daemon installed and running",
+            ),
+            (io::ErrorKind::ConnectionRefused, "not listening"),
+        ];
+        for (kind, part) in cases {
+            let said = describe_connect_error(socket, &io::Error::from(kind));
+            assert!(said.contains(part) || said.contains("`docker`"), "{said}");
+            assert!(said.contains("/var/run/docker.sock"), "{said}");
+            assert!(!said.contains("hyper"), "{said}");
+        }
     }
 }

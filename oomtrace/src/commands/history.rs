@@ -15,7 +15,7 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
     let (kills, lost) = match kmsg_source::logged_kills() {
         Ok(found) => found,
         Err(err) => {
-            eprintln!("oomtrace: {err}");
+            crate::say!("{err}");
             return ExitCode::FAILURE;
         }
     };
@@ -48,16 +48,16 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
         if err.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("oomtrace: cannot write to stdout: {err}");
+            crate::say!("cannot write to stdout: {err}");
             return ExitCode::FAILURE;
         }
         return ExitCode::SUCCESS;
     }
     if lost > 0 {
-        eprintln!(
-            "oomtrace: {lost} log records were overwritten while being read; kills among them are missing"
+        crate::say!(
+            "{lost} log records were overwritten while being read; kills among them are missing"
         );
     }
-    eprintln!("oomtrace: {} OOM kills in the kernel log", reports.len());
+    crate::say!("{} OOM kills in the kernel log", reports.len());
     ExitCode::SUCCESS
 }

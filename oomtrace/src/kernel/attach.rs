@@ -1,7 +1,7 @@
 //! From command-line flags to an attached kernel program: privileges, lockdown, the plan,
 //! then load and attach. Shared by `oomtrace` and `oomtrace check`.
 
-use anyhow::{anyhow, bail};
+use std::fmt;
 
 use crate::{
     cli::{KernelArgs, TracepointLayout},
@@ -12,26 +12,58 @@ use crate::{
     },
 };
 
-/// Checks privileges, plans, loads and attaches.
-pub fn attach(kernel: &KernelArgs) -> anyhow::Result<(Plan, Attached)> {
-    let pid_only = kernel.tracepoint_layout == TracepointLayout::PidOnly;
-    preflight::check_privileges().map_err(|problem| anyhow!(problem))?;
-    if let Some(problem) = preflight::lockdown_problem() {
-        bail!(problem);
+/// Why the kernel program could not be attached. The first three are the causes the kernel
+/// log backend stands in for; anything else is reported, never papered over.
+#[derive(Debug)]
+pub enum AttachFailure {
+    /// Not allowed to load BPF programs.
+    Privilege(String),
+    /// Confidentiality lockdown forbids what every mode needs.
+    Lockdown(String),
+    /// No attach mode is possible on this host, or none of them attached; each says why.
+    NoMode(String),
+    /// The program object itself did not load (a resource limit, a bug).
+    Load(String),
+}
+
+impl AttachFailure {
+    /// Whether `--backend auto` may read the kernel log instead.
+    pub fn kernel_log_stands_in(&self) -> bool {
+        !matches!(self, Self::Load(_))
     }
-    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
+}
+
+impl fmt::Display for AttachFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Privilege(why) | Self::Lockdown(why) | Self::NoMode(why) | Self::Load(why) => {
+                f.write_str(why)
+            }
+        }
+    }
+}
+
+impl std::error::Error for AttachFailure {}
+
+/// Checks privileges, plans, loads and attaches.
+pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
+    let pid_only = kernel.tracepoint_layout == TracepointLayout::PidOnly;
+    preflight::check_privileges().map_err(AttachFailure::Privilege)?;
+    if let Some(problem) = preflight::lockdown_problem() {
+        return Err(AttachFailure::Lockdown(problem));
+    }
+    let mut plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
     if plan.modes.is_empty() {
         let reasons: Vec<String> = plan
             .unavailable
             .iter()
             .map(|(mode, why)| format!("{mode}: {why}"))
             .collect();
-        bail!(
+        return Err(AttachFailure::NoMode(format!(
             "cannot trace OOM kills on this host: {}",
             reasons.join("; ")
-        );
+        )));
     }
-    let mut plan = plan;
     // aya needs its own parse of the kernel's BTF only to find tp_btf's attach target.
     let aya_btf = plan
         .btf_bytes
@@ -42,7 +74,11 @@ pub fn attach(kernel: &KernelArgs) -> anyhow::Result<(Plan, Attached)> {
         aya_btf: aya_btf.as_ref(),
         tracepoint_available: plan.tracepoint_available,
     };
-    let attached = loader::load_and_attach(&plan.layout, &plan.modes, &targets)?;
+    let attached =
+        loader::load_and_attach(&plan.layout, &plan.modes, &targets).map_err(|err| match err {
+            loader::LoadError::NoMode(_) => AttachFailure::NoMode(err.to_string()),
+            loader::LoadError::Object(_) => AttachFailure::Load(err.to_string()),
+        })?;
     drop(aya_btf);
     // Parsing the kernel's BTF (ours and aya's) leaves tens of megabytes of freed heap
     // behind; hand it back, so the steady state is only what watching needs.

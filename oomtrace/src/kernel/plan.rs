@@ -158,6 +158,15 @@ impl Plan {
             .filter(move |(m, _)| rank(*m) < rank(mode))
     }
 
+    /// Whether `mode` reads the victim's process id and cgroup in the kernel, so nothing needs
+    /// completing from `/proc`.
+    pub fn victim_is_complete(&self, mode: AttachMode) -> bool {
+        match mode {
+            AttachMode::TpBtf | AttachMode::RawTp => self.layout.tp_args == tp_args::TASK,
+            AttachMode::Tracepoint => false,
+        }
+    }
+
     pub fn missing_for(&self, mode: AttachMode) -> &[Missing] {
         match mode {
             AttachMode::TpBtf | AttachMode::RawTp => &self.missing_btf,

@@ -1,7 +1,22 @@
 //! `--container`, `--pid` and `--comm`: which reports the operator asked to see. Kinds are
 //! ANDed; values of one kind are ORed.
+//!
+//! - `--container` matches a container's name exactly (a leading `/` is ignored, as Docker
+//!   writes names), or its id by prefix;
+//! - `--pid` is the host pid (or thread id) of the killed process;
+//! - `--comm` is the process's or the killed thread's name, exactly.
 
 use crate::report::Report;
+
+/// What a filter says about one report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Shown,
+    Hidden,
+    /// Only the container's name can decide, and it is not known yet: a kill must never be
+    /// hidden because its container's name arrived late.
+    NeedsName,
+}
 
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -15,17 +30,36 @@ impl Filter {
         !(self.containers.is_empty() && self.pids.is_empty() && self.comms.is_empty())
     }
 
-    pub fn accepts(&self, report: &Report) -> bool {
+    pub fn verdict(&self, report: &Report) -> Verdict {
         let v = &report.victim;
-        let container = report.container.as_ref();
-        let container_ok = self.containers.is_empty()
-            || container.is_some_and(|c| {
-                self.containers.iter().any(|wanted| {
-                    let wanted = wanted.trim_start_matches('/');
-                    c.name.as_deref() == Some(wanted)
-                        || (!wanted.is_empty() && c.id.starts_with(wanted))
-                })
-            });
+        let container = if self.containers.is_empty() {
+            Verdict::Shown
+        } else {
+            match report.container.as_ref() {
+                None => Verdict::Hidden,
+                Some(c) => {
+                    let by_id = self.containers.iter().any(|wanted| {
+                        let wanted = wanted.trim_start_matches('/');
+                        !wanted.is_empty() && c.id.starts_with(wanted)
+                    });
+                    match &c.name {
+                        _ if by_id => Verdict::Shown,
+                        Some(name) => {
+                            let by_name = self
+                                .containers
+                                .iter()
+                                .any(|wanted| wanted.trim_start_matches('/') == name);
+                            if by_name {
+                                Verdict::Shown
+                            } else {
+                                Verdict::Hidden
+                            }
+                        }
+                        None => Verdict::NeedsName,
+                    }
+                }
+            }
+        };
         let pid_ok = self.pids.is_empty()
             || self
                 .pids
@@ -36,7 +70,15 @@ impl Filter {
                 .comms
                 .iter()
                 .any(|c| v.comm.as_deref() == Some(c) || v.thread_comm.as_deref() == Some(c));
-        container_ok && pid_ok && comm_ok
+        if !(pid_ok && comm_ok) {
+            return Verdict::Hidden;
+        }
+        container
+    }
+
+    /// Whether the report is shown, deciding a container whose name is unknown as not shown.
+    pub fn accepts(&self, report: &Report) -> bool {
+        self.verdict(report) == Verdict::Shown
     }
 }
 
@@ -90,5 +132,31 @@ mod tests {
         for (i, (filter, report, want)) in cases.iter().enumerate() {
             assert_eq!(filter.accepts(report), *want, "case {i}: {filter:?}");
         }
+    }
+
+    /// The finding behind `NeedsName`: a kill landing before Docker's create event reached the
+    /// cache was counted as filtered out, though it was in the container asked for.
+    #[test]
+    fn a_container_whose_name_is_not_known_yet_is_undecided_not_hidden() {
+        let filter = |containers: &[&str], pids: &[u32]| Filter {
+            containers: containers.iter().map(|s| s.to_string()).collect(),
+            pids: pids.to_vec(),
+            comms: Vec::new(),
+        };
+        let unnamed = report(Some(("4f2c5e6a7b8c", None)));
+        let cases = [
+            (filter(&["web"], &[]), Verdict::NeedsName),
+            (filter(&["4f2c"], &[]), Verdict::Shown),
+            (filter(&["web", "4f2c"], &[]), Verdict::Shown),
+            (filter(&["web"], &[1]), Verdict::Hidden),
+            (filter(&[], &[]), Verdict::Shown),
+        ];
+        for (filter, want) in cases {
+            assert_eq!(filter.verdict(&unnamed), want, "{filter:?}");
+        }
+        assert_eq!(
+            filter(&["web"], &[]).verdict(&report(None)),
+            Verdict::Hidden
+        );
     }
 }

@@ -5,9 +5,14 @@ use crate::report::Report;
 
 /// Appends the report as one JSON object and a newline.
 pub fn json_line(report: &Report, out: &mut Vec<u8>) {
-    // Serialising plain structs of strings and numbers into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, report).expect("a report always serialises");
-    out.push(b'\n');
+    write_line(report, out);
+}
+
+/// Writes the report as one JSON object and a newline into an in-memory buffer.
+pub fn write_line(report: &Report, mut out: impl std::io::Write) {
+    // Plain structs of strings and numbers into memory: serialising cannot fail.
+    let _ = serde_json::to_writer(&mut out, report);
+    let _ = out.write_all(b"\n");
 }
 
 #[cfg(test)]

@@ -5,3 +5,4 @@ pub mod filter;
 pub mod human;
 pub mod json;
 pub mod sink;
+pub mod stderr;

@@ -1,103 +1,333 @@
-//! Sinks: where rendered reports go. Every line is flushed as it is written, so a crash loses
-//! nothing already reported.
+//! Sinks: where rendered reports go. Each destination is written by a thread of its own
+//! behind a bounded queue, so a reader that does not keep up (a paused terminal, a stuck
+//! pipe, a slow disk) never holds up the event loop, its signals or the Docker cache. A line
+//! that finds its queue full is dropped and counted, never lost silently; every line is
+//! written with one `write` as soon as its thread takes it, so a crash loses nothing already
+//! written.
+//!
+//! Lines are rendered once on the event loop and shared between destinations as [`Bytes`].
 
 use std::{
     fs::{File, OpenOptions},
-    io::{self, Write},
+    io::{self, Write as _},
+    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
-};
-
-use crate::{
-    output::{human, json},
-    report::Report,
-};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StdoutFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug)]
-pub enum SinkError {
-    /// The reader went away (`oomtrace --json | head -1`): a normal way to stop.
-    StdoutClosed,
-    Stdout(io::Error),
-    File {
-        path: PathBuf,
-        error: io::Error,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, SyncSender, TrySendError},
     },
+    thread,
+    time::Instant,
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Lines a destination may have waiting: a storm's worth, a few hundred KiB at most.
+const QUEUE_LINES: usize = 1024;
+
+/// What the writer threads tell the event loop.
+#[derive(Debug)]
+pub enum SinkEvent {
+    /// Stdout's reader went away (`oomtrace --json | head -1`): a normal way to stop.
+    StdoutClosed,
+    /// Stdout failed for another reason; nothing more can be shown.
+    StdoutFailed(io::Error),
 }
 
-impl std::fmt::Display for SinkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::StdoutClosed => f.write_str("stdout was closed"),
-            Self::Stdout(err) => write!(f, "cannot write to stdout: {err}"),
-            Self::File { path, error } => write!(f, "cannot write to {}: {error}", path.display()),
+/// One destination's thread and queue.
+struct Destination {
+    name: String,
+    queue: Option<SyncSender<Bytes>>,
+    /// Disconnects when the thread ends.
+    done: Option<mpsc::Receiver<()>>,
+    /// Lines taken by the thread and written whole.
+    written: Arc<AtomicU64>,
+    /// Lines handed to the queue.
+    queued: u64,
+    /// Lines refused because the queue was full.
+    refused: u64,
+}
+
+impl Destination {
+    fn send(&mut self, line: Bytes) {
+        let Some(queue) = &self.queue else {
+            self.refused += 1;
+            return;
+        };
+        match queue.try_send(line) {
+            Ok(()) => self.queued += 1,
+            Err(TrySendError::Full(_)) => self.refused += 1,
+            // The thread ended (stdout closed): the event loop is told separately.
+            Err(TrySendError::Disconnected(_)) => self.refused += 1,
         }
+    }
+
+    /// Closes the queue and waits until `deadline` for the thread to write what is queued.
+    /// Returns the lines that were queued but never written.
+    fn finish(&mut self, deadline: Instant) -> u64 {
+        self.queue = None;
+        if let Some(done) = self.done.take() {
+            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        self.queued
+            .saturating_sub(self.written.load(Ordering::Relaxed))
     }
 }
 
-impl std::error::Error for SinkError {}
+/// How many lines each destination lost, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// `(destination, lines)` for every destination that lost any.
+    pub by_destination: Vec<(String, u64)>,
+}
 
+impl Losses {
+    pub fn total(&self) -> u64 {
+        self.by_destination.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Where reports go in this run.
 pub struct Sinks {
-    format: StdoutFormat,
-    file: Option<(PathBuf, File)>,
-    // Reused for every report, so the event path does not allocate buffers each time.
-    json: Vec<u8>,
-    text: String,
+    stdout: Destination,
+    files: Vec<Destination>,
 }
 
 impl Sinks {
-    pub fn open(format: StdoutFormat, output: Option<&Path>) -> Result<Self, String> {
-        let file = match output {
-            Some(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("cannot open --output {}: {e}", path.display()))?;
-                Some((path.to_owned(), file))
-            }
-            None => None,
-        };
+    /// Starts the stdout thread and one per `--output` file; `events` hears of stdout closing.
+    pub fn start(outputs: &[PathBuf], events: UnboundedSender<SinkEvent>) -> Result<Self, String> {
+        let mut files = Vec::new();
+        for path in outputs {
+            let file = open_output(path)
+                .map_err(|e| format!("cannot open --output {}: {e}", path.display()))?;
+            files.push(spawn_file(path.clone(), file));
+        }
         Ok(Self {
-            format,
-            file,
-            json: Vec::with_capacity(2048),
-            text: String::with_capacity(512),
+            stdout: spawn_stdout(events),
+            files,
         })
     }
 
-    pub fn write(&mut self, report: &Report) -> Result<(), SinkError> {
-        self.json.clear();
-        if self.format == StdoutFormat::Json || self.file.is_some() {
-            json::json_line(report, &mut self.json);
+    /// Queues `json` for every file, and `shown` (the JSON line or the human one) for stdout.
+    /// Returns whether stdout took the line.
+    pub fn send(&mut self, json: &Bytes, shown: Bytes) -> bool {
+        for file in &mut self.files {
+            file.send(json.clone());
         }
-        // The file first: it is the record a pipeline keeps even when stdout's reader quit.
-        if let Some((path, file)) = &mut self.file {
-            file.write_all(&self.json)
-                .map_err(|error| SinkError::File {
-                    path: path.clone(),
-                    error,
-                })?;
-        }
-        let line: &[u8] = match self.format {
-            StdoutFormat::Json => &self.json,
-            StdoutFormat::Human => {
-                self.text.clear();
-                human::human_line(report, &mut self.text);
-                self.text.as_bytes()
+        let refused = self.stdout.refused;
+        self.stdout.send(shown);
+        self.stdout.refused == refused
+    }
+
+    /// Lines stdout has written so far.
+    pub fn shown(&self) -> u64 {
+        self.stdout.written.load(Ordering::Relaxed)
+    }
+
+    /// Closes every queue, gives the threads until `deadline` to write what is queued, and
+    /// says what was lost.
+    pub fn finish(mut self, deadline: Instant) -> Losses {
+        let mut losses = Losses::default();
+        for destination in self.files.iter_mut().chain([&mut self.stdout]) {
+            let lost = destination.refused + destination.finish(deadline);
+            if lost > 0 {
+                losses.by_destination.push((destination.name.clone(), lost));
             }
+        }
+        losses
+    }
+}
+
+fn open_output(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+}
+
+fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
+    let (queue, lines) = mpsc::sync_channel::<Bytes>(QUEUE_LINES);
+    let (finished, done) = mpsc::channel::<()>();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&written);
+    let hangup_events = events.clone();
+    // Nothing may be written to notice that stdout's reader is gone: poll says so at once.
+    thread::Builder::new()
+        .name("stdout-hangup".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if wait_for_hangup(1) {
+                let _ = hangup_events.send(SinkEvent::StdoutClosed);
+            }
+        })
+        .ok();
+    let thread = thread::Builder::new()
+        .name("stdout".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _finished = finished;
+            let stdout = io::stdout();
+            for line in lines {
+                let mut out = stdout.lock();
+                match out.write_all(&line).and_then(|()| out.flush()) {
+                    Ok(()) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                        let _ = events.send(SinkEvent::StdoutClosed);
+                        return;
+                    }
+                    Err(err) => {
+                        let _ = events.send(SinkEvent::StdoutFailed(err));
+                        return;
+                    }
+                }
+            }
+        })
+        .ok();
+    Destination {
+        name: "stdout".into(),
+        queue: Some(queue),
+        done: thread.map(|_| done),
+        written,
+        queued: 0,
+        refused: 0,
+    }
+}
+
+/// Blocks until `fd` hangs up (a pipe whose reader closed, a terminal that went away, a
+/// socket shut down). Returns false for what never hangs up (a file, /dev/null) only if poll
+/// itself fails.
+fn wait_for_hangup(fd: i32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        // No events asked for: poll still reports POLLERR and POLLHUP, and nothing else.
+        events: 0,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, no timeout.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, -1) };
+        if ready > 0 {
+            return pollfd.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+        }
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+fn spawn_file(path: PathBuf, mut file: File) -> Destination {
+    let (queue, lines) = mpsc::sync_channel::<Bytes>(QUEUE_LINES);
+    let (finished, done) = mpsc::channel::<()>();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&written);
+    let name = path.display().to_string();
+    let thread = thread::Builder::new()
+        .name("output-file".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _finished = finished;
+            let mut failing = false;
+            for line in lines {
+                match append_whole(&mut file, &line) {
+                    Ok(()) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if failing {
+                            failing = false;
+                            crate::say!("writing to {} again", path.display());
+                        }
+                    }
+                    Err(err) => {
+                        // One warning per failure spell (a full disk fills once, then frees);
+                        // reports still go to stdout.
+                        if !failing {
+                            failing = true;
+                            crate::say!(
+                                "cannot write to {} ({err}); reports still go to stdout, and the lines lost are counted",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        })
+    ;
+    Destination {
+        name,
+        queue: Some(queue),
+        done: thread.ok().map(|_| done),
+        written,
+        queued: 0,
+        refused: 0,
+    }
+}
+
+/// Appends `line` whole or not at all: a write cut short by a full disk is cut back off, so
+/// the file never holds half a JSON line that the next one would run into.
+fn append_whole(file: &mut File, line: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    match file.write_all(line) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            // SAFETY: ftruncate on our own open fd.
+            unsafe { libc::ftruncate(file.as_raw_fd(), before as libc::off_t) };
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_append_leaves_no_half_line() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let Ok(mut full) = OpenOptions::new().append(true).open("/dev/full") else {
+            return;
         };
-        let mut stdout = io::stdout().lock();
-        stdout
-            .write_all(line)
-            .and_then(|()| stdout.flush())
-            .map_err(|err| match err.kind() {
-                io::ErrorKind::BrokenPipe => SinkError::StdoutClosed,
-                _ => SinkError::Stdout(err),
-            })
+        assert!(append_whole(&mut full, b"{\"schema\":1}\n").is_err());
+
+        let path = std::env::temp_dir().join(format!("oomtrace-sink-{}", std::process::id()));
+        let mut file = open_output(&path).unwrap();
+        append_whole(&mut file, b"one\n").unwrap();
+        append_whole(&mut file, b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_counts() {
+        let (queue, _lines) = mpsc::sync_channel::<Bytes>(2);
+        let mut destination = Destination {
+            name: "test".into(),
+            queue: Some(queue),
+            done: None,
+            written: Arc::new(AtomicU64::new(0)),
+            queued: 0,
+            refused: 0,
+        };
+        for _ in 0..5 {
+            destination.send(Bytes::from_static(b"x\n"));
+        }
+        assert_eq!((destination.queued, destination.refused), (2, 3));
+        // Nothing took the two queued lines: they count as lost too.
+        assert_eq!(destination.finish(Instant::now()), 2);
+    }
+
+    #[test]
+    fn poll_reports_a_pipe_whose_reader_closed() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: closes the read end we own.
+        unsafe { libc::close(fds[0]) };
+        assert!(wait_for_hangup(fds[1]));
+        // SAFETY: closes the write end we own.
+        unsafe { libc::close(fds[1]) };
     }
 }
