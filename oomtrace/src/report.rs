@@ -24,6 +24,32 @@ pub struct Report {
     /// What the kernel's log says about the OOM itself; `null` where it was not read.
     pub oom: Option<OomContext>,
     pub source: &'static str,
+    /// Kernel strings that were not valid UTF-8, byte for byte.
+    #[serde(skip)]
+    pub raw: RawText,
+}
+
+/// The exact bytes of kernel-given strings that were not valid UTF-8. JSON carries such a
+/// string with U+FFFD in place of each invalid sequence; the human view shows these bytes
+/// escaped one by one. `None` where the string was valid UTF-8 (or absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawText {
+    pub comm: Option<Vec<u8>>,
+    pub thread_comm: Option<Vec<u8>>,
+    pub trigger_comm: Option<Vec<u8>>,
+    pub cgroup_path: Option<Vec<u8>>,
+}
+
+/// Decodes kernel bytes: the string (U+FFFD for what is not UTF-8) and, only when something
+/// was replaced, the bytes themselves.
+pub fn kernel_text(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(bytes.to_vec()),
+        ),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -77,7 +103,7 @@ pub struct Cgroup {
     pub mode: Option<&'static str>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Container {
     pub runtime: &'static str,
     pub id: String,

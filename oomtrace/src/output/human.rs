@@ -2,7 +2,10 @@
 
 use std::{fmt::Write as _, time::UNIX_EPOCH};
 
-use crate::report::{Container, Report};
+use crate::{
+    output::escape::{push_visible_bytes, visible},
+    report::{Container, Report},
+};
 
 /// Appends the human line and a newline, e.g.
 /// `04:47:30 OOM kill: dd (pid 10390, uid 0) rss 200.0 MiB anon, oom_score_adj 0, cgroup /docker/4f2c…`
@@ -13,12 +16,18 @@ pub fn human_line(report: &Report, out: &mut String) {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let name = v
-        .comm
-        .as_deref()
-        .or(v.thread_comm.as_deref())
-        .unwrap_or("?");
-    let _ = write!(out, "{h:02}:{m:02}:{s:02} OOM kill: {name} (");
+    let _ = write!(out, "{h:02}:{m:02}:{s:02} OOM kill: ");
+    match (
+        &v.comm,
+        &report.raw.comm,
+        &v.thread_comm,
+        &report.raw.thread_comm,
+    ) {
+        (Some(_), Some(raw), _, _) | (None, _, Some(_), Some(raw)) => push_visible_bytes(out, raw),
+        (Some(name), None, _, _) | (None, _, Some(name), None) => out.push_str(&visible(name)),
+        (None, _, None, _) => out.push('?'),
+    }
+    out.push_str(" (");
     match (v.pid, v.tid) {
         (Some(pid), Some(tid)) if pid != tid => {
             let _ = write!(out, "pid {pid}, tid {tid}");
@@ -53,7 +62,14 @@ pub fn human_line(report: &Report, out: &mut String) {
     }
     match (&report.container, &report.cgroup.path) {
         (Some(container), _) => parts.push(container_phrase(container)),
-        (None, Some(path)) => parts.push(format!("cgroup {}", abbreviate_ids(path))),
+        (None, Some(path)) => {
+            let mut shown = String::from("cgroup ");
+            match &report.raw.cgroup_path {
+                Some(raw) => push_visible_bytes(&mut shown, raw),
+                None => shown.push_str(&visible(&abbreviate_ids(path))),
+            }
+            parts.push(shown);
+        }
         (None, None) => {
             if let Some(id) = report.cgroup.id {
                 parts.push(format!("cgroup id {id}"));
@@ -74,20 +90,21 @@ pub fn human_line(report: &Report, out: &mut String) {
 /// `in container web (docker 4f2c5e6a7b8c, image nginx)`.
 fn container_phrase(c: &Container) -> String {
     let short_id = c.id.get(..12).filter(|_| c.id.len() == 64).unwrap_or(&c.id);
+    let short_id = visible(short_id);
     let mut phrase = match &c.name {
-        Some(name) => format!("in container {name} ({} {short_id}", c.runtime),
+        Some(name) => format!("in container {} ({} {short_id}", visible(name), c.runtime),
         None => format!("in {} container {short_id} (name unknown", c.runtime),
     };
     if let Some(image) = &c.image {
-        let _ = write!(phrase, ", image {image}");
+        let _ = write!(phrase, ", image {}", visible(image));
     }
     if let Some(pod) = &c.pod {
         match (&pod.namespace, &pod.name) {
             (Some(ns), Some(name)) => {
-                let _ = write!(phrase, ", pod {ns}/{name}");
+                let _ = write!(phrase, ", pod {}/{}", visible(ns), visible(name));
             }
             _ => {
-                let _ = write!(phrase, ", pod {}", pod.uid);
+                let _ = write!(phrase, ", pod {}", visible(&pod.uid));
             }
         }
     }
@@ -296,5 +313,37 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(abbreviate_ids(&path), want);
         }
+    }
+
+    /// The finding behind this test: a process controls its own comm, and whoever names a
+    /// container controls that name; both reached the terminal byte for byte.
+    #[test]
+    fn untrusted_strings_reach_the_terminal_escaped() {
+        let mut report = report();
+        report.victim.comm = Some("\x1b]0;pwned\x07evil".into());
+        report.container = Some(Container {
+            runtime: "docker",
+            id: "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80".into(),
+            name: Some("web\x1b[2Jx".into()),
+            image: Some("img\u{202e}gpj.exe".into()),
+            ..Container::default()
+        });
+        let mut line = String::new();
+        human_line(&report, &mut line);
+        assert!(
+            !line.trim_end_matches('\n').chars().any(char::is_control),
+            "{line:?}"
+        );
+        assert!(line.contains("\\x1b]0;pwned\\x07evil"), "{line}");
+        assert!(line.contains("web\\x1b[2Jx"), "{line}");
+        assert!(line.contains("img\\u{202e}gpj.exe"), "{line}");
+
+        let mut report = crate::testing::report();
+        report.container = None;
+        report.cgroup.path = Some("/a\u{fffd}b".into());
+        report.raw.cgroup_path = Some(b"/a\xffb".to_vec());
+        let mut line = String::new();
+        human_line(&report, &mut line);
+        assert!(line.contains("cgroup /a\\xffb"), "{line}");
     }
 }

@@ -1,6 +1,7 @@
 //! Output: how a report reaches the operator and the log pipeline. [`human`] and [`json`]
 //! render it, [`filter`] decides whether it is shown at all, and [`sink`] writes it out.
 
+pub mod escape;
 pub mod filter;
 pub mod human;
 pub mod json;

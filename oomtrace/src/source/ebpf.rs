@@ -5,7 +5,7 @@ use oomtrace_common::{CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, OomEvent, TASK_COMM_LEN
 
 use crate::{
     kernel::{cgroups::CgroupMode, loader::AttachMode},
-    report::{Cgroup, Report, SCHEMA, Trigger, Victim},
+    report::{Cgroup, RawText, Report, SCHEMA, Trigger, Victim, kernel_text},
     time::ClockPair,
 };
 
@@ -40,9 +40,10 @@ pub fn read_event(bytes: &[u8]) -> Result<OomEvent, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<OomEvent>()) })
 }
 
-fn comm(raw: &[u8; TASK_COMM_LEN]) -> String {
+/// A NUL-terminated comm as text, with its bytes where they are not UTF-8.
+fn comm(raw: &[u8; TASK_COMM_LEN]) -> (String, Option<Vec<u8>>) {
     let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..len]).into_owned()
+    kernel_text(&raw[..len])
 }
 
 /// Turns a kernel record into a report: the fields its `fields` bits vouch for, `null` for
@@ -56,13 +57,20 @@ pub fn decode(
         .ok_or(DecodeError::UnknownAttachMode(event.attach_mode))?;
     let has = |bit: u32| event.fields & bit != 0;
     let rss = has(field::RSS);
+    let mut raw = RawText::default();
+    let text = |slot: &mut Option<Vec<u8>>, (text, bytes): (String, Option<Vec<u8>>)| {
+        *slot = bytes;
+        text
+    };
 
     let victim = Victim {
         pid: has(field::TGID).then_some(event.victim_tgid),
         tid: has(field::TID).then_some(event.victim_tid),
         ns_pid: has(field::NS_PID).then_some(event.victim_ns_pid),
-        comm: has(field::PROCESS_COMM).then(|| comm(&event.victim_process_comm)),
-        thread_comm: has(field::THREAD_COMM).then(|| comm(&event.victim_thread_comm)),
+        comm: has(field::PROCESS_COMM)
+            .then(|| text(&mut raw.comm, comm(&event.victim_process_comm))),
+        thread_comm: has(field::THREAD_COMM)
+            .then(|| text(&mut raw.thread_comm, comm(&event.victim_thread_comm))),
         uid: has(field::UID).then_some(event.victim_uid),
         oom_score_adj: has(field::OOM_SCORE_ADJ).then_some(event.oom_score_adj),
         rss_anon_bytes: rss.then_some(event.rss_anon_bytes),
@@ -76,12 +84,15 @@ pub fn decode(
     let trigger = Trigger {
         pid: Some(event.trigger_tgid),
         tid: Some(event.trigger_tid),
-        comm: Some(comm(&event.trigger_comm)),
+        comm: Some(text(&mut raw.trigger_comm, comm(&event.trigger_comm))),
         cgroup_id: has(field::TRIGGER_CGROUP_ID).then_some(event.trigger_cgroup_id),
     };
     // A truncated path would name a different cgroup: better none than a wrong one.
     let path_ok = has(field::CGROUP_PATH) && !has(field::CGROUP_PATH_TRUNCATED);
-    let path = path_ok.then(|| cgroup_path(&event.cgroup_names, event.cgroup_depth));
+    let path = path_ok.then(|| {
+        let bytes = cgroup_path_bytes(&event.cgroup_names, event.cgroup_depth);
+        text(&mut raw.cgroup_path, kernel_text(&bytes))
+    });
     let cgroup = Cgroup {
         id: has(field::CGROUP_ID).then_some(event.cgroup_id),
         mode: (path.is_some() || has(field::CGROUP_ID))
@@ -100,20 +111,25 @@ pub fn decode(
         container: None,
         oom: None,
         source: mode.name(),
+        raw,
     })
 }
 
 /// Joins the leaf-first kernfs names the handler recorded into a path from the root.
 pub fn cgroup_path(names: &[[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH], depth: u32) -> String {
+    kernel_text(&cgroup_path_bytes(names, depth)).0
+}
+
+fn cgroup_path_bytes(names: &[[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH], depth: u32) -> Vec<u8> {
     let depth = (depth as usize).min(CGROUP_MAX_DEPTH);
     if depth == 0 {
-        return "/".to_owned();
+        return b"/".to_vec();
     }
-    let mut path = String::with_capacity(depth * 32);
+    let mut path = Vec::with_capacity(depth * 32);
     for name in names[..depth].iter().rev() {
         let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        path.push('/');
-        path.push_str(&String::from_utf8_lossy(&name[..len]));
+        path.push(b'/');
+        path.extend_from_slice(&name[..len]);
     }
     path
 }
@@ -219,5 +235,16 @@ mod tests {
             decode(&event, &clock(), CgroupMode::V1).unwrap_err(),
             DecodeError::UnknownAttachMode(9)
         );
+    }
+
+    #[test]
+    fn comms_that_are_not_utf8_keep_their_bytes_for_the_human_view() {
+        let mut event = raw_event();
+        event.victim_process_comm = [0; 16];
+        event.victim_process_comm[..4].copy_from_slice(b"a\xffb\x1b");
+        let report = decode(&event, &clock(), CgroupMode::V1).unwrap();
+        assert_eq!(report.victim.comm.as_deref(), Some("a\u{fffd}b\x1b"));
+        assert_eq!(report.raw.comm.as_deref(), Some(&b"a\xffb\x1b"[..]));
+        assert_eq!(report.raw.thread_comm, None, "valid UTF-8 keeps no copy");
     }
 }
