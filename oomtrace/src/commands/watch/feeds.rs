@@ -15,7 +15,7 @@ use crate::{
         ebpf,
         kmsg::{
             KillAssembler,
-            device::{self as kmsg_device, Read},
+            device::{self as kmsg_device, Gaps, Read},
         },
         procfs,
     },
@@ -125,6 +125,7 @@ pub struct KmsgFeed {
     log: AsyncFd<File>,
     buffer: Vec<u8>,
     assembler: KillAssembler,
+    gaps: Gaps,
     cgroups: CgroupMode,
     clock: ClockPair,
 }
@@ -146,6 +147,7 @@ impl KmsgFeed {
             log,
             buffer: kmsg_device::record_buffer(),
             assembler: KillAssembler::default(),
+            gaps: Gaps::default(),
             cgroups,
             clock: kmsg_device::log_clock(),
         })
@@ -169,10 +171,12 @@ impl KmsgFeed {
                         .map_err(|e| anyhow!(e))?
                     {
                         Read::Record(record) => {
+                            self.gaps.saw(&record);
                             kills.extend(self.assembler.push_line(&record));
                             kills.extend(std::iter::from_fn(|| self.assembler.pop()));
                         }
-                        Read::Lost => drained.undecodable += 1,
+                        // The next read starts at the oldest record left; the gap counts it.
+                        Read::Overrun => {}
                         Read::Empty => break,
                     }
                 }
@@ -184,6 +188,7 @@ impl KmsgFeed {
             .iter()
             .map(|kill| kmsg_device::report_from_kill(kill, &self.clock, self.cgroups))
             .collect();
+        drained.undecodable = std::mem::take(&mut self.gaps.lost);
         Ok(drained)
     }
 

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     kernel::cgroups::CgroupMode,
-    report::{Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
+    report::{Cgroup, OomContext, RawText, Report, SCHEMA, Trigger, Victim},
     source::kmsg::{KillAssembler, KmsgKill},
     time::{ClockPair, clock_ns},
 };
@@ -22,12 +22,66 @@ pub const DEV_KMSG: &str = "/dev/kmsg";
 /// about 8 KiB); a smaller buffer makes read() fail with EINVAL.
 const RECORD_BUFFER: usize = 16 * 1024;
 
-/// The clock kernel-log records are stamped on, read with the wall clock.
+/// The clock `/dev/kmsg` stamps records with (the kernel's `local_clock()`), read against the
+/// wall clock. It is not `CLOCK_MONOTONIC`: NTP slews that one and not this, and reading one
+/// for the other is how `dmesg -T` drifts. The only exact reading is a record's own stamp, so
+/// this logs one debug-level record (`oomtrace[PID]: kernel log clock reference`) and reads
+/// its stamp back. Without the right to write to the log, it falls back to `CLOCK_MONOTONIC`
+/// and says that times may drift.
 pub fn log_clock() -> ClockPair {
-    ClockPair {
-        kernel_ns: clock_ns(libc::CLOCK_MONOTONIC),
-        realtime: std::time::SystemTime::now(),
+    match printk_clock() {
+        Ok(clock) => clock,
+        Err(why) => {
+            crate::say!(
+                "cannot read the kernel log's clock ({why}); kernel-log times are converted from CLOCK_MONOTONIC and may be off by the drift dmesg -T shows"
+            );
+            ClockPair {
+                kernel_ns: clock_ns(libc::CLOCK_MONOTONIC),
+                realtime: std::time::SystemTime::now(),
+            }
+        }
     }
+}
+
+fn printk_clock() -> Result<ClockPair, String> {
+    use std::io::Write as _;
+    let mut log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(DEV_KMSG)
+        .map_err(|e| format!("cannot open {DEV_KMSG} for writing: {e}"))?;
+    seek_to_end(&log);
+    let marker = format!(
+        "oomtrace[{}]: kernel log clock reference {}",
+        std::process::id(),
+        clock_ns(libc::CLOCK_BOOTTIME)
+    );
+    // Facility user (1), level debug (7): kept off the console, and never taken for a kernel
+    // line by a reader.
+    let record = format!("<15>{marker}\n");
+    let before = std::time::SystemTime::now();
+    log.write_all(record.as_bytes())
+        .map_err(|e| format!("cannot write to {DEV_KMSG}: {e}"))?;
+    let after = std::time::SystemTime::now();
+    let mut buffer = record_buffer();
+    // Our record is among the next few; anything logged in between is read past.
+    for _ in 0..1024 {
+        let Read::Record(line) = read_record(&mut log, &mut buffer)? else {
+            break;
+        };
+        if let Ok((record, header)) = super::parse_record_full(&line)
+            && !header.is_kernel()
+            && record.message == marker
+        {
+            let halfway = after.duration_since(before).unwrap_or_default() / 2;
+            return Ok(ClockPair {
+                kernel_ns: record.usec.saturating_mul(1000),
+                realtime: before + halfway,
+            });
+        }
+    }
+    Err("the reference record did not come back".into())
 }
 
 /// Turns a kill the kernel logged into a report. Only what the log says is filled.
@@ -67,6 +121,7 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
             group_kill: kill.group_kill,
         }),
         source: "kmsg",
+        raw: RawText::default(),
     }
 }
 
@@ -94,8 +149,9 @@ pub fn seek_to_end(file: &File) {
 /// What one non-blocking read gave.
 pub enum Read {
     Record(String),
-    /// Records were overwritten before they were read; the reader skips to the oldest left.
-    Lost,
+    /// The reader fell behind and the kernel moved it to the oldest record left; the records
+    /// in between are gone (the sequence numbers say how many, see [`Gaps`]).
+    Overrun,
     Empty,
 }
 
@@ -106,7 +162,7 @@ pub fn read_record(file: &mut File, buffer: &mut [u8]) -> Result<Read, String> {
             String::from_utf8_lossy(&buffer[..n]).into_owned(),
         )),
         Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(Read::Empty),
-        Err(err) if err.raw_os_error() == Some(libc::EPIPE) => Ok(Read::Lost),
+        Err(err) if err.raw_os_error() == Some(libc::EPIPE) => Ok(Read::Overrun),
         Err(err) if err.kind() == ErrorKind::Interrupted => Ok(Read::Empty),
         Err(err) => Err(format!("cannot read {DEV_KMSG}: {err}")),
     }
@@ -116,27 +172,58 @@ pub fn record_buffer() -> Vec<u8> {
     vec![0; RECORD_BUFFER]
 }
 
+/// Counts the records a reader never saw, from the gaps in their sequence numbers: the kernel
+/// numbers every record, and an overrun skips the reader past the ones overwritten.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gaps {
+    next_seq: Option<u64>,
+    pub lost: u64,
+}
+
+impl Gaps {
+    /// Notes the record just read.
+    pub fn saw(&mut self, line: &str) {
+        let Some(seq) = sequence_number(line) else {
+            return;
+        };
+        if let Some(expected) = self.next_seq
+            && seq > expected
+        {
+            self.lost += seq - expected;
+        }
+        self.next_seq = Some(seq.saturating_add(1));
+    }
+}
+
+/// The sequence number of a `/dev/kmsg` record (`prio,seq,usec,flags;message`).
+fn sequence_number(line: &str) -> Option<u64> {
+    let head = &line[..line.find(';')?];
+    head.split(',').nth(1)?.parse().ok()
+}
+
 /// Every kill still in the kernel's log buffer, oldest first.
+/// Returns them with the number of records overwritten while they were being read.
 pub fn logged_kills() -> Result<(Vec<KmsgKill>, u64), String> {
     let mut file = open()?;
     let mut buffer = record_buffer();
     let mut assembler = KillAssembler::default();
     let mut kills = Vec::new();
-    let mut lost = 0;
+    let mut gaps = Gaps::default();
     loop {
         match read_record(&mut file, &mut buffer)? {
             Read::Record(record) => {
+                gaps.saw(&record);
                 if let Some(kill) = assembler.push_line(&record) {
                     kills.push(kill);
                 }
                 kills.extend(std::iter::from_fn(|| assembler.pop()));
             }
-            Read::Lost => lost += 1,
+            Read::Overrun => {}
             Read::Empty => break,
         }
     }
     kills.extend(assembler.flush());
-    Ok((kills, lost))
+    Ok((kills, gaps.lost))
 }
 
 #[cfg(test)]
@@ -208,5 +295,26 @@ mod tests {
         assert!(oom.global);
         assert_eq!(oom.memcg, None);
         assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_NONE"));
+    }
+
+    /// The finding behind `Gaps`: an overrun was counted as one lost record, however many the
+    /// kernel had overwritten.
+    #[test]
+    fn lost_records_are_counted_from_sequence_gaps() {
+        let mut gaps = Gaps::default();
+        for line in [
+            "6,100,5,-;a",
+            "6,101,6,-;b",
+            // An overrun: 102..=149 were overwritten.
+            "6,150,7,-;c",
+            " SUBSYSTEM=x",
+            "6,151,8,-;d",
+            "garbage",
+        ] {
+            gaps.saw(line);
+        }
+        assert_eq!(gaps.lost, 48);
+        assert_eq!(sequence_number("4,7,99,-;x;y"), Some(7));
+        assert_eq!(sequence_number("nonsense"), None);
     }
 }
