@@ -1,18 +1,42 @@
 //! Shared pieces of oomtrace's privileged end-to-end tests: a running tracer, a real memory
-//! cgroup, and the rule that CI never skips.
+//! cgroup, child processes that cannot hang a test, and the rule that CI never skips.
 //!
 //! Like aya's integration tests, helpers panic with a message instead of returning errors.
+//! Nothing here waits by sleeping: a child's exit is awaited on its pidfd, a line on its pipe
+//! with poll(2) or a Condvar the reading thread signals, each with a deadline.
 
 use std::{
-    io::{BufRead as _, BufReader},
+    ffi::CString,
+    fs,
+    io::{self, BufRead as _, BufReader, Read, Write as _},
+    ops::{Deref, DerefMut},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+        unix::{ffi::OsStrExt as _, fs::PermissionsExt as _},
+    },
+    panic::AssertUnwindSafe,
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, MutexGuard, mpsc},
+    process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
+
+/// The file `cargo xtask test` (and the kernel matrix's init) names here collects one line per
+/// test that returned without testing: `skipped\tTEST\tWHY` or `n/a\tTEST\tWHY`. libtest counts
+/// such a test as passed; the xtask reads the file to count it apart.
+pub const SKIPS_ENV: &str = "OOMTRACE_TEST_SKIPS";
+
+/// How long a pipe may stay open after its process exited before the test blames whoever else
+/// holds it. Reaching EOF takes microseconds; this only bounds a bug.
+const PIPE_GRACE: Duration = Duration::from_secs(5);
+/// oomtrace reads BTF and loads its program before it says it is ready: about a second on the
+/// host, much longer under the kernel matrix's TCG emulation.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// A hog must be OOM-killed well within this: it allocates 256 MiB in a 32 MiB cgroup.
+pub const HOG_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// OOM tests share the host's OOM killer and tracing; one at a time keeps every report
 /// attributable to the test that caused it.
@@ -21,17 +45,62 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// True when the test may go on. Without root it skips with one line, except under
-/// `CI=true`, where a privileged test that cannot run fails.
+fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `test` should run here but cannot (no root, an attach mode this host lacks). The caller
+/// returns at once. Outside CI this prints one line and records the skip, so it is counted as
+/// skipped, not passed. Under `CI=true` it fails the test instead: CI must run everything its
+/// machines can run, and a skip there means the machine or the test is broken.
+pub fn skip(test: &str, why: &str) {
+    if under_ci() {
+        panic!("{test} cannot run here ({why}), and CI must run it");
+    }
+    eprintln!("skipped {test}: {why}");
+    record_skip("skipped", test, why);
+}
+
+/// `test` does not apply to this host at all (a cgroup v2 feature on a cgroup v1 host); other
+/// machines, such as the kernel matrix's v2 boots, run it. Allowed under CI, and counted apart
+/// from both passed and skipped.
+pub fn not_applicable(test: &str, why: &str) {
+    eprintln!("n/a {test}: {why}");
+    record_skip("n/a", test, why);
+}
+
+fn record_skip(kind: &str, test: &str, why: &str) {
+    let Some(path) = std::env::var_os(SKIPS_ENV) else {
+        return;
+    };
+    // One record a line, three tab-separated fields: neither may hold a tab or a line break.
+    let clean = |text: &str| text.replace(['\t', '\n', '\r'], " ");
+    let line = format!("{kind}\t{}\t{}\n", clean(test), clean(why));
+    // O_APPEND and one write(2) of one short line: the records of tests running in parallel,
+    // and of several test binaries, never interleave.
+    let written = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    // A lost record would count this test as passed: fail loudly instead.
+    if let Err(e) = written {
+        panic!(
+            "cannot record `{}` in {} ({SKIPS_ENV}): {e}",
+            line.trim_end(),
+            Path::new(&path).display()
+        );
+    }
+}
+
+/// True when the test may go on: it runs as root. Otherwise it is [`skip`]ped, which fails
+/// it under `CI=true`.
 pub fn privileged(test: &str) -> bool {
     // SAFETY: geteuid has no failure mode.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test} needs root, and CI must run it: run the tests as root");
-    }
-    eprintln!("skipped {test}: it needs root to load eBPF and create memory cgroups");
+    skip(test, "it needs root to load eBPF and create memory cgroups");
     false
 }
 
@@ -58,11 +127,444 @@ pub fn hog_bin(built: &str) -> PathBuf {
     std::env::var_os("OOMTRACE_HOG").map_or_else(|| PathBuf::from(built), PathBuf::from)
 }
 
+/// A fresh directory from mkdtemp(3) with `mode`, removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Under `parent`, named `oomtrace-e2e-TAG-XXXXXX`.
+    pub fn create_in(parent: &Path, tag: &str, mode: u32) -> Self {
+        let template = parent.join(format!("oomtrace-e2e-{tag}-XXXXXX"));
+        let template = CString::new(template.as_os_str().as_bytes()).expect("no NUL in a path");
+        let mut template = template.into_bytes_with_nul();
+        // SAFETY: a NUL-terminated template ending in XXXXXX, which mkdtemp rewrites in place.
+        if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
+            panic!(
+                "mkdtemp in {}: {}",
+                parent.display(),
+                io::Error::last_os_error()
+            );
+        }
+        template.pop();
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&template));
+        let made = Self(dir);
+        // mkdtemp makes it 0700; set the mode explicitly, whatever the umask.
+        set_mode(&made.0, mode);
+        made
+    }
+
+    /// In the system's temporary directory.
+    pub fn create(tag: &str, mode: u32) -> Self {
+        Self::create_in(&std::env::temp_dir(), tag, mode)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// Whether a user who is neither owner nor in the group can traverse every directory down to
+/// and including `dir`.
+fn others_can_enter(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    dir.ancestors()
+        .all(|d| fs::metadata(d).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0))
+}
+
+/// A copy of a binary that any user can run: in a fresh directory of its own (mode 0755, the
+/// copy 0755) under a temporary directory every user can reach, removed on drop.
+///
+/// For running oomtrace as another user (uid 65534 in the refusal tests): the binary under
+/// test lives in the checkout's `target/`, which that user cannot reach when the checkout is
+/// in a private directory such as a clone in `/root` (mode 0700). Run in place, the exec
+/// itself fails with EACCES before oomtrace can say anything.
+pub struct Staged {
+    /// Held only to be removed, with the copy in it, on drop.
+    _dir: TempDir,
+    bin: PathBuf,
+}
+
+impl Staged {
+    pub fn copy_of(source: &Path) -> Self {
+        // TMPDIR may itself be private; /tmp is world-writable and sticky on any Linux.
+        let parent = [std::env::temp_dir(), PathBuf::from("/tmp")]
+            .into_iter()
+            .find(|d| others_can_enter(d))
+            .unwrap_or_else(|| {
+                panic!(
+                    "neither {} nor /tmp can be entered by other users: cannot stage {} for them",
+                    std::env::temp_dir().display(),
+                    source.display()
+                )
+            });
+        let dir = TempDir::create_in(&parent, "staged", 0o755);
+        let name = source.file_name().expect("a binary has a file name");
+        let bin = dir.path().join(name);
+        fs::copy(source, &bin)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", source.display(), bin.display()));
+        set_mode(&bin, 0o755);
+        Self { _dir: dir, bin }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.bin
+    }
+}
+
+/// A child that is killed and reaped when dropped, so a test that fails half-way leaves no
+/// process behind.
+pub struct KillOnDrop(pub Child);
+
+impl Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits at most `timeout` for `child` to exit. Blocks in poll(2) on the child's pidfd, which
+/// turns readable when the child exits; `None` if it outlived the timeout (it is left running).
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    // Reaped already: the pid may belong to another process by now, so no pidfd for it.
+    if let Some(status) = child.try_wait().expect("try_wait") {
+        return Some(status);
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1. The pid is our
+    // unreaped child's, so it cannot have been reused.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    let Ok(fd) = RawFd::try_from(fd) else {
+        unreachable!("pidfd_open returned {fd}")
+    };
+    if fd < 0 {
+        // Kernels before 5.3 have no pidfd: re-check the child's state until the deadline.
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if !readable_within(pidfd.as_raw_fd(), deadline) {
+            return None;
+        }
+    }
+}
+
+/// Blocks until `fd` is readable (or at its end, or in error: a read will not block) or
+/// `deadline` passes; false for the deadline.
+fn readable_within(fd: RawFd, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so poll never returns early and turns this into a busy loop.
+        let ms = i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pollfd, 1, ms) } {
+            0 => return false,
+            n if n > 0 => return true,
+            _ => {
+                let e = io::Error::last_os_error();
+                assert_eq!(e.kind(), io::ErrorKind::Interrupted, "poll: {e}");
+            }
+        }
+    }
+}
+
+/// One line from `reader`, without its line break, waiting at most `timeout` for it: a child
+/// that stays silent fails the test, naming `what`, instead of hanging it. `None` at the end
+/// of the stream.
+pub fn read_line_within<R: Read + std::os::fd::AsRawFd>(
+    reader: &mut BufReader<R>,
+    timeout: Duration,
+    what: &str,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut line = Vec::new();
+    loop {
+        if reader.buffer().is_empty() && !readable_within(reader.get_ref().as_raw_fd(), deadline) {
+            panic!(
+                "{what}: no complete line within {timeout:?} (so far {:?})",
+                String::from_utf8_lossy(&line)
+            );
+        }
+        // At most one read(2), which poll said will not block.
+        let available = reader
+            .fill_buf()
+            .unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
+        if available.is_empty() {
+            return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned());
+        }
+        if let Some(end) = available.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&available[..end]);
+            reader.consume(end + 1);
+            return Some(String::from_utf8_lossy(&line).into_owned());
+        }
+        let taken = available.len();
+        line.extend_from_slice(available);
+        reader.consume(taken);
+    }
+}
+
+/// Runs `command` to its end, with an empty stdin and its output captured, and kills it if it
+/// runs longer than `timeout`. The error names the command: it could not start, it timed out,
+/// or its output could not be read.
+pub fn output_within(command: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let stdout = read_to_end_in_thread(child.stdout.take().expect("stdout"));
+    let stderr = read_to_end_in_thread(child.stderr.take().expect("stderr"));
+    let Some(status) = wait_timeout(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "{shown} did not end within {timeout:?} and was killed"
+        ));
+    };
+    let deadline = Instant::now() + PIPE_GRACE;
+    let collect = |pipe: mpsc::Receiver<io::Result<Vec<u8>>>, name: &str| match pipe
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(format!("cannot read the {name} of {shown}: {e}")),
+        Err(_) => Err(format!(
+            "the {name} of {shown} stayed open after it exited: a process it started holds it"
+        )),
+    };
+    Ok(Output {
+        status,
+        stdout: collect(stdout, "stdout")?,
+        stderr: collect(stderr, "stderr")?,
+    })
+}
+
+/// [`output_within`], panicking with its error.
+pub fn run_within(command: &mut Command, timeout: Duration) -> Output {
+    output_within(command, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn read_to_end_in_thread(
+    mut pipe: impl Read + Send + 'static,
+) -> mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = tx.send(pipe.read_to_end(&mut bytes).map(|_| bytes));
+    });
+    rx
+}
+
+/// The lines a child writes to one pipe, taken by a thread as they arrive and handed to the
+/// test under a Condvar. A line the thread cannot take (bad JSON, a failed read, a panic)
+/// is recorded and fails the test the next time the test thread looks: a panic in the thread
+/// itself would fail nothing.
+pub struct PipeLines<T> {
+    what: String,
+    shared: Arc<Shared<T>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+struct Shared<T> {
+    state: Mutex<PipeState<T>>,
+    changed: Condvar,
+}
+
+struct PipeState<T> {
+    lines: Vec<T>,
+    /// The first line the reader could not take, with why.
+    error: Option<String>,
+    /// The pipe reached its end, or the reader gave up.
+    done: bool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, PipeState<T>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<T: Clone + Send + 'static> PipeLines<T> {
+    /// Starts the reader. `take` turns a line (without its line break) into a `T` or says why
+    /// it cannot.
+    pub fn spawn(
+        what: impl Into<String>,
+        pipe: impl Read + Send + 'static,
+        take: impl Fn(Vec<u8>) -> Result<T, String> + Send + 'static,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PipeState {
+                lines: Vec::new(),
+                error: None,
+                done: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let sink = Arc::clone(&shared);
+        let thread = thread::spawn(move || {
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| read_lines(pipe, &take, &sink)));
+            let mut state = sink.lock();
+            if let Err(panic) = outcome {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                state
+                    .error
+                    .get_or_insert_with(|| format!("its reader thread panicked: {message}"));
+            }
+            state.done = true;
+            drop(state);
+            sink.changed.notify_all();
+        });
+        Self {
+            what: what.into(),
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until `enough` holds for the lines so far, the pipe ends, or `deadline` passes,
+    /// and returns the lines so far. Panics, naming the line, if the reader met one it could
+    /// not take.
+    pub fn wait_until(&self, deadline: Instant, enough: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(error) = state.error.clone() {
+                drop(state);
+                panic!("{}: {error}", self.what);
+            }
+            let now = Instant::now();
+            if state.done || now >= deadline || enough(&state.lines) {
+                return state.lines.clone();
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// The lines so far, without waiting.
+    pub fn snapshot(&self) -> Vec<T> {
+        self.wait_until(Instant::now(), |_| true)
+    }
+
+    /// [`finish`](Self::finish) for a pipe whose writer has exited: it reaches its end at once.
+    pub fn finish_after_exit(self) -> Vec<T> {
+        self.finish(PIPE_GRACE)
+    }
+
+    /// Every line the pipe carried, once it has ended (the child exited or closed it); joins
+    /// the reader. Panics if the pipe is still open after `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> Vec<T> {
+        let lines = self.wait_until(Instant::now() + timeout, |_| false);
+        if !self.shared.lock().done {
+            panic!(
+                "{} is still open {timeout:?} after its writer was expected to end",
+                self.what
+            );
+        }
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+        lines
+    }
+}
+
+fn read_lines<T>(
+    pipe: impl Read,
+    take: &impl Fn(Vec<u8>) -> Result<T, String>,
+    shared: &Shared<T>,
+) {
+    let publish = |taken: Result<T, String>| {
+        let mut state = shared.lock();
+        match taken {
+            Ok(item) => state.lines.push(item),
+            // The first error is the one that explains.
+            Err(why) => {
+                state.error.get_or_insert(why);
+            }
+        }
+        drop(state);
+        shared.changed.notify_all();
+    };
+    let mut reader = BufReader::new(pipe);
+    loop {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                if line.ends_with(b"\n") {
+                    line.pop();
+                    if line.ends_with(b"\r") {
+                        line.pop();
+                    }
+                }
+                // After a line it cannot take, the reader goes on reading, so the writer never
+                // blocks on a full pipe.
+                publish(take(line));
+            }
+            Err(e) => return publish(Err(format!("read failed: {e}"))),
+        }
+    }
+}
+
 /// A running `oomtrace --json`, with its reports collected as they arrive.
 pub struct Tracer {
-    child: Child,
-    reports: Arc<Mutex<Vec<Value>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    child: KillOnDrop,
+    reports: PipeLines<Value>,
+    stderr: PipeLines<String>,
 }
 
 /// What a stopped tracer left behind.
@@ -77,61 +579,59 @@ impl Tracer {
     pub fn start(args: &[&str]) -> Self {
         let mut command = Command::new(oomtrace_bin());
         command.arg("--json").args(args);
-        let (child, stdout, ready) = spawn_until_ready(command);
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&reports);
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                    panic!("oomtrace wrote a line that is not JSON ({e}): {line}")
-                });
-                sink.lock().unwrap().push(value);
-            }
+        let Started {
+            child,
+            stdout,
+            stderr,
+        } = spawn_until_ready(command);
+        let reports = PipeLines::spawn("oomtrace's stdout", stdout, |line| {
+            serde_json::from_slice(&line).map_err(|e| {
+                format!(
+                    "oomtrace wrote a line that is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&line)
+                )
+            })
         });
         Self {
             child,
             reports,
-            stderr: ready,
+            stderr,
         }
     }
 
-    /// Waits until `accept` has matched `count` reports or `timeout` passes, returning the
-    /// matching reports so far.
+    /// Waits until `accept` has matched `count` reports, oomtrace closes its stdout, or
+    /// `timeout` passes, returning the matching reports so far. Fails the test on a line that
+    /// is not JSON.
     pub fn wait_for(
         &self,
         count: usize,
         timeout: Duration,
         accept: impl Fn(&Value) -> bool,
     ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let matched: Vec<Value> = self
-                .reports
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| accept(r))
-                .cloned()
-                .collect();
-            if matched.len() >= count || Instant::now() >= deadline {
-                return matched;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let reports = self
+            .reports
+            .wait_until(Instant::now() + timeout, |reports| {
+                reports.iter().filter(|r| accept(r)).count() >= count
+            });
+        reports.into_iter().filter(|r| accept(r)).collect()
     }
 
-    /// Sends `signal`, waits for the exit, and returns everything it wrote.
-    pub fn stop_with(mut self, signal: libc::c_int) -> Stopped {
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        let status = wait_timeout(&mut self.child, Duration::from_secs(10))
+    /// Sends `signal`, waits for the exit, and returns everything it wrote: the readers are
+    /// joined, so no line is still on its way. Fails the test on a line that is not JSON.
+    pub fn stop_with(self, signal: libc::c_int) -> Stopped {
+        let Self {
+            mut child,
+            reports,
+            stderr,
+        } = self;
+        // SAFETY: signals our own child, which is not reaped yet.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = wait_timeout(&mut child, Duration::from_secs(10))
             .unwrap_or_else(|| panic!("oomtrace did not exit within 10 s of signal {signal}"));
-        // The reader threads finish at EOF; give them a moment to hand over the last lines.
-        thread::sleep(Duration::from_millis(50));
         Stopped {
             status,
-            reports: self.reports.lock().unwrap().clone(),
-            stderr: self.stderr.lock().unwrap().clone(),
+            stderr: stderr.finish(PIPE_GRACE),
+            reports: reports.finish(PIPE_GRACE),
         }
     }
 
@@ -140,57 +640,41 @@ impl Tracer {
     }
 }
 
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// oomtrace, started and ready: its stdout for the test to read, its stderr collected.
+pub struct Started {
+    pub child: KillOnDrop,
+    pub stdout: ChildStdout,
+    pub stderr: PipeLines<String>,
 }
 
-/// Spawns oomtrace and reads stderr until `watching for OOM kills`; stderr keeps being
-/// collected afterwards.
-pub fn spawn_until_ready(mut command: Command) -> (Child, ChildStdout, Arc<Mutex<Vec<String>>>) {
-    let mut child = command
+/// Spawns oomtrace and waits (on a Condvar, at most 20 s) for `watching for OOM kills` on its
+/// stderr, which keeps being collected afterwards.
+pub fn spawn_until_ready(mut command: Command) -> Started {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut child = KillOnDrop(child);
     let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let sink = Arc::clone(&lines);
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("watching for OOM kills") {
-                let _ = ready_tx.send(());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        thread::sleep(Duration::from_millis(50));
+    let stderr = PipeLines::spawn(
+        "oomtrace's stderr",
+        child.stderr.take().expect("stderr"),
+        |line| Ok(String::from_utf8_lossy(&line).into_owned()),
+    );
+    let is_ready = |lines: &[String]| lines.iter().any(|l| l.contains("watching for OOM kills"));
+    if !is_ready(&stderr.wait_until(Instant::now() + READY_TIMEOUT, is_ready)) {
+        drop(child);
         panic!(
-            "oomtrace never became ready; stderr: {:?}",
-            lines.lock().unwrap()
+            "oomtrace never became ready within {READY_TIMEOUT:?}; stderr: {:?}",
+            stderr.finish(PIPE_GRACE)
         );
     }
-    (child, stdout, lines)
-}
-
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
+    Started {
+        child,
+        stdout,
+        stderr,
     }
 }
 
@@ -314,6 +798,8 @@ impl MemCgroup {
 
 impl Drop for MemCgroup {
     fn drop(&mut self) {
+        // rmdir fails while the killed processes are still exiting, and a v1 cgroup offers no
+        // notification that it emptied: re-check, for at most 2 s.
         for _ in 0..100 {
             let procs = std::fs::read_to_string(self.procs_file()).unwrap_or_default();
             for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
@@ -329,34 +815,76 @@ impl Drop for MemCgroup {
     }
 }
 
-/// The test hog, started in `cgroup` with `oom_score_adj`.
-pub fn spawn_hog(hog: &Path, cgroup: &MemCgroup, oom_score_adj: i32, extra: &[&str]) -> Child {
-    Command::new(hog)
-        .arg("--procs")
-        .arg(cgroup.procs_file())
-        .args(["--oom-score-adj", &oom_score_adj.to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", hog.display()))
+/// The test hog (`src/bin/hog.rs`), started in a memory cgroup. Its stdin is a pipe the test
+/// holds: a hog the OOM killer spared lingers until that closes, however slow the test.
+pub struct Hog {
+    child: KillOnDrop,
+    stdout: BufReader<ChildStdout>,
 }
 
-/// Waits for a hog that the OOM killer must stop, and checks that it did.
-pub fn expect_oom_killed(child: &mut Child) {
-    use std::os::unix::process::ExitStatusExt as _;
-    let status = wait_timeout(child, Duration::from_secs(30)).expect("the hog outlived 30 s");
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the hog was not OOM-killed: {status:?}"
-    );
+impl Hog {
+    /// Starts `hog` in `cgroup` with `oom_score_adj` and `extra` arguments, and waits until it
+    /// says it has joined the cgroup.
+    pub fn spawn(hog: &Path, cgroup: &MemCgroup, oom_score_adj: i32, extra: &[&str]) -> Self {
+        let mut child = Command::new(hog)
+            .arg("--procs")
+            .arg(cgroup.procs_file())
+            .args(["--oom-score-adj", &oom_score_adj.to_string()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", hog.display()));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut hog = Self {
+            child: KillOnDrop(child),
+            stdout,
+        };
+        let first = hog.line();
+        assert_eq!(
+            first.as_deref(),
+            Some("joined"),
+            "the hog must say it joined {}",
+            cgroup.path
+        );
+        hog
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The hog's next line on stdout, at most [`HOG_TIMEOUT`] away; `None` at its end.
+    pub fn line(&mut self) -> Option<String> {
+        read_line_within(&mut self.stdout, HOG_TIMEOUT, "the hog's stdout")
+    }
+
+    /// Waits at most [`HOG_TIMEOUT`] for the hog's exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_timeout(&mut self.child, HOG_TIMEOUT)
+            .unwrap_or_else(|| panic!("the hog outlived {HOG_TIMEOUT:?}"))
+    }
+
+    /// Waits for a hog that the OOM killer must stop, and checks that it did.
+    pub fn expect_oom_killed(&mut self) {
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = self.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the hog was not OOM-killed: {status:?}"
+        );
+    }
 }
 
 /// The kernel prints an OOM's `oom-kill:` summary (the only line naming the victim's cgroup)
 /// at most 10 times per 5 s. Tests that read the kernel log wait out that window first, so
 /// the kills they cause are logged in full.
+///
+/// This sleep is not synchronisation with oomtrace or with anything the tests start: it waits
+/// out the kernel's printk rate limit, which is measured in wall-clock time and which nothing
+/// outside the kernel can observe or be notified of.
 pub fn wait_out_oom_log_ratelimit() {
     thread::sleep(Duration::from_millis(5500));
 }
@@ -366,9 +894,9 @@ pub fn wait_out_oom_log_ratelimit() {
 /// cgroup path), and returns the hog's pid, the stopped tracer and that report.
 pub fn trace_one_kill(args: &[&str], cgroup: &MemCgroup, hog: &Path) -> (u32, Stopped, Value) {
     let tracer = Tracer::start(args);
-    let mut child = spawn_hog(hog, cgroup, 500, &[]);
-    let pid = child.id();
-    expect_oom_killed(&mut child);
+    let mut child = Hog::spawn(hog, cgroup, 500, &[]);
+    let pid = child.pid();
+    child.expect_oom_killed();
     let is_ours = |r: &Value| {
         r["victim"]["pid"] == pid
             || r["victim"]["tid"] == pid

@@ -5,14 +5,17 @@
 //! The image, `oomtrace-busybox:latest`, is built locally by `cargo xtask setup`: no registry.
 
 use std::{
+    io::{BufReader, Write as _},
+    os::unix::ffi::OsStrExt as _,
     path::PathBuf,
-    process::{Command, Output},
+    process::{ChildStdout, Command, Output, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use oomtrace_tests::{
-    MemCgroup, Tracer, field, memory_hierarchy, privileged, serial, trace_one_kill,
+    KillOnDrop, MemCgroup, Tracer, field, memory_hierarchy, output_within, privileged,
+    read_line_within, serial, trace_one_kill,
 };
 use serde_json::Value;
 
@@ -24,16 +27,21 @@ const DD: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1
 const DD_SH: &str = "dd if=/dev/zero of=/dev/null bs=200M count=1";
 /// The exit code of a process killed by SIGKILL, as Docker reports it.
 const KILLED: i32 = 128 + libc::SIGKILL;
+/// Any one `docker` command: the slowest, `docker stop --time 10`, takes about 10 s.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn hog_path() -> PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
 }
 
+/// `docker ARGS` to its end within [`DOCKER_TIMEOUT`]; the error names the command.
+fn try_docker(args: &[&str]) -> Result<Output, String> {
+    output_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
+}
+
+/// [`try_docker`], failing the test on a docker that cannot start or hangs.
 fn run_docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}: run `cargo xtask setup`"))
+    try_docker(args).unwrap_or_else(|e| panic!("{e}: is Docker set up (`cargo xtask setup`)?"))
 }
 
 /// `docker ARGS`, which must succeed; its trimmed stdout.
@@ -101,7 +109,10 @@ impl Drop for Containers {
         }
         let mut args = vec!["rm", "-f"];
         args.extend(self.0.iter().map(String::as_str));
-        let _ = docker_code(&args);
+        // Not run_docker: a panic while the test is already unwinding would abort the run.
+        if let Err(e) = try_docker(&args) {
+            eprintln!("could not remove the test's containers: {e}");
+        }
     }
 }
 
@@ -188,16 +199,72 @@ fn reports_about<'a>(reports: &'a [Value], id: &str) -> Vec<&'a Value> {
     reports.iter().filter(|r| about(r, id)).collect()
 }
 
-/// Waits until `docker inspect` no longer knows `name`.
-fn wait_gone(name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while docker_code(&["inspect", name]).0 == Some(0) {
-        assert!(
-            Instant::now() < deadline,
-            "{name} is still known to Docker 10 s after its --rm run ended"
-        );
-        thread::sleep(Duration::from_millis(50));
+/// `at` as `docker events --since` and `--until` take it: seconds since the epoch.
+fn docker_time(at: SystemTime) -> String {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    format!(
+        "{}.{:09}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    )
+}
+
+/// `docker events` about one container, from `since` (replayed) until `timeout` from now:
+/// the daemon's own notification of what happened to it, read line by line as it comes.
+struct Events {
+    child: KillOnDrop,
+    stdout: BufReader<ChildStdout>,
+    until: Instant,
+}
+
+impl Events {
+    /// Events named `event` (`die`, `destroy`) about `container`, one `Action` a line.
+    fn watch(container: &str, event: &str, since: SystemTime, timeout: Duration) -> Self {
+        let until = Instant::now() + timeout;
+        let mut child = Command::new("docker")
+            .args(["events", "--format", "{{.Action}}"])
+            .args(["--since", &docker_time(since)])
+            .args(["--until", &docker_time(SystemTime::now() + timeout)])
+            .args(["--filter", &format!("container={container}")])
+            .args(["--filter", &format!("event={event}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run docker events: {e}"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child: KillOnDrop(child),
+            stdout,
+            until,
+        }
     }
+
+    /// The next event, or `None` once `docker events` reached its `--until` and ended.
+    fn next(&mut self) -> Option<String> {
+        // docker events ends by itself at --until; a few seconds more only bound a bug.
+        let left = self.until.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+        let what = format!("docker events (pid {})", self.child.id());
+        read_line_within(&mut self.stdout, left, &what)
+    }
+}
+
+/// Waits (on Docker's `destroy` event, at most 10 s) until Docker has removed the `--rm`
+/// container `id`, created after `since`, and checks that `docker inspect` no longer knows it.
+fn wait_gone(id: &str, since: SystemTime) {
+    let mut events = Events::watch(id, "destroy", since, Duration::from_secs(10));
+    assert_eq!(
+        events.next().as_deref(),
+        Some("destroy"),
+        "{id} is still known to Docker 10 s after its --rm run ended"
+    );
+    assert_ne!(
+        docker_code(&["inspect", id]).0,
+        Some(0),
+        "Docker still knows {id} after destroying it"
+    );
 }
 
 /// `docker run --rm --memory=32m --name NAME --cidfile FILE IMAGE dd ...`, which the OOM killer
@@ -360,6 +427,7 @@ fn pid1_hog_with_restart_policy() {
     let mut containers = Containers::default();
     let name = containers.name("restart");
     let tracer = Tracer::start(&[]);
+    let created = SystemTime::now();
     let mut args = vec![
         "run",
         "-d",
@@ -372,22 +440,27 @@ fn pid1_hog_with_restart_policy() {
     args.extend(DD);
     let id = docker(&args);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let state = docker(&[
+    // Each exit is a `die` event, sent after Docker recorded the exit and its decision to
+    // restart or not: the state is re-read at each, until the last run has ended for good.
+    let state = || {
+        docker(&[
             "inspect",
             "-f",
             "{{.State.Running}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}} {{.State.OOMKilled}}",
             &name,
-        ]);
+        ])
+    };
+    let mut dies = Events::watch(&id, "die", created, Duration::from_secs(60));
+    let state = loop {
+        let event = dies.next();
+        let state = state();
         if state.starts_with("false false 2 ") {
             break state;
         }
         assert!(
-            Instant::now() < deadline,
+            event.is_some(),
             "{name} did not finish restarting within 60 s: {state}"
         );
-        thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(state, format!("false false 2 {KILLED} true"));
     let container = inspect(&name);
@@ -440,8 +513,9 @@ fn rm_container_killed_at_once_is_still_named() {
     let scratch = Scratch::create("rm");
     let name = containers.name("rm");
     let tracer = Tracer::start(&[]);
+    let created = SystemTime::now();
     let id = run_rm_hog(&name, &scratch.path("cid"));
-    wait_gone(&name);
+    wait_gone(&id, created);
 
     tracer.wait_for(1, Duration::from_secs(5), |r| about(r, &id));
     let stopped = tracer.stop();
@@ -480,11 +554,31 @@ fn two_containers_oom_at_once_each_attributed() {
     let mut containers = Containers::default();
     let scratch = Scratch::create("two");
     let tracer = Tracer::start(&[]);
-    // PID 1 waits for /go/go in a shared bind mount, then becomes dd.
-    let script = format!("while [ ! -e /go/go ]; do sleep 0.05; done; exec {DD_SH}");
+    // PID 1 blocks reading a line from its own FIFO in a shared bind mount, then becomes dd.
+    // The test holds each FIFO open for reading and writing, so a container's open never
+    // waits for a writer, and a line written before the container reads it waits in the pipe.
     let volume = format!("{}:/go", scratch.0.display());
     let mut started = Vec::new();
+    let mut go = Vec::new();
     for tag in ["two-a", "two-b"] {
+        let fifo = scratch.0.join(tag);
+        let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("no NUL");
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::mkfifo(path.as_ptr(), 0o600) } != 0 {
+            panic!(
+                "mkfifo {}: {}",
+                fifo.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        go.push(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo)
+                .unwrap_or_else(|e| panic!("open {}: {e}", fifo.display())),
+        );
+        let script = format!("read go </go/{tag}; exec {DD_SH}");
         let name = containers.name(tag);
         docker(&[
             "run",
@@ -503,7 +597,10 @@ fn two_containers_oom_at_once_each_attributed() {
         assert!(container.pid > 0, "{name} is not running: {container:?}");
         started.push(container);
     }
-    std::fs::write(scratch.0.join("go"), "").expect("write the go file");
+    // Both PID 1s run; one line each lets them go within microseconds of each other.
+    for fifo in &mut go {
+        fifo.write_all(b"go\n").expect("write to a FIFO");
+    }
     let codes = docker(&["wait", &started[0].name, &started[1].name]);
     assert_eq!(
         codes.split_whitespace().collect::<Vec<_>>(),
@@ -591,14 +688,19 @@ fn docker_unreachable_reports_arrive_without_names_and_without_delay() {
     let mut containers = Containers::default();
     let scratch = Scratch::create("nodocker");
     let socket = "/nonexistent/docker.sock";
+    /// See the sleep below.
+    const WINDOW: Duration = Duration::from_secs(3);
     let started = Instant::now();
     let tracer = Tracer::start(&["--docker-socket", socket]);
     let mut ids = Vec::new();
     for tag in ["nodocker-1", "nodocker-2"] {
         if tag == "nodocker-2" {
-            // Let oomtrace retry the socket a few times (it backs off from 250 ms) before the
-            // second kill, so a repeated warning would show.
-            thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
+            // A deliberate time window, not synchronisation: what is checked is that something
+            // does NOT happen (a second warning about the socket, a report held back while
+            // oomtrace reconnects), and an absence can only be observed over time. oomtrace
+            // retries a missing socket with a back-off starting at 250 ms, so in 3 s it has
+            // retried several times; a socket that never exists gives no event to wait for.
+            thread::sleep(WINDOW.saturating_sub(started.elapsed()));
         }
         let name = containers.name(tag);
         let id = run_rm_hog(&name, &scratch.path(tag));

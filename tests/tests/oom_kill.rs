@@ -2,18 +2,28 @@
 //! `oomtrace --json` must report exactly that kill, in every attach mode the host supports.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::BufReader,
+    os::unix::process::CommandExt as _,
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use oomtrace_tests::{
-    MemCgroup, Tracer, expect_oom_killed, field, oomtrace_bin, privileged, serial, spawn_hog,
-    spawn_until_ready, trace_one_kill,
+    Hog, MemCgroup, Staged, Started, TempDir, Tracer, field, not_applicable, oomtrace_bin,
+    privileged, read_line_within, run_within, serial, skip, spawn_until_ready, trace_one_kill,
+    wait_timeout,
 };
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
+/// `oomtrace check` and `oomtrace history` finish in well under a second on the host; under
+/// the kernel matrix's TCG emulation, loading and verifying a program takes far longer.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a started oomtrace may take to write a report, or to exit once told to.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The user the refusal tests run oomtrace as: nobody.
+const NOBODY: u32 = 65534;
 
 fn hog_path() -> std::path::PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
@@ -23,18 +33,17 @@ fn hog_path() -> std::path::PathBuf {
 /// only BTF; the classic tracepoint needs tracefs. All three attach on the project's machines,
 /// so under CI a mode that does not attach fails the test instead of skipping it.
 fn mode_attaches(mode: &str, test: &str) -> bool {
-    let output = Command::new(oomtrace_bin())
-        .args(["check", "--attach", mode])
-        .output()
-        .expect("run oomtrace check");
+    let output = run_within(
+        Command::new(oomtrace_bin()).args(["check", "--attach", mode]),
+        RUN_TIMEOUT,
+    );
     if output.status.success() {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{mode} does not attach on this CI host: see `oomtrace check --attach {mode}`"
+    skip(
+        test,
+        &format!("this host cannot attach {mode}: see `oomtrace check --attach {mode}`"),
     );
-    eprintln!("skipped {test}: this host cannot attach {mode}");
     false
 }
 
@@ -156,21 +165,20 @@ fn names_the_killed_child_not_its_surviving_parent() {
     let _serial = serial();
     let cgroup = MemCgroup::create("child", 32);
     let tracer = Tracer::start(&[]);
-    let mut parent = spawn_hog(&hog_path(), &cgroup, 500, &["--child"]);
-    let parent_pid = parent.id();
-    let mut lines = BufReader::new(parent.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("the parent names its child").unwrap();
+    let mut parent = Hog::spawn(&hog_path(), &cgroup, 500, &["--child"]);
+    let parent_pid = parent.pid();
+    let first = parent.line().expect("the parent names its child");
     let child_pid: u32 = first
         .strip_prefix("child ")
         .expect("child <pid>")
         .parse()
         .unwrap();
     assert_eq!(
-        lines.next().unwrap().unwrap(),
-        "child-signal 9",
+        parent.line().as_deref(),
+        Some("child-signal 9"),
         "the child must be SIGKILLed"
     );
-    let status = parent.wait().unwrap();
+    let status = parent.wait();
     assert!(
         status.success(),
         "the parent survives and exits 0: {status:?}"
@@ -213,14 +221,14 @@ fn sigterm_summary_and_output_file() {
 
     let mut command = Command::new(oomtrace_bin());
     command.arg("--output").arg(&out);
-    let (mut child, stdout, stderr) = spawn_until_ready(command);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
+    let mut started = spawn_until_ready(command);
+    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
+    let pid = hog.pid();
+    hog.expect_oom_killed();
 
-    let mut human = BufReader::new(stdout);
-    let mut line = String::new();
-    human.read_line(&mut line).unwrap();
+    let mut human = BufReader::new(started.stdout);
+    let line = read_line_within(&mut human, REPORT_TIMEOUT, "oomtrace's stdout")
+        .expect("a line for the kill");
     assert!(
         line.contains(&format!("OOM kill: hog (pid {pid}, uid 0) rss ")),
         "{line}"
@@ -230,13 +238,11 @@ fn sigterm_summary_and_output_file() {
         "{line}"
     );
 
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = oomtrace_tests::wait_timeout(&mut child, Duration::from_secs(10))
-        .expect("exit after SIGTERM");
+    // SAFETY: signals our own child, which is not reaped yet.
+    unsafe { libc::kill(started.child.id() as i32, libc::SIGTERM) };
+    let status = wait_timeout(&mut started.child, REPORT_TIMEOUT).expect("exit after SIGTERM");
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(50));
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = started.stderr.finish_after_exit();
     assert!(
         stderr
             .iter()
@@ -266,23 +272,26 @@ fn closed_stdout_ends_quietly() {
     let mut command = Command::new(oomtrace_bin());
     // Without Docker on the host, enrichment would add its own line to stderr.
     command.args(["--json", "--no-enrich"]);
-    let (mut child, stdout, stderr) = spawn_until_ready(command);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    expect_oom_killed(&mut hog);
+    let Started {
+        mut child,
+        stdout,
+        stderr,
+    } = spawn_until_ready(command);
+    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
+    hog.expect_oom_killed();
     let mut reader = BufReader::new(stdout);
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
+    let first = read_line_within(&mut reader, REPORT_TIMEOUT, "oomtrace's stdout")
+        .expect("a report for the kill");
     assert!(first.starts_with("{\"schema\":1,"), "{first}");
     drop(reader);
 
     // The next kill makes oomtrace write into the closed pipe.
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    expect_oom_killed(&mut hog);
-    let status = oomtrace_tests::wait_timeout(&mut child, Duration::from_secs(10))
+    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
+    hog.expect_oom_killed();
+    let status = wait_timeout(&mut child, REPORT_TIMEOUT)
         .expect("oomtrace must end once its stdout is closed");
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(50));
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = stderr.finish_after_exit();
     assert_eq!(
         stderr.len(),
         1,
@@ -290,28 +299,39 @@ fn closed_stdout_ends_quietly() {
     );
 }
 
+/// Runs oomtrace (or anything) to its end within [`RUN_TIMEOUT`]: exit code (-1 for a
+/// signal), stdout, stderr.
 fn run_to_end(command: &mut Command) -> (i32, String, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn oomtrace");
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
-    (status.code().unwrap_or(-1), out, err)
+    let output = run_within(command, RUN_TIMEOUT);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `bin --json` as nobody. Root's supplementary groups are dropped with the uid.
+fn as_nobody(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command.arg("--json").uid(NOBODY).gid(NOBODY);
+    command
+}
+
+/// The refusal of `command` is one sentence on stderr naming `expected`, with exit status
+/// `code` (any non-zero one for `None`), and never a panic.
+fn assert_refusal(what: &str, command: &mut Command, expected: &str, code: Option<i32>) {
+    let (status, _, stderr) = run_to_end(command);
+    assert_ne!(status, 0, "{what}: must fail");
+    if let Some(code) = code {
+        assert_eq!(status, code, "{what}: exit status, with {stderr:?}");
+    }
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{what}: one line, got {stderr:?}"
+    );
+    assert!(stderr.contains(expected), "{what}: {stderr:?}");
 }
 
 /// Bad situations end in one sentence and a non-zero exit, never a panic.
@@ -320,17 +340,13 @@ fn refusals_are_one_sentence() {
     if !privileged("refusals_are_one_sentence") {
         return;
     }
-    use std::os::unix::process::CommandExt as _;
-    let cases: Vec<(&str, Command, &str)> = vec![
-        (
-            "not root",
-            {
-                let mut c = Command::new(oomtrace_bin());
-                c.arg("--json").uid(65534).gid(65534);
-                c
-            },
-            "needs root",
-        ),
+    // Serial: a binary being written (the staged copy) must not be held open by a fork of
+    // another test's spawn when it is executed, or the exec fails with ETXTBSY.
+    let _serial = serial();
+    // Nobody cannot reach target/ when the checkout is in a private directory: stage a copy.
+    let staged = Staged::copy_of(&oomtrace_bin());
+    let cases: Vec<(&str, Command, &str, Option<i32>)> = vec![
+        ("not root", as_nobody(staged.path()), "needs root", Some(1)),
         (
             "no BTF",
             {
@@ -339,6 +355,7 @@ fn refusals_are_one_sentence() {
                 c
             },
             "no usable kernel BTF",
+            None,
         ),
         (
             "unwritable --output",
@@ -348,19 +365,57 @@ fn refusals_are_one_sentence() {
                 c
             },
             "cannot open --output",
+            None,
         ),
     ];
-    for (what, mut command, expected) in cases {
-        let (code, _, stderr) = run_to_end(&mut command);
-        assert_ne!(code, 0, "{what}: must fail");
-        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-        assert_eq!(
-            stderr.lines().count(),
-            1,
-            "{what}: one line, got {stderr:?}"
-        );
-        assert!(stderr.contains(expected), "{what}: {stderr:?}");
+    for (what, mut command, expected, code) in cases {
+        assert_refusal(what, &mut command, expected, code);
     }
+}
+
+/// A checkout in a private directory, as a fresh clone in /root (mode 0700) is: the binary
+/// under test is out of reach for other users, and the refusal to run without root must
+/// still be oomtrace's own sentence with exit status 1, not a failed exec. This fails with a
+/// helper that runs the binary where it was built.
+#[test]
+fn refusal_as_nobody_from_a_private_checkout() {
+    if !privileged("refusal_as_nobody_from_a_private_checkout") {
+        return;
+    }
+    let _serial = serial();
+    let private = TempDir::create("private-checkout", 0o700);
+    let built = private.path().join("oomtrace");
+    std::fs::copy(oomtrace_bin(), &built)
+        .unwrap_or_else(|e| panic!("copy oomtrace into {}: {e}", private.path().display()));
+    // The premise: nobody cannot even start the binary in place.
+    match as_nobody(&built)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "starting {} as nobody: {e}",
+            built.display()
+        ),
+        Ok(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "nobody could start {} in a 0700 directory: this test would prove nothing",
+                built.display()
+            );
+        }
+    }
+    let staged = Staged::copy_of(&built);
+    assert_refusal(
+        "not root, staged from a private directory",
+        &mut as_nobody(staged.path()),
+        "needs root",
+        Some(1),
+    );
 }
 
 /// `oomtrace check` attaches for real and says how.
@@ -476,9 +531,9 @@ fn history_lists_earlier_kills() {
     oomtrace_tests::wait_out_oom_log_ratelimit();
     let mut pids = Vec::new();
     for _ in 0..2 {
-        let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-        pids.push(hog.id());
-        expect_oom_killed(&mut hog);
+        let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
+        pids.push(hog.pid());
+        hog.expect_oom_killed();
     }
     let (code, out, err) =
         run_to_end(Command::new(oomtrace_bin()).args(["history", "--json", "--since", "10m"]));
@@ -524,20 +579,29 @@ fn falls_back_to_kmsg_when_ebpf_cannot_be_used() {
     );
     let mut command = Command::new("unshare");
     command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    let (mut child, stdout, stderr) = spawn_until_ready(command);
-    let mut hog = spawn_hog(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.id();
-    expect_oom_killed(&mut hog);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let report: Value = serde_json::from_str(&line).expect("a JSON report");
-    // SAFETY: signals our own child (sh exec'd into oomtrace).
+    let Started {
+        mut child,
+        stdout,
+        stderr,
+    } = spawn_until_ready(command);
+    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
+    let pid = hog.pid();
+    hog.expect_oom_killed();
+    let line = read_line_within(
+        &mut BufReader::new(stdout),
+        REPORT_TIMEOUT,
+        "oomtrace's stdout",
+    )
+    .expect("a report for the kill");
+    let report: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {line}"));
+    // SAFETY: signals our own child (sh exec'd into oomtrace), which is not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = oomtrace_tests::wait_timeout(&mut child, Duration::from_secs(10)).unwrap();
+    let status = wait_timeout(&mut child, REPORT_TIMEOUT).expect("exit after SIGINT");
     assert!(status.success());
     assert_eq!(field(&report, "source"), "kmsg");
     assert_eq!(field(&report, "victim.pid"), pid);
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = stderr.finish_after_exit();
     let why: Vec<&String> = stderr
         .iter()
         .filter(|l| l.contains("eBPF cannot be used here"))
@@ -563,36 +627,25 @@ fn group_kill_reports_every_member() {
     if !privileged(test) {
         return;
     }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("group", 32);
-    if cgroup.mode != oomtrace_tests::CgroupMode::V2 {
-        eprintln!(
-            "skipped {test}: memory.oom.group exists only on cgroup v2; the VM matrix runs it"
+    if oomtrace_tests::memory_hierarchy().0 != oomtrace_tests::CgroupMode::V2 {
+        not_applicable(
+            test,
+            "memory.oom.group exists only on cgroup v2; the kernel matrix runs it",
         );
         return;
     }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("group", 32);
     cgroup.write("memory.oom.group", "1");
     let tracer = Tracer::start(&["--no-enrich"]);
-    let mut members: Vec<_> = (0..2)
-        .map(|_| spawn_hog(&hog_path(), &cgroup, 0, &["--mib", "1"]))
+    // Each member has joined the cgroup once Hog::spawn returns, and lingers until killed.
+    let mut members: Vec<Hog> = (0..2)
+        .map(|_| Hog::spawn(&hog_path(), &cgroup, 0, &["--mib", "1"]))
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(cgroup.procs_file())
-        .unwrap()
-        .lines()
-        .count()
-        < 2
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the members never joined"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    members.push(spawn_hog(&hog_path(), &cgroup, 500, &[]));
-    let mut pids: Vec<u32> = members.iter().map(|m| m.id()).collect();
+    members.push(Hog::spawn(&hog_path(), &cgroup, 500, &[]));
+    let mut pids: Vec<u32> = members.iter().map(Hog::pid).collect();
     for member in &mut members {
-        expect_oom_killed(member);
+        member.expect_oom_killed();
     }
     let matched = tracer.wait_for(3, Duration::from_secs(5), |r| {
         r["cgroup"]["path"] == cgroup.path.as_str()

@@ -1,13 +1,17 @@
 //! A memory hog for oomtrace's end-to-end tests: joins a cgroup, sets its oom_score_adj,
-//! then touches memory until the OOM killer stops it.
+//! prints `joined`, then touches memory until the OOM killer stops it.
 //!
 //! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child]
+//!
+//! A hog that has touched all its memory without being killed lingers until its stdin ends,
+//! then exits 3. The tests hold its stdin: they decide how long it lives, not a timer, and a
+//! hog they forget ends with them.
 //!
 //! With `--child` the hog forks: the child (renamed `hog-child`) allocates while the parent
 //! waits for it, prints `child <pid>` as soon as it exists and `child-signal <n>` when it
 //! dies, and exits 0 itself: the exit-0-but-OOMKilled shape.
 
-use std::{io::Write as _, time::Duration};
+use std::io::{Read as _, Write as _};
 
 struct Args {
     procs: Option<String>,
@@ -52,6 +56,9 @@ fn main() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .unwrap_or_else(|e| fail(&format!("set oom_score_adj: {e}")));
     }
+    // The tests read this before they go on: the hog is in its cgroup, with its score.
+    println!("joined");
+    let _ = std::io::stdout().flush();
     if args.child {
         // SAFETY: single-threaded here; the child only renames itself and allocates.
         let pid = unsafe { libc::fork() };
@@ -81,7 +88,7 @@ fn main() {
     }
 }
 
-/// Touches `mib` MiB page by page, then lingers briefly; an OOM kill ends it first.
+/// Touches `mib` MiB page by page, then lingers until stdin ends; an OOM kill ends it first.
 fn allocate(mib: usize) -> ! {
     let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mib);
     for _ in 0..mib {
@@ -92,7 +99,10 @@ fn allocate(mib: usize) -> ! {
         chunks.push(chunk);
     }
     std::hint::black_box(&chunks);
-    std::thread::sleep(Duration::from_secs(10));
+    // A group-kill member allocates little and must still be alive when another member's
+    // allocation triggers the OOM: it waits for that, or for the test to let go of it.
+    let mut byte = [0u8; 1];
+    while matches!(std::io::stdin().read(&mut byte), Ok(1..)) {}
     // Not killed: the limit was not enforced. Exit with a code the tests recognise.
     std::process::exit(3)
 }
