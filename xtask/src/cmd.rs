@@ -40,11 +40,57 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Tests passed and failed, summed over every `test result:` line a test runner printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The tests' own record of a test that returned without testing, one a line in the file
+/// named by this variable (see `skip` and `not_applicable` in tests/src/lib.rs).
+pub const SKIPS_ENV: &str = "OOMTRACE_TEST_SKIPS";
+
+/// A test that returned without testing, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub test: String,
+    pub why: String,
+}
+
+/// Which kind of record a line of the skips file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipKind {
+    /// Should run here but could not (no root, say): CI fails on any.
+    Skipped,
+    /// Only applies elsewhere (a cgroup v2 feature on a v1 host).
+    NotApplicable,
+}
+
+/// Reads one record of the skips file, `skipped\tTEST\tWHY` or `n/a\tTEST\tWHY`; `None` for
+/// any other line, so a serial console's other output passes through.
+pub fn parse_skip(line: &str) -> Option<(SkipKind, Skip)> {
+    let mut fields = line.trim_end_matches(['\r', '\n']).splitn(3, '\t');
+    let kind = match fields.next()? {
+        "skipped" => SkipKind::Skipped,
+        "n/a" => SkipKind::NotApplicable,
+        _ => return None,
+    };
+    let test = fields
+        .next()
+        .filter(|t| !t.is_empty() && !t.contains(' '))?;
+    let why = fields.next()?;
+    Some((
+        kind,
+        Skip {
+            test: test.to_string(),
+            why: why.to_string(),
+        },
+    ))
+}
+
+/// The tests of a run: libtest's counts, with the tests that returned without testing counted
+/// apart. libtest counts those as passed, so they are taken out of `passed()`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TestCount {
-    pub passed: u64,
+    /// What libtest's `test result:` lines call passed, skipped and not-applicable included.
+    pub ok: u64,
     pub failed: u64,
+    pub skipped: Vec<Skip>,
+    pub not_applicable: Vec<Skip>,
 }
 
 impl TestCount {
@@ -59,17 +105,106 @@ impl TestCount {
                 words.next().and_then(|n| n.parse::<u64>().ok()),
                 words.next(),
             ) {
-                (Some(n), Some("passed")) => self.passed += n,
+                (Some(n), Some("passed")) => self.ok += n,
                 (Some(n), Some("failed")) => self.failed += n,
                 _ => {}
             }
         }
     }
+
+    /// Adds one record of the skips file; false if `line` is none.
+    pub fn add_skip_line(&mut self, line: &str) -> bool {
+        let Some((kind, skip)) = parse_skip(line) else {
+            return false;
+        };
+        self.add_skip(kind, skip);
+        true
+    }
+
+    pub fn add_skip(&mut self, kind: SkipKind, skip: Skip) {
+        match kind {
+            SkipKind::Skipped => self.skipped.push(skip),
+            SkipKind::NotApplicable => self.not_applicable.push(skip),
+        }
+    }
+
+    /// Adds every record of a skips file's text.
+    pub fn add_skips(&mut self, text: &str) {
+        for line in text.lines() {
+            self.add_skip_line(line);
+        }
+    }
+
+    /// Tests that ran and passed: libtest's passed, less those that returned without testing.
+    pub fn passed(&self) -> u64 {
+        let returned_early = (self.skipped.len() + self.not_applicable.len()) as u64;
+        self.ok.saturating_sub(returned_early)
+    }
+
+    pub fn merge(&mut self, other: TestCount) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.skipped.extend(other.skipped);
+        self.not_applicable.extend(other.not_applicable);
+    }
+
+    /// `N passed, M failed, K skipped`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed(),
+            self.failed,
+            self.skipped.len()
+        )
+    }
+
+    /// `N not applicable here (TEST: WHY; ...)`, if any test was.
+    pub fn not_applicable_summary(&self) -> Option<String> {
+        (!self.not_applicable.is_empty()).then(|| {
+            format!(
+                "{} not applicable here ({})",
+                self.not_applicable.len(),
+                list(&self.not_applicable, "; ")
+            )
+        })
+    }
+
+    /// Under CI (`ci`) a skip fails the run: CI must run every test its machines can run.
+    /// The tests already fail instead of skipping under `CI=true`; this catches a skip that
+    /// reached the file anyway.
+    pub fn check_skips(&self, ci: bool) -> Result<()> {
+        if ci && !self.skipped.is_empty() {
+            bail!(
+                "CI=true, yet {} tests skipped instead of running: {}",
+                self.skipped.len(),
+                list(&self.skipped, "; ")
+            );
+        }
+        Ok(())
+    }
 }
 
-/// Like [`run`], but passes the command's stdout through line by line and counts its tests.
-pub fn run_counting_tests(cmd: &mut Command) -> Result<TestCount> {
+/// Whether this runs under CI, which sets `CI=true`.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn list(skips: &[Skip], separator: &str) -> String {
+    skips
+        .iter()
+        .map(|s| format!("{}: {}", s.test, s.why))
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// Runs `cargo test` (or any libtest runner) with [`SKIPS_ENV`] naming `skips`, a file it
+/// empties first; passes its stdout through line by line and counts its tests, reading the
+/// skips file afterwards. Returns the count even when tests failed, with how the run ended.
+pub fn run_counting_tests(cmd: &mut Command, skips: &Path) -> Result<(TestCount, ExitStatus)> {
     use std::io::{BufRead as _, BufReader};
+    // Fresh: records of an earlier run must not count in this one.
+    std::fs::write(skips, "").with_context(|| format!("could not create {}", skips.display()))?;
+    cmd.env(SKIPS_ENV, skips);
     progress(format_args!("running `{}`", display(cmd)));
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -85,10 +220,10 @@ pub fn run_counting_tests(cmd: &mut Command) -> Result<TestCount> {
     let status = child
         .wait()
         .with_context(|| format!("could not wait for `{}`", display(cmd)))?;
-    if !status.success() {
-        bail!("`{}` failed ({})", display(cmd), describe(status));
-    }
-    Ok(count)
+    let recorded = std::fs::read_to_string(skips)
+        .with_context(|| format!("could not read {}", skips.display()))?;
+    count.add_skips(&recorded);
+    Ok((count, status))
 }
 
 /// Whether a silent probe (`tool --version`, `docker info`) starts and exits 0. Probes decide
@@ -185,7 +320,7 @@ pub fn survive_sigint() {
 
 #[cfg(test)]
 mod tests {
-    use super::TestCount;
+    use super::*;
 
     #[test]
     fn sums_libtest_result_lines() {
@@ -201,9 +336,63 @@ mod tests {
         assert_eq!(
             count,
             TestCount {
-                passed: 92,
-                failed: 1
+                ok: 92,
+                failed: 1,
+                ..TestCount::default()
             }
         );
+        assert_eq!(count.passed(), 92);
+    }
+
+    #[test]
+    fn counts_skipped_and_not_applicable_apart_from_passed() {
+        let mut count = TestCount::default();
+        count.add_line("test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured");
+        count.add_line("test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured");
+        count.add_skips(
+            "n/a\tgroup_kill_reports_every_member\tmemory.oom.group exists only on cgroup v2; the kernel matrix runs it\n\
+             skipped\tfilters\tit needs root to load eBPF and create memory cgroups\n\
+             skipped\tbroken line without a reason\n\
+             something else\n",
+        );
+        assert_eq!(count.passed(), 18);
+        assert_eq!(count.failed, 0);
+        assert_eq!(
+            count.skipped,
+            [Skip {
+                test: "filters".into(),
+                why: "it needs root to load eBPF and create memory cgroups".into()
+            }]
+        );
+        assert_eq!(count.summary(), "18 passed, 0 failed, 1 skipped");
+        assert_eq!(
+            count.not_applicable_summary().as_deref(),
+            Some(
+                "1 not applicable here (group_kill_reports_every_member: memory.oom.group \
+                 exists only on cgroup v2; the kernel matrix runs it)"
+            )
+        );
+
+        let mut vm = TestCount {
+            ok: 12,
+            failed: 1,
+            ..TestCount::default()
+        };
+        assert!(vm.add_skip_line("n/a\tgroup_kill_reports_every_member\tv2 only\r"));
+        assert!(!vm.add_skip_line("test group_kill_reports_every_member ... ok"));
+        count.merge(vm);
+        assert_eq!(count.summary(), "29 passed, 1 failed, 1 skipped");
+        assert_eq!(count.not_applicable.len(), 2);
+        assert_eq!(count.not_applicable[1].why, "v2 only");
+        assert_eq!(TestCount::default().not_applicable_summary(), None);
+
+        assert!(count.check_skips(false).is_ok());
+        let ci = count.check_skips(true).unwrap_err().to_string();
+        assert!(
+            ci.contains("1 tests skipped") && ci.contains("filters: it needs root"),
+            "{ci}"
+        );
+        count.skipped.clear();
+        assert!(count.check_skips(true).is_ok(), "n/a is allowed under CI");
     }
 }

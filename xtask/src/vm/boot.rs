@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::{Cgroup, Kernel};
-use crate::cmd::{self, progress};
+use crate::cmd::{self, Skip, SkipKind, TestCount, progress};
 
 /// A passing boot takes about 8 s under TCG. A failing one takes longer, as the tests wait out
 /// their own timeouts (a 6.1 verifier rejecting a program after 17 s of emulated work made one
@@ -33,6 +33,8 @@ pub(super) struct Boot<'k> {
     pub(super) failure: Option<String>,
     /// Each `test NAME ... STATUS` line, in order.
     pub(super) tests: Vec<(String, String)>,
+    /// The tests' records of returning without testing, which init prints after the run.
+    skips: Vec<(SkipKind, Skip)>,
     time: Duration,
     log: PathBuf,
 }
@@ -90,7 +92,11 @@ pub(super) fn boot<'k>(
     let serial = fs::read(&log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let (verdict, tests) = parse_serial(&serial);
+    let Serial {
+        verdict,
+        tests,
+        skips,
+    } = parse_serial(&serial);
     // Only the guest's own line says pass: QEMU exits 0 after a panic as after a power-off.
     let failure = match (verdict, exit) {
         (Some(verdict), _) => verdict.err(),
@@ -118,9 +124,53 @@ pub(super) fn boot<'k>(
         mode,
         failure,
         tests,
+        skips,
         time,
         log,
     })
+}
+
+impl Boot<'_> {
+    /// The boot's tests, counted as the host's are: libtest's `ok` includes the tests that
+    /// returned as skipped or not applicable, which are counted apart, named with the boot. A
+    /// boot that failed before or outside its tests counts as one failure.
+    pub(super) fn count(&self) -> TestCount {
+        let mut count = TestCount::default();
+        for (_, status) in &self.tests {
+            if status == "ok" {
+                count.ok += 1;
+            } else {
+                count.failed += 1;
+            }
+        }
+        if self.failure.is_some() && self.tests.iter().all(|(_, s)| s == "ok") {
+            count.failed += 1;
+        }
+        for (kind, skip) in &self.skips {
+            count.add_skip(
+                *kind,
+                Skip {
+                    test: format!(
+                        "{} on {}, cgroup {}",
+                        skip.test,
+                        self.kernel.label,
+                        self.mode.name()
+                    ),
+                    why: skip.why.clone(),
+                },
+            );
+        }
+        count
+    }
+
+    /// A test's status for the matrix: `n/a` or `skipped` where it recorded so, else libtest's.
+    fn status<'a>(&'a self, name: &str, status: &'a str) -> &'a str {
+        match self.skips.iter().find(|(_, skip)| skip.test == name) {
+            Some((SkipKind::NotApplicable, _)) if status == "ok" => "n/a",
+            Some((SkipKind::Skipped, _)) if status == "ok" => "skipped",
+            _ => status,
+        }
+    }
 }
 
 /// What explains a failure: the last lines before the kernel log init appends after failed
@@ -137,14 +187,29 @@ fn failure_tail(serial: &str) -> Vec<&str> {
     tail
 }
 
-/// The result line (`Ok` for pass, `Err(why)` for fail) and the test harness's per-test lines.
-type Serial = (Option<Result<(), String>>, Vec<(String, String)>);
+/// What a boot's serial log says.
+#[derive(Debug, Default, PartialEq)]
+struct Serial {
+    /// The result line: `Ok` for pass, `Err(why)` for fail.
+    verdict: Option<Result<(), String>>,
+    /// The test harness's per-test lines: name, status.
+    tests: Vec<(String, String)>,
+    /// The skip and not-applicable records init copies to the console after the tests, in the
+    /// host's format.
+    skips: Vec<(SkipKind, Skip)>,
+}
 
 fn parse_serial(serial: &str) -> Serial {
     let mut verdict = None;
     let mut tests = Vec::new();
+    let mut skips = Vec::new();
     for line in serial.lines() {
         // The console's line discipline ends lines with \r\n.
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(record) = cmd::parse_skip(line) {
+            skips.push(record);
+            continue;
+        }
         let line = line.trim_end();
         if let Some(result) = line.strip_prefix(MARKER) {
             verdict = Some(match result {
@@ -166,7 +231,11 @@ fn parse_serial(serial: &str) -> Serial {
             }
         }
     }
-    (verdict, tests)
+    Serial {
+        verdict,
+        tests,
+        skips,
+    }
 }
 
 /// kernel × cgroup mode × attach mode, on stdout: the answer `vm-test` exists for.
@@ -189,9 +258,12 @@ pub(super) fn print_matrix(boots: &[Boot]) {
             boot.tests
                 .iter()
                 .find(|(name, _)| name.strip_prefix(mode).is_some_and(|r| r.starts_with('_')))
-                .map_or_else(|| "-".to_string(), |(_, status)| status.clone())
+                .map_or_else(
+                    || "-".to_string(),
+                    |(name, status)| boot.status(name, status).to_string(),
+                )
         });
-        let others: Vec<&(String, String)> = boot
+        let others: Vec<&str> = boot
             .tests
             .iter()
             .filter(|(name, _)| {
@@ -199,8 +271,20 @@ pub(super) fn print_matrix(boots: &[Boot]) {
                     .iter()
                     .any(|m| name.strip_prefix(m).is_some_and(|r| r.starts_with('_')))
             })
+            .map(|(name, status)| boot.status(name, status))
             .collect();
-        let ok = others.iter().filter(|(_, status)| status == "ok").count();
+        let ok = others.iter().filter(|status| **status == "ok").count();
+        let returned_early = others
+            .iter()
+            .filter(|status| matches!(**status, "n/a" | "skipped"))
+            .count();
+        let mut other_tests = format!("{ok}/{} ok", others.len() - returned_early);
+        for label in ["n/a", "skipped"] {
+            let n = others.iter().filter(|status| **status == label).count();
+            if n > 0 {
+                other_tests.push_str(&format!(", {n} {label}"));
+            }
+        }
         let [tp_btf, raw_tp, tracepoint] = attach;
         rows.push([
             boot.kernel.label.clone(),
@@ -208,7 +292,7 @@ pub(super) fn print_matrix(boots: &[Boot]) {
             tp_btf,
             raw_tp,
             tracepoint,
-            format!("{ok}/{} ok", others.len()),
+            other_tests,
             boot.failure
                 .as_ref()
                 .map_or_else(|| "pass".into(), |why| format!("FAIL: {why}")),
@@ -265,7 +349,11 @@ mod tests {
                       test tp_btf_reports_a_memcg_kill ... FAILED\r\n\
                       test result: FAILED. 1 passed; 1 failed\r\n\
                       OOMTRACE-VM-RESULT: fail 101\r\n";
-        let (verdict, tests) = parse_serial(serial);
+        let Serial {
+            verdict,
+            tests,
+            skips,
+        } = parse_serial(serial);
         assert_eq!(verdict, Some(Err("tests exited with 101".into())));
         assert_eq!(
             tests,
@@ -274,8 +362,64 @@ mod tests {
                 ("tp_btf_reports_a_memcg_kill".into(), "FAILED".into())
             ]
         );
-        assert_eq!(parse_serial("OOMTRACE-VM-RESULT: pass\r\n").0, Some(Ok(())));
-        assert_eq!(parse_serial("Kernel panic - not syncing\r\n").0, None);
+        assert!(skips.is_empty());
+        assert_eq!(
+            parse_serial("OOMTRACE-VM-RESULT: pass\r\n").verdict,
+            Some(Ok(()))
+        );
+        assert_eq!(parse_serial("Kernel panic - not syncing\r\n").verdict, None);
+    }
+
+    /// A v2-only test in a v1 boot returns as not applicable: libtest says `ok`, init copies
+    /// its record to the console, and the boot counts it apart, not as passed.
+    #[test]
+    fn counts_a_v2_only_test_in_a_v1_boot_as_not_applicable() {
+        let serial = "oomtrace-vm: kernel 6.1.0-44-cloud-amd64, cgroup v1\r\n\
+                      test group_kill_reports_every_member ... ok\r\n\
+                      test raw_tp_reports_a_memcg_kill ... ok\r\n\
+                      test result: ok. 2 passed; 0 failed\r\n\
+                      n/a\tgroup_kill_reports_every_member\tmemory.oom.group exists only on cgroup v2; the kernel matrix runs it\r\n\
+                      OOMTRACE-VM-RESULT: pass\r\n";
+        let parsed = parse_serial(serial);
+        assert_eq!(parsed.verdict, Some(Ok(())));
+        assert_eq!(parsed.tests.len(), 2);
+        assert_eq!(
+            parsed.skips,
+            [(
+                SkipKind::NotApplicable,
+                Skip {
+                    test: "group_kill_reports_every_member".into(),
+                    why: "memory.oom.group exists only on cgroup v2; the kernel matrix runs it"
+                        .into()
+                }
+            )]
+        );
+        let kernel = Kernel {
+            label: "Debian 6.1".into(),
+            file_stem: "debian-6.1".into(),
+            image: PathBuf::new(),
+            modes: vec![Cgroup::V1],
+        };
+        let boot = Boot {
+            kernel: &kernel,
+            mode: Cgroup::V1,
+            failure: None,
+            tests: parsed.tests,
+            skips: parsed.skips,
+            time: Duration::ZERO,
+            log: PathBuf::new(),
+        };
+        let count = boot.count();
+        assert_eq!(count.summary(), "1 passed, 0 failed, 0 skipped");
+        assert_eq!(
+            count.not_applicable_summary().as_deref(),
+            Some(
+                "1 not applicable here (group_kill_reports_every_member on Debian 6.1, cgroup v1: \
+                 memory.oom.group exists only on cgroup v2; the kernel matrix runs it)"
+            )
+        );
+        assert_eq!(boot.status("group_kill_reports_every_member", "ok"), "n/a");
+        assert_eq!(boot.status("raw_tp_reports_a_memcg_kill", "ok"), "ok");
     }
 
     #[test]
