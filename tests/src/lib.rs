@@ -2,8 +2,10 @@
 //! cgroup, child processes that cannot hang a test, and the rule that CI never skips.
 //!
 //! Like aya's integration tests, helpers panic with a message instead of returning errors.
-//! Nothing here waits by sleeping: a child's exit is awaited on its pidfd, a line on its pipe
-//! with poll(2) or a Condvar the reading thread signals, each with a deadline.
+//! No sleep here stands in for synchronisation: a child's exit is awaited on its pidfd, a line
+//! on its pipe with poll(2) or a Condvar the reading thread signals, each with a deadline. The
+//! few sleeps left say why: re-checking what the kernel gives no notification of (a v1 cgroup
+//! emptying), or waiting out wall-clock time itself (the kernel log's rate limit).
 
 use std::{
     ffi::CString,

@@ -340,6 +340,8 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
         IMAGE,
         "sh",
         "-c",
+        // PID 1 idles until `docker stop` and then exits 0: seed 000 exactly. Its sleep is
+        // the idle loop (sh runs the trap between commands), not synchronisation.
         "trap 'exit 0' TERM; while true; do sleep 1; done",
     ]);
     let container = inspect(&name);
