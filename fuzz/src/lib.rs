@@ -8,6 +8,7 @@
 #[path = "../../oomtrace/src/source/kmsg"]
 pub mod kmsg {
     pub mod assembler;
+    pub mod context;
     pub mod lines;
     pub mod record;
 

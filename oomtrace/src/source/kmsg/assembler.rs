@@ -2,7 +2,9 @@
 //! records, some of them in pieces, interleaved with whatever other CPUs print.
 
 use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroU64;
 
+use super::context::{DEFAULT_PAGE_SIZE, LoggedTask, MAX_TASKS, MemcgStat, ReportContext};
 use super::lines::{
     KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
     killed_body, parse_killed, parse_summary, prefix_kind, summary_is_complete,
@@ -39,6 +41,16 @@ pub struct KmsgKill {
     pub group_kill: bool,
     /// From `<comm> invoked oom-killer`.
     pub trigger_comm: Option<String>,
+    /// The rest is what the invocation's report printed (see [`super::context`]), read only
+    /// after its `invoked oom-killer` header: `None` or empty when the report was
+    /// rate-limited. Group members carry their invocation's report. For the OOM cgroup (so
+    /// `None` for a global OOM): its usage and limit, and its stats block.
+    pub memcg_usage_kb: Option<u64>,
+    pub memcg_limit_kb: Option<u64>,
+    pub memcg_stat: Option<MemcgStat>,
+    /// The task dump's rows in order, at most [`MAX_TASKS`], and how many more it had.
+    pub tasks: Vec<LoggedTask>,
+    pub tasks_omitted: u32,
 }
 
 /// Turns consecutive kernel records into [`KmsgKill`]s. Feed every kernel record in order.
@@ -70,13 +82,27 @@ pub struct KillAssembler {
     pending: Option<PendingKilled>,
     /// The richest "Killed process" layout seen on this kernel (see `format_level`).
     format_level: u8,
+    /// The current invocation's report, from its "invoked oom-killer" header on; empty and
+    /// closed when there is none.
+    report: ReportContext,
+    /// None: [`DEFAULT_PAGE_SIZE`].
+    page_size: Option<NonZeroU64>,
 }
 
 impl KillAssembler {
+    /// An assembler for a kernel whose pages are not [`DEFAULT_PAGE_SIZE`] bytes: the task
+    /// dump counts memory in pages.
+    pub fn with_page_size(page_size: NonZeroU64) -> Self {
+        KillAssembler {
+            page_size: Some(page_size),
+            ..KillAssembler::default()
+        }
+    }
+
     /// Feeds one record; returns a kill that it completes. Records must be the kernel's own
-    /// (facility 0, see [`RecordHeader::is_kernel`]) and in order. In the rare case that one
-    /// record completes two kills, the second comes from [`pop`](Self::pop) (or from the next
-    /// `push`).
+    /// (facility 0, see [`RecordHeader::is_kernel`](super::record::RecordHeader::is_kernel))
+    /// and in order. In the rare case that one record completes two kills, the second comes
+    /// from [`pop`](Self::pop) (or from the next `push`).
     pub fn push(&mut self, record: &Record<'_>) -> Option<KmsgKill> {
         self.feed(record.message, record.seq, record.usec);
         self.ready.pop_front()
@@ -167,11 +193,13 @@ impl KillAssembler {
             self.finish_pending();
             self.reset_invocation();
             self.trigger_comm = Some(unescape(&message[..at]));
+            self.report = ReportContext::open();
             return;
         }
         if message.starts_with("oom-kill:") {
             self.finish_pending();
             self.before_kill_line();
+            self.report.close();
             self.summary = parse_summary(message);
             self.summary_text = (!summary_is_complete(message)).then(|| message.to_owned());
             return;
@@ -180,10 +208,12 @@ impl KillAssembler {
             KilledParse::Absent => {}
             KilledParse::Garbage => {
                 self.finish_pending();
+                self.report.close();
                 return;
             }
             KilledParse::Line(line) => {
                 self.finish_pending();
+                self.report.close();
                 self.summary_text = None;
                 if line.complete || line.garbled {
                     self.accept_killed(line, seq, usec);
@@ -200,6 +230,7 @@ impl KillAssembler {
         }
         if message.starts_with("Tasks in ") {
             self.finish_pending();
+            self.report.close();
             self.start_group();
             return;
         }
@@ -215,7 +246,12 @@ impl KillAssembler {
         }
         if let Some(at) = message.find(": Kill process ") {
             self.before_kill_line();
+            self.report.close();
             self.legacy_kind = Some(prefix_kind(&message[..at]));
+            return;
+        }
+        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if self.report.take(message, page_size) {
             return;
         }
         if let Some(text) = self.summary_text.as_mut()
@@ -248,6 +284,7 @@ impl KillAssembler {
 
     fn reset_invocation(&mut self) {
         self.trigger_comm = None;
+        self.report = ReportContext::default();
         self.summary = None;
         self.summary_text = None;
         self.legacy_memcgs = None;
@@ -321,6 +358,15 @@ impl KillAssembler {
                 // rate-limited away. Nothing printed for the previous one applies.
                 self.reset_invocation();
             }
+            if self
+                .summary
+                .as_ref()
+                .and_then(|s| s.pid)
+                .is_some_and(|p| p != pid)
+            {
+                // The report was about another victim: this kill's own report was lost.
+                self.report = ReportContext::default();
+            }
             if let Some(summary) = self.summary.as_ref().filter(|s| s.pid == Some(pid)) {
                 kill.constraint = summary.constraint.clone();
                 kill.oom_memcg = summary.oom_memcg.clone();
@@ -337,6 +383,12 @@ impl KillAssembler {
         }
         kill.trigger_comm = self.trigger_comm.clone();
         kill.global = line.kind.global().or(context_global).unwrap_or(false);
+        let (tasks, omitted) = self.report.tasks();
+        (kill.tasks, kill.tasks_omitted) = (tasks.to_vec(), omitted);
+        if !kill.global {
+            (kill.memcg_usage_kb, kill.memcg_limit_kb) = self.report.memory_kb().unzip();
+            kill.memcg_stat = self.report.memcg_stat();
+        }
         if self.killed.len() < MAX_KILLED_PIDS {
             self.killed.insert(pid);
         }
@@ -360,14 +412,23 @@ pub fn kills_in(dump: &str) -> Vec<KmsgKill> {
     kills
 }
 
-/// Runs the record parser and the assembler over arbitrary bytes (lossy UTF-8, split on
-/// `\n`); it must never panic. Each line is fed both as a record and as a bare message.
+/// Runs the record parser, the line parsers and the assembler over arbitrary bytes (lossy
+/// UTF-8, split on `\n`); it must never panic. Each line is fed both as a record and as a bare
+/// message, after a header that makes the lines that follow an OOM report. The first byte
+/// picks the page size, so that huge ones reach the overflow checks.
 pub fn fuzz_one(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let mut assembler = KillAssembler::default();
-    for (n, line) in text.split('\n').enumerate() {
+    let shift = data.first().map_or(12, |byte| byte % 64);
+    let page_size = NonZeroU64::new(1 << shift).unwrap_or(DEFAULT_PAGE_SIZE);
+    let mut assembler = KillAssembler::with_page_size(page_size);
+    let check = |kill: KmsgKill| {
+        assert!(kill.tasks.len() <= MAX_TASKS);
+        assert!(!kill.global || (kill.memcg_stat.is_none() && kill.memcg_usage_kb.is_none()));
+    };
+    let lines = std::iter::once("fuzz invoked oom-killer: ").chain(text.split('\n'));
+    for (n, line) in lines.enumerate() {
         if let Ok(record) = parse_record(line) {
-            let _ = assembler.push(&record);
+            let _ = assembler.push(&record).map(check);
         }
         let _ = parse_record_full(line).map(|(_, header)| header.is_kernel());
         let _ = assembler.push(&Record {
@@ -375,11 +436,11 @@ pub fn fuzz_one(data: &[u8]) {
             usec: 0,
             message: line,
         });
-        while assembler.pop().is_some() {}
+        std::iter::from_fn(|| assembler.pop()).for_each(check);
         let _ = unescape(line);
     }
     let _ = assembler.has_pending();
-    let _ = assembler.flush();
+    assembler.flush().into_iter().for_each(check);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +504,7 @@ fn is_start_fragment(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::RangeInclusive;
 
     // Relative to this file, not to CARGO_MANIFEST_DIR: the fuzz crate compiles it too.
     const DEBIAN_6_1: &str = include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt");
@@ -500,9 +562,56 @@ mod tests {
                     global: w[14] == "global",
                     group_kill: w[14] == "member",
                     trigger_comm: opt(w[15]),
+                    ..KmsgKill::default()
                 }
             })
             .collect()
+    }
+
+    /// Adds what each invocation's report printed to `kills`, one report per line:
+    /// `seqs usage limit path anon file kernel shmem sock tasks...`, where `seqs` lists the
+    /// kills it applies to (comma-separated), usage and limit are kB, the stats are bytes,
+    /// `path` is `-` for no stats block, and each task is `tgid:comm:rss-pages:oom_score_adj`.
+    fn with_reports(mut kills: Vec<KmsgKill>, text: &str) -> Vec<KmsgKill> {
+        fn num(word: &str) -> Option<u64> {
+            (word != "-").then(|| word.parse().expect("number"))
+        }
+        for w in text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            if w.is_empty() {
+                continue;
+            }
+            let stat = (w[3] != "-").then(|| MemcgStat {
+                path: w[3].to_owned(),
+                anon_bytes: num(w[4]),
+                file_bytes: num(w[5]),
+                kernel_bytes: num(w[6]),
+                shmem_bytes: num(w[7]),
+                sock_bytes: num(w[8]),
+            });
+            let tasks: Vec<LoggedTask> = w[9..]
+                .iter()
+                .map(|task| {
+                    let t: Vec<&str> = task.split(':').collect();
+                    LoggedTask {
+                        pid: t[0].parse().expect("tgid"),
+                        comm: t[1].to_owned(),
+                        rss_bytes: t[2].parse::<u64>().expect("rss") * 4096,
+                        oom_score_adj: t[3].parse().expect("oom_score_adj"),
+                    }
+                })
+                .collect();
+            for seq in w[0].split(',').map(|seq| seq.parse::<u64>().expect("seq")) {
+                let kill = kills.iter_mut().find(|k| k.seq == seq).expect("kill");
+                kill.memcg_usage_kb = num(w[1]);
+                kill.memcg_limit_kb = num(w[2]);
+                kill.memcg_stat = stat.clone();
+                kill.tasks = tasks.clone();
+            }
+        }
+        kills
     }
 
     const MEMCG: &str = "CONSTRAINT_MEMCG";
@@ -522,7 +631,7 @@ mod tests {
     // --- the real fixtures ---------------------------------------------------------------------
 
     fn expected_debian_6_1() -> Vec<KmsgKill> {
-        table(
+        let kills = table(
             "
             378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
             419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
@@ -530,6 +639,16 @@ mod tests {
             422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
             459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
             509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
+",
+        );
+        // The stats come in one record, its lines joined by \x0a; no rss_anon columns.
+        with_reports(
+            kills,
+            "
+            378         32768 32768 /plain  33431552 0 122880 0 0 89:memhog:8266:0
+            419,421,422 32768 32768 /group  33341440 0 212992 0 0 91:sleep:1:0 92:sleep:1:0 94:memhog:8266:0
+            459         32768 32768 /parent 33423360 0 131072 0 0 98:memhog:8266:0
+            509         -     -     -       -        - -      - - 99:memhog:80338:1000
 ",
         )
     }
@@ -540,7 +659,7 @@ mod tests {
     }
 
     fn expected_debian_6_12() -> Vec<KmsgKill> {
-        table(
+        let kills = table(
             "
             445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
             543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
@@ -548,6 +667,15 @@ mod tests {
             546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
             643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
             696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
+",
+        );
+        with_reports(
+            kills,
+            "
+            445         32768 32768 /plain  33427456 0 126976 0 0 142:memhog:8322:0
+            543,545,546 32768 32768 /group  33337344 0 217088 0 0 144:sleep:331:0 145:sleep:331:0 147:memhog:8258:0
+            643         32768 32768 /parent 33427456 0 126976 0 0 151:memhog:8322:0
+            696         -     -     -       -        - -      - - 152:memhog:79810:1000
 ",
         )
     }
@@ -558,11 +686,21 @@ mod tests {
     }
 
     fn expected_host_6_18() -> Vec<KmsgKill> {
-        table(
+        let kills = table(
             "
             5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
             5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
             5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
+",
+        );
+        // cgroup v1: anon total_rss, file total_cache, shmem total_shmem, kernel the kmem
+        // line (292kB, 544kB, 360kB), no sock.
+        with_reports(
+            kills,
+            "
+            5344 32768 32768 /vsbt-27694 33255424 0 299008 0 - 27907:python3:9755:0
+            5468 65536 65536 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 66551808 0 557056 0 - 28490:sh:17:0 28519:sleep:0:0 28538:dd:16220:0
+            5612 32768 32768 /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea 33185792 0 368640 0 - 28627:dd:8412:0
 ",
         )
     }
@@ -870,6 +1008,10 @@ mod tests {
             && got.global == want.global
             && got.group_kill == want.group_kill
             && got.trigger_comm == want.trigger_comm
+            && got.memcg_usage_kb == want.memcg_usage_kb
+            && got.memcg_limit_kb == want.memcg_limit_kb
+            && got.memcg_stat == want.memcg_stat
+            && (&got.tasks, got.tasks_omitted) == (&want.tasks, want.tasks_omitted)
     }
 
     #[test]
@@ -1054,6 +1196,422 @@ mod tests {
             (90, 2, Some(32412))
         );
         assert!(assembler.pop().is_none());
+    }
+
+    // --- the OOM report before the kill ------------------------------------------------------
+
+    /// The records of `fixture` without those whose seq is in `lost`.
+    fn without(fixture: &str, lost: &[RangeInclusive<u64>]) -> String {
+        let mut out = String::new();
+        for line in fixture.lines() {
+            if let Ok(record) = parse_record(line)
+                && lost.iter().any(|range| range.contains(&record.seq))
+            {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn task(pid: u32, comm: &str, rss_pages: u64, oom_score_adj: i32) -> LoggedTask {
+        LoggedTask {
+            pid,
+            comm: comm.into(),
+            rss_bytes: rss_pages * 4096,
+            oom_score_adj,
+        }
+    }
+
+    const HEADER_142: &str =
+        "memhog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0";
+    const TASKS_HEADER_6_12: &str = "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name";
+    const ROW_142: &str = "[    142]     0   142     8469     8322     8160        0       162   110592        0             0 memhog";
+    const SUMMARY_142: &str = "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/plain,task_memcg=/plain,task=memhog,pid=142,uid=0";
+    const KILLED_142: &str = "Memory cgroup out of memory: Killed process 142 (memhog) total-vm:33876kB, anon-rss:32640kB, file-rss:0kB, shmem-rss:648kB, UID:0 pgtables:108kB oom_score_adj:0";
+
+    #[test]
+    fn a_report_cut_short_keeps_what_came() {
+        // What the first kill of the 6.12 fixture has when some of its report is lost.
+        let stat = |anon, file, kernel, shmem, sock| {
+            Some(MemcgStat {
+                path: "/plain".into(),
+                anon_bytes: anon,
+                file_bytes: file,
+                kernel_bytes: kernel,
+                shmem_bytes: shmem,
+                sock_bytes: sock,
+            })
+        };
+        let memhog = vec![task(142, "memhog", 8322, 0)];
+        let z = Some(0);
+        // (records lost, usage and limit, stats, rows)
+        type Case<'a> = (
+            &'a [RangeInclusive<u64>],
+            Option<u64>,
+            Option<MemcgStat>,
+            &'a [LoggedTask],
+        );
+        let cases: [Case; 6] = [
+            // Nothing lost.
+            (
+                &[],
+                Some(32768),
+                stat(Some(33427456), z, Some(126976), z, z),
+                &memhog,
+            ),
+            // From kernel_stack to "Tasks state": sock and shmem are lost, the rows are not.
+            (
+                &[384..=441],
+                Some(32768),
+                stat(Some(33427456), z, Some(126976), None, None),
+                &memhog,
+            ),
+            // From the stats' header on: no stats, and the rows have no column header.
+            (&[380..=442], Some(32768), None, &[]),
+            // Only the column header: the rows cannot be read by position.
+            (
+                &[442..=442],
+                Some(32768),
+                stat(Some(33427456), z, Some(126976), z, z),
+                &[],
+            ),
+            // The counters.
+            (
+                &[378..=379],
+                None,
+                stat(Some(33427456), z, Some(126976), z, z),
+                &memhog,
+            ),
+            // The whole report but the summary and the kill.
+            (&[351..=443], None, None, &[]),
+        ];
+        for (lost, usage, stat, tasks) in cases {
+            let kills = kills_in(&without(DEBIAN_6_12, lost));
+            let k = &kills[0];
+            assert_eq!((k.pid, k.trigger_comm.as_deref()), (142, Some("memhog")));
+            assert_eq!(k.memcg_usage_kb, usage, "{lost:?}");
+            assert_eq!(k.memcg_limit_kb, usage, "{lost:?}");
+            assert_eq!(k.memcg_stat, stat, "{lost:?}");
+            assert_eq!(k.tasks, tasks, "{lost:?}");
+            assert_eq!(&kills[1..], &expected_debian_6_12()[1..], "{lost:?}");
+        }
+        // A group member's row lost: every member has the rows that came.
+        let kills = kills_in(&without(DEBIAN_6_12, &[540..=540]));
+        let rows = vec![task(144, "sleep", 331, 0), task(147, "memhog", 8258, 0)];
+        for k in &kills[1..=3] {
+            assert_eq!(k.tasks, rows, "{}", k.pid);
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_report_leaves_every_context_field_empty() {
+        // Only the kill lines: dump_header() was rate-limited.
+        let kills = kills_in(&dump(&[KILLED_142]));
+        assert_eq!(kills.len(), 1);
+        let k = &kills[0];
+        assert_eq!((k.memcg_usage_kb, k.memcg_limit_kb), (None, None));
+        assert_eq!((&k.memcg_stat, k.tasks.is_empty()), (&None, true));
+        // The header lost, the rest there: the lines are not known to be this kill's.
+        let kills = kills_in(&without(DEBIAN_6_12, &[350..=350]));
+        let k = &kills[0];
+        assert_eq!(k.trigger_comm, None);
+        assert_eq!(
+            (&k.memcg_stat, k.memcg_usage_kb, k.tasks.len()),
+            (&None, None, 0)
+        );
+        assert_eq!(&kills[1..], &expected_debian_6_12()[1..]);
+        // A second kill with its report rate-limited does not inherit the first one's.
+        let second = KILLED_142.replace("process 142", "process 143");
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            "memory: usage 32768kB, limit 32768kB, failcnt 21",
+            TASKS_HEADER_6_12,
+            ROW_142,
+            SUMMARY_142,
+            KILLED_142,
+            &second,
+        ]));
+        assert_eq!(kills[0].memcg_usage_kb, Some(32768));
+        assert_eq!(kills[0].tasks.len(), 1);
+        assert_eq!((kills[1].memcg_usage_kb, kills[1].tasks.len()), (None, 0));
+    }
+
+    #[test]
+    fn only_lines_between_the_header_and_the_kill_are_the_report() {
+        let kills = kills_in(&dump(&[
+            "memory: usage 1kB, limit 1kB, failcnt 0",
+            HEADER_142,
+            "memory: usage 32768kB, limit 32768kB, failcnt 21",
+            "memory: usage 7kB, limit 7kB, failcnt 0",
+            TASKS_HEADER_6_12,
+            ROW_142,
+            SUMMARY_142,
+            // After the summary, nothing is the report's.
+            "[    999]     0   999     8469     8322     8160        0       162   110592        0             0 late",
+            KILLED_142,
+            "memory: usage 9kB, limit 9kB, failcnt 0",
+        ]));
+        assert_eq!(kills.len(), 1);
+        assert_eq!(
+            kills[0].memcg_usage_kb,
+            Some(32768),
+            "the first line of the report"
+        );
+        assert_eq!(kills[0].tasks, vec![task(142, "memhog", 8322, 0)]);
+        // A summary about another victim: this kill's report was lost.
+        let other = SUMMARY_142.replace("pid=142", "pid=141");
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            TASKS_HEADER_6_12,
+            ROW_142,
+            &other,
+            KILLED_142,
+        ]));
+        assert_eq!(
+            (kills[0].tasks.len(), kills[0].constraint.as_deref()),
+            (0, None)
+        );
+    }
+
+    #[test]
+    fn task_names_with_spaces_and_escapes() {
+        let row = |name: &str| {
+            format!(
+                "[    200]  1000   200     1000      250        1        2         3    36864        0          -100 {name}"
+            )
+        };
+        let names = [
+            ("Web Content", "Web Content"),
+            ("a  b ", "a  b "),
+            (" lead", " lead"),
+            ("", ""),
+            ("[x] 1 2", "[x] 1 2"),
+            (r"tab\x09here", "tab\there"),
+            (r"back\x5cslash", r"back\slash"),
+        ];
+        let mut messages = vec![HEADER_142.to_owned(), TASKS_HEADER_6_12.to_owned()];
+        messages.extend(names.iter().map(|(escaped, _)| row(escaped)));
+        messages.extend([SUMMARY_142.to_owned(), KILLED_142.to_owned()]);
+        let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+        let kills = kills_in(&dump(&messages));
+        let expected: Vec<LoggedTask> = names
+            .iter()
+            .map(|(_, comm)| task(200, comm, 250, -100))
+            .collect();
+        assert_eq!(kills[0].tasks, expected);
+    }
+
+    #[test]
+    fn task_dumps_of_older_kernels_are_read_by_their_column_names() {
+        // (header, row, what the row is)
+        let cases = [
+            // 6.1: no rss_anon, rss_file, rss_shmem.
+            (
+                "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+                "[     89]     0    89     8469     8266   106496        0             0 memhog",
+                Some(task(89, "memhog", 8266, 0)),
+            ),
+            // 4.15 to 4.18: "[ pid ]", five-wide pids.
+            (
+                "[ pid ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+                "[ 2188]  1000  2188   832504   218062  1777664        0             0 java",
+                Some(task(2188, "java", 218062, 0)),
+            ),
+            // 4.x before: nr_ptes and nr_pmds; a thread whose tgid is not its pid.
+            (
+                "[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
+                "[ 2190]  1000  2188   832504   218062     430       6        0          -998 java sub",
+                Some(task(2188, "java sub", 218062, -998)),
+            ),
+            // A layout without oom_score_adj: rows are not read.
+            (
+                "[ pid ]   uid  tgid total_vm      rss swapents name",
+                "[ 2188]  1000  2188   832504   218062        0 java",
+                None,
+            ),
+        ];
+        for (header, row, expected) in cases {
+            let kills = kills_in(&dump(&[
+                HEADER_142,
+                "Tasks state (memory values in pages):",
+                header,
+                row,
+                KILLED_142,
+            ]));
+            assert_eq!(kills[0].tasks, Vec::from_iter(expected), "{header}");
+        }
+    }
+
+    #[test]
+    fn cgroup_v1_stats() {
+        let v1 = |lines: &[&str]| {
+            let mut messages = vec![
+                HEADER_142,
+                "memory: usage 65536kB, limit 65536kB, failcnt 595",
+                "memory+swap: usage 65536kB, limit 131072kB, failcnt 0",
+                "kmem: usage 544kB, limit 9007199254740988kB, failcnt 0",
+                "Memory cgroup stats for /docker/abc:",
+            ];
+            messages.extend(lines);
+            messages.push(KILLED_142);
+            kills_in(&dump(&messages))
+                .remove(0)
+                .memcg_stat
+                .expect("stats")
+        };
+        let whole = v1(&[
+            "cache 1",
+            "rss 2",
+            "shmem 3",
+            "total_cache 4096",
+            "total_rss 8192",
+            "total_shmem 12288",
+            "total_sock 5",
+        ]);
+        assert_eq!(
+            whole,
+            MemcgStat {
+                path: "/docker/abc".into(),
+                anon_bytes: Some(8192),
+                file_bytes: Some(4096),
+                kernel_bytes: Some(544 * 1024),
+                shmem_bytes: Some(12288),
+                sock_bytes: None,
+            }
+        );
+        // Cut before the hierarchical keys: the cgroup's own counts are not the same thing.
+        let cut = v1(&["cache 1", "rss 2", "shmem 3"]);
+        assert_eq!(
+            (cut.anon_bytes, cut.file_bytes, cut.shmem_bytes),
+            (None, None, None)
+        );
+        assert_eq!(cut.kernel_bytes, Some(544 * 1024));
+        // Keys of both versions: lines that are not this block's, so no value is trusted.
+        let mixed = v1(&["total_rss 8192", "anon 1"]);
+        assert_eq!((mixed.anon_bytes, mixed.kernel_bytes), (None, None));
+        // Before 5.0 the stats were one line per cgroup of the subtree: not read.
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            "memory: usage 65536kB, limit 65536kB, failcnt 595",
+            "Memory cgroup stats for /docker/abc: cache:0KB rss:65536KB rss_huge:0KB",
+            "total_rss 1",
+            KILLED_142,
+        ]));
+        assert_eq!(kills[0].memcg_stat, None);
+        assert_eq!(kills[0].memcg_usage_kb, Some(65536));
+    }
+
+    #[test]
+    fn cgroup_v2_stats_in_pieces_and_in_one_record() {
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            "memory: usage 32768kB, limit 32768kB, failcnt 21",
+            "swap: usage 0kB, limit 0kB, failcnt 0",
+            "Memory cgroup stats for ",
+            "[    7]     0     7 ... another CPU's record",
+            r"/a\x5cb",
+            ":",
+            r"anon 1\x0afile 2\x0akernel 3\x0akernel_stack 0\x0ashmem 4\x0asock 5",
+            KILLED_142,
+        ]));
+        let stat = kills[0].memcg_stat.as_ref().expect("stats");
+        assert_eq!(stat.path, r"/a\b");
+        assert_eq!(
+            (
+                stat.anon_bytes,
+                stat.file_bytes,
+                stat.kernel_bytes,
+                stat.shmem_bytes,
+                stat.sock_bytes
+            ),
+            (Some(1), Some(2), Some(3), Some(4), Some(5))
+        );
+        // A record as long as printk allows may have lost the end of its last line.
+        let mut long = String::from("anon 1");
+        while long.len() < 990 {
+            long.push_str("\npgfault 0");
+        }
+        long.push_str("\nsock 12");
+        let long = long.replace('\n', r"\x0a");
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            "Memory cgroup stats for /a:",
+            &long,
+            KILLED_142,
+        ]));
+        let stat = kills[0].memcg_stat.as_ref().expect("stats");
+        assert_eq!((stat.anon_bytes, stat.sock_bytes), (Some(1), None));
+    }
+
+    #[test]
+    fn a_global_oom_has_tasks_but_no_cgroup_context() {
+        let kills = kills_in(&dump(&[
+            HEADER_142,
+            "Mem-Info:",
+            "memory: usage 32768kB, limit 32768kB, failcnt 21",
+            "Memory cgroup stats for /plain:",
+            "anon 1",
+            TASKS_HEADER_6_12,
+            ROW_142,
+            "Out of memory: Killed process 142 (memhog) total-vm:33876kB, anon-rss:32640kB, file-rss:0kB, shmem-rss:648kB, UID:0 pgtables:108kB oom_score_adj:0",
+        ]));
+        let k = &kills[0];
+        assert!(k.global);
+        assert_eq!((k.memcg_usage_kb, &k.memcg_stat), (None, &None));
+        assert_eq!(k.tasks, vec![task(142, "memhog", 8322, 0)]);
+    }
+
+    #[test]
+    fn the_task_dump_is_bounded_and_shared_by_a_group() {
+        let rows: Vec<String> = (1..=MAX_TASKS as u32 + 5)
+            .map(|pid| format!("[{pid:7}]     0 {pid:5}      565        1        0        0         1    28672        0             0 sleep"))
+            .collect();
+        let member = KILLED_142
+            .replace("process 142", "process 3")
+            .replace("(memhog)", "(sleep)");
+        let mut messages = vec![HEADER_142, TASKS_HEADER_6_12];
+        messages.extend(rows.iter().map(String::as_str));
+        messages.extend([
+            SUMMARY_142,
+            KILLED_142,
+            "Tasks in /plain are going to be killed due to memory.oom.group set",
+            &member,
+        ]);
+        let kills = kills_in(&dump(&messages));
+        assert_eq!(kills.len(), 2);
+        for k in &kills {
+            assert_eq!(
+                (k.tasks.len(), k.tasks_omitted),
+                (MAX_TASKS, 5),
+                "{}",
+                k.pid
+            );
+            assert_eq!(k.tasks[MAX_TASKS - 1].pid, MAX_TASKS as u32);
+        }
+        assert!(kills[1].group_kill);
+        assert_eq!(kills[0].tasks, kills[1].tasks);
+    }
+
+    #[test]
+    fn rss_is_counted_in_the_kernels_pages() {
+        let mut assembler = KillAssembler::with_page_size(NonZeroU64::new(16384).expect("size"));
+        for (seq, message) in [HEADER_142, TASKS_HEADER_6_12, ROW_142, KILLED_142]
+            .into_iter()
+            .enumerate()
+        {
+            let record = Record {
+                seq: seq as u64,
+                usec: 0,
+                message,
+            };
+            if let Some(kill) = assembler.push(&record) {
+                assert_eq!(kill.tasks[0].rss_bytes, 8322 * 16384);
+                return;
+            }
+        }
+        panic!("no kill");
     }
 
     // --- garbage ---------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! The kernel log's view of OOM kills, for the `/dev/kmsg` fallback backend.
 //!
-//! Three layers, one file each:
+//! Four parts, one file each:
 //!
 //! * [`record`]: [`parse_record`] splits one `/dev/kmsg` record,
 //!   `prio,seq,usec,flags[,more];message`, and recognises the ` KEY=VALUE` dictionary lines
 //!   that follow a record (they are not records).
 //! * [`lines`]: the parsers of single OOM lines, `Killed process` and the `oom-kill:` summary.
+//! * [`context`]: what the invocation's report prints before the kill, the OOM cgroup's
+//!   counters and stats and the task dump, parsed and kept per invocation.
 //! * [`assembler`]: [`KillAssembler`] reads the messages of consecutive records and turns the lines the OOM
 //!   killer prints into one [`KmsgKill`] per killed process:
 //!
@@ -21,7 +23,8 @@
 //! The `Killed process` line is the authority: it is printed for every kill and is not
 //! rate-limited. The `invoked oom-killer` header and the `oom-kill:` summary are printed by
 //! `dump_header()`, which is rate-limited, so they may be missing; the fields that come only
-//! from them are then `None`.
+//! from them are then `None`. So is the report `dump_header()` prints between them (the OOM
+//! cgroup's counters and stats, the task dump), which is read only after its header.
 //!
 //! The kernel builds the summary, and the `Tasks in ...` and (before 5.0) `Task in ...` lines,
 //! out of several `pr_cont()` pieces; when another CPU prints in between, one logical line
@@ -32,15 +35,17 @@
 //! Messages are taken as `/dev/kmsg` escapes them (bytes below 0x20, above 0x7e and `\` itself
 //! become `\xNN`); comms and cgroup paths are unescaped into the [`KmsgKill`].
 //!
-//! [`record`], [`lines`] and [`assembler`] use only `std` and name each other by `super::`,
-//! because the fuzz crate compiles them by path, without the rest of oomtrace.
+//! [`record`], [`lines`], [`context`] and [`assembler`] use only `std` and name each other by
+//! `super::`, because the fuzz crate compiles them by path, without the rest of oomtrace.
 
 pub mod assembler;
+pub mod context;
 pub mod device;
 pub mod lines;
 pub mod record;
 
 pub use assembler::{KillAssembler, KmsgKill, fuzz_one, kills_in};
+pub use context::{DEFAULT_PAGE_SIZE, LoggedTask, MAX_TASKS, MemcgStat};
 pub use record::{
     MalformedRecord, Record, RecordHeader, parse_record, parse_record_full, unescape,
 };
