@@ -15,6 +15,10 @@ pub const CGROUP_NAME_LEN: usize = 128;
 pub const CGROUP_MAX_DEPTH: usize = 16;
 /// `MAX_PID_NS_LEVEL` in the kernel.
 pub const MAX_PID_NS_LEVEL: u32 = 32;
+/// Memory cgroups the handler reads, from the victim's own up (the root excluded).
+pub const MEMCG_MAX_DEPTH: usize = 16;
+/// Kernel stack frames recorded with each victim, from the tracepoint outwards.
+pub const STACK_DEPTH: usize = 16;
 
 /// A [`KernelLayout`] offset that the running kernel does not have.
 pub const ABSENT: u32 = u32::MAX;
@@ -25,12 +29,19 @@ pub const LAYOUT_GLOBAL: &str = "LAYOUT";
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU array (one slot) counting events the ring buffer had no room for.
 pub const DROPPED_MAP: &str = "DROPPED";
+/// Name of the hash map from a task (thread id) to the last SIGKILL the kernel sent on its
+/// behalf ([`SigkillSent`]), which tells a killed victim from one only marked.
+pub const SIGKILLS_MAP: &str = "SIGKILLS";
 
 /// Kernel program names, one per attach mode.
 pub mod program {
     pub const TP_BTF: &str = "mark_victim_btf";
     pub const RAW_TP: &str = "mark_victim_raw";
     pub const TRACEPOINT: &str = "mark_victim_tp";
+    /// `signal_generate`, attached in the same mode as `mark_victim`.
+    pub const SIGNAL_TP_BTF: &str = "signal_generate_btf";
+    pub const SIGNAL_RAW_TP: &str = "signal_generate_raw";
+    pub const SIGNAL_TRACEPOINT: &str = "signal_generate_tp";
 }
 
 /// How the handler was attached; recorded in every event as [`OomEvent::attach_mode`].
@@ -75,6 +86,71 @@ pub mod field {
     /// A name filled its slot or the cgroup is deeper than the walk: do not trust the path.
     pub const CGROUP_PATH_TRUNCATED: u32 = 1 << 13;
     pub const TRIGGER_CGROUP_ID: u32 = 1 << 14;
+    /// `memcgs` holds `memcg_levels` levels read whole.
+    pub const MEMCGS: u32 = 1 << 15;
+    /// The victim's memory cgroups go on above the last level read: a limit above them is
+    /// not seen.
+    pub const MEMCGS_TRUNCATED: u32 = 1 << 16;
+    /// `trigger_memcg_ids` holds `trigger_memcg_levels` ids read whole.
+    pub const TRIGGER_MEMCGS: u32 = 1 << 17;
+    /// `kind` says whether the kernel sent the victim SIGKILL.
+    pub const KIND: u32 = 1 << 18;
+    /// `stack` holds `stack_bytes / 8` return addresses.
+    pub const STACK: u32 = 1 << 19;
+    /// `parent_tgid`: the process that started the victim's (`real_parent`).
+    pub const PARENT: u32 = 1 << 20;
+    /// `victim_pid_level` and `parent_pid_level`: how deep each one's pid namespace is.
+    pub const PID_LEVELS: u32 = 1 << 21;
+}
+
+/// What the kernel did to the victim, as [`OomEvent::kind`].
+pub mod kind {
+    /// It sent SIGKILL and counted an OOM kill, then marked the victim.
+    pub const KILLED: u32 = 1;
+    /// It only marked the victim, which was already exiting: no signal, no count, no log line.
+    pub const MARKED: u32 = 2;
+}
+
+/// Bits of [`MemcgLevel::flags`].
+pub mod memcg_flag {
+    pub const ID: u32 = 1 << 0;
+    /// `usage_pages` and `max_pages` were read.
+    pub const MEMORY: u32 = 1 << 1;
+    /// `memsw_usage_pages` and `memsw_max_pages` were read (cgroup v1 with swap accounting).
+    pub const MEMSW: u32 = 1 << 2;
+    /// `memory.oom.group` is set (cgroup v2).
+    pub const OOM_GROUP: u32 = 1 << 3;
+    /// Whether `memory.oom.group` could be read at all.
+    pub const OOM_GROUP_READ: u32 = 1 << 4;
+}
+
+/// One memory cgroup on the way from the victim's to the root, as the kernel counted it at
+/// the kill.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemcgLevel {
+    /// The cgroup's id: its directory's inode number.
+    pub id: u64,
+    /// `memcg->memory`: pages charged, and the limit (`PAGE_COUNTER_MAX` for none).
+    pub usage_pages: u64,
+    pub max_pages: u64,
+    /// `memcg->memsw` on cgroup v1: memory plus swap.
+    pub memsw_usage_pages: u64,
+    pub memsw_max_pages: u64,
+    /// [`memcg_flag`] bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// The last SIGKILL a task sent through the kernel's own path (`SEND_SIG_PRIV`), keyed by the
+/// sender's thread id in [`SIGKILLS_MAP`]. The OOM killer sends it right before it marks the
+/// victim, from the same task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigkillSent {
+    /// Thread id of the task signalled.
+    pub target_tid: u32,
+    pub _pad: u32,
 }
 
 /// One record per OOM victim. Every byte range that `fields` does not vouch for is garbage.
@@ -111,6 +187,30 @@ pub struct OomEvent {
     /// each NUL-terminated. Captured in the handler because a container's cgroup is removed as
     /// soon as it dies; user space joins them into a path.
     pub cgroup_names: [[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH],
+    /// The ids of the cgroups named in `cgroup_names`, slot for slot, so a memory cgroup in
+    /// `memcgs` can be named by its path.
+    pub cgroup_ids: [u64; CGROUP_MAX_DEPTH],
+    /// The victim's parent process (`real_parent->tgid`), host pid.
+    pub parent_tgid: u32,
+    /// The depth of the victim's and of its parent's pid namespace: a parent one level up
+    /// lives outside the victim's container (the runtime's shim, `docker exec`).
+    pub victim_pid_level: u32,
+    pub parent_pid_level: u32,
+    /// [`kind`].
+    pub kind: u32,
+    /// Filled levels of `memcgs` and of `trigger_memcg_ids`.
+    pub memcg_levels: u32,
+    pub trigger_memcg_levels: u32,
+    /// What `bpf_get_stack` copied into `stack`.
+    pub stack_bytes: u32,
+    /// The victim's memory cgroup (its memory controller's, on either hierarchy) and its
+    /// ancestors, victim's first, the root excluded: which limit was hit is read off these.
+    pub memcgs: [MemcgLevel; MEMCG_MAX_DEPTH],
+    /// The ids of the trigger's memory cgroup and its ancestors, trigger's first.
+    pub trigger_memcg_ids: [u64; MEMCG_MAX_DEPTH],
+    /// The kernel stack at the tracepoint: whether the OOM was a cgroup's or the machine's,
+    /// and whether the victim was killed as a member of a `memory.oom.group` kill.
+    pub stack: [u64; STACK_DEPTH],
 }
 
 /// Offsets (bytes) into kernel structs and the tracepoint record, from the running kernel.
@@ -135,6 +235,7 @@ pub struct KernelLayout {
     pub task_mm: u32,
     pub task_thread_pid: u32,
     pub task_cgroups: u32,
+    pub task_real_parent: u32,
 
     /// `cred.uid.val`.
     pub cred_uid: u32,
@@ -163,6 +264,17 @@ pub struct KernelLayout {
     /// A `u64` from 5.5.
     pub kn_id: u32,
 
+    /// `cgroup_subsys_state.parent`.
+    pub css_parent: u32,
+    /// `mem_cgroup.memory` and `.memsw` (v1 only; [`ABSENT`] on v2), `page_counter`s.
+    pub memcg_memory: u32,
+    pub memcg_memsw: u32,
+    /// `mem_cgroup.oom_group` (v2), a bool.
+    pub memcg_oom_group: u32,
+    /// `page_counter.usage` (an `atomic_long_t`'s counter) and `.max`.
+    pub page_counter_usage: u32,
+    pub page_counter_max: u32,
+
     /// Offsets in the classic tracepoint's record, from its tracefs `format` file.
     pub tp_pid: u32,
     pub tp_comm_loc: u32,
@@ -173,6 +285,10 @@ pub struct KernelLayout {
     pub tp_uid: u32,
     pub tp_pgtables: u32,
     pub tp_oom_score_adj: u32,
+    /// Offsets in `signal/signal_generate`'s record.
+    pub tp_signal_sig: u32,
+    pub tp_signal_code: u32,
+    pub tp_signal_pid: u32,
 }
 
 impl KernelLayout {
@@ -191,6 +307,7 @@ impl KernelLayout {
         task_mm: ABSENT,
         task_thread_pid: ABSENT,
         task_cgroups: ABSENT,
+        task_real_parent: ABSENT,
         cred_uid: ABSENT,
         signal_oom_score_adj: ABSENT,
         mm_rss_stat: ABSENT,
@@ -209,6 +326,12 @@ impl KernelLayout {
         kn_name: ABSENT,
         kn_parent: ABSENT,
         kn_id: ABSENT,
+        css_parent: ABSENT,
+        memcg_memory: ABSENT,
+        memcg_memsw: ABSENT,
+        memcg_oom_group: ABSENT,
+        page_counter_usage: ABSENT,
+        page_counter_max: ABSENT,
         tp_pid: ABSENT,
         tp_comm_loc: ABSENT,
         tp_total_vm: ABSENT,
@@ -218,6 +341,9 @@ impl KernelLayout {
         tp_uid: ABSENT,
         tp_pgtables: ABSENT,
         tp_oom_score_adj: ABSENT,
+        tp_signal_sig: ABSENT,
+        tp_signal_code: ABSENT,
+        tp_signal_pid: ABSENT,
     };
 }
 
@@ -234,4 +360,5 @@ mod user {
     // SAFETY: both are plain `repr(C)` integers and byte arrays, valid for any bit pattern.
     unsafe impl aya::Pod for super::OomEvent {}
     unsafe impl aya::Pod for super::KernelLayout {}
+    unsafe impl aya::Pod for super::SigkillSent {}
 }

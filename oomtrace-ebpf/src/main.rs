@@ -14,17 +14,18 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{
-            bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            bpf_get_current_task, bpf_get_stack, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
             bpf_probe_read_kernel_str,
         },
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, OomEvent,
-    TASK_COMM_LEN, attach_mode, cgroup_mode, field, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, MEMCG_MAX_DEPTH,
+    OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode, field, kind,
+    memcg_flag, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
@@ -37,6 +38,17 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The last kernel-sent SIGKILL of each task, by the sender's thread id: the OOM killer sends
+/// one to its victim right before it marks it. LRU, so senders that never mark anyone age out.
+#[map]
+static SIGKILLS: LruHashMap<u32, SigkillSent> = LruHashMap::with_max_entries(4096, 0);
+
+/// `SIGKILL`, and `SI_KERNEL`, the code `SEND_SIG_PRIV` carries in the classic tracepoint.
+const SIGKILL: u64 = 9;
+const SI_KERNEL: u32 = 0x80;
+/// `SEND_SIG_PRIV`: the kernel's own signals, the OOM killer's among them.
+const SEND_SIG_PRIV: u64 = 1;
 
 macro_rules! layout {
     ($field:ident) => {
@@ -55,7 +67,7 @@ fn load_layout(field: *const u32) -> u32 {
 #[btf_tracepoint(function = "mark_victim")]
 pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
     let first_arg: u64 = ctx.arg(0);
-    emit(attach_mode::TP_BTF, |event| {
+    emit(attach_mode::TP_BTF, ctx.as_ptr(), |event| {
         fill_from_first_arg(event, first_arg)
     });
     0
@@ -64,7 +76,7 @@ pub fn mark_victim_btf(ctx: BtfTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "mark_victim")]
 pub fn mark_victim_raw(ctx: RawTracePointContext) -> i32 {
     let first_arg: u64 = ctx.arg(0);
-    emit(attach_mode::RAW_TP, |event| {
+    emit(attach_mode::RAW_TP, ctx.as_ptr(), |event| {
         fill_from_first_arg(event, first_arg)
     });
     0
@@ -73,16 +85,98 @@ pub fn mark_victim_raw(ctx: RawTracePointContext) -> i32 {
 #[tracepoint]
 pub fn mark_victim_tp(ctx: TracePointContext) -> i32 {
     let record = ctx.as_ptr() as u64;
-    emit(attach_mode::TRACEPOINT, |event| {
+    emit(attach_mode::TRACEPOINT, ctx.as_ptr(), |event| {
         fill_from_record(event, record)
     });
     0
 }
 
-/// Reserves a record, lets `fill` write the victim's fields, adds the trigger and submits.
-/// A full ring buffer is counted in [`DROPPED`], never lost silently.
+/// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, ...)`.
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate_btf(ctx: BtfTracePointContext) -> i32 {
+    let (sig, info, task): (u64, u64, u64) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
+        note_sigkill(load_u32(task, layout!(task_pid)));
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate_raw(ctx: RawTracePointContext) -> i32 {
+    let (sig, info, task): (u64, u64, u64) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
+        note_sigkill(load_u32(task, layout!(task_pid)));
+    }
+    0
+}
+
+#[tracepoint]
+pub fn signal_generate_tp(ctx: TracePointContext) -> i32 {
+    let record = ctx.as_ptr() as u64;
+    let sig = load_u32(record, layout!(tp_signal_sig));
+    let code = load_u32(record, layout!(tp_signal_code));
+    if sig as u64 == SIGKILL && code == SI_KERNEL {
+        note_sigkill(load_u32(record, layout!(tp_signal_pid)));
+    }
+    0
+}
+
+/// Remembers that the current task just had the kernel send SIGKILL to `target_tid`.
 #[inline(always)]
-fn emit(attach_mode: u32, fill: impl FnOnce(*mut OomEvent) -> u32) {
+fn note_sigkill(target_tid: u32) {
+    let sender = bpf_get_current_pid_tgid() as u32;
+    let sent = SigkillSent {
+        target_tid,
+        _pad: 0,
+    };
+    let _ = SIGKILLS.insert(&sender, &sent, 0);
+}
+
+/// Killed or only marked: the OOM killer sends SIGKILL from the same task right before it
+/// marks a victim it kills, and sends none to one it only marks. The entry is taken, so a
+/// later mark of the same task is judged afresh.
+#[inline(always)]
+fn fill_kind(event: *mut OomEvent) -> u32 {
+    let current = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: reads and writes inside the reserved record; the map value is a plain struct.
+    unsafe {
+        let victim = (*event).victim_tid;
+        let killed = match SIGKILLS.get(&current) {
+            Some(sent) => sent.target_tid == victim,
+            None => false,
+        };
+        if killed {
+            let _ = SIGKILLS.remove(&current);
+        }
+        (*event).kind = if killed { kind::KILLED } else { kind::MARKED };
+        // The thread id is what is compared: without it nothing is known.
+        bit_if(non_zero(victim as u64), field::KIND)
+    }
+}
+
+/// The kernel stack at the tracepoint, for user space to read the OOM's path off.
+#[inline(always)]
+fn fill_stack(ctx: *mut c_void, event: *mut OomEvent) -> u32 {
+    // SAFETY: bpf_get_stack writes at most the size given into the record's stack slots.
+    let copied = unsafe {
+        bpf_get_stack(
+            ctx,
+            (&raw mut (*event).stack).cast(),
+            (STACK_DEPTH * 8) as u32,
+            0,
+        )
+    };
+    let ok = ok_bit(copied);
+    // SAFETY: inside the reserved record.
+    unsafe { (*event).stack_bytes = (copied & (ok as i64).wrapping_neg()) as u32 };
+    bit_if(ok, field::STACK)
+}
+
+/// Reserves a record, lets `fill` write the victim's fields, adds the trigger, whether it was
+/// killed and the kernel stack, and submits. A full ring buffer is counted in [`DROPPED`],
+/// never lost silently.
+#[inline(always)]
+fn emit(attach_mode: u32, ctx: *mut c_void, fill: impl FnOnce(*mut OomEvent) -> u32) {
     let Some(mut entry) = EVENTS.reserve::<OomEvent>(0) else {
         if let Some(count) = DROPPED.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot, so no other program writes it concurrently.
@@ -96,7 +190,10 @@ fn emit(attach_mode: u32, fill: impl FnOnce(*mut OomEvent) -> u32) {
         (*event).boot_ns = bpf_ktime_get_boot_ns();
         (*event).attach_mode = attach_mode;
         (*event).cgroup_depth = 0;
+        (*event).memcg_levels = 0;
+        (*event).trigger_memcg_levels = 0;
         let fields = fill(event) | fill_trigger(event);
+        let fields = fields | fill_kind(event) | fill_stack(ctx, event);
         (*event).fields = fields;
     }
     entry.submit(0);
@@ -167,6 +264,24 @@ fn load(base: u64, offset: u32) -> u64 {
     value
 }
 
+/// The offset of a member (`inner`) of a member (`outer`); [`ABSENT`] if either is.
+#[inline(always)]
+fn within(outer: u32, inner: u32) -> u32 {
+    if outer == ABSENT || inner == ABSENT {
+        ABSENT
+    } else {
+        outer + inner
+    }
+}
+
+/// The u32 at `base + offset`, 0 if it cannot be read.
+#[inline(always)]
+fn load_u32(base: u64, offset: u32) -> u32 {
+    let mut value = 0u32;
+    copy(&raw mut value, base, offset);
+    value
+}
+
 #[inline(always)]
 fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
     // SAFETY (whole function): every destination is inside the reserved record.
@@ -204,6 +319,7 @@ fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
         (*event).oom_score_adj = adj as i32;
 
         fields |= fill_namespaced_pid(event, task);
+        fields |= fill_parent(event, task);
         fields |= fill_from_mm(event, load(task, layout!(task_mm)));
 
         let kn = memory_cgroup_kn(task);
@@ -211,8 +327,82 @@ fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
             copy(&raw mut (*event).cgroup_id, kn, layout!(kn_id)),
             field::CGROUP_ID,
         );
-        fields | fill_cgroup_path(event, kn)
+        fields | fill_cgroup_path(event, kn) | fill_memcgs(event, task)
     }
+}
+
+/// The task's memory controller state: `task->cgroups->subsys[memory_cgrp_id]`, which on
+/// either hierarchy is the `mem_cgroup` itself (its `css` comes first; checked at start-up).
+#[inline(always)]
+fn memcg_of(task: u64) -> u64 {
+    let (subsys, index) = (layout!(css_set_subsys), layout!(memory_cgrp_id));
+    if subsys == ABSENT || index == ABSENT {
+        return 0;
+    }
+    load(load(task, layout!(task_cgroups)), subsys + index * 8)
+}
+
+/// Reads the victim's memory cgroup and each ancestor below the root: id, charge and limit,
+/// memory+swap on v1, and `memory.oom.group` on v2. Always MEMCG_MAX_DEPTH steps, branch-free
+/// like the path walk; `below_root` stops the counting at the root, which has no parent.
+#[inline(always)]
+fn fill_memcgs(event: *mut OomEvent, task: u64) -> u32 {
+    let (parent_offset, cgroup_offset, kn_offset, id_offset) = (
+        layout!(css_parent),
+        layout!(css_cgroup),
+        layout!(cgroup_kn),
+        layout!(kn_id),
+    );
+    let (memory, usage, max) = (
+        layout!(memcg_memory),
+        layout!(page_counter_usage),
+        layout!(page_counter_max),
+    );
+    if parent_offset == ABSENT || memory == ABSENT || usage == ABSENT || max == ABSENT {
+        return 0;
+    }
+    let (memsw, oom_group) = (layout!(memcg_memsw), layout!(memcg_oom_group));
+    let mut memcg = memcg_of(task);
+    let mut below_root = non_zero(memcg);
+    let mut depth = 0u64;
+    let mut whole = 1u64;
+    for level in 0..MEMCG_MAX_DEPTH {
+        let parent = load(memcg, parent_offset);
+        below_root &= non_zero(parent);
+        // SAFETY: slot `level` (< MEMCG_MAX_DEPTH) of the reserved record.
+        let slot = unsafe { &raw mut (*event).memcgs[level] };
+        unsafe {
+            let id = copy(
+                &raw mut (*slot).id,
+                load(load(memcg, cgroup_offset), kn_offset),
+                id_offset,
+            );
+            let used = copy(&raw mut (*slot).usage_pages, memcg, memory + usage);
+            let limit = copy(&raw mut (*slot).max_pages, memcg, memory + max);
+            let swapped = copy(
+                &raw mut (*slot).memsw_usage_pages,
+                memcg,
+                within(memsw, usage),
+            );
+            let swap_limit = copy(&raw mut (*slot).memsw_max_pages, memcg, within(memsw, max));
+            let mut group = 0u8;
+            let group_read = copy(&raw mut group, memcg, oom_group);
+            let memsw_read = swapped & swap_limit;
+            (*slot).flags = bit_if(id, memcg_flag::ID)
+                | bit_if(used & limit, memcg_flag::MEMORY)
+                | bit_if(memsw_read, memcg_flag::MEMSW)
+                | bit_if(group_read & non_zero(group as u64), memcg_flag::OOM_GROUP)
+                | bit_if(group_read, memcg_flag::OOM_GROUP_READ);
+            (*slot)._pad = 0;
+            whole &= (1 ^ below_root) | (id & used & limit);
+        }
+        depth += below_root;
+        memcg = parent;
+    }
+    // SAFETY: inside the reserved record.
+    unsafe { (*event).memcg_levels = depth as u32 };
+    let truncated = below_root & non_zero(load(memcg, parent_offset));
+    bit_if(whole, field::MEMCGS) | bit_if(truncated, field::MEMCGS_TRUNCATED)
 }
 
 /// `task->thread_pid->numbers[level].nr`: the pid as the victim's own namespace sees it.
@@ -233,6 +423,29 @@ fn fill_namespaced_pid(event: *mut OomEvent, task: u64) -> u32 {
     // SAFETY: inside the reserved record.
     let read = copy(unsafe { &raw mut (*event).victim_ns_pid }, pid, offset);
     bit_if(level_ok & in_range & read, field::NS_PID)
+}
+
+/// The victim's parent, and how deep its own and its parent's pid namespaces are.
+#[inline(always)]
+fn fill_parent(event: *mut OomEvent, task: u64) -> u32 {
+    let parent = load(task, layout!(task_real_parent));
+    let level = layout!(pid_level);
+    let thread_pid = layout!(task_thread_pid);
+    // SAFETY (whole block): every destination is inside the reserved record.
+    unsafe {
+        let tgid = copy(&raw mut (*event).parent_tgid, parent, layout!(task_tgid));
+        let own = copy(
+            &raw mut (*event).victim_pid_level,
+            load(task, thread_pid),
+            level,
+        );
+        let parents = copy(
+            &raw mut (*event).parent_pid_level,
+            load(parent, thread_pid),
+            level,
+        );
+        bit_if(tgid, field::PARENT) | bit_if(own & parents, field::PID_LEVELS)
+    }
 }
 
 /// Counter `index` of `mm->rss_stat` in bytes, and whether it was read.
@@ -316,9 +529,13 @@ fn fill_cgroup_path(event: *mut OomEvent, kn: u64) -> u32 {
     // 1 while `node` is a cgroup below the root; the root is the node without a parent.
     let mut below_root = non_zero(kn);
     let mut bad = 1 ^ below_root;
+    let id_offset = layout!(kn_id);
     for level in 0..CGROUP_MAX_DEPTH {
         let parent = load(node, parent_offset);
         below_root &= non_zero(parent);
+        // SAFETY: slot `level` (< CGROUP_MAX_DEPTH) of the reserved record; an id that cannot
+        // be read is 0, which no cgroup has.
+        unsafe { copy(&raw mut (*event).cgroup_ids[level], node, id_offset) };
         let copied = unsafe {
             bpf_probe_read_kernel_str(
                 names.add(level * CGROUP_NAME_LEN).cast(),
@@ -350,10 +567,49 @@ fn fill_trigger(event: *mut OomEvent) -> u32 {
         (*event).trigger_tid = pid_tgid as u32;
         (*event).trigger_tgid = (pid_tgid >> 32) as u32;
         (*event).trigger_comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
-        let kn = memory_cgroup_kn(bpf_get_current_task());
+        let current = bpf_get_current_task();
+        let kn = memory_cgroup_kn(current);
         let ok = copy(&raw mut (*event).trigger_cgroup_id, kn, layout!(kn_id));
-        bit_if(ok, field::TRIGGER_CGROUP_ID)
+        bit_if(ok, field::TRIGGER_CGROUP_ID) | fill_trigger_memcgs(event, current)
     }
+}
+
+/// The ids of the trigger's memory cgroup and its ancestors below the root: the limit hit is
+/// on this chain as well as on the victim's.
+#[inline(always)]
+fn fill_trigger_memcgs(event: *mut OomEvent, task: u64) -> u32 {
+    let (parent_offset, cgroup_offset, kn_offset, id_offset) = (
+        layout!(css_parent),
+        layout!(css_cgroup),
+        layout!(cgroup_kn),
+        layout!(kn_id),
+    );
+    if parent_offset == ABSENT || cgroup_offset == ABSENT {
+        return 0;
+    }
+    let mut memcg = memcg_of(task);
+    let mut below_root = non_zero(memcg);
+    let mut depth = 0u64;
+    let mut whole = 1u64;
+    for level in 0..MEMCG_MAX_DEPTH {
+        let parent = load(memcg, parent_offset);
+        below_root &= non_zero(parent);
+        // SAFETY: slot `level` (< MEMCG_MAX_DEPTH) of the reserved record.
+        let read = unsafe {
+            copy(
+                &raw mut (*event).trigger_memcg_ids[level],
+                load(load(memcg, cgroup_offset), kn_offset),
+                id_offset,
+            )
+        };
+        whole &= (1 ^ below_root) | read;
+        depth += below_root;
+        memcg = parent;
+    }
+    // SAFETY: inside the reserved record.
+    unsafe { (*event).trigger_memcg_levels = depth as u32 };
+    let truncated = below_root & non_zero(load(memcg, parent_offset));
+    bit_if(whole & (1 ^ truncated), field::TRIGGER_MEMCGS)
 }
 
 /// The classic tracepoint: only what the record carries, at offsets from its tracefs format.
