@@ -144,6 +144,12 @@ pub fn from_btf(btf: &Btf, cgroups: CgroupMode, page_shift: u32) -> Discovery {
         "victim.comm, victim.thread_comm",
     );
     l.task_group_leader = f.offset("task_struct", &["group_leader"], ptr, "victim.comm");
+    l.task_real_parent = f.offset(
+        "task_struct",
+        &["real_parent"],
+        ptr,
+        "victim.ppid, victim.parent_in_container",
+    );
     l.task_real_cred = f.offset("task_struct", &["real_cred"], ptr, "victim.uid");
     l.cred_uid = kuid_offset(&mut f);
     l.task_signal = f.offset("task_struct", &["signal"], ptr, "victim.oom_score_adj");
@@ -199,7 +205,8 @@ pub fn from_btf(btf: &Btf, cgroups: CgroupMode, page_shift: u32) -> Discovery {
             CGROUP,
         ),
     };
-    if cgroups == CgroupMode::V1 && l.css_set_subsys != ABSENT && l.memory_cgrp_id != ABSENT {
+    // subsys[] is read on either hierarchy: it is where the task's memory controller state is.
+    if l.css_set_subsys != ABSENT && l.memory_cgrp_id != ABSENT {
         let in_bounds = f
             .struct_id("css_set")
             .and_then(|id| f.member_type(id, "subsys"))
@@ -213,6 +220,7 @@ pub fn from_btf(btf: &Btf, cgroups: CgroupMode, page_shift: u32) -> Discovery {
             );
         }
     }
+    memcg_layout(&mut f, &mut l, cgroups);
     if cgroups == CgroupMode::None {
         f.lack(
             "a memory cgroup hierarchy".into(),
@@ -224,6 +232,52 @@ pub fn from_btf(btf: &Btf, cgroups: CgroupMode, page_shift: u32) -> Discovery {
     Discovery {
         layout: l,
         missing: f.missing,
+    }
+}
+
+/// What the handler reads of each memory cgroup from the victim's up: its parent, its charge
+/// and limit (`page_counter`s), memory+swap on v1, `memory.oom.group` on v2.
+fn memcg_layout(f: &mut Finder<'_>, l: &mut KernelLayout, cgroups: CgroupMode) {
+    const LIMIT: &str = "oom.memcg, oom.memcg_limit_bytes, oom.memcg_usage_bytes";
+    const GROUP: &str = "oom.id of memory.oom.group kills";
+    let ptr = Expect::Pointer;
+    l.css_parent = f.offset("cgroup_subsys_state", &["parent"], ptr, LIMIT);
+    // The handler takes the css pointer for the mem_cgroup one, which holds only if the css
+    // comes first.
+    match f.offset("mem_cgroup", &["css"], Expect::Any, LIMIT) {
+        0 | ABSENT => {}
+        _ => l.css_parent = f.lack("mem_cgroup.css".into(), "is not its first member", LIMIT),
+    }
+    l.memcg_memory = f.offset("mem_cgroup", &["memory"], Expect::Any, LIMIT);
+    l.page_counter_max = f.offset("page_counter", &["max", "limit"], Expect::Bytes(8), LIMIT);
+    l.page_counter_usage = atomic_counter_offset(f, "page_counter", "usage", LIMIT);
+    if cgroups == CgroupMode::V1 {
+        l.memcg_memsw = f.offset("mem_cgroup", &["memsw"], Expect::Any, LIMIT);
+    }
+    if cgroups == CgroupMode::V2 {
+        l.memcg_oom_group = f.offset("mem_cgroup", &["oom_group"], Expect::Bytes(1), GROUP);
+    }
+}
+
+/// The offset of the counter inside an `atomic_long_t` member: `{ s64 counter; }`.
+fn atomic_counter_offset(
+    f: &mut Finder<'_>,
+    strukt: &'static str,
+    member: &'static str,
+    affects: &'static str,
+) -> u32 {
+    let outer = f.offset(strukt, &[member], Expect::Bytes(8), affects);
+    if outer == ABSENT {
+        return ABSENT;
+    }
+    let counter = f
+        .struct_id(strukt)
+        .and_then(|id| f.member_type(id, member))
+        .and_then(|atomic| f.btf.member(atomic, "counter"))
+        .and_then(|m| m.byte_offset());
+    match counter {
+        Some(counter) => outer + counter,
+        None => f.lack(format!("{strukt}.{member}.counter"), "not in BTF", affects),
     }
 }
 
@@ -288,6 +342,33 @@ fn rss_layout(f: &mut Finder<'_>) -> (u32, u32, u32) {
             (ABSENT, ABSENT, ABSENT)
         }
     }
+}
+
+/// Where `signal/signal_generate`'s record keeps the signal, its code and the target's thread
+/// id, from its tracefs format. Something missing leaves `oom.kind` null in tracepoint mode.
+pub fn from_signal_format(format: &Format, layout: &mut KernelLayout) -> Vec<Missing> {
+    let mut missing = Vec::new();
+    let mut take = |name: &'static str| -> u32 {
+        match format.field(name) {
+            Some(field) if field.size == 4 => field.offset,
+            found => {
+                missing.push(Missing {
+                    what: format!("signal_generate record field {name}"),
+                    why: if found.is_some() {
+                        "has an unexpected size"
+                    } else {
+                        "is missing"
+                    },
+                    affects: "oom.kind in tracepoint mode",
+                });
+                ABSENT
+            }
+        }
+    };
+    layout.tp_signal_sig = take("sig");
+    layout.tp_signal_code = take("code");
+    layout.tp_signal_pid = take("pid");
+    missing
 }
 
 /// What the classic tracepoint's record offers, from its tracefs format: fills the `tp_*`
@@ -404,6 +485,10 @@ mod tests {
                 "this host has the 6.9+ mark_victim"
             );
             for (name, value) in [
+                ("css_parent", l.css_parent),
+                ("memcg_memory", l.memcg_memory),
+                ("page_counter_usage", l.page_counter_usage),
+                ("page_counter_max", l.page_counter_max),
                 ("task_pid", l.task_pid),
                 ("task_tgid", l.task_tgid),
                 ("task_comm", l.task_comm),
@@ -419,6 +504,35 @@ mod tests {
             assert_eq!(l.task_tgid, l.task_pid + 4);
             // upid is { int nr; struct pid_namespace *ns; }.
             assert_eq!((l.upid_nr, l.upid_size), (0, 16));
+            // memsw exists only on v1, oom_group only means something on v2.
+            assert_eq!(l.memcg_memsw != ABSENT, mode == CgroupMode::V1);
+            assert_eq!(l.memcg_oom_group != ABSENT, mode == CgroupMode::V2);
         }
+    }
+
+    #[test]
+    fn reads_signal_generate_offsets() {
+        let format = crate::kernel::tracefs::parse_format(include_str!(
+            "../../tests/fixtures/signal_generate-format-6.18.txt"
+        ))
+        .unwrap();
+        let mut layout = KernelLayout::UNKNOWN;
+        assert!(from_signal_format(&format, &mut layout).is_empty());
+        assert_eq!(
+            (
+                layout.tp_signal_sig,
+                layout.tp_signal_code,
+                layout.tp_signal_pid
+            ),
+            (8, 16, 36)
+        );
+        let short = crate::kernel::tracefs::parse_format(
+            "name: signal_generate\nID: 1\n\tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;\n",
+        )
+        .unwrap();
+        let mut layout = KernelLayout::UNKNOWN;
+        let missing = from_signal_format(&short, &mut layout);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert_eq!(layout.tp_signal_pid, ABSENT);
     }
 }

@@ -55,6 +55,15 @@ impl AttachMode {
             Self::Tracepoint => program::TRACEPOINT,
         }
     }
+
+    /// The `signal_generate` program attached beside [`Self::program`].
+    pub fn signal_program(self) -> &'static str {
+        match self {
+            Self::TpBtf => program::SIGNAL_TP_BTF,
+            Self::RawTp => program::SIGNAL_RAW_TP,
+            Self::Tracepoint => program::SIGNAL_TRACEPOINT,
+        }
+    }
 }
 
 impl fmt::Display for AttachMode {
@@ -117,6 +126,9 @@ pub struct Attached {
     pub mode: AttachMode,
     /// Modes tried before `mode`, and why each failed.
     pub fallbacks: Vec<AttachError>,
+    /// Why `signal_generate` could not be attached, if it could not: then whether a victim
+    /// was killed or only marked is unknown.
+    pub signal_failure: Option<String>,
 }
 
 impl Attached {
@@ -161,12 +173,24 @@ pub fn load_and_attach(
 
     let mut fallbacks = Vec::new();
     for &mode in modes {
-        match attach(&mut ebpf, mode, targets) {
+        match attach(&mut ebpf, mode, mode.program(), MARK_VICTIM, targets) {
             Ok(()) => {
+                let signal_failure = signal_layout_known(layout, mode)
+                    .and_then(|()| {
+                        attach(
+                            &mut ebpf,
+                            mode,
+                            mode.signal_program(),
+                            SIGNAL_GENERATE,
+                            targets,
+                        )
+                    })
+                    .err();
                 return Ok(Attached {
                     ebpf,
                     mode,
                     fallbacks,
+                    signal_failure,
                 });
             }
             Err(reason) => fallbacks.push(AttachError { mode, reason }),
@@ -175,8 +199,45 @@ pub fn load_and_attach(
     Err(LoadError::NoMode(fallbacks))
 }
 
-fn attach(ebpf: &mut Ebpf, mode: AttachMode, targets: &Targets<'_>) -> Result<(), String> {
-    let name = mode.program();
+/// The signal program compares thread ids: without the offsets it reads them at, it would
+/// see no SIGKILL and call every victim only marked.
+fn signal_layout_known(layout: &KernelLayout, mode: AttachMode) -> Result<(), String> {
+    let needed: &[u32] = match mode {
+        AttachMode::TpBtf | AttachMode::RawTp => &[layout.task_pid],
+        AttachMode::Tracepoint => &[
+            layout.tp_signal_sig,
+            layout.tp_signal_code,
+            layout.tp_signal_pid,
+        ],
+    };
+    if needed.contains(&oomtrace_common::ABSENT) {
+        return Err("the kernel layout lacks what it reads (see the missing fields)".into());
+    }
+    Ok(())
+}
+
+/// A tracepoint by its BTF name and its tracefs category.
+struct Tracepoint {
+    name: &'static str,
+    category: &'static str,
+}
+
+const MARK_VICTIM: Tracepoint = Tracepoint {
+    name: "mark_victim",
+    category: "oom",
+};
+const SIGNAL_GENERATE: Tracepoint = Tracepoint {
+    name: "signal_generate",
+    category: "signal",
+};
+
+fn attach(
+    ebpf: &mut Ebpf,
+    mode: AttachMode,
+    name: &str,
+    tracepoint: Tracepoint,
+    targets: &Targets<'_>,
+) -> Result<(), String> {
     let program = ebpf
         .program_mut(name)
         .ok_or_else(|| "missing from the kernel program object".to_string())?;
@@ -186,13 +247,13 @@ fn attach(ebpf: &mut Ebpf, mode: AttachMode, targets: &Targets<'_>) -> Result<()
                 .aya_btf
                 .ok_or_else(|| "needs the kernel's BTF, which is unavailable".to_string())?;
             let program: &mut BtfTracePoint = program.try_into().map_err(describe)?;
-            program.load("mark_victim", btf).map_err(describe)?;
+            program.load(tracepoint.name, btf).map_err(describe)?;
             program.attach().map_err(describe)?;
         }
         AttachMode::RawTp => {
             let program: &mut RawTracePoint = program.try_into().map_err(describe)?;
             program.load().map_err(describe)?;
-            program.attach("mark_victim").map_err(describe)?;
+            program.attach(tracepoint.name).map_err(describe)?;
         }
         AttachMode::Tracepoint => {
             if !targets.tracepoint_available {
@@ -203,7 +264,9 @@ fn attach(ebpf: &mut Ebpf, mode: AttachMode, targets: &Targets<'_>) -> Result<()
             }
             let program: &mut TracePoint = program.try_into().map_err(describe)?;
             program.load().map_err(describe)?;
-            program.attach("oom", "mark_victim").map_err(describe)?;
+            program
+                .attach(tracepoint.category, tracepoint.name)
+                .map_err(describe)?;
         }
     }
     Ok(())

@@ -86,6 +86,7 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
                     Ok(format) => {
                         let (args, missing) = layout::from_tracepoint_format(&format, &mut layout);
                         missing_tracepoint = missing;
+                        missing_tracepoint.extend(signal_layout(&root, &mut layout));
                         if pid_only {
                             forget_all_but_pid(&mut layout);
                         }
@@ -127,6 +128,26 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
         missing_tracepoint,
         tracepoint_available: tracepoint_reason.is_none(),
         btf_bytes,
+    }
+}
+
+/// Offsets in `signal_generate`'s record, which tells killed victims from marked ones in
+/// tracepoint mode.
+fn signal_layout(root: &Path, layout: &mut KernelLayout) -> Vec<Missing> {
+    let path = tracefs::signal_generate_format_path(root);
+    let missing = |why: &'static str| {
+        vec![Missing {
+            what: path.display().to_string(),
+            why,
+            affects: "oom.kind in tracepoint mode",
+        }]
+    };
+    match std::fs::read_to_string(&path) {
+        Err(_) => missing("cannot be read"),
+        Ok(text) => match tracefs::parse_format(&text) {
+            Err(_) => missing("is malformed"),
+            Ok(format) => layout::from_signal_format(&format, layout),
+        },
     }
 }
 

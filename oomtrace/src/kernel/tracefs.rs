@@ -22,6 +22,10 @@ pub fn mark_victim_format_path(root: &Path) -> PathBuf {
     root.join("events/oom/mark_victim/format")
 }
 
+pub fn signal_generate_format_path(root: &Path) -> PathBuf {
+    root.join("events/signal/signal_generate/format")
+}
+
 /// One `field:` line of a format file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
