@@ -21,12 +21,42 @@ pub struct Report {
     pub trigger: Trigger,
     pub cgroup: Cgroup,
     pub container: Option<Container>,
-    /// What the kernel's log says about the OOM itself; `null` where it was not read.
+    /// The OOM itself: which limit, which invocation, killed or only marked.
     pub oom: Option<OomContext>,
     pub source: &'static str,
     /// Kernel strings that were not valid UTF-8, byte for byte.
     #[serde(skip)]
     pub raw: RawText,
+    /// What the kernel program read that the OOM context is worked out from.
+    #[serde(skip)]
+    pub facts: Option<Box<KernelFacts>>,
+}
+
+/// One memory cgroup on the way from the victim's to the root, as the handler read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemcgReading {
+    pub id: u64,
+    pub usage_bytes: u64,
+    /// `None`: no limit.
+    pub limit_bytes: Option<u64>,
+    /// Memory plus swap on cgroup v1, where accounted.
+    pub memsw: Option<(u64, Option<u64>)>,
+    /// `memory.oom.group`, where it could be read.
+    pub oom_group: Option<bool>,
+}
+
+/// What the kernel program read besides the report's own fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// The victim's memory cgroup and its ancestors below the root, victim's first; empty if
+    /// they could not all be read, or if more of them sit above the last one read.
+    pub memcgs: Vec<MemcgReading>,
+    /// The trigger's memory cgroup ids the same way; `None` if not read whole.
+    pub trigger_memcg_ids: Option<Vec<u64>>,
+    /// The ids of the victim's cgroup path components, leaf first.
+    pub cgroup_ids: Vec<u64>,
+    /// Return addresses from the tracepoint outwards; empty if not taken.
+    pub stack: Vec<u64>,
 }
 
 /// The exact bytes of kernel-given strings that were not valid UTF-8. JSON carries such a
@@ -52,16 +82,46 @@ pub fn kernel_text(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OomContext {
+    /// The same for every victim of one OOM invocation: the `CLOCK_BOOTTIME` nanosecond (from
+    /// the kernel log, the log's) at which the kernel marked its first victim.
+    pub id: Option<u64>,
+    /// `"killed"`: SIGKILL sent and counted by the kernel. `"marked"`: the victim was already
+    /// exiting, so the kernel only marked it: no signal, no count, no log line.
+    pub kind: Option<&'static str>,
     /// `CONSTRAINT_MEMCG`, `CONSTRAINT_NONE`, ...
     pub constraint: Option<String>,
     /// The cgroup whose limit was hit: the victim's own, or an ancestor's (a pod's slice).
     pub memcg: Option<String>,
+    /// That cgroup's limit and charge at the kill.
+    pub memcg_limit_bytes: Option<u64>,
+    pub memcg_usage_bytes: Option<u64>,
     /// The whole machine ran out of memory.
-    pub global: bool,
+    pub global: Option<bool>,
     /// Killed as a member of a `memory.oom.group` cgroup.
-    pub group_kill: bool,
+    pub group_kill: Option<bool>,
+    /// The limited cgroup's memory breakdown at the kill (the kernel log's report), or right
+    /// after it (its `memory.stat`).
+    pub memcg_stat: Option<MemcgStat>,
+    /// Its biggest processes by RSS, largest first, at most five.
+    pub top_tasks: Option<Vec<TopTask>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MemcgStat {
+    pub anon_bytes: Option<u64>,
+    pub file_bytes: Option<u64>,
+    pub kernel_bytes: Option<u64>,
+    pub shmem_bytes: Option<u64>,
+    pub sock_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopTask {
+    pub pid: u32,
+    pub comm: String,
+    pub rss_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -84,6 +144,15 @@ pub struct Victim {
     pub pgtables_bytes: Option<u64>,
     /// True when the victim is its container's PID 1; `null` outside containers or unknown.
     pub is_container_init: Option<bool>,
+    /// The parent process's host pid.
+    pub ppid: Option<u32>,
+    /// False when the victim's parent lives outside its container's pid namespace, as a
+    /// process started by `docker exec` does (and the container's PID 1, whose parent is the
+    /// runtime's shim).
+    pub parent_in_container: Option<bool>,
+    /// True when the victim's death ends the container: its PID 1, or the app an init shim
+    /// (docker-init, tini, dumb-init, s6-svscan) runs as PID 1 and exits with.
+    pub is_container_main: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -113,6 +182,12 @@ pub struct Container {
     pub main_pid: Option<u32>,
     /// Docker's restart policy (`always`, `on-failure`, `unless-stopped`), if any.
     pub restart_policy: Option<String>,
+    /// For `on-failure`: how many restarts the policy allows (0: no limit).
+    pub restart_max_retries: Option<u32>,
+    /// Restarts Docker had made when the report was written.
+    pub restart_count: Option<u32>,
+    /// The program the container's PID 1 runs (`docker inspect`'s `Path`).
+    pub main_command: Option<String>,
     /// The container's memory limit, when the runtime says.
     pub memory_limit_bytes: Option<u64>,
     pub pod: Option<Pod>,

@@ -1,7 +1,10 @@
 //! Fixtures the unit tests of several modules share: one realistic kernel record and the
 //! report it decodes to.
 
-use oomtrace_common::{CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, OomEvent, attach_mode, field};
+use oomtrace_common::{
+    CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, MEMCG_MAX_DEPTH, MemcgLevel, OomEvent, STACK_DEPTH,
+    attach_mode, field, kind, memcg_flag,
+};
 
 use crate::{kernel::cgroups::CgroupMode, report::Report, source::ebpf, time::ClockPair};
 
@@ -11,16 +14,41 @@ pub fn comm16(s: &str) -> [u8; 16] {
     out
 }
 
-/// A record as the tp_btf handler writes it for a `dd` killed in a Docker container.
+/// A record as the tp_btf handler writes it for a `dd` killed in a Docker container whose
+/// 32 MiB limit it filled (cgroup 4242, `/docker/4f2c`, under `/docker`, 100).
 pub fn raw_event() -> OomEvent {
     // Leaf first, as the handler records them; slots past the depth hold garbage.
     let mut cgroup_names = [[0xAA; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH];
     for (slot, name) in cgroup_names.iter_mut().zip([&b"4f2c\0"[..], b"docker\0"]) {
         slot[..name.len()].copy_from_slice(name);
     }
+    let mut cgroup_ids = [0xAAAA; CGROUP_MAX_DEPTH];
+    cgroup_ids[..2].copy_from_slice(&[4242, 100]);
+    let mut memcgs = [MemcgLevel::default(); MEMCG_MAX_DEPTH];
+    let read = memcg_flag::ID | memcg_flag::MEMORY | memcg_flag::MEMSW;
+    memcgs[0] = MemcgLevel {
+        id: 4242,
+        usage_pages: 8192,
+        max_pages: 8192,
+        memsw_usage_pages: 8192,
+        memsw_max_pages: 16384,
+        flags: read,
+        _pad: 0,
+    };
+    memcgs[1] = MemcgLevel {
+        id: 100,
+        usage_pages: 10_000,
+        max_pages: (i64::MAX as u64) / 4096,
+        memsw_usage_pages: 10_000,
+        memsw_max_pages: (i64::MAX as u64) / 4096,
+        flags: read,
+        _pad: 0,
+    };
+    let mut trigger_memcg_ids = [0; MEMCG_MAX_DEPTH];
+    trigger_memcg_ids[..2].copy_from_slice(&[4242, 100]);
     OomEvent {
         boot_ns: 123_456_789,
-        fields: !field::CGROUP_PATH_TRUNCATED,
+        fields: !(field::CGROUP_PATH_TRUNCATED | field::MEMCGS_TRUNCATED | field::STACK),
         attach_mode: attach_mode::TP_BTF,
         victim_tid: 10391,
         victim_tgid: 10390,
@@ -42,6 +70,17 @@ pub fn raw_event() -> OomEvent {
         victim_process_comm: comm16("dd"),
         trigger_comm: comm16("dd-worker"),
         cgroup_names,
+        parent_tgid: 10201,
+        victim_pid_level: 1,
+        parent_pid_level: 1,
+        cgroup_ids,
+        kind: kind::KILLED,
+        memcg_levels: 2,
+        trigger_memcg_levels: 2,
+        stack_bytes: 0,
+        memcgs,
+        trigger_memcg_ids,
+        stack: [0; STACK_DEPTH],
     }
 }
 
@@ -52,7 +91,17 @@ pub fn clock() -> ClockPair {
     }
 }
 
+/// How the fixture host decodes: 4 KiB pages, `signal_generate` attached.
+pub fn decoding(cgroups: CgroupMode) -> ebpf::Decoding {
+    ebpf::Decoding {
+        clock: clock(),
+        cgroups,
+        page_shift: 12,
+        kind_known: true,
+    }
+}
+
 /// `raw_event()` decoded on a cgroup v1 host.
 pub fn report() -> Report {
-    ebpf::decode(&raw_event(), &clock(), CgroupMode::V1).expect("the fixture decodes")
+    ebpf::decode(&raw_event(), &decoding(CgroupMode::V1)).expect("the fixture decodes")
 }

@@ -57,8 +57,9 @@ pub struct ContainerMeta {
     pub restart_count: Option<u32>,
     /// `HostConfig.Memory` in bytes, when a limit is set.
     pub memory_limit: Option<u64>,
-    /// `HostConfig.Init`: Docker runs its init shim as PID 1.
-    pub init: Option<bool>,
+    /// The program PID 1 runs (`Path`), or `docker-init` when Docker puts its init shim there
+    /// (`HostConfig.Init`).
+    pub main_command: Option<String>,
 }
 
 struct Entry {
@@ -415,7 +416,12 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
         .and_then(|h| h.memory)
         .filter(|&m| m > 0)
         .map(|m| m as u64);
-    let init = host.and_then(|h| h.init);
+    // With `--init`, Docker starts its shim as PID 1 and `Path` names the app it runs.
+    let main_command = if host.and_then(|h| h.init) == Some(true) {
+        Some("docker-init".to_owned())
+    } else {
+        inspect.path.clone()
+    };
     let restart_count = inspect.restart_count.and_then(|n| u32::try_from(n).ok());
     let name = inspect.name.map(|n| n.trim_start_matches('/').to_owned());
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
@@ -426,7 +432,7 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
         meta.restart_max_retries = restart_max_retries;
         meta.restart_count = restart_count;
         meta.memory_limit = memory_limit;
-        meta.init = init;
+        meta.main_command = main_command;
         meta.name = name.or(meta.name.take());
         meta.image = image.or(meta.image.take());
         for label in LABELS {

@@ -65,6 +65,9 @@ fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
         labels: (!meta.labels.is_empty()).then_some(meta.labels),
         main_pid: meta.main_pid,
         restart_policy: meta.restart_policy,
+        restart_max_retries: meta.restart_max_retries,
+        restart_count: meta.restart_count,
+        main_command: meta.main_command,
         memory_limit_bytes: meta.memory_limit,
         pod,
     }

@@ -4,3 +4,5 @@
 pub mod cgroup_path;
 pub mod docker;
 pub mod enrich;
+pub mod memcg_files;
+pub mod oom;

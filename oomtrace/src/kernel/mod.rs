@@ -8,4 +8,5 @@ pub mod layout;
 pub mod loader;
 pub mod plan;
 pub mod preflight;
+pub mod symbols;
 pub mod tracefs;

@@ -93,12 +93,7 @@ mod tests {
             runtime: "docker",
             id: id.to_owned(),
             name: name.map(str::to_owned),
-            image: None,
-            labels: None,
-            main_pid: None,
-            restart_policy: None,
-            memory_limit_bytes: None,
-            pod: None,
+            ..Container::default()
         });
         report
     }

@@ -213,7 +213,7 @@ mod tests {
     fn human_line_falls_back_to_what_is_known() {
         let mut event = fixtures::raw_event();
         event.fields = field::TID | field::THREAD_COMM | field::CGROUP_ID;
-        let report = decode(&event, &fixtures::clock(), CgroupMode::V1).unwrap();
+        let report = decode(&event, &fixtures::decoding(CgroupMode::V1)).unwrap();
         let mut line = String::new();
         human_line(&report, &mut line);
         assert_eq!(
@@ -234,7 +234,7 @@ mod tests {
             main_pid: Some(10000),
             restart_policy: restart.map(str::to_owned),
             memory_limit_bytes: Some(32 << 20),
-            pod: None,
+            ..Container::default()
         });
         let mut line = String::new();
         human_line(&report, &mut line);

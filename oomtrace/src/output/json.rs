@@ -71,7 +71,7 @@ mod tests {
         let mut event = fixtures::raw_event();
         event.fields = field::TID | field::THREAD_COMM;
         event.attach_mode = attach_mode::TRACEPOINT;
-        let report = decode(&event, &fixtures::clock(), CgroupMode::V1).unwrap();
+        let report = decode(&event, &fixtures::decoding(CgroupMode::V1)).unwrap();
         let mut out = Vec::new();
         json_line(&report, &mut out);
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();

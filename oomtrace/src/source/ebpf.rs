@@ -1,13 +1,33 @@
-//! The eBPF source: turns a record the kernel program wrote into a report. Pure: the record,
-//! a clock reading and the cgroup mode in, a report out.
+//! The eBPF source: turns a record the kernel program wrote into a report. Pure: the record
+//! and what is known about the host in, a report out.
 
-use oomtrace_common::{CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, OomEvent, TASK_COMM_LEN, field};
+use oomtrace_common::{
+    CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, MemcgLevel, OomEvent, STACK_DEPTH, TASK_COMM_LEN, field,
+    kind, memcg_flag,
+};
 
 use crate::{
     kernel::{cgroups::CgroupMode, loader::AttachMode},
-    report::{Cgroup, RawText, Report, SCHEMA, Trigger, Victim, kernel_text},
+    report::{
+        Cgroup, KernelFacts, MemcgReading, OomContext, RawText, Report, SCHEMA, Trigger, Victim,
+        kernel_text,
+    },
     time::ClockPair,
 };
+
+/// What decoding needs besides the record.
+#[derive(Clone, Copy, Debug)]
+pub struct Decoding {
+    pub clock: ClockPair,
+    pub cgroups: CgroupMode,
+    pub page_shift: u32,
+    /// Whether `signal_generate` is attached, without which `kind` means nothing.
+    pub kind_known: bool,
+}
+
+/// `PAGE_COUNTER_MAX` on 64-bit kernels is `LONG_MAX / PAGE_SIZE`: a counter at or above
+/// this many bytes has no limit.
+const NO_LIMIT_BYTES: u64 = i64::MAX as u64 - 4095;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -48,11 +68,13 @@ fn comm(raw: &[u8; TASK_COMM_LEN]) -> (String, Option<Vec<u8>>) {
 
 /// Turns a kernel record into a report: the fields its `fields` bits vouch for, `null` for
 /// the rest.
-pub fn decode(
-    event: &OomEvent,
-    clock: &ClockPair,
-    cgroups: CgroupMode,
-) -> Result<Report, DecodeError> {
+pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeError> {
+    let Decoding {
+        clock,
+        cgroups,
+        page_shift,
+        kind_known,
+    } = *decoding;
     let mode = AttachMode::from_raw(event.attach_mode)
         .ok_or(DecodeError::UnknownAttachMode(event.attach_mode))?;
     let has = |bit: u32| event.fields & bit != 0;
@@ -80,6 +102,11 @@ pub fn decode(
         total_vm_bytes: has(field::TOTAL_VM).then_some(event.total_vm_bytes),
         pgtables_bytes: has(field::PGTABLES).then_some(event.pgtables_bytes),
         is_container_init: None,
+        ppid: has(field::PARENT).then_some(event.parent_tgid),
+        // The parent's pid namespace is the victim's, or an ancestor of it.
+        parent_in_container: has(field::PID_LEVELS)
+            .then_some(event.parent_pid_level >= event.victim_pid_level),
+        is_container_main: None,
     };
     let trigger = Trigger {
         pid: Some(event.trigger_tgid),
@@ -100,6 +127,10 @@ pub fn decode(
             .flatten(),
         path,
     };
+    let oom_kind = (kind_known && has(field::KIND)).then_some(match event.kind {
+        kind::KILLED => "killed",
+        _ => "marked",
+    });
     Ok(Report {
         schema: SCHEMA,
         event: "oom_kill",
@@ -109,9 +140,64 @@ pub fn decode(
         trigger,
         cgroup,
         container: None,
-        oom: None,
+        oom: Some(OomContext {
+            kind: oom_kind,
+            ..OomContext::default()
+        }),
         source: mode.name(),
         raw,
+        facts: Some(Box::new(facts(event, page_shift))),
+    })
+}
+
+/// The memory cgroups, ids and stack the handler read, each kept only if read whole.
+fn facts(event: &OomEvent, page_shift: u32) -> KernelFacts {
+    let has = |bit: u32| event.fields & bit != 0;
+    let memcgs = if has(field::MEMCGS) && !has(field::MEMCGS_TRUNCATED) {
+        let levels = (event.memcg_levels as usize).min(event.memcgs.len());
+        event.memcgs[..levels]
+            .iter()
+            .map(|level| memcg_reading(level, page_shift))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let trigger_levels = (event.trigger_memcg_levels as usize).min(event.trigger_memcg_ids.len());
+    let path_levels = (event.cgroup_depth as usize).min(CGROUP_MAX_DEPTH);
+    let stack_frames = (event.stack_bytes as usize / 8).min(STACK_DEPTH);
+    KernelFacts {
+        memcgs,
+        trigger_memcg_ids: has(field::TRIGGER_MEMCGS)
+            .then(|| event.trigger_memcg_ids[..trigger_levels].to_vec()),
+        cgroup_ids: if has(field::CGROUP_PATH) && !has(field::CGROUP_PATH_TRUNCATED) {
+            event.cgroup_ids[..path_levels].to_vec()
+        } else {
+            Vec::new()
+        },
+        stack: if has(field::STACK) {
+            event.stack[..stack_frames].to_vec()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// One level in bytes; `None` unless its id, charge and limit were all read.
+fn memcg_reading(level: &MemcgLevel, page_shift: u32) -> Option<MemcgReading> {
+    let has = |bit: u32| level.flags & bit != 0;
+    if !(has(memcg_flag::ID) && has(memcg_flag::MEMORY)) {
+        return None;
+    }
+    let bytes = |pages: u64| pages.saturating_mul(1 << (page_shift & 63));
+    let limit = |pages: u64| Some(bytes(pages)).filter(|&b| b < NO_LIMIT_BYTES);
+    Some(MemcgReading {
+        id: level.id,
+        usage_bytes: bytes(level.usage_pages),
+        limit_bytes: limit(level.max_pages),
+        memsw: has(memcg_flag::MEMSW)
+            .then(|| (bytes(level.memsw_usage_pages), limit(level.memsw_max_pages))),
+        oom_group: has(memcg_flag::OOM_GROUP_READ).then(|| has(memcg_flag::OOM_GROUP)),
     })
 }
 
@@ -137,7 +223,7 @@ fn cgroup_path_bytes(names: &[[u8; CGROUP_NAME_LEN]; CGROUP_MAX_DEPTH], depth: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{clock, raw_event};
+    use crate::testing::{decoding, raw_event};
     use oomtrace_common::attach_mode;
 
     fn as_bytes(event: &OomEvent) -> Vec<u8> {
@@ -154,7 +240,7 @@ mod tests {
     #[test]
     fn decodes_every_vouched_field() {
         let event = read_event(&as_bytes(&raw_event())).unwrap();
-        let report = decode(&event, &clock(), CgroupMode::V1).unwrap();
+        let report = decode(&event, &decoding(CgroupMode::V1)).unwrap();
         let v = &report.victim;
         assert_eq!(
             (v.pid, v.tid, v.ns_pid),
@@ -181,7 +267,7 @@ mod tests {
         let mut event = raw_event();
         event.fields = field::TID | field::THREAD_COMM | field::RSS;
         event.attach_mode = attach_mode::TRACEPOINT;
-        let report = decode(&event, &clock(), CgroupMode::V1).unwrap();
+        let report = decode(&event, &decoding(CgroupMode::V1)).unwrap();
         let v = &report.victim;
         assert_eq!(v.tid, Some(10391));
         assert_eq!((v.pid, v.ns_pid, v.comm.as_deref()), (None, None, None));
@@ -194,7 +280,7 @@ mod tests {
     fn a_truncated_cgroup_path_is_dropped_but_the_id_kept() {
         let mut event = raw_event();
         event.fields |= field::CGROUP_PATH_TRUNCATED;
-        let report = decode(&event, &clock(), CgroupMode::V2).unwrap();
+        let report = decode(&event, &decoding(CgroupMode::V2)).unwrap();
         assert_eq!(report.cgroup.path, None);
         assert_eq!(report.cgroup.id, Some(4242));
         assert_eq!(report.cgroup.mode, Some("v2"));
@@ -232,7 +318,7 @@ mod tests {
         let mut event = raw_event();
         event.attach_mode = 9;
         assert_eq!(
-            decode(&event, &clock(), CgroupMode::V1).unwrap_err(),
+            decode(&event, &decoding(CgroupMode::V1)).unwrap_err(),
             DecodeError::UnknownAttachMode(9)
         );
     }
@@ -242,7 +328,7 @@ mod tests {
         let mut event = raw_event();
         event.victim_process_comm = [0; 16];
         event.victim_process_comm[..4].copy_from_slice(b"a\xffb\x1b");
-        let report = decode(&event, &clock(), CgroupMode::V1).unwrap();
+        let report = decode(&event, &decoding(CgroupMode::V1)).unwrap();
         assert_eq!(report.victim.comm.as_deref(), Some("a\u{fffd}b\x1b"));
         assert_eq!(report.raw.comm.as_deref(), Some(&b"a\xffb\x1b"[..]));
         assert_eq!(report.raw.thread_comm, None, "valid UTF-8 keeps no copy");

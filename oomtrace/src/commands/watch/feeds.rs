@@ -2,20 +2,29 @@
 //! waits for its file descriptor to be readable (cancel-safe, so it can sit in a `select!`
 //! with signals and timers) and then drains everything waiting at once.
 
-use std::{fs::File, path::Path, time::Duration};
+use std::{fs::File, time::Duration};
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    kernel::{cgroups::CgroupMode, loader::Attached},
+    attribution::{
+        memcg_files,
+        oom::{self, Invocations},
+    },
+    kernel::{
+        cgroups::CgroupMode,
+        loader::Attached,
+        symbols::{StackReading, Symbols},
+    },
     report::Report,
     source::{
-        ebpf,
+        ebpf::{self, Decoding},
         kmsg::{
             KillAssembler,
             device::{self as kmsg_device, Gaps, Read},
+            follow::LogFollower,
         },
         procfs,
     },
@@ -33,24 +42,32 @@ pub struct Drained {
     pub undecodable: u64,
 }
 
+/// What an eBPF feed needs besides the attached program.
+pub struct EbpfSetup {
+    pub cgroups: CgroupMode,
+    pub page_shift: u32,
+    /// Whether victims need completing from `/proc` (the mode does not read their process).
+    pub complete_from_proc: bool,
+    /// Whether `/proc` shows the host's pids and cgroups.
+    pub host_proc: bool,
+    pub cgroup_root: Option<std::path::PathBuf>,
+    /// The kernel log followed beside the program, where it can be read.
+    pub log: Option<LogFollower>,
+}
+
 pub struct EbpfFeed {
     ring: AsyncFd<RingBuf<MapData>>,
     dropped: PerCpuArray<MapData, u64>,
     /// Keeps the program attached; dropping it detaches.
     attached: Option<Attached>,
-    cgroups: CgroupMode,
-    /// Whether `/proc` shows the host's pids and cgroups, so victims can be completed there.
-    proc_usable: bool,
-    cgroup_root: Option<std::path::PathBuf>,
+    kind_known: bool,
+    setup: EbpfSetup,
+    symbols: Symbols,
+    invocations: Invocations,
 }
 
 impl EbpfFeed {
-    pub fn new(
-        mut attached: Attached,
-        cgroups: CgroupMode,
-        proc_usable: bool,
-        cgroup_root: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(mut attached: Attached, setup: EbpfSetup) -> anyhow::Result<Self> {
         let events = attached.take_events().map_err(|e| anyhow!(e))?;
         let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until the
@@ -60,10 +77,11 @@ impl EbpfFeed {
         Ok(Self {
             ring,
             dropped,
+            kind_known: attached.signal_failure.is_none(),
             attached: Some(attached),
-            cgroups,
-            proc_usable,
-            cgroup_root: cgroup_root.map(Path::to_owned),
+            setup,
+            symbols: Symbols::load_in_background(),
+            invocations: Invocations::default(),
         })
     }
 
@@ -81,26 +99,70 @@ impl EbpfFeed {
     /// Decodes every record waiting, without waiting.
     pub fn drain(&mut self) -> Drained {
         let mut drained = Drained::default();
-        let clock = ClockPair::boottime();
+        let decoding = Decoding {
+            clock: ClockPair::boottime(),
+            cgroups: self.setup.cgroups,
+            page_shift: self.setup.page_shift,
+            kind_known: self.kind_known,
+        };
+        // The kernel logs an OOM's report before it marks the victim: read it first.
+        if let Some(log) = &mut self.setup.log {
+            log.catch_up();
+        }
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            let decoded = ebpf::read_event(&item)
-                .and_then(|event| ebpf::decode(&event, &clock, self.cgroups));
+            let decoded = ebpf::read_event(&item).and_then(|event| ebpf::decode(&event, &decoding));
             drop(item);
             match decoded {
-                Ok(mut report) => {
-                    if self.proc_usable {
-                        procfs::complete(&mut report, self.cgroups, self.cgroup_root.as_deref());
-                    }
-                    drained.reports.push(report);
-                }
+                Ok(report) => drained.reports.push(report),
                 Err(err) => {
                     crate::say!("dropped an event: {err}");
                     drained.undecodable += 1;
                 }
             }
         }
+        for report in &mut drained.reports {
+            self.complete(report);
+        }
         drained
+    }
+
+    /// What the kernel program could not read itself: from `/proc`, the kernel log and the
+    /// kernel stack.
+    fn complete(&mut self, report: &mut Report) {
+        let setup = &mut self.setup;
+        if setup.complete_from_proc && setup.host_proc {
+            procfs::complete(report, setup.cgroups, setup.cgroup_root.as_deref());
+        }
+        let log = match (&mut setup.log, report.victim.tid) {
+            (Some(log), Some(tid)) => log.context_for(tid, report.victim.thread_comm.as_deref()),
+            _ => None,
+        };
+        let stack = match report.facts.as_deref() {
+            Some(facts) if !facts.stack.is_empty() => self.symbols.read(&facts.stack),
+            _ => StackReading::default(),
+        };
+        oom::complete(report, stack, log.as_ref(), 1 << setup.page_shift);
+        let id = self.invocations.id_for(report, stack);
+        let Some(oom) = report.oom.as_mut() else {
+            return;
+        };
+        oom.id = id;
+        // Without the kernel log's report, the limited cgroup's breakdown as it is now.
+        if oom.memcg_stat.is_none()
+            && let (Some(root), Some(memcg), Some(path)) =
+                (&setup.cgroup_root, &oom.memcg, &report.cgroup.path)
+        {
+            let id = report
+                .facts
+                .as_deref()
+                .and_then(|facts| oom::ancestor_id(path, &facts.cgroup_ids, memcg));
+            let (stat, tasks) = memcg_files::read_after_kill(root, setup.cgroups, memcg, id);
+            oom.memcg_stat = stat;
+            if oom.top_tasks.is_none() && setup.host_proc {
+                oom.top_tasks = tasks;
+            }
+        }
     }
 
     /// Detaches the program, then takes what the kernel wrote before the detach.

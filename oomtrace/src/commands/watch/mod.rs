@@ -28,10 +28,13 @@ use crate::{
         filter::Filter,
         sink::{SinkEvent, Sinks},
     },
-    source::{kmsg::device as kmsg_device, procfs},
+    source::{
+        kmsg::{device as kmsg_device, follow::LogFollower},
+        procfs,
+    },
 };
 
-use feeds::{Drained, EbpfFeed, KmsgFeed};
+use feeds::{Drained, EbpfFeed, EbpfSetup, KmsgFeed};
 use pipeline::{Context, Pipeline, StdoutFormat};
 
 /// At exit, how long the writer threads get to write what is queued.
@@ -137,14 +140,27 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             let (plan, attached) = *attached;
             explain_plan(&plan, &attached);
             let mode = attached.mode;
-            let proc_usable = !plan.victim_is_complete(mode) && proc_view_usable();
+            let complete_from_proc = !plan.victim_is_complete(mode);
+            let host_proc = proc_view_usable(complete_from_proc);
+            let log = match LogFollower::open(page_size(plan.layout.page_shift)) {
+                Ok(log) => Some(log),
+                Err(why) => {
+                    crate::say!(
+                        "the kernel log cannot be followed ({why}); oom.memcg_stat and oom.top_tasks come from the cgroup after each kill, and a rate-limited report is not missed"
+                    );
+                    None
+                }
+            };
             crate::say!("watching for OOM kills ({mode}, {})", cgroups.describe());
-            Feed::Ebpf(Box::new(EbpfFeed::new(
-                attached,
+            let setup = EbpfSetup {
                 cgroups,
-                proc_usable,
-                cgroup_root.as_deref(),
-            )?))
+                page_shift: plan.layout.page_shift,
+                complete_from_proc,
+                host_proc,
+                cgroup_root: cgroup_root.clone(),
+                log,
+            };
+            Feed::Ebpf(Box::new(EbpfFeed::new(attached, setup)?))
         }
         OpenedFeed::Kmsg(file) => {
             let feed = KmsgFeed::new(file, cgroups)?;
@@ -236,17 +252,23 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `/proc` can complete victims here, saying once why not.
-fn proc_view_usable() -> bool {
-    match procfs::host_view_problem() {
-        None => true,
-        Some(problem) => {
-            crate::say!(
-                "{problem}; process ids, names and cgroups the kernel did not give stay null"
-            );
-            false
-        }
+fn page_size(page_shift: u32) -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(1 << (page_shift & 63)).unwrap_or(std::num::NonZeroU64::MIN)
+}
+
+/// Whether `/proc` shows the host's processes, saying once why not and what that costs.
+fn proc_view_usable(victims_need_it: bool) -> bool {
+    let Some(problem) = procfs::host_view_problem() else {
+        return true;
+    };
+    if victims_need_it {
+        crate::say!(
+            "{problem}; process ids, names and cgroups the kernel did not give, and oom.top_tasks when the kernel log has none, stay null"
+        );
+    } else {
+        crate::say!("{problem}; oom.top_tasks stays null when the kernel log has none");
     }
+    false
 }
 
 fn take(pipeline: &mut Pipeline, drained: Drained) {

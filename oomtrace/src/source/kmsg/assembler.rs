@@ -41,6 +41,10 @@ pub struct KmsgKill {
     pub group_kill: bool,
     /// From `<comm> invoked oom-killer`.
     pub trigger_comm: Option<String>,
+    /// When the invocation this kill belongs to began (its `invoked oom-killer` header, or
+    /// without one its first kill), on the log's clock: the same for every member of a
+    /// `memory.oom.group` kill, so it names the invocation.
+    pub invocation_usec: u64,
     /// The rest is what the invocation's report printed (see [`super::context`]), read only
     /// after its `invoked oom-killer` header: `None` or empty when the report was
     /// rate-limited. Group members carry their invocation's report. For the OOM cgroup (so
@@ -87,6 +91,8 @@ pub struct KillAssembler {
     report: ReportContext,
     /// None: [`DEFAULT_PAGE_SIZE`].
     page_size: Option<NonZeroU64>,
+    /// When the current invocation began, once known.
+    invocation_usec: Option<u64>,
 }
 
 impl KillAssembler {
@@ -122,6 +128,43 @@ impl KillAssembler {
     /// The next kill that is ready but was not returned yet.
     pub fn pop(&mut self) -> Option<KmsgKill> {
         self.ready.pop_front()
+    }
+
+    /// What the current invocation has printed so far about the victim `pid`, whose own
+    /// `Killed process` line has not come yet: the kernel prints the invocation's report and
+    /// summary before it marks a victim, and the line after. `None` unless the summary names
+    /// `pid` or a `memory.oom.group` kill is under way, whose members it covers.
+    pub fn context_for(&self, pid: u32) -> Option<KmsgKill> {
+        let mut kill = KmsgKill {
+            pid,
+            trigger_comm: self.trigger_comm.clone(),
+            invocation_usec: self.invocation_usec?,
+            ..KmsgKill::default()
+        };
+        let global = if let Some(group) = &self.group {
+            if self.killed.contains(&pid) {
+                return None;
+            }
+            kill.group_kill = true;
+            kill.constraint = group.constraint.clone();
+            kill.oom_memcg = group.oom_memcg.clone();
+            group.global
+        } else {
+            let summary = self.summary.as_ref().filter(|s| s.pid == Some(pid))?;
+            kill.constraint = summary.constraint.clone();
+            kill.oom_memcg = summary.oom_memcg.clone();
+            kill.task_memcg = summary.task_memcg.clone();
+            kill.uid = summary.uid;
+            summary.global
+        };
+        kill.global = global?;
+        let (tasks, omitted) = self.report.tasks();
+        (kill.tasks, kill.tasks_omitted) = (tasks.to_vec(), omitted);
+        if !kill.global {
+            (kill.memcg_usage_kb, kill.memcg_limit_kb) = self.report.memory_kb().unzip();
+            kill.memcg_stat = self.report.memcg_stat();
+        }
+        Some(kill)
     }
 
     /// Whether a cut-short line is held, waiting for the rest.
@@ -192,6 +235,7 @@ impl KillAssembler {
         if let Some(at) = message.find(" invoked oom-killer:") {
             self.finish_pending();
             self.reset_invocation();
+            self.invocation_usec = Some(usec);
             self.trigger_comm = Some(unescape(&message[..at]));
             self.report = ReportContext::open();
             return;
@@ -283,6 +327,7 @@ impl KillAssembler {
     }
 
     fn reset_invocation(&mut self) {
+        self.invocation_usec = None;
         self.trigger_comm = None;
         self.report = ReportContext::default();
         self.summary = None;
@@ -382,6 +427,7 @@ impl KillAssembler {
             }
         }
         kill.trigger_comm = self.trigger_comm.clone();
+        kill.invocation_usec = *self.invocation_usec.get_or_insert(usec);
         kill.global = line.kind.global().or(context_global).unwrap_or(false);
         let (tasks, omitted) = self.report.tasks();
         (kill.tasks, kill.tasks_omitted) = (tasks.to_vec(), omitted);
@@ -505,6 +551,61 @@ fn is_start_fragment(message: &str) -> bool {
 mod tests {
     use super::*;
     use std::ops::RangeInclusive;
+
+    /// The kills of a dump without their invocation's time, which the expected tables leave
+    /// out; `invocations_are_named_by_their_first_line` checks it.
+    fn kills_in(dump: &str) -> Vec<KmsgKill> {
+        without_invocations(super::kills_in(dump))
+    }
+
+    fn without_invocations(kills: Vec<KmsgKill>) -> Vec<KmsgKill> {
+        kills
+            .into_iter()
+            .map(|kill| KmsgKill {
+                invocation_usec: 0,
+                ..kill
+            })
+            .collect()
+    }
+
+    #[test]
+    fn invocations_are_named_by_their_first_line() {
+        // 6.12: /plain, the /group kill (three victims, one invocation), /parent, global.
+        let kills = super::kills_in(DEBIAN_6_12);
+        let invocations: Vec<(u32, u64)> =
+            kills.iter().map(|k| (k.pid, k.invocation_usec)).collect();
+        let header = |seq: u64| {
+            let line = DEBIAN_6_12
+                .lines()
+                .find(|l| l.split(',').nth(1) == Some(&seq.to_string()))
+                .expect("a record with that seq");
+            line.split(',').nth(2).unwrap().parse::<u64>().unwrap()
+        };
+        let group: Vec<u64> = kills
+            .iter()
+            .filter(|k| k.oom_memcg.as_deref() == Some("/group"))
+            .map(|k| k.invocation_usec)
+            .collect();
+        assert_eq!(group.len(), 3, "{invocations:?}");
+        assert!(group.iter().all(|&u| u == group[0]), "{invocations:?}");
+        let mut distinct: Vec<u64> = kills.iter().map(|k| k.invocation_usec).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "four invocations: {invocations:?}");
+        // Each is its `invoked oom-killer` header's time.
+        for kill in &kills {
+            let header_line = DEBIAN_6_12
+                .lines()
+                .filter(|l| l.contains(" invoked oom-killer:"))
+                .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())
+                .filter(|&seq| seq < kill.seq)
+                .max()
+                .unwrap();
+            assert_eq!(kill.invocation_usec, header(header_line), "{}", kill.pid);
+        }
+        // Without a header, the first kill's own time.
+        let alone = super::kills_in(&dump(&[KILLED_142]));
+        assert_eq!(alone[0].invocation_usec, alone[0].usec);
+    }
 
     // Relative to this file, not to CARGO_MANIFEST_DIR: the fuzz crate compiles it too.
     const DEBIAN_6_1: &str = include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt");
@@ -729,7 +830,7 @@ mod tests {
                 assert!(!assembler.has_pending(), "{line}");
             }
             assert!(assembler.flush().is_empty());
-            assert_eq!(kills, expected);
+            assert_eq!(without_invocations(kills), expected);
         }
     }
 

@@ -114,15 +114,24 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
             path: kill.task_memcg.clone(),
         },
         container: None,
-        oom: Some(OomContext {
-            constraint: kill.constraint.clone(),
-            memcg: kill.oom_memcg.clone(),
-            global: kill.global,
-            group_kill: kill.group_kill,
-        }),
+        oom: Some(oom_context(kill)),
         source: "kmsg",
         raw: RawText::default(),
+        facts: None,
     }
+}
+
+/// The OOM as the log tells it. Its id is the invocation's first line's time on the log's
+/// clock, in nanoseconds.
+fn oom_context(kill: &KmsgKill) -> OomContext {
+    let mut oom = OomContext {
+        id: Some(kill.invocation_usec.saturating_mul(1000)),
+        // Only killed victims are logged.
+        kind: Some("killed"),
+        ..OomContext::default()
+    };
+    crate::attribution::oom::from_log(&mut oom, kill);
+    oom
 }
 
 /// Opens `/dev/kmsg` without blocking; one sentence if that is not allowed.
@@ -274,7 +283,7 @@ mod tests {
         );
         let oom = report.oom.unwrap();
         assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_MEMCG"));
-        assert!(!oom.global);
+        assert_eq!(oom.global, Some(false));
         assert_eq!(
             report.time,
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(999_998)),
@@ -292,7 +301,7 @@ mod tests {
         let clock = log_clock();
         let report = report_from_kill(global, &clock, CgroupMode::V2);
         let oom = report.oom.unwrap();
-        assert!(oom.global);
+        assert_eq!(oom.global, Some(true));
         assert_eq!(oom.memcg, None);
         assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_NONE"));
     }

@@ -41,6 +41,7 @@
 pub mod assembler;
 pub mod context;
 pub mod device;
+pub mod follow;
 pub mod lines;
 pub mod record;
 
