@@ -90,6 +90,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
 
+    /// Under each kill, the limited cgroup's memory breakdown and biggest processes (always on
+    /// when stdout is a terminal).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
     /// Do not ask any container runtime; containers are still identified from their cgroup.
     #[arg(long)]
     pub no_enrich: bool,

@@ -35,12 +35,14 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
 
     let mut out = Vec::with_capacity(reports.len() * 512);
     let mut line = String::new();
+    let mut human = human::HumanView::new(false);
+    let now = std::time::SystemTime::now();
     for report in &reports {
         if json {
             json::json_line(report, &mut out);
         } else {
             line.clear();
-            human::human_line(report, &mut line);
+            human.kill(report, now, &mut line);
             out.extend_from_slice(line.as_bytes());
         }
     }

@@ -1,22 +1,245 @@
-//! The human view: one line a person reads at a glance.
+//! The human view: what a person scans in the middle of an incident.
+//!
+//! A kill is one line of facts in a fixed order that fits 120 columns for the common case
+//! (time, where, who, RSS, the limit and its size, which kill this is), then one indented
+//! line that says what it means, from facts only:
+//!
+//! ```text
+//! 20:39:23  seed0  dd (pid 4242)  rss 63.3 MiB  limit 64.0 MiB
+//!     not the container's main process (that is sh, pid 4100); entered the container from outside, as docker exec does
+//! ```
+//!
+//! With `--verbose`, or when stdout is a terminal, a third line gives the limited cgroup's
+//! memory breakdown and its biggest processes. The members of a `memory.oom.group` kill
+//! follow their chosen victim as `+` lines of the same incident. Times are local (`TZ`, else
+//! `/etc/localtime`), with the date when not today and the zone where the clock reading is
+//! ambiguous; JSON keeps RFC 3339 UTC. Every untrusted string is escaped (see `escape`).
 
-use std::{fmt::Write as _, time::UNIX_EPOCH};
-
-use crate::{
-    output::escape::{push_visible_bytes, visible},
-    report::{Container, Report},
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    time::{Duration, SystemTime},
 };
 
-/// Appends the human line and a newline, e.g.
-/// `04:47:30 OOM kill: dd (pid 10390, uid 0) rss 200.0 MiB anon, oom_score_adj 0, cgroup /docker/4f2c…`
-pub fn human_line(report: &Report, out: &mut String) {
+use jiff::{Timestamp, tz::TimeZone};
+
+use crate::{
+    output::escape::{push_visible, push_visible_bytes, visible},
+    report::{Container, ContainerExit, Report},
+};
+
+/// Kills remembered per container or cgroup, for "3rd kill in 40 s"; bounded.
+const MAX_TRACKED: usize = 4096;
+
+/// Programs that run as a container's PID 1 to start the app, which decides its exit.
+pub const INIT_SHIMS: [&str; 6] = [
+    "docker-init",
+    "tini",
+    "tini-static",
+    "dumb-init",
+    "s6-svscan",
+    "catatonit",
+];
+
+/// Renders reports and container exits, remembering what makes the next line say more:
+/// how many kills each container has had, and the incident a group kill's member belongs to.
+pub struct HumanView {
+    tz: TimeZone,
+    verbose: bool,
+    kills: HashMap<String, (u32, SystemTime)>,
+    last_incident: Option<u64>,
+}
+
+impl HumanView {
+    /// `verbose`: the breakdown line under every kill.
+    pub fn new(verbose: bool) -> Self {
+        Self::in_zone(TimeZone::system(), verbose)
+    }
+
+    pub fn in_zone(tz: TimeZone, verbose: bool) -> Self {
+        Self {
+            tz,
+            verbose,
+            kills: HashMap::new(),
+            last_incident: None,
+        }
+    }
+
+    /// Appends a kill's lines.
+    pub fn kill(&mut self, report: &Report, now: SystemTime, out: &mut String) {
+        let oom = report.oom.as_ref();
+        let incident = oom.and_then(|o| o.id);
+        let member = oom.and_then(|o| o.group_kill) == Some(true)
+            && incident.is_some()
+            && incident == self.last_incident;
+        self.last_incident = incident;
+        let nth = self.count(report);
+        if member {
+            out.push_str("  + ");
+            who(report, out);
+            rss(report, out);
+            out.push_str("  killed with the rest of its memory.oom.group\n");
+            return;
+        }
+        self.time(report.time, now, out);
+        out.push_str("  ");
+        place(report, out);
+        out.push_str("  ");
+        who(report, out);
+        rss(report, out);
+        limit(report, out);
+        if let Some((n, first)) = nth.filter(|(n, _)| *n > 1) {
+            let _ = write!(out, "  {} kill in {}", ordinal(n), span(first, report.time));
+        }
+        out.push('\n');
+        let meaning = meaning(report);
+        if !meaning.is_empty() {
+            out.push_str("    ");
+            out.push_str(&meaning.join("; "));
+            out.push('\n');
+        }
+        if self.verbose
+            && let Some(detail) = detail(report)
+        {
+            out.push_str("    ");
+            out.push_str(&detail);
+            out.push('\n');
+        }
+    }
+
+    /// Appends a container exit's line: the fact Docker gives, and the kill before it.
+    pub fn exit(&mut self, exit: &ContainerExit, now: SystemTime, out: &mut String) {
+        self.time(exit.time, now, out);
+        out.push_str("  container ");
+        out.push_str(&container_name(&exit.container));
+        match exit.exit_code {
+            Some(code) => {
+                let _ = write!(out, " exited {code}");
+            }
+            None => out.push_str(" exited"),
+        }
+        match exit.runtime_oom_killed {
+            Some(flag) => {
+                let _ = write!(out, " (Docker: OOMKilled={flag})");
+            }
+            None => out.push_str(" (Docker's OOMKilled unknown)"),
+        }
+        if let Some(last) = &exit.last_kill {
+            if let (Some(exited), Some(killed)) = (exit.time, last.time) {
+                let _ = write!(out, " {} after", seconds(exited, killed));
+            } else {
+                out.push_str(" after");
+            }
+            let _ = write!(out, " {} (pid ", visible(&last.comm));
+            match last.pid {
+                Some(pid) => {
+                    let _ = write!(out, "{pid}");
+                }
+                None => out.push('?'),
+            }
+            out.push_str(") was OOM-killed");
+            match last.is_container_main {
+                Some(false) => out.push_str("; its main process survived the kill"),
+                Some(true) => out.push_str(", the container's main process"),
+                None => {}
+            }
+        }
+        if let Some(count) = exit.restart_count {
+            let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
+        }
+        out.push('\n');
+    }
+
+    /// Counts the kill in its container (or cgroup); `(n, time of the first)`.
+    fn count(&mut self, report: &Report) -> Option<(u32, SystemTime)> {
+        let key = match (&report.container, &report.cgroup.path) {
+            (Some(c), _) => c.id.clone(),
+            (None, Some(path)) => path.clone(),
+            (None, None) => return None,
+        };
+        let time = report.time?;
+        if self.kills.len() >= MAX_TRACKED && !self.kills.contains_key(&key) {
+            self.kills.clear();
+        }
+        let entry = self.kills.entry(key).or_insert((0, time));
+        entry.0 += 1;
+        Some(*entry)
+    }
+
+    fn time(&self, time: Option<SystemTime>, now: SystemTime, out: &mut String) {
+        let Some(ts) = time.and_then(|t| Timestamp::try_from(t).ok()) else {
+            out.push_str("??:??:??");
+            return;
+        };
+        let zoned = ts.to_zoned(self.tz.clone());
+        let today = Timestamp::try_from(now)
+            .map(|now| now.to_zoned(self.tz.clone()).date())
+            .ok();
+        if today != Some(zoned.date()) {
+            let _ = write!(out, "{} ", zoned.strftime("%Y-%m-%d"));
+        }
+        let _ = write!(out, "{}", zoned.strftime("%H:%M:%S"));
+        // A clock reading repeated by a DST change says which one it was.
+        if self.tz.to_ambiguous_zoned(zoned.datetime()).is_ambiguous() {
+            let _ = write!(out, " {}", zoned.strftime("%Z"));
+        }
+    }
+}
+
+/// Where: the container (with its compose service or pod), else the cgroup, else the host.
+fn place(report: &Report, out: &mut String) {
+    match (&report.container, &report.cgroup.path) {
+        (Some(container), _) => {
+            out.push_str(&container_name(container));
+            let labels = container.labels.as_ref();
+            let label = |key: &str| labels.and_then(|l| l.get(key));
+            if let Some(pod) = &container.pod {
+                match (&pod.namespace, &pod.name) {
+                    (Some(ns), Some(name)) => {
+                        let _ = write!(out, " (pod {}/{})", visible(ns), visible(name));
+                    }
+                    _ => {
+                        let _ = write!(out, " (pod {})", visible(&pod.uid));
+                    }
+                }
+            } else if let (Some(project), Some(service)) = (
+                label("com.docker.compose.project"),
+                label("com.docker.compose.service"),
+            ) {
+                let _ = write!(out, " (compose {}/{})", visible(project), visible(service));
+            }
+        }
+        (None, Some(path)) => {
+            out.push_str("cgroup ");
+            match &report.raw.cgroup_path {
+                Some(raw) => push_visible_bytes(out, raw),
+                None => push_visible(out, &abbreviate_ids(path)),
+            }
+        }
+        (None, None) => match report.cgroup.id {
+            Some(id) => {
+                let _ = write!(out, "cgroup id {id}");
+            }
+            None => out.push_str("cgroup unknown"),
+        },
+    }
+}
+
+/// A container's name, or its runtime and short id when it has none.
+fn container_name(c: &Container) -> String {
+    match &c.name {
+        Some(name) => visible(name),
+        None => format!("{} {}", c.runtime, visible(short_id(&c.id))),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).filter(|_| id.len() == 64).unwrap_or(id)
+}
+
+/// Who: the process name and pid (and thread, where another thread was marked).
+fn who(report: &Report, out: &mut String) {
     let v = &report.victim;
-    let secs = report
-        .time
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let _ = write!(out, "{h:02}:{m:02}:{s:02} OOM kill: ");
     match (
         &v.comm,
         &report.raw.comm,
@@ -24,125 +247,226 @@ pub fn human_line(report: &Report, out: &mut String) {
         &report.raw.thread_comm,
     ) {
         (Some(_), Some(raw), _, _) | (None, _, Some(_), Some(raw)) => push_visible_bytes(out, raw),
-        (Some(name), None, _, _) | (None, _, Some(name), None) => out.push_str(&visible(name)),
+        (Some(name), None, _, _) | (None, _, Some(name), None) => push_visible(out, name),
         (None, _, None, _) => out.push('?'),
     }
-    out.push_str(" (");
     match (v.pid, v.tid) {
         (Some(pid), Some(tid)) if pid != tid => {
-            let _ = write!(out, "pid {pid}, tid {tid}");
+            let _ = write!(out, " (pid {pid}, thread {tid})");
         }
         (Some(pid), _) => {
-            let _ = write!(out, "pid {pid}");
+            let _ = write!(out, " (pid {pid})");
         }
         (None, Some(tid)) => {
-            let _ = write!(out, "tid {tid}");
+            let _ = write!(out, " (tid {tid})");
         }
-        (None, None) => out.push_str("pid ?"),
+        (None, None) => out.push_str(" (pid ?)"),
     }
-    if let Some(uid) = v.uid {
-        let _ = write!(out, ", uid {uid}");
-    }
-    out.push(')');
+}
 
-    let mut parts = Vec::with_capacity(4);
+fn rss(report: &Report, out: &mut String) {
+    let v = &report.victim;
     if let Some(anon) = v.rss_anon_bytes {
-        parts.push(format!("rss {} anon", bytes(anon)));
-        for (value, kind) in [(v.rss_file_bytes, "file"), (v.rss_shmem_bytes, "shmem")] {
-            if let Some(value) = value.filter(|&b| b > 0) {
-                parts.push(format!("{} {kind}", bytes(value)));
-            }
-        }
+        let total = anon + v.rss_file_bytes.unwrap_or(0) + v.rss_shmem_bytes.unwrap_or(0);
+        let _ = write!(out, "  rss {}", bytes(total));
     }
-    if let Some(swap) = v.swap_bytes.filter(|&b| b > 0) {
-        parts.push(format!("swap {}", bytes(swap)));
+}
+
+/// The limit hit and its size: whose, when it is not the victim's own cgroup.
+fn limit(report: &Report, out: &mut String) {
+    let oom = report.oom.as_ref();
+    if oom.and_then(|o| o.global) == Some(true) {
+        out.push_str("  system out of memory");
+        return;
     }
-    if let Some(adj) = v.oom_score_adj {
-        parts.push(format!("oom_score_adj {adj}"));
+    let limit = oom
+        .and_then(|o| o.memcg_limit_bytes)
+        .or_else(|| report.container.as_ref().and_then(|c| c.memory_limit_bytes));
+    if let Some(limit) = limit {
+        let _ = write!(out, "  limit {}", bytes(limit));
     }
-    match (&report.container, &report.cgroup.path) {
-        (Some(container), _) => parts.push(container_phrase(container)),
-        (None, Some(path)) => {
-            let mut shown = String::from("cgroup ");
-            match &report.raw.cgroup_path {
-                Some(raw) => push_visible_bytes(&mut shown, raw),
-                None => shown.push_str(&visible(&abbreviate_ids(path))),
-            }
-            parts.push(shown);
-        }
-        (None, None) => {
-            if let Some(id) = report.cgroup.id {
-                parts.push(format!("cgroup id {id}"));
-            }
-        }
-    }
-    if !parts.is_empty() {
-        out.push(' ');
-        out.push_str(&parts.join(", "));
+}
+
+/// What the kill means, from facts only: whose limit, which process it was to its
+/// container, what set it off, and whether the kernel killed or only marked it.
+fn meaning(report: &Report) -> Vec<String> {
+    let mut said = Vec::new();
+    let oom = report.oom.as_ref();
+    if let (Some(memcg), Some(own)) = (oom.and_then(|o| o.memcg.as_deref()), &report.cgroup.path)
+        && memcg != own
+    {
+        said.push(format!(
+            "limit of {} hit, the victim lived in {}",
+            visible(&abbreviate_ids(memcg)),
+            visible(&abbreviate_ids(own))
+        ));
     }
     if let Some(container) = &report.container {
-        out.push_str(": ");
-        out.push_str(&fate(container, v.is_container_init));
-    }
-    out.push('\n');
-}
-
-/// `in container web (docker 4f2c5e6a7b8c, image nginx)`.
-fn container_phrase(c: &Container) -> String {
-    let short_id = c.id.get(..12).filter(|_| c.id.len() == 64).unwrap_or(&c.id);
-    let short_id = visible(short_id);
-    let mut phrase = match &c.name {
-        Some(name) => format!("in container {} ({} {short_id}", visible(name), c.runtime),
-        None => format!("in {} container {short_id} (name unknown", c.runtime),
-    };
-    if let Some(image) = &c.image {
-        let _ = write!(phrase, ", image {}", visible(image));
-    }
-    if let Some(pod) = &c.pod {
-        match (&pod.namespace, &pod.name) {
-            (Some(ns), Some(name)) => {
-                let _ = write!(phrase, ", pod {}/{}", visible(ns), visible(name));
-            }
-            _ => {
-                let _ = write!(phrase, ", pod {}", visible(&pod.uid));
-            }
+        said.push(role(report, container));
+        if let Some(restart) = restart_facts(container) {
+            said.push(restart);
         }
     }
-    phrase.push(')');
-    phrase
+    let v = &report.victim;
+    let trigger = &report.trigger;
+    if trigger.pid.is_some() && trigger.pid != v.pid && trigger.tid != v.tid {
+        let mut text = String::from("triggered by ");
+        match (&trigger.comm, &report.raw.trigger_comm) {
+            (_, Some(raw)) => push_visible_bytes(&mut text, raw),
+            (Some(comm), None) => push_visible(&mut text, comm),
+            (None, None) => text.push('?'),
+        }
+        if let Some(pid) = trigger.pid {
+            let _ = write!(text, " (pid {pid})");
+        }
+        said.push(text);
+    }
+    if oom.and_then(|o| o.kind) == Some("marked") {
+        said.push(
+            "it was already exiting, so the kernel only marked it: no SIGKILL, not counted".into(),
+        );
+    }
+    said
 }
 
-/// What the kill means for the container: the answer to "exit 0 but OOMKilled".
-fn fate(c: &Container, is_init: Option<bool>) -> String {
-    let runtime = match c.runtime {
-        "docker" => "Docker",
-        _ if c.pod.is_some() => "Kubernetes",
-        _ => "the runtime",
-    };
-    match is_init {
-        Some(false) => format!(
-            "a child, not the container's main process, which survived; {runtime} will still report \
-             OOMKilled=true, and the container's exit code will be whatever its main process \
-             returns, 0 included"
-        ),
-        Some(true) => {
-            let limit = c.memory_limit_bytes.map_or_else(
-                || "memory limit".to_owned(),
-                |b| format!("{} limit", bytes(b)),
+/// The victim's place in its container.
+fn role(report: &Report, c: &Container) -> String {
+    let v = &report.victim;
+    let main = main_process(c);
+    match (v.is_container_main, v.is_container_init) {
+        (Some(true), Some(true)) => "the container's main process (PID 1)".into(),
+        (Some(true), _) => match &c.main_command {
+            Some(shim) => format!(
+                "the container's main process, run by {} as PID 1",
+                visible(program(shim))
+            ),
+            None => "the container's main process".into(),
+        },
+        (Some(false), _) => {
+            let mut text = String::from("not the container's main process");
+            if let Some(main) = main {
+                let _ = write!(text, " (that is {main})");
+            }
+            match (v.ppid, c.main_pid, v.parent_in_container) {
+                (Some(ppid), Some(main_pid), _) if ppid == main_pid => {
+                    text.push_str("; forked by the main process");
+                }
+                (_, _, Some(false)) => {
+                    text.push_str("; entered the container from outside, as docker exec does");
+                }
+                _ => {}
+            }
+            text
+        }
+        (None, _) => "whether it was the container's main process is unknown".into(),
+    }
+}
+
+/// `sh, pid 4100`: the container's PID 1 as Docker names it.
+fn main_process(c: &Container) -> Option<String> {
+    let pid = c.main_pid?;
+    Some(match &c.main_command {
+        Some(command) => format!("{}, pid {pid}", visible(program(command))),
+        None => format!("pid {pid}"),
+    })
+}
+
+/// The program's file name.
+fn program(command: &str) -> &str {
+    command.rsplit('/').next().unwrap_or(command)
+}
+
+/// The restart policy as Docker has it, and the restarts it has made: facts, not what the
+/// runtime will do next.
+fn restart_facts(c: &Container) -> Option<String> {
+    let policy = c.restart_policy.as_deref()?;
+    let mut text = format!("restart policy {}", visible(policy));
+    match c.restart_max_retries {
+        Some(max) if policy == "on-failure" && max > 0 => {
+            let _ = write!(
+                text,
+                " with at most {max} retr{}",
+                if max == 1 { "y" } else { "ies" }
             );
-            match &c.restart_policy {
-                Some(policy) => format!(
-                    "the container's main process; the container exits with 137, and its \
-                     {policy} restart policy restarts it into the same {limit}"
-                ),
-                None => format!(
-                    "the container's main process; the container exits with 137, and with a \
-                     restart policy it would restart into the same {limit}"
-                ),
+        }
+        _ => {}
+    }
+    if let Some(count) = c.restart_count {
+        let _ = write!(text, ", {count} restart{} so far", plural(count as u64));
+    }
+    Some(text)
+}
+
+/// The limited cgroup's breakdown and biggest processes, for `--verbose`.
+fn detail(report: &Report) -> Option<String> {
+    let oom = report.oom.as_ref()?;
+    let mut parts = Vec::new();
+    if let Some(stat) = &oom.memcg_stat {
+        let mut memory = Vec::new();
+        for (name, value) in [
+            ("anon", stat.anon_bytes),
+            ("file", stat.file_bytes),
+            ("kernel", stat.kernel_bytes),
+            ("shmem", stat.shmem_bytes),
+            ("sock", stat.sock_bytes),
+        ] {
+            if let Some(value) = value {
+                memory.push(format!("{name} {}", bytes(value)));
             }
         }
-        None => "whether it was the container's main process is unknown".to_owned(),
+        if !memory.is_empty() {
+            parts.push(format!("memory: {}", memory.join(", ")));
+        }
     }
+    if let Some(tasks) = oom.top_tasks.as_ref().filter(|t| !t.is_empty()) {
+        let top: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} (pid {})",
+                    visible(&t.comm),
+                    bytes(t.rss_bytes),
+                    t.pid
+                )
+            })
+            .collect();
+        parts.push(format!("biggest: {}", top.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// How long after the first kill: `40 s`, `3 min`, `2 h`.
+fn span(first: SystemTime, now: Option<SystemTime>) -> String {
+    let elapsed = now
+        .and_then(|now| now.duration_since(first).ok())
+        .unwrap_or_default();
+    let secs = elapsed.as_secs();
+    match secs {
+        0..=99 => format!("{secs} s"),
+        100..=5999 => format!("{} min", secs / 60),
+        _ => format!("{} h", secs / 3600),
+    }
+}
+
+/// `4.2 s`: how long `later` came after `earlier`.
+fn seconds(later: SystemTime, earlier: SystemTime) -> String {
+    let d = later.duration_since(earlier).unwrap_or(Duration::ZERO);
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+pub fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `209715200` → `200.0 MiB`.
@@ -188,162 +512,5 @@ pub fn abbreviate_ids(path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing as fixtures;
-    use crate::{kernel::cgroups::CgroupMode, source::ebpf::decode};
-    use oomtrace_common::field;
-
-    fn report() -> Report {
-        fixtures::report()
-    }
-
-    #[test]
-    fn human_line_reads_at_a_glance() {
-        let mut line = String::new();
-        human_line(&report(), &mut line);
-        assert_eq!(
-            line,
-            "04:47:30 OOM kill: dd (pid 10390, tid 10391, uid 0) rss 200.0 MiB anon, \
-             4.0 KiB file, oom_score_adj 500, cgroup /docker/4f2c\n"
-        );
-    }
-
-    #[test]
-    fn human_line_falls_back_to_what_is_known() {
-        let mut event = fixtures::raw_event();
-        event.fields = field::TID | field::THREAD_COMM | field::CGROUP_ID;
-        let report = decode(&event, &fixtures::decoding(CgroupMode::V1)).unwrap();
-        let mut line = String::new();
-        human_line(&report, &mut line);
-        assert_eq!(
-            line,
-            "04:47:30 OOM kill: dd-worker (tid 10391) cgroup id 4242\n"
-        );
-    }
-
-    fn in_container(is_init: Option<bool>, restart: Option<&str>) -> String {
-        let mut report = report();
-        report.victim.is_container_init = is_init;
-        report.container = Some(Container {
-            runtime: "docker",
-            id: "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80".into(),
-            name: Some("data-processor".into()),
-            image: Some("oomtrace-busybox:latest".into()),
-            labels: None,
-            main_pid: Some(10000),
-            restart_policy: restart.map(str::to_owned),
-            memory_limit_bytes: Some(32 << 20),
-            ..Container::default()
-        });
-        let mut line = String::new();
-        human_line(&report, &mut line);
-        line
-    }
-
-    #[test]
-    fn human_line_says_what_the_kill_means_for_the_container() {
-        let child = in_container(Some(false), None);
-        assert!(
-            child.contains("oom_score_adj 500, in container data-processor (docker 4f2c5e6a7b8c, image oomtrace-busybox:latest): a child, not the container's main process, which survived;"),
-            "{child}"
-        );
-        assert!(
-            child.contains("Docker will still report OOMKilled=true"),
-            "{child}"
-        );
-        assert!(
-            child.contains("whatever its main process returns, 0 included"),
-            "{child}"
-        );
-        assert!(
-            !child.contains("cgroup /docker"),
-            "the container replaces the path: {child}"
-        );
-
-        let init = in_container(Some(true), Some("on-failure"));
-        assert!(
-            init.contains("the container's main process; the container exits with 137"),
-            "{init}"
-        );
-        assert!(
-            init.contains("its on-failure restart policy restarts it into the same 32.0 MiB limit"),
-            "{init}"
-        );
-        let init = in_container(Some(true), None);
-        assert!(
-            init.contains("with a restart policy it would restart into the same 32.0 MiB limit"),
-            "{init}"
-        );
-        let unknown = in_container(None, None);
-        assert!(
-            unknown.ends_with("whether it was the container's main process is unknown\n"),
-            "{unknown}"
-        );
-    }
-
-    #[test]
-    fn byte_sizes() {
-        let cases = [
-            (0, "0 B"),
-            (1023, "1023 B"),
-            (1024, "1.0 KiB"),
-            (209_715_200, "200.0 MiB"),
-            (3 << 30, "3.0 GiB"),
-        ];
-        for (n, want) in cases {
-            assert_eq!(bytes(n), want);
-        }
-    }
-
-    #[test]
-    fn abbreviates_only_whole_container_ids() {
-        let id = "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80";
-        assert_eq!(id.len(), 64);
-        let cases = [
-            (format!("/docker/{id}"), "/docker/4f2c5e6a7b8c…".to_string()),
-            (
-                format!("/system.slice/docker-{id}.scope"),
-                "/system.slice/docker-4f2c5e6a7b8c….scope".to_string(),
-            ),
-            ("/docker/4f2c".to_string(), "/docker/4f2c".to_string()),
-            (format!("/x{id}"), format!("/x{id}")),
-            ("/ünïcode/ok".to_string(), "/ünïcode/ok".to_string()),
-        ];
-        for (path, want) in cases {
-            assert_eq!(abbreviate_ids(&path), want);
-        }
-    }
-
-    /// The finding behind this test: a process controls its own comm, and whoever names a
-    /// container controls that name; both reached the terminal byte for byte.
-    #[test]
-    fn untrusted_strings_reach_the_terminal_escaped() {
-        let mut report = report();
-        report.victim.comm = Some("\x1b]0;pwned\x07evil".into());
-        report.container = Some(Container {
-            runtime: "docker",
-            id: "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80".into(),
-            name: Some("web\x1b[2Jx".into()),
-            image: Some("img\u{202e}gpj.exe".into()),
-            ..Container::default()
-        });
-        let mut line = String::new();
-        human_line(&report, &mut line);
-        assert!(
-            !line.trim_end_matches('\n').chars().any(char::is_control),
-            "{line:?}"
-        );
-        assert!(line.contains("\\x1b]0;pwned\\x07evil"), "{line}");
-        assert!(line.contains("web\\x1b[2Jx"), "{line}");
-        assert!(line.contains("img\\u{202e}gpj.exe"), "{line}");
-
-        let mut report = crate::testing::report();
-        report.container = None;
-        report.cgroup.path = Some("/a\u{fffd}b".into());
-        report.raw.cgroup_path = Some(b"/a\xffb".to_vec());
-        let mut line = String::new();
-        human_line(&report, &mut line);
-        assert!(line.contains("cgroup /a\\xffb"), "{line}");
-    }
-}
+#[path = "human_tests.rs"]
+mod tests;
