@@ -59,6 +59,48 @@ pub struct KernelFacts {
     pub stack: Vec<u64>,
 }
 
+/// `"event":"container_exit"`: a container that had a reported kill exited, as Docker says.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ContainerExit {
+    pub schema: u32,
+    pub event: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: Option<SystemTime>,
+    pub container: Container,
+    /// The exit code Docker reports (PID 1's).
+    pub exit_code: Option<i64>,
+    /// Docker's `State.OOMKilled` for this run.
+    pub runtime_oom_killed: Option<bool>,
+    /// Docker's `RestartCount` at the exit.
+    pub restart_count: Option<u32>,
+    /// The `oom.id`s of the container's kills since it started, `null` where unknown.
+    pub kills: Vec<Option<u64>>,
+    /// The last of those kills, for the human line.
+    #[serde(skip)]
+    pub last_kill: Option<KillSummary>,
+}
+
+/// What a container exit line says about the kill before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KillSummary {
+    pub comm: String,
+    pub pid: Option<u32>,
+    pub time: Option<SystemTime>,
+    pub is_container_main: Option<bool>,
+}
+
+impl KillSummary {
+    pub fn of(report: &Report) -> Self {
+        let v = &report.victim;
+        Self {
+            comm: v.comm.clone().or(v.thread_comm.clone()).unwrap_or_default(),
+            pid: v.pid.or(v.tid),
+            time: report.time,
+            is_container_main: v.is_container_main,
+        }
+    }
+}
+
 /// The exact bytes of kernel-given strings that were not valid UTF-8. JSON carries such a
 /// string with U+FFFD in place of each invalid sequence; the human view shows these bytes
 /// escaped one by one. `None` where the string was valid UTF-8 (or absent).

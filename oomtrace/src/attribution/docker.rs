@@ -60,6 +60,8 @@ pub struct ContainerMeta {
     /// The program PID 1 runs (`Path`), or `docker-init` when Docker puts its init shim there
     /// (`HostConfig.Init`).
     pub main_command: Option<String>,
+    /// Docker reported an `oom` event for the current run (it then sets `OOMKilled`).
+    pub oom_event_seen: bool,
 }
 
 struct Entry {
@@ -184,9 +186,14 @@ pub fn apply_event(
             cache.upsert(id, |meta| {
                 known(meta);
                 meta.main_pid = None;
+                meta.oom_event_seen = false;
             });
             return Some(id.to_owned());
         }
+        "oom" => cache.upsert(id, |meta| {
+            known(meta);
+            meta.oom_event_seen = true;
+        }),
         "die" => {
             cache.upsert(id, |meta| {
                 known(meta);
@@ -194,7 +201,7 @@ pub fn apply_event(
             });
             return Some(id.to_owned());
         }
-        "kill" | "stop" | "oom" | "pause" | "unpause" => cache.upsert(id, known),
+        "kill" | "stop" | "pause" | "unpause" => cache.upsert(id, known),
         "destroy" => cache.mark_removed(id),
         _ => {}
     }
@@ -209,10 +216,28 @@ pub enum Status {
     Unavailable,
 }
 
+/// A container's run beginning or ending, as Docker's events say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Started {
+        id: String,
+    },
+    Died {
+        id: String,
+        time: Option<std::time::SystemTime>,
+        exit_code: Option<i64>,
+        /// `State.OOMKilled` as Docker reports it for the run that ended.
+        oom_killed: Option<bool>,
+        restart_count: Option<u32>,
+    },
+}
+
 pub struct Enricher {
     pub cache: Cache,
     pub status: watch::Receiver<Status>,
     inspect: mpsc::UnboundedSender<String>,
+    /// Starts and deaths, in the order Docker reported them.
+    pub lifecycle: mpsc::UnboundedReceiver<Lifecycle>,
 }
 
 impl Enricher {
@@ -245,12 +270,20 @@ pub fn start(socket: PathBuf) -> Enricher {
     let cache = Cache::default();
     let (status_tx, status) = watch::channel(Status::Connecting);
     let (inspect, mut requests) = mpsc::unbounded_channel::<String>();
+    let (lifecycle_tx, lifecycle) = mpsc::unbounded_channel();
     let task_cache = cache.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut said_unavailable = false;
         loop {
-            let why = session(&socket, &task_cache, &status_tx, &mut requests).await;
+            let why = session(
+                &socket,
+                &task_cache,
+                &status_tx,
+                &mut requests,
+                &lifecycle_tx,
+            )
+            .await;
             // A daemon that was answering gets a quick retry; one that never did, a slower one.
             if *status_tx.borrow() == Status::Synced {
                 backoff = Duration::from_millis(250);
@@ -273,6 +306,7 @@ pub fn start(socket: PathBuf) -> Enricher {
         cache,
         status,
         inspect,
+        lifecycle,
     }
 }
 
@@ -300,6 +334,7 @@ async fn session(
     cache: &Cache,
     status: &watch::Sender<Status>,
     requests: &mut mpsc::UnboundedReceiver<String>,
+    lifecycle: &mpsc::UnboundedSender<Lifecycle>,
 ) -> String {
     // bollard connects lazily and wraps a refused socket in transport jargon; a plain connect
     // first gives the reason in words.
@@ -383,19 +418,57 @@ async fn session(
                 let attributes = actor.attributes.unwrap_or_default();
                 // `exec_start: sh -c ...` and friends carry a suffix after the action's name.
                 let action = action.split(':').next().unwrap_or_default();
+                let time = event
+                    .time_nano
+                    .and_then(|ns| u64::try_from(ns).ok())
+                    .map(|ns| std::time::UNIX_EPOCH + Duration::from_nanos(ns));
                 if let Some(changed) = apply_event(cache, action, &id, &attributes) {
-                    inspect_into(&docker, cache, &changed).await;
+                    let died = inspect_into(&docker, cache, &changed).await;
+                    let _ = lifecycle.send(match action {
+                        "die" => Lifecycle::Died {
+                            time,
+                            exit_code: attributes
+                                .get("exitCode")
+                                .and_then(|c| c.parse().ok())
+                                .or(died.exit_code),
+                            // A container removed before it could be inspected: Docker
+                            // sets OOMKilled on the run's oom event, which came before.
+                            oom_killed: died
+                                .oom_killed
+                                .or_else(|| cache.lookup(&id).map(|m| m.oom_event_seen)),
+                            restart_count: died.restart_count,
+                            id,
+                        },
+                        _ => Lifecycle::Started { id },
+                    });
                 }
             }
-            Some(id) = requests.recv() => inspect_into(&docker, cache, &id).await,
+            Some(id) = requests.recv() => {
+                inspect_into(&docker, cache, &id).await;
+            }
         }
     }
 }
 
+/// What an inspect says about how a container's last run ended.
+#[derive(Debug, Default)]
+struct RunEnd {
+    exit_code: Option<i64>,
+    oom_killed: Option<bool>,
+    restart_count: Option<u32>,
+}
+
 /// Fills in what only an inspect tells: the main pid, restart policy and count, memory limit.
-async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
+/// Returns how the last run ended, for a container that is not running.
+async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
     let Ok(inspect) = docker.inspect_container(id, None).await else {
-        return;
+        return RunEnd::default();
+    };
+    let state = inspect.state.as_ref();
+    let end = RunEnd {
+        exit_code: state.and_then(|s| s.exit_code),
+        oom_killed: state.and_then(|s| s.oom_killed),
+        restart_count: inspect.restart_count.and_then(|n| u32::try_from(n).ok()),
     };
     let main_pid = inspect
         .state
@@ -441,6 +514,7 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) {
             }
         }
     });
+    end
 }
 
 #[cfg(test)]

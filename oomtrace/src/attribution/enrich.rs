@@ -6,6 +6,7 @@ use crate::{
         cgroup_path::{self as container, ContainerRef, QosClass},
         docker::{Cache, ContainerMeta},
     },
+    output::human::INIT_SHIMS,
     report::{Container, Pod, Report, Victim},
 };
 
@@ -13,15 +14,43 @@ use crate::{
 /// Docker containers, the cache.
 pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
     let Some(reference) = report.cgroup.path.as_deref().and_then(container::attribute) else {
+        // Outside a container, where a parent lives says nothing.
+        report.victim.parent_in_container = None;
         return;
     };
     let meta = match (reference.runtime, docker) {
         (container::Runtime::Docker, Some(cache)) => cache.lookup(&reference.id),
         _ => None,
     };
-    report.victim.is_container_init =
-        is_container_init(&report.victim, meta.as_ref().and_then(|m| m.main_pid));
+    let main_pid = meta.as_ref().and_then(|m| m.main_pid);
+    let victim = &mut report.victim;
+    victim.is_container_init = is_container_init(victim, main_pid);
+    let main_command = meta.as_ref().and_then(|m| m.main_command.as_deref());
+    victim.is_container_main = is_container_main(victim, main_pid, main_command);
     report.container = Some(describe(reference, meta));
+}
+
+/// Whether the victim's death ends its container: it is PID 1, or PID 1 is an init shim and
+/// the victim the app it started, whose exit status it exits with. `None` when the runtime
+/// does not say what PID 1 runs and the victim is its child.
+pub fn is_container_main(
+    victim: &Victim,
+    main_pid: Option<u32>,
+    main_command: Option<&str>,
+) -> Option<bool> {
+    if victim.is_container_init == Some(true) {
+        return Some(true);
+    }
+    let is_shim = |command: &str| {
+        let program = command.rsplit('/').next().unwrap_or(command);
+        INIT_SHIMS.contains(&program)
+    };
+    match (victim.ppid, main_pid) {
+        (Some(ppid), Some(main)) if ppid == main => main_command.map(is_shim),
+        // Neither PID 1 nor a child of it.
+        (Some(_), Some(_)) if victim.is_container_init == Some(false) => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether the victim is its container's PID 1: pid 1 in its own namespace, or the pid the
@@ -47,6 +76,25 @@ fn qos_name(qos: QosClass) -> &'static str {
         QosClass::Burstable => "burstable",
         QosClass::BestEffort => "besteffort",
     }
+}
+
+/// Brings what the runtime said into a container already described: for an exit line, the
+/// restart count and the rest as they are now.
+pub fn refresh(container: &mut Container, meta: ContainerMeta) {
+    let Container {
+        runtime, id, pod, ..
+    } = std::mem::take(container);
+    let mut fresh = describe(
+        ContainerRef {
+            runtime: container::Runtime::Docker,
+            id,
+            pod: None,
+        },
+        Some(meta),
+    );
+    fresh.runtime = runtime;
+    fresh.pod = pod;
+    *container = fresh;
 }
 
 fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
@@ -110,6 +158,59 @@ mod tests {
                 is_container_init(&victim, main_pid),
                 want,
                 "{victim:?} {main_pid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_main_process_is_pid_1_or_the_app_of_an_init_shim() {
+        let victim = |init, ppid| Victim {
+            is_container_init: init,
+            ppid,
+            ..Victim::default()
+        };
+        let cases = [
+            // (victim, main pid, PID 1's program, answer)
+            (
+                victim(Some(true), Some(50)),
+                Some(900),
+                Some("sh"),
+                Some(true),
+            ),
+            (
+                victim(Some(false), Some(900)),
+                Some(900),
+                Some("docker-init"),
+                Some(true),
+            ),
+            (
+                victim(Some(false), Some(900)),
+                Some(900),
+                Some("/sbin/tini"),
+                Some(true),
+            ),
+            (
+                victim(Some(false), Some(900)),
+                Some(900),
+                Some("sh"),
+                Some(false),
+            ),
+            (victim(Some(false), Some(900)), Some(900), None, None),
+            // A grandchild of the shim, a docker exec: not what decides the exit.
+            (
+                victim(Some(false), Some(950)),
+                Some(900),
+                Some("docker-init"),
+                Some(false),
+            ),
+            (victim(Some(false), None), Some(900), Some("sh"), None),
+            (victim(None, Some(900)), None, Some("tini"), None),
+        ];
+        for (victim, main_pid, command, want) in cases {
+            assert_eq!(
+                is_container_main(&victim, main_pid, command),
+                want,
+                "{victim:?} {main_pid:?} {command:?}"
             );
         }
     }

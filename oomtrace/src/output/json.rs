@@ -1,11 +1,17 @@
 //! The JSON view: one object per line, the contract a log pipeline ingests (schema 1 in the
 //! README). Strings are kept exact; serde escapes what JSON requires.
 
-use crate::report::Report;
+use crate::report::{ContainerExit, Report};
 
 /// Appends the report as one JSON object and a newline.
 pub fn json_line(report: &Report, out: &mut Vec<u8>) {
     write_line(report, out);
+}
+
+/// Writes a container exit as one JSON object and a newline into an in-memory buffer.
+pub fn write_exit(exit: &ContainerExit, mut out: impl std::io::Write) {
+    let _ = serde_json::to_writer(&mut out, exit);
+    let _ = out.write_all(b"\n");
 }
 
 /// Writes the report as one JSON object and a newline into an in-memory buffer.

@@ -3,6 +3,7 @@
 
 mod feeds;
 mod pipeline;
+mod summary;
 
 use std::{
     process::ExitCode,
@@ -26,6 +27,7 @@ use crate::{
     },
     output::{
         filter::Filter,
+        human::HumanView,
         sink::{SinkEvent, Sinks},
     },
     source::{
@@ -179,8 +181,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         format,
     };
     let mut docker_changes = context.docker.as_ref().map(|d| d.cache.subscribe());
-    let mut pipeline = Pipeline::new(context, sinks);
+    let verbose = args.verbose || stdout_is_terminal();
+    let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
 
+    let kernel_count_before = summary::kernel_oom_kills();
     let stop = loop {
         let holding_until = pipeline.next_deadline();
         tokio::select! {
@@ -197,6 +201,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
             }
+            Some(event) = lifecycle(&mut pipeline) => {
+                pipeline.lifecycle(event, Instant::now());
+            }
             () = sleep_until(holding_until), if holding_until.is_some() => {
                 pipeline.release(Instant::now());
             }
@@ -208,6 +215,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         Stop::Signal => {}
     }
 
+    let kernel_count = kernel_count_before
+        .zip(summary::kernel_oom_kills())
+        .map(|(before, after)| after.saturating_sub(before));
     // What the kernel wrote before the detach (or the log's last held line) is reported too.
     let (rest, kernel_drops) = match &mut feed {
         Feed::Ebpf(feed) => (feed.detach(), feed.kernel_drops()),
@@ -222,33 +232,26 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         ..
     } = pipeline;
     let losses = sinks.finish(Instant::now() + FLUSH_WAIT);
-    let filtered = if context.filter.is_active() {
-        format!(", {} filtered out", tally.filtered)
-    } else {
-        String::new()
+    let mut dropped = vec![
+        (
+            kernel_drops,
+            "found the kernel's ring buffer full".to_owned(),
+        ),
+        (tally.undecodable, "could not be read".to_owned()),
+    ];
+    for (destination, lost) in losses.by_destination {
+        dropped.push((lost, format!("not written to {destination}")));
+    }
+    let counts = summary::Counts {
+        reported: tally.reported,
+        filtered: context.filter.is_active().then_some(tally.filtered),
+        dropped,
+        killed: tally.killed,
+        marked: tally.marked,
+        unknown_kind: tally.unknown_kind,
+        group_kills: tally.group_kills,
     };
-    let dropped = kernel_drops + tally.undecodable + losses.total();
-    let mut why = Vec::new();
-    if kernel_drops > 0 {
-        why.push(format!(
-            "{kernel_drops} found the kernel's ring buffer full"
-        ));
-    }
-    if tally.undecodable > 0 {
-        why.push(format!("{} could not be read", tally.undecodable));
-    }
-    for (destination, lost) in &losses.by_destination {
-        why.push(format!("{lost} not written to {destination}"));
-    }
-    let why = if why.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", why.join(", "))
-    };
-    crate::say!(
-        "{} OOM kills reported{filtered}, {dropped} events dropped{why}",
-        tally.reported
-    );
+    crate::say!("{}", summary::line(&counts, kernel_count));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -292,6 +295,19 @@ async fn changed(
         Some(receiver) => receiver.changed().await,
         None => std::future::pending().await,
     }
+}
+
+/// The next container start or death Docker reports; never, without Docker.
+async fn lifecycle(pipeline: &mut Pipeline) -> Option<docker::Lifecycle> {
+    match pipeline.context.docker.as_mut() {
+        Some(docker) => docker.lifecycle.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,25 +1,30 @@
-//! From a report any source produced to the sinks: attribution, a short wait for a container
+//! From what any source produced to the sinks: attribution, a short wait for a container
 //! name Docker is about to give, the filters, rendering, and the counts for the summary.
 //!
-//! Reports leave in the order they came. One waiting for its container's name holds the ones
-//! behind it, for at most [`NAME_WAIT`] (or, when a `--container NAME` filter can only be
-//! decided by the name, until Docker answers or gives up).
+//! Items leave in the order they came. A report waiting for its container's name holds the
+//! ones behind it, for at most [`NAME_WAIT`] (or, when a `--container NAME` filter can only be
+//! decided by the name, until Docker answers or gives up). A container's exit follows its
+//! kills, and is written only if one of them was.
 
 use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 
 use crate::{
-    attribution::{docker, enrich},
+    attribution::{
+        docker::{self, Lifecycle},
+        enrich,
+    },
     output::{
         filter::{Filter, Verdict},
-        human, json,
+        human::HumanView,
+        json,
         sink::Sinks,
     },
-    report::Report,
+    report::{ContainerExit, KillSummary, Report, SCHEMA},
 };
 
 /// How long a report waits for Docker to name a container it has not seen yet. A healthy
@@ -27,8 +32,10 @@ use crate::{
 pub const NAME_WAIT: Duration = Duration::from_millis(250);
 /// How long a report that only its container's name can filter waits for Docker.
 pub const FILTER_NAME_WAIT: Duration = Duration::from_secs(10);
-/// Reports held at once; past this the oldest goes out as it is.
+/// Items held at once; past this the oldest goes out as it is.
 const MAX_HELD: usize = 4096;
+/// Container runs remembered for their exit; past this the ones without kills waiting go.
+const MAX_RUNS: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StdoutFormat {
@@ -39,12 +46,19 @@ pub enum StdoutFormat {
 /// Counts for the summary printed at exit.
 #[derive(Debug, Default)]
 pub struct Tally {
-    /// Reports handed to stdout.
+    /// Kill reports handed to stdout.
     pub reported: u64,
     /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
     pub filtered: u64,
     /// Records that could not be decoded, or log records overwritten before they were read.
     pub undecodable: u64,
+    /// Of every kill seen, shown or filtered: the ones the kernel killed and counted, the ones
+    /// it only marked, the ones whose kind is unknown, and the `memory.oom.group` kills among
+    /// their invocations.
+    pub killed: u64,
+    pub marked: u64,
+    pub unknown_kind: u64,
+    pub group_kills: u64,
 }
 
 /// What turning a record into a report needs besides the record.
@@ -54,8 +68,23 @@ pub struct Context {
     pub format: StdoutFormat,
 }
 
+/// A container's run: its kills, for the exit line.
+#[derive(Debug, Default)]
+struct Run {
+    kills: Vec<Option<u64>>,
+    last: Option<KillSummary>,
+    shown: u32,
+}
+
+type RunKey = (String, u64);
+
+enum Item {
+    Kill(Box<Report>, Option<RunKey>),
+    Exit(Box<ContainerExit>, RunKey),
+}
+
 struct Held {
-    report: Report,
+    item: Item,
     until: Instant,
 }
 
@@ -63,19 +92,28 @@ pub struct Pipeline {
     pub context: Context,
     pub sinks: Sinks,
     pub tally: Tally,
+    human: HumanView,
     held: VecDeque<Held>,
+    /// Each container's current run (counted by its starts), and the runs with kills.
+    generation: HashMap<String, u64>,
+    runs: HashMap<RunKey, Run>,
+    last_invocation: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
     text: String,
 }
 
 impl Pipeline {
-    pub fn new(context: Context, sinks: Sinks) -> Self {
+    pub fn new(context: Context, sinks: Sinks, human: HumanView) -> Self {
         Self {
             context,
             sinks,
             tally: Tally::default(),
+            human,
             held: VecDeque::new(),
+            generation: HashMap::new(),
+            runs: HashMap::new(),
+            last_invocation: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
             text: String::with_capacity(1024),
@@ -85,34 +123,116 @@ impl Pipeline {
     /// Takes a report from a source.
     pub fn push(&mut self, mut report: Report, now: Instant) {
         enrich::annotate(&mut report, cache(&self.context));
-        match name_wait(&self.context, &report) {
+        let run = self.note_kill(&report);
+        let until = match name_wait(&self.context, &report) {
             Some(wait) if docker_answers(&self.context) => {
                 if let (Some(docker), Some(container)) = (&self.context.docker, &report.container) {
                     docker.request_inspect(&container.id);
                 }
-                self.held.push_back(Held {
-                    report,
-                    until: now + wait,
-                });
-                if self.held.len() > MAX_HELD {
-                    self.release_front();
-                }
+                now + wait
             }
-            _ if self.held.is_empty() => self.deliver(report),
-            _ => self.held.push_back(Held { report, until: now }),
-        }
+            _ => now,
+        };
+        self.hold(Item::Kill(Box::new(report), run), until);
         self.release(now);
     }
 
-    /// Sends on every held report that is ready: named since, or out of time.
+    /// Takes a container's start or death from Docker.
+    pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
+        match event {
+            Lifecycle::Started { id } => {
+                *self.generation.entry(id).or_default() += 1;
+            }
+            Lifecycle::Died {
+                id,
+                time,
+                exit_code,
+                oom_killed,
+                restart_count,
+            } => {
+                let key = (id.clone(), self.generation.get(&id).copied().unwrap_or(0));
+                let Some(run) = self.runs.get(&key) else {
+                    return;
+                };
+                let container = self.container(&id);
+                let exit = ContainerExit {
+                    schema: SCHEMA,
+                    event: "container_exit",
+                    time: time.or(Some(SystemTime::now())),
+                    container,
+                    exit_code,
+                    runtime_oom_killed: oom_killed,
+                    restart_count,
+                    kills: run.kills.clone(),
+                    last_kill: run.last.clone(),
+                };
+                self.hold(Item::Exit(Box::new(exit), key), now);
+                self.release(now);
+            }
+        }
+    }
+
+    /// The container as the last kill report and the cache describe it.
+    fn container(&self, id: &str) -> crate::report::Container {
+        let newest = self.held.iter().rev().find_map(|held| match &held.item {
+            Item::Kill(report, _) => report.container.clone().filter(|c| c.id == id),
+            Item::Exit(..) => None,
+        });
+        let mut container = newest.unwrap_or_else(|| crate::report::Container {
+            runtime: "docker",
+            id: id.to_owned(),
+            ..Default::default()
+        });
+        if let Some(meta) = cache(&self.context).and_then(|c| c.lookup(id)) {
+            enrich::refresh(&mut container, meta);
+        }
+        container
+    }
+
+    /// Files a kill under its container's current run.
+    fn note_kill(&mut self, report: &Report) -> Option<RunKey> {
+        let id = report
+            .container
+            .as_ref()
+            .filter(|c| c.runtime == "docker")?
+            .id
+            .clone();
+        let key = (id.clone(), self.generation.get(&id).copied().unwrap_or(0));
+        if self.runs.len() >= MAX_RUNS && !self.runs.contains_key(&key) {
+            let waiting: Vec<RunKey> = self
+                .held
+                .iter()
+                .filter_map(|h| match &h.item {
+                    Item::Kill(_, Some(k)) | Item::Exit(_, k) => Some(k.clone()),
+                    Item::Kill(_, None) => None,
+                })
+                .collect();
+            self.runs.retain(|k, _| waiting.contains(k));
+        }
+        let run = self.runs.entry(key.clone()).or_default();
+        run.kills.push(report.oom.as_ref().and_then(|o| o.id));
+        run.last = Some(KillSummary::of(report));
+        Some(key)
+    }
+
+    fn hold(&mut self, item: Item, until: Instant) {
+        self.held.push_back(Held { item, until });
+        if self.held.len() > MAX_HELD {
+            self.release_front();
+        }
+    }
+
+    /// Sends on every held item that is ready: named since, or out of time.
     pub fn release(&mut self, now: Instant) {
         while let Some(front) = self.held.front_mut() {
-            enrich::annotate(&mut front.report, cache(&self.context));
-            let waiting = name_wait(&self.context, &front.report).is_some()
-                && docker_answers(&self.context)
-                && now < front.until;
-            if waiting {
-                break;
+            if let Item::Kill(report, _) = &mut front.item {
+                enrich::annotate(report, cache(&self.context));
+                let waiting = name_wait(&self.context, report).is_some()
+                    && docker_answers(&self.context)
+                    && now < front.until;
+                if waiting {
+                    break;
+                }
             }
             self.release_front();
         }
@@ -125,7 +245,7 @@ impl Pipeline {
         }
     }
 
-    /// When the next held report runs out of time.
+    /// When the next held item runs out of time.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.held.front().map(|h| h.until)
     }
@@ -135,47 +255,93 @@ impl Pipeline {
     }
 
     fn release_front(&mut self) {
-        if let Some(held) = self.held.pop_front() {
-            let mut report = held.report;
-            enrich::annotate(&mut report, cache(&self.context));
-            self.deliver(report);
+        let Some(held) = self.held.pop_front() else {
+            return;
+        };
+        match held.item {
+            Item::Kill(mut report, run) => {
+                enrich::annotate(&mut report, cache(&self.context));
+                if self.deliver_kill(&report)
+                    && let Some(run) = run.and_then(|key| self.runs.get_mut(&key))
+                {
+                    run.shown += 1;
+                }
+            }
+            Item::Exit(exit, key) => {
+                let shown = self.runs.remove(&key).is_some_and(|run| run.shown > 0);
+                if shown {
+                    self.deliver_exit(&exit);
+                }
+            }
         }
     }
 
-    /// Filters, renders and queues one report for the sinks.
-    fn deliver(&mut self, report: Report) {
-        match self.context.filter.verdict(&report) {
+    /// Filters, renders and queues one kill for the sinks; whether it was shown.
+    fn deliver_kill(&mut self, report: &Report) -> bool {
+        self.count(report);
+        match self.context.filter.verdict(report) {
             Verdict::Shown => {}
             Verdict::Hidden => {
                 self.tally.filtered += 1;
-                return;
+                return false;
             }
             Verdict::NeedsName => {
                 if !self.said_names_unresolvable {
                     self.said_names_unresolvable = true;
                     crate::say!(
-                        "container names cannot be resolved (Docker does not answer), so --container matches ids only; kills in unnamed containers are counted as filtered out"
+                        "a container's name could not be learnt from Docker in time, so --container matched it by id only; kills in unnamed containers are counted as filtered out"
                     );
                 }
                 self.tally.filtered += 1;
-                return;
+                return false;
             }
         }
         self.json.clear();
-        let mut writer = (&mut self.json).writer();
-        json::write_line(&report, &mut writer);
+        json::write_line(report, (&mut self.json).writer());
         let json = self.json.split().freeze();
         let shown = match self.context.format {
             StdoutFormat::Json => json.clone(),
             StdoutFormat::Human => {
                 self.text.clear();
-                human::human_line(&report, &mut self.text);
+                self.human.kill(report, SystemTime::now(), &mut self.text);
                 Bytes::copy_from_slice(self.text.as_bytes())
             }
         };
         if self.sinks.send(&json, shown) {
             self.tally.reported += 1;
         }
+        true
+    }
+
+    /// Counts what the kernel did, for the summary's comparison with its own count.
+    fn count(&mut self, report: &Report) {
+        let oom = report.oom.as_ref();
+        match oom.and_then(|o| o.kind) {
+            Some("killed") => self.tally.killed += 1,
+            Some("marked") => self.tally.marked += 1,
+            _ => self.tally.unknown_kind += 1,
+        }
+        let Some(oom) = oom else { return };
+        // The kernel counts a group kill's chosen victim twice: once chosen, once a member.
+        if oom.group_kill == Some(true) && oom.id.is_some() && oom.id != self.last_invocation {
+            self.tally.group_kills += 1;
+        }
+        self.last_invocation = oom.id;
+    }
+
+    fn deliver_exit(&mut self, exit: &ContainerExit) {
+        self.json.clear();
+        json::write_exit(exit, (&mut self.json).writer());
+        let json = self.json.split().freeze();
+        let shown = match self.context.format {
+            StdoutFormat::Json => json.clone(),
+            StdoutFormat::Human => {
+                self.text.clear();
+                self.human.exit(exit, SystemTime::now(), &mut self.text);
+                Bytes::copy_from_slice(self.text.as_bytes())
+            }
+        };
+        self.sinks.send(&json, shown);
     }
 }
 
