@@ -218,8 +218,9 @@ fn sigterm_summary_and_output_file() {
     }
     let _serial = serial();
     let cgroup = MemCgroup::create("output", 32);
-    let out = std::env::temp_dir().join(format!("oomtrace-e2e-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&out);
+    // Removed with its directory when the test ends, passed or not.
+    let scratch = TempDir::create("output", 0o700);
+    let out = scratch.path().join("out.jsonl");
     std::fs::write(&out, "").unwrap();
 
     let mut command = Command::new(oomtrace_bin());
@@ -254,7 +255,6 @@ fn sigterm_summary_and_output_file() {
     );
 
     let written = std::fs::read_to_string(&out).unwrap();
-    let _ = std::fs::remove_file(&out);
     let ours: Vec<Value> = written
         .lines()
         .map(|l| serde_json::from_str(l).expect("--output holds JSON lines"))
