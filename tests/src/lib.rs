@@ -572,8 +572,42 @@ pub struct Tracer {
 /// What a stopped tracer left behind.
 pub struct Stopped {
     pub status: ExitStatus,
+    /// The `"event":"oom_kill"` reports.
     pub reports: Vec<Value>,
+    /// The `"event":"container_exit"` events.
+    pub exits: Vec<Value>,
     pub stderr: Vec<String>,
+}
+
+fn is_kill(value: &Value) -> bool {
+    value["event"] == "oom_kill"
+}
+
+fn is_exit(value: &Value) -> bool {
+    value["event"] == "container_exit"
+}
+
+/// The line a watch ends with when it reported `reported` kills, the filters hid `filtered`
+/// (`None` without filters), nothing was dropped, and the kernel counted every kill seen.
+pub fn summary_line(reported: usize, filtered: Option<usize>) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut line = format!("oomtrace: {reported} OOM kill{} reported", plural(reported));
+    if let Some(filtered) = filtered {
+        line.push_str(&format!(", {filtered} filtered out"));
+    }
+    let seen = reported + filtered.unwrap_or(0);
+    line.push_str(&format!(", 0 events dropped; the kernel counted {seen}"));
+    line
+}
+
+/// Checks the watch ended with [`summary_line`] for the kills it reported.
+pub fn expect_summary(stopped: &Stopped, filtered: Option<usize>) {
+    let summary = summary_line(stopped.reports.len(), filtered);
+    assert!(
+        stopped.stderr.contains(&summary),
+        "no `{summary}`: {:?}",
+        stopped.stderr
+    );
 }
 
 impl Tracer {
@@ -601,10 +635,29 @@ impl Tracer {
         }
     }
 
-    /// Waits until `accept` has matched `count` reports, oomtrace closes its stdout, or
+    /// Waits until `accept` has matched `count` kill reports, oomtrace closes its stdout, or
     /// `timeout` passes, returning the matching reports so far. Fails the test on a line that
     /// is not JSON.
     pub fn wait_for(
+        &self,
+        count: usize,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        self.wait_for_event(count, timeout, |r| is_kill(r) && accept(r))
+    }
+
+    /// [`Self::wait_for`] for container exits.
+    pub fn wait_for_exit(
+        &self,
+        count: usize,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        self.wait_for_event(count, timeout, |r| is_exit(r) && accept(r))
+    }
+
+    fn wait_for_event(
         &self,
         count: usize,
         timeout: Duration,
@@ -630,10 +683,13 @@ impl Tracer {
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = wait_timeout(&mut child, Duration::from_secs(10))
             .unwrap_or_else(|| panic!("oomtrace did not exit within 10 s of signal {signal}"));
+        let (reports, exits): (Vec<Value>, Vec<Value>) =
+            reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
         Stopped {
             status,
             stderr: stderr.finish(PIPE_GRACE),
-            reports: reports.finish(PIPE_GRACE),
+            exits: exits.into_iter().filter(is_exit).collect(),
+            reports,
         }
     }
 

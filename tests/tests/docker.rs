@@ -14,8 +14,8 @@ use std::{
 };
 
 use oomtrace_tests::{
-    KillOnDrop, MemCgroup, Tracer, field, memory_hierarchy, output_within, privileged,
-    read_line_within, serial, trace_one_kill,
+    KillOnDrop, MemCgroup, Tracer, expect_summary, field, memory_hierarchy, output_within,
+    privileged, read_line_within, serial, trace_one_kill,
 };
 use serde_json::Value;
 
@@ -299,18 +299,6 @@ fn assert_stopped_cleanly(stopped: &oomtrace_tests::Stopped) {
     );
 }
 
-fn assert_summary(stopped: &oomtrace_tests::Stopped) {
-    let summary = format!(
-        "oomtrace: {} OOM kills reported, 0 events dropped",
-        stopped.reports.len()
-    );
-    assert!(
-        stopped.stderr.contains(&summary),
-        "no `{summary}`: {:?}",
-        stopped.stderr
-    );
-}
-
 fn unavailable_lines(stderr: &[String]) -> Vec<&String> {
     stderr
         .iter()
@@ -371,7 +359,7 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
 
     let stopped = tracer.stop();
     assert_stopped_cleanly(&stopped);
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     assert!(
         unavailable_lines(&stopped.stderr).is_empty(),
         "Docker runs here: {:?}",
@@ -471,7 +459,7 @@ fn pid1_hog_with_restart_policy() {
     tracer.wait_for(3, Duration::from_secs(5), |r| about(r, &id));
     let stopped = tracer.stop();
     assert_stopped_cleanly(&stopped);
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(
         ours.len(),
@@ -522,7 +510,7 @@ fn rm_container_killed_at_once_is_still_named() {
     tracer.wait_for(1, Duration::from_secs(5), |r| about(r, &id));
     let stopped = tracer.stop();
     assert_stopped_cleanly(&stopped);
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(ours.len(), 1, "exactly one kill in {name}: {ours:#?}");
     let report = ours[0];
@@ -615,7 +603,7 @@ fn two_containers_oom_at_once_each_attributed() {
     });
     let stopped = tracer.stop();
     assert_stopped_cleanly(&stopped);
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     let mut times = Vec::new();
     for container in &started {
         let ours = reports_about(&stopped.reports, &container.id);
@@ -662,7 +650,7 @@ fn host_cgroup_hog_gets_no_container() {
     let cgroup = MemCgroup::create("docker-host", 32);
     let (pid, stopped, report) = trace_one_kill(&[], &cgroup, &hog_path());
     let report = &report;
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     assert!(
         unavailable_lines(&stopped.stderr).is_empty(),
         "Docker runs here: {:?}",
@@ -725,7 +713,7 @@ fn docker_unreachable_reports_arrive_without_names_and_without_delay() {
 
     let stopped = tracer.stop();
     assert_stopped_cleanly(&stopped);
-    assert_summary(&stopped);
+    expect_summary(&stopped, None);
     for id in &ids {
         let ours = reports_about(&stopped.reports, id);
         assert_eq!(ours.len(), 1, "exactly one report for {id}: {ours:#?}");
@@ -792,9 +780,9 @@ fn filters() {
     let report = &stopped.reports[0];
     assert_eq!(field(report, "container.id"), wanted_id.as_str());
     assert_eq!(field(report, "container.name"), wanted.as_str());
-    let summary = "oomtrace: 1 OOM kills reported, 1 filtered out, 0 events dropped";
+    let summary = oomtrace_tests::summary_line(1, Some(1));
     assert!(
-        stopped.stderr.iter().any(|l| l == summary),
+        stopped.stderr.contains(&summary),
         "no `{summary}`: {:?}",
         stopped.stderr
     );

@@ -143,6 +143,17 @@ impl EbpfFeed {
             _ => StackReading::default(),
         };
         oom::complete(report, stack, log.as_ref(), 1 << setup.page_shift);
+        // A cgroup named only by the kernel log (tracepoint mode, where /proc no longer could)
+        // gets its id from its directory, as one named by /proc does.
+        if report.cgroup.id.is_none()
+            && let (Some(root), Some(path)) = (&setup.cgroup_root, &report.cgroup.path)
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            report.cgroup.id = std::fs::metadata(crate::kernel::cgroups::cgroup_dir(root, path))
+                .ok()
+                .map(|m| m.ino());
+            report.cgroup.mode = setup.cgroups.json_name();
+        }
         let id = self.invocations.id_for(report, stack);
         let Some(oom) = report.oom.as_mut() else {
             return;
