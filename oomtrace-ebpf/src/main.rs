@@ -7,7 +7,10 @@
 #![no_std]
 #![no_main]
 
-use core::{ffi::c_void, ptr::read_volatile};
+use core::{
+    ffi::c_void,
+    ptr::{read_volatile, write_volatile},
+};
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -218,10 +221,25 @@ fn fill_from_first_arg(event: *mut OomEvent, first_arg: u64) -> u32 {
 // combination of outcomes, which exceeded 6.1's million-instruction budget. The only
 // branches left test LAYOUT, which the verifier knows as constants (frozen .rodata).
 
+/// `x`, with where it came from hidden from LLVM. Knowing a value is 0 or 1, LLVM turns the
+/// arithmetic below into a compare and a branch (BPF has no conditional move), and each such
+/// branch doubles the paths the verifier walks through a loop: 6.1's gave up at a million
+/// instructions. A volatile round trip through the stack keeps it arithmetic.
+#[inline(always)]
+fn opaque(x: u64) -> u64 {
+    let mut slot = 0u64;
+    // SAFETY: a local the function owns.
+    unsafe {
+        write_volatile(&raw mut slot, x);
+        read_volatile(&raw const slot)
+    }
+}
+
 /// 1 when a `bpf_probe_read_kernel*` return value says it succeeded, else 0.
 #[inline(always)]
 fn ok_bit(ret: i64) -> u64 {
-    ((ret >> 63) + 1) as u64
+    // The sign, as all ones or zero, plus one.
+    opaque((ret >> 63) as u64).wrapping_add(1)
 }
 
 /// `bit` when `ok` is 1, else 0.
@@ -233,7 +251,7 @@ fn bit_if(ok: u64, bit: u32) -> u32 {
 /// 1 when `x` is non-zero, else 0.
 #[inline(always)]
 fn non_zero(x: u64) -> u64 {
-    (x | x.wrapping_neg()) >> 63
+    opaque(x | x.wrapping_neg()) >> 63
 }
 
 /// Copies the `T` at `base + offset` into `dst`: 1 if it was read, 0 (and `dst` zeroed) if
