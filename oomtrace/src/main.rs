@@ -14,14 +14,21 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         oomtrace::say!("internal error, please report it: {info}");
     }));
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cli::refuse(err),
+    };
     if let Some(problem) = cli.usage_problem() {
         oomtrace::say!("{problem}");
         return ExitCode::from(2);
     }
     match cli.command {
-        Some(cli::Command::Check { kernel }) => check::run(&kernel),
-        Some(cli::Command::History { json, since }) => history::run(json, since),
+        Some(cli::Command::Check) => check::run(&cli.args.kernel()),
+        Some(cli::Command::History) => history::run(&cli.args),
+        Some(cli::Command::Explain { .. }) => {
+            oomtrace::say!("explain is not written yet");
+            ExitCode::FAILURE
+        }
         None => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()
@@ -34,7 +41,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(watch::run(cli.watch)) {
+            match runtime.block_on(watch::run(cli.args)) {
                 Ok(code) => code,
                 Err(err) => {
                     oomtrace::say!("{err:#}");

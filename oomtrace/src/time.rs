@@ -46,9 +46,110 @@ impl ClockPair {
     }
 }
 
+/// `--since`: a point in time, as `docker events --since` and `journalctl --since` take one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// That long before now.
+    Ago(Duration),
+    /// That moment.
+    At(SystemTime),
+}
+
+impl Since {
+    /// A duration (`10m`, `2h30m`, `1d`), an RFC 3339 time (`2026-11-25T14:00:00Z`), a local
+    /// date or date and time (`2026-11-25`, `2026-11-25T14:00:00`, `2026-11-25 14:00`), or a
+    /// Unix timestamp (`1764079200`, `1764079200.5`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_in(text, &jiff::tz::TimeZone::system())
+    }
+
+    pub fn parse_in(text: &str, tz: &jiff::tz::TimeZone) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<f64>()
+            && seconds.is_finite()
+            && seconds >= 0.0
+        {
+            return Ok(Self::At(
+                SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds),
+            ));
+        }
+        if let Ok(ago) = humantime::parse_duration(text) {
+            return Ok(Self::Ago(ago));
+        }
+        if let Ok(at) = text.parse::<jiff::Timestamp>() {
+            return Ok(Self::At(at.into()));
+        }
+        let civil = text.parse::<jiff::civil::DateTime>().or_else(|_| {
+            text.parse::<jiff::civil::Date>()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        });
+        if let Ok(civil) = civil
+            && let Ok(zoned) = tz.to_zoned(civil)
+        {
+            return Ok(Self::At(zoned.timestamp().into()));
+        }
+        Err(format!(
+            "{text:?} is not a time: give a duration (10m, 2h, 1d), an RFC 3339 time (2026-11-25T14:00:00Z), a local date or date and time (2026-11-25, 2026-11-25T14:00:00), or a Unix timestamp (1764079200)"
+        ))
+    }
+
+    /// The moment it names, `now` being now.
+    pub fn moment(self, now: SystemTime) -> SystemTime {
+        match self {
+            Self::Ago(ago) => now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH),
+            Self::At(at) => at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_the_forms_docker_and_journalctl_take() {
+        let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let at = |rfc3339: &str| Since::At(humantime::parse_rfc3339(rfc3339).unwrap());
+        let cases = [
+            ("10m", Ok(Since::Ago(Duration::from_secs(600)))),
+            ("2h30m", Ok(Since::Ago(Duration::from_secs(9000)))),
+            ("1d", Ok(Since::Ago(Duration::from_secs(86_400)))),
+            ("2026-11-25T14:00:00Z", Ok(at("2026-11-25T14:00:00Z"))),
+            ("2026-11-25T14:00:00+01:00", Ok(at("2026-11-25T13:00:00Z"))),
+            // Local: Berlin is UTC+1 in November.
+            ("2026-11-25T14:00:00", Ok(at("2026-11-25T13:00:00Z"))),
+            ("2026-11-25 14:00", Ok(at("2026-11-25T13:00:00Z"))),
+            ("2026-11-25", Ok(at("2026-11-24T23:00:00Z"))),
+            ("1764079200", Ok(at("2025-11-25T14:00:00Z"))),
+            (
+                "1764079200.5",
+                Ok(Since::At(
+                    humantime::parse_rfc3339("2025-11-25T14:00:00Z").unwrap()
+                        + Duration::from_millis(500),
+                )),
+            ),
+            ("banana", Err("is not a time")),
+            ("-5", Err("is not a time")),
+            ("", Err("is not a time")),
+        ];
+        for (text, want) in cases {
+            match (Since::parse_in(text, &tz), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+                (Err(got), Err(part)) => {
+                    assert!(
+                        got.contains(part) && got.contains("duration"),
+                        "{text}: {got}"
+                    )
+                }
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(
+            Since::Ago(Duration::from_secs(600)).moment(now),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(9_400)
+        );
+    }
 
     #[test]
     fn converts_stamps_before_and_after_the_reading() {

@@ -1,7 +1,7 @@
 //! `oomtrace history`: the OOM kills still in the kernel's log buffer, including the ones
 //! from before oomtrace started, which is what an on-call engineer needs first.
 
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use crate::{
     attribution::enrich,
@@ -11,7 +11,8 @@ use crate::{
     source::kmsg::device as kmsg_source,
 };
 
-pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
+pub fn run(args: &crate::cli::Args) -> ExitCode {
+    let json = args.json;
     let (kills, lost) = match kmsg_source::logged_kills() {
         Ok(found) => found,
         Err(err) => {
@@ -21,7 +22,7 @@ pub fn run(json: bool, since: Option<Duration>) -> ExitCode {
     };
     let clock = kmsg_source::log_clock();
     let cgroups = CgroupMode::of_host();
-    let oldest = since.and_then(|since| clock.realtime.checked_sub(since));
+    let oldest = args.since.map(|since| since.moment(clock.realtime));
     let reports: Vec<Report> = kills
         .iter()
         .map(|kill| {

@@ -18,7 +18,7 @@ use tokio::{
 
 use crate::{
     attribution::docker,
-    cli::{Backend, WatchArgs},
+    cli::{Args, Backend},
     kernel::{
         attach::attach,
         cgroups::{self, CgroupMode},
@@ -59,14 +59,15 @@ impl Feed {
 
 /// eBPF unless told otherwise; the kernel log when eBPF cannot be used for one of the reasons
 /// the kernel log stands in for and no attach mode was forced, saying why in one line.
-fn open_feed(args: &WatchArgs) -> anyhow::Result<OpenedFeed> {
+fn open_feed(args: &Args) -> anyhow::Result<OpenedFeed> {
     let kmsg = || kmsg_device::open().map_err(|e| anyhow!(e));
-    match args.backend {
+    let kernel = args.kernel();
+    match args.backend.unwrap_or(Backend::Auto) {
         Backend::Kmsg => Ok(OpenedFeed::Kmsg(kmsg()?)),
-        Backend::Ebpf => Ok(OpenedFeed::Ebpf(Box::new(attach(&args.kernel)?))),
-        Backend::Auto => match attach(&args.kernel) {
+        Backend::Ebpf => Ok(OpenedFeed::Ebpf(Box::new(attach(&kernel)?))),
+        Backend::Auto => match attach(&kernel) {
             Ok(attached) => Ok(OpenedFeed::Ebpf(Box::new(attached))),
-            Err(err) if args.kernel.attach.is_none() && err.kernel_log_stands_in() => {
+            Err(err) if kernel.attach.is_none() && err.kernel_log_stands_in() => {
                 match kmsg_device::open() {
                     Ok(file) => {
                         crate::say!(
@@ -108,14 +109,14 @@ fn explain_plan(plan: &Plan, attached: &Attached) {
     }
 }
 
-pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let format = if args.json {
         StdoutFormat::Json
     } else {
         StdoutFormat::Human
     };
     let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
-    let sinks = Sinks::start(args.output.as_slice(), sink_events_tx).map_err(|e| anyhow!(e))?;
+    let sinks = Sinks::start(&args.outputs, sink_events_tx).map_err(|e| anyhow!(e))?;
     // Docker is asked while the kernel program loads; nothing waits for it.
     let docker = if args.no_enrich {
         None
@@ -239,11 +240,12 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         ),
         (tally.undecodable, "could not be read".to_owned()),
     ];
-    for (destination, lost) in losses.by_destination {
+    for (destination, lost) in losses.by_destination.iter().cloned() {
         dropped.push((lost, format!("not written to {destination}")));
     }
     let counts = summary::Counts {
-        reported: tally.reported,
+        // What stdout wrote whole: a line queued but never written is dropped, not reported.
+        reported: losses.kills_shown,
         filtered: context.filter.is_active().then_some(tally.filtered),
         dropped,
         killed: tally.killed,
