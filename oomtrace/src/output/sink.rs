@@ -27,6 +27,13 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Lines a destination may have waiting: a storm's worth, a few hundred KiB at most.
 const QUEUE_LINES: usize = 1024;
 
+/// One rendered line, and whether it reports a kill (the summary counts those written).
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub bytes: Bytes,
+    pub kill: bool,
+}
+
 /// What the writer threads tell the event loop.
 #[derive(Debug)]
 pub enum SinkEvent {
@@ -39,11 +46,12 @@ pub enum SinkEvent {
 /// One destination's thread and queue.
 struct Destination {
     name: String,
-    queue: Option<SyncSender<Bytes>>,
+    queue: Option<SyncSender<Line>>,
     /// Disconnects when the thread ends.
     done: Option<mpsc::Receiver<()>>,
-    /// Lines taken by the thread and written whole.
+    /// Lines taken by the thread and written whole, and the kills among them.
     written: Arc<AtomicU64>,
+    kills_written: Arc<AtomicU64>,
     /// Lines handed to the queue.
     queued: u64,
     /// Lines refused because the queue was full.
@@ -51,7 +59,7 @@ struct Destination {
 }
 
 impl Destination {
-    fn send(&mut self, line: Bytes) {
+    fn send(&mut self, line: Line) {
         let Some(queue) = &self.queue else {
             self.refused += 1;
             return;
@@ -81,6 +89,8 @@ impl Destination {
 pub struct Losses {
     /// `(destination, lines)` for every destination that lost any.
     pub by_destination: Vec<(String, u64)>,
+    /// Kills stdout wrote whole.
+    pub kills_shown: u64,
 }
 
 impl Losses {
@@ -111,19 +121,14 @@ impl Sinks {
     }
 
     /// Queues `json` for every file, and `shown` (the JSON line or the human one) for stdout.
-    /// Returns whether stdout took the line.
-    pub fn send(&mut self, json: &Bytes, shown: Bytes) -> bool {
+    pub fn send(&mut self, json: &Bytes, shown: Bytes, kill: bool) {
         for file in &mut self.files {
-            file.send(json.clone());
+            file.send(Line {
+                bytes: json.clone(),
+                kill,
+            });
         }
-        let refused = self.stdout.refused;
-        self.stdout.send(shown);
-        self.stdout.refused == refused
-    }
-
-    /// Lines stdout has written so far.
-    pub fn shown(&self) -> u64 {
-        self.stdout.written.load(Ordering::Relaxed)
+        self.stdout.send(Line { bytes: shown, kill });
     }
 
     /// Closes every queue, gives the threads until `deadline` to write what is queued, and
@@ -136,6 +141,7 @@ impl Sinks {
                 losses.by_destination.push((destination.name.clone(), lost));
             }
         }
+        losses.kills_shown = self.stdout.kills_written.load(Ordering::Relaxed);
         losses
     }
 }
@@ -149,10 +155,11 @@ fn open_output(path: &Path) -> io::Result<File> {
 }
 
 fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Bytes>(QUEUE_LINES);
+    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
     let (finished, done) = mpsc::channel::<()>();
     let written = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&written);
+    let kills_written = Arc::new(AtomicU64::new(0));
+    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
     let hangup_events = events.clone();
     // Nothing may be written to notice that stdout's reader is gone: poll says so at once.
     thread::Builder::new()
@@ -172,9 +179,12 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
             let stdout = io::stdout();
             for line in lines {
                 let mut out = stdout.lock();
-                match out.write_all(&line).and_then(|()| out.flush()) {
+                match out.write_all(&line.bytes).and_then(|()| out.flush()) {
                     Ok(()) => {
                         counter.fetch_add(1, Ordering::Relaxed);
+                        if line.kill {
+                            kill_counter.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
                         let _ = events.send(SinkEvent::StdoutClosed);
@@ -193,6 +203,7 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
         queue: Some(queue),
         done: thread.map(|_| done),
         written,
+        kills_written,
         queued: 0,
         refused: 0,
     }
@@ -221,10 +232,11 @@ fn wait_for_hangup(fd: i32) -> bool {
 }
 
 fn spawn_file(path: PathBuf, mut file: File) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Bytes>(QUEUE_LINES);
+    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
     let (finished, done) = mpsc::channel::<()>();
     let written = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&written);
+    let kills_written = Arc::new(AtomicU64::new(0));
+    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
     let name = path.display().to_string();
     let thread = thread::Builder::new()
         .name("output-file".into())
@@ -233,9 +245,12 @@ fn spawn_file(path: PathBuf, mut file: File) -> Destination {
             let _finished = finished;
             let mut failing = false;
             for line in lines {
-                match append_whole(&mut file, &line) {
+                match append_whole(&mut file, &line.bytes) {
                     Ok(()) => {
                         counter.fetch_add(1, Ordering::Relaxed);
+                        if line.kill {
+                            kill_counter.fetch_add(1, Ordering::Relaxed);
+                        }
                         if failing {
                             failing = false;
                             crate::say!("writing to {} again", path.display());
@@ -261,6 +276,7 @@ fn spawn_file(path: PathBuf, mut file: File) -> Destination {
         queue: Some(queue),
         done: thread.ok().map(|_| done),
         written,
+        kills_written,
         queued: 0,
         refused: 0,
     }
@@ -302,17 +318,21 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_and_counts() {
-        let (queue, _lines) = mpsc::sync_channel::<Bytes>(2);
+        let (queue, _lines) = mpsc::sync_channel::<Line>(2);
         let mut destination = Destination {
             name: "test".into(),
             queue: Some(queue),
             done: None,
             written: Arc::new(AtomicU64::new(0)),
+            kills_written: Arc::new(AtomicU64::new(0)),
             queued: 0,
             refused: 0,
         };
         for _ in 0..5 {
-            destination.send(Bytes::from_static(b"x\n"));
+            destination.send(Line {
+                bytes: Bytes::from_static(b"x\n"),
+                kill: true,
+            });
         }
         assert_eq!((destination.queued, destination.refused), (2, 3));
         // Nothing took the two queued lines: they count as lost too.

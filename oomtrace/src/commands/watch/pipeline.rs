@@ -46,8 +46,6 @@ pub enum StdoutFormat {
 /// Counts for the summary printed at exit.
 #[derive(Debug, Default)]
 pub struct Tally {
-    /// Kill reports handed to stdout.
-    pub reported: u64,
     /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
     pub filtered: u64,
     /// Records that could not be decoded, or log records overwritten before they were read.
@@ -307,9 +305,7 @@ impl Pipeline {
                 Bytes::copy_from_slice(self.text.as_bytes())
             }
         };
-        if self.sinks.send(&json, shown) {
-            self.tally.reported += 1;
-        }
+        self.sinks.send(&json, shown, true);
         true
     }
 
@@ -341,7 +337,7 @@ impl Pipeline {
                 Bytes::copy_from_slice(self.text.as_bytes())
             }
         };
-        self.sinks.send(&json, shown);
+        self.sinks.send(&json, shown, false);
     }
 }
 
