@@ -708,14 +708,25 @@ pub struct Started {
 /// Spawns oomtrace and waits (on a Condvar, at most 20 s) for `watching for OOM kills` on its
 /// stderr, which keeps being collected afterwards.
 pub fn spawn_until_ready(mut command: Command) -> Started {
+    command.stdout(Stdio::piped());
+    let (mut child, stderr) = spawn_ready(command);
+    let stdout = child.stdout.take().expect("stdout");
+    Started {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// [`spawn_until_ready`] with stdout as the test set it on `command` (a pipe of its own, a
+/// file): the child and its stderr.
+pub fn spawn_ready(mut command: Command) -> (KillOnDrop, PipeLines<String>) {
     let child = command
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     let mut child = KillOnDrop(child);
-    let stdout = child.stdout.take().expect("stdout");
     let stderr = PipeLines::spawn(
         "oomtrace's stderr",
         child.stderr.take().expect("stderr"),
@@ -729,11 +740,7 @@ pub fn spawn_until_ready(mut command: Command) -> Started {
             stderr.finish(PIPE_GRACE)
         );
     }
-    Started {
-        child,
-        stdout,
-        stderr,
-    }
+    (child, stderr)
 }
 
 /// Which cgroup hierarchy holds the memory controller on this host.
@@ -924,6 +931,43 @@ impl Hog {
             .unwrap_or_else(|| panic!("the hog outlived {HOG_TIMEOUT:?}"))
     }
 
+    /// Waits for the OOM killer to stop the hog and checks that it did, but leaves it a zombie
+    /// (`waitid(WNOWAIT)`): its `/proc` entry stays until [`Self::expect_oom_killed`] reaps
+    /// it, so what oomtrace reads there does not race the test's own wait.
+    pub fn expect_oom_killed_unreaped(&mut self) {
+        let deadline = Instant::now() + HOG_TIMEOUT;
+        // SAFETY: pidfd_open of our unreaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid() as libc::pid_t, 0) };
+        if let Ok(fd) = RawFd::try_from(fd)
+            && fd >= 0
+        {
+            // SAFETY: a fresh fd that nothing else owns.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+            assert!(
+                readable_within(pidfd.as_raw_fd(), deadline),
+                "the hog outlived {HOG_TIMEOUT:?}"
+            );
+        }
+        // SAFETY: siginfo_t is plain data; waitid fills it for our child without reaping it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let waited = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(waited, 0, "waitid: {}", std::io::Error::last_os_error());
+        // SAFETY: filled by waitid for an exited child.
+        let (code, status) = (info.si_code, unsafe { info.si_status() });
+        assert_eq!(
+            (code, status),
+            (libc::CLD_KILLED, libc::SIGKILL),
+            "the hog was not OOM-killed"
+        );
+    }
+
     /// Waits for a hog that the OOM killer must stop, and checks that it did.
     pub fn expect_oom_killed(&mut self) {
         use std::os::unix::process::ExitStatusExt as _;
@@ -954,13 +998,16 @@ pub fn trace_one_kill(args: &[&str], cgroup: &MemCgroup, hog: &Path) -> (u32, St
     let tracer = Tracer::start(args);
     let mut child = Hog::spawn(hog, cgroup, 500, &[]);
     let pid = child.pid();
-    child.expect_oom_killed();
+    // Reaped only once oomtrace has reported: a report completed from /proc must not depend
+    // on which of the two gets there first.
+    child.expect_oom_killed_unreaped();
     let is_ours = |r: &Value| {
         r["victim"]["pid"] == pid
             || r["victim"]["tid"] == pid
             || r["cgroup"]["path"] == cgroup.path.as_str()
     };
     tracer.wait_for(1, Duration::from_secs(5), is_ours);
+    child.expect_oom_killed();
     let stopped = tracer.stop();
     assert!(
         stopped.status.success(),

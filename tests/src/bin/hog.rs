@@ -1,7 +1,10 @@
 //! A memory hog for oomtrace's end-to-end tests: joins a cgroup, sets its oom_score_adj,
 //! prints `joined`, then touches memory until the OOM killer stops it.
 //!
-//! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child]
+//! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child] [--name NAME]
+//!
+//! `--name` renames the hog's thread (its comm) to NAME, escape bytes included: a victim
+//! controls its own name, and the tests check how oomtrace shows one.
 //!
 //! A hog that has touched all its memory without being killed lingers until its stdin ends,
 //! then exits 3. The tests hold its stdin: they decide how long it lives, not a timer, and a
@@ -18,6 +21,7 @@ struct Args {
     oom_score_adj: Option<i32>,
     mib: usize,
     child: bool,
+    name: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -26,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
         oom_score_adj: None,
         mib: 256,
         child: false,
+        name: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -37,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--mib" => args.mib = value()?.parse().map_err(|e| format!("{e}"))?,
             "--child" => args.child = true,
+            "--name" => args.name = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -55,6 +61,13 @@ fn main() {
     if let Some(adj) = args.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .unwrap_or_else(|e| fail(&format!("set oom_score_adj: {e}")));
+    }
+    if let Some(name) = &args.name {
+        let mut comm = [0u8; 16];
+        let len = name.len().min(15);
+        comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
     }
     // The tests read this before they go on: the hog is in its cgroup, with its score.
     println!("joined");
