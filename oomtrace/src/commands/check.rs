@@ -1,55 +1,222 @@
-//! `oomtrace check`: can this host be traced, and how? It attaches for real and detaches,
-//! so "yes" is proven rather than inferred.
+//! `oomtrace check`: can this host be traced, and how? It answers two questions, each by
+//! doing it: whether the mode forced with `--attach` works here, and what plain `oomtrace`
+//! would use. It attaches for real and detaches, so "yes" is proven rather than inferred.
+//! Then whether Docker answers, and whether the kernel log can be read (the fallback, and
+//! `history`).
 
-use std::{fmt::Write as _, io::Write as _, process::ExitCode};
+use std::{fmt::Write as _, io::Write as _, path::Path, process::ExitCode, time::Duration};
 
 use crate::{
-    cli::KernelArgs,
-    kernel::{attach::attach, plan},
+    attribution::docker,
+    cli::{Args, KernelArgs},
+    kernel::{
+        attach::{AttachFailure, attach},
+        loader::Attached,
+        plan::{self, Plan},
+        symbols::Kallsyms,
+    },
+    source::kmsg::device as kmsg_device,
 };
 
-pub fn run(kernel: &KernelArgs) -> ExitCode {
+pub fn run(args: &Args) -> ExitCode {
     let mut out = String::new();
-    let code = describe(kernel, &mut out);
+    let code = describe(args, &mut out);
     // `oomtrace check | head -1` is a fine way to ask: a closed pipe is not an error.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     code
 }
 
-fn describe(kernel: &KernelArgs, out: &mut String) -> ExitCode {
-    let (plan, attached) = match attach(kernel) {
-        Ok(ok) => ok,
-        Err(err) => {
-            let _ = writeln!(out, "oomtrace check: this host cannot be traced: {err}");
-            return ExitCode::FAILURE;
+fn describe(args: &Args, out: &mut String) -> ExitCode {
+    let kernel = args.kernel();
+    let kmsg = kmsg_device::open().map(drop);
+    let mut traced = true;
+    // The forced mode first: the question that was asked.
+    if let Some(forced) = kernel.attach {
+        match attach(&kernel) {
+            Ok((plan, attached)) => {
+                let _ = writeln!(out, "--attach {forced}: works here");
+                fields(out, &plan, &attached);
+            }
+            Err(err) => {
+                traced = false;
+                let _ = writeln!(out, "--attach {forced}: does not work here: {err}");
+            }
         }
+    }
+    // Then what plain oomtrace would do on this host.
+    let plain = KernelArgs {
+        btf: kernel.btf.clone(),
+        ..KernelArgs::default()
     };
+    match attach(&plain) {
+        Ok((plan, attached)) => {
+            let _ = writeln!(
+                out,
+                "plain oomtrace here: {} ({})",
+                attached.mode,
+                plan.cgroup_mode.describe()
+            );
+            if kernel.attach.is_none() {
+                fields(out, &plan, &attached);
+            }
+            not_available(out, &plan, &attached);
+        }
+        Err(err) => plain_fallback(out, &err, &kmsg, &mut traced, kernel.attach.is_none()),
+    }
+    symbols_line(out);
+    docker_line(out, args);
+    match &kmsg {
+        Ok(()) => {
+            let _ = writeln!(
+                out,
+                "kernel log: {} can be read (the fallback, and history)",
+                kmsg_device::DEV_KMSG
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(out, "kernel log: cannot be read: {why}");
+        }
+    }
+    if traced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Plain oomtrace cannot attach: does the kernel log stand in?
+fn plain_fallback(
+    out: &mut String,
+    err: &AttachFailure,
+    kmsg: &Result<(), String>,
+    traced: &mut bool,
+    plain_was_asked: bool,
+) {
+    match kmsg {
+        Ok(()) if err.kernel_log_stands_in() => {
+            let _ = writeln!(
+                out,
+                "plain oomtrace here: the kernel log ({}), because eBPF cannot be used: {err}",
+                kmsg_device::DEV_KMSG
+            );
+            let _ = writeln!(
+                out,
+                "fields:      what the kernel log prints: victim.pid, victim.comm, victim.uid, victim.oom_score_adj, victim.rss_*_bytes, cgroup.path and the oom context when its report was not rate-limited"
+            );
+        }
+        _ => {
+            if plain_was_asked {
+                *traced = false;
+            }
+            let _ = writeln!(out, "plain oomtrace here: cannot trace: {err}");
+        }
+    }
+}
+
+/// The fields the mode fills, and what stays null and why.
+fn fields(out: &mut String, plan: &Plan, attached: &Attached) {
     let mode = attached.mode;
-    let _ = writeln!(out, "oomtrace check: this host can be traced.");
-    let _ = writeln!(out, "attach mode: {mode}");
-    let _ = writeln!(out, "cgroup mode: {}", plan.cgroup_mode.describe());
     let _ = writeln!(
         out,
         "fields:      {}",
         plan::fillable_fields(mode, &plan.layout).join(", ")
     );
+    match &attached.signal_failure {
+        None => {
+            let _ = writeln!(
+                out,
+                "oom.kind:    known (signal_generate is attached beside mark_victim)"
+            );
+        }
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "oom.kind:    null, signal_generate cannot be used: {why}"
+            );
+        }
+    }
+    let null: Vec<String> = plan
+        .missing_for(mode)
+        .iter()
+        .map(|m| format!("{} {}: {} will be null", m.what, m.why, m.affects))
+        .collect();
+    for line in null {
+        let _ = writeln!(out, "  - {line}");
+    }
+}
+
+/// Why the modes richer than the one plain oomtrace uses are not used.
+fn not_available(out: &mut String, plan: &Plan, attached: &Attached) {
     let mut reasons: Vec<String> = plan
-        .unavailable_above(mode)
+        .unavailable_above(attached.mode)
         .map(|(m, why)| format!("{m}: {why}"))
         .collect();
     reasons.extend(attached.fallbacks.iter().map(|f| f.to_string()));
-    reasons.extend(
-        plan.missing_for(mode)
-            .iter()
-            .map(|m| format!("{} {}: {} will be null", m.what, m.why, m.affects)),
-    );
     if reasons.is_empty() {
-        let _ = writeln!(out, "richer modes: none; this is the richest mode");
+        let _ = writeln!(out, "richer modes: none; {} is the richest", attached.mode);
     } else {
-        let _ = writeln!(out, "not available:");
+        let _ = writeln!(out, "richer modes not available here:");
         for reason in reasons {
             let _ = writeln!(out, "  - {reason}");
         }
     }
-    ExitCode::SUCCESS
+}
+
+/// Whether the kernel stack can be read: which OOM it was, and a group kill's members.
+fn symbols_line(out: &mut String) {
+    if Kallsyms::load().is_some() {
+        let _ = writeln!(
+            out,
+            "kernel symbols: /proc/kallsyms names the OOM killer's functions: oom.global and the oom.id of memory.oom.group kills come from the kernel stack"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "kernel symbols: /proc/kallsyms hides its addresses (kptr_restrict, or no CAP_SYSLOG): without the kernel log's report, oom.global and the oom.id of memory.oom.group kills are null"
+        );
+    }
+}
+
+/// Whether the Docker Engine answers, and if not, why, in words.
+fn docker_line(out: &mut String, args: &Args) {
+    if args.no_enrich {
+        let _ = writeln!(out, "Docker: not asked (--no-enrich)");
+        return;
+    }
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let socket = match docker::socket_path(args.docker_socket.as_deref(), docker_host.as_deref()) {
+        Ok(socket) => socket,
+        Err(why) => {
+            let _ = writeln!(out, "Docker: not asked: {why}");
+            return;
+        }
+    };
+    match ask_docker(&socket) {
+        Ok(version) => {
+            let _ = writeln!(
+                out,
+                "Docker: answers at {} (Engine {version}): containers are named",
+                socket.display()
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                out,
+                "Docker: does not answer: {why}; reports carry container ids without names"
+            );
+        }
+    }
+}
+
+fn ask_docker(socket: &Path) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an event loop: {e}"))?;
+    runtime.block_on(async {
+        match tokio::time::timeout(Duration::from_secs(3), docker::version(socket)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("{} did not answer within 3 s", socket.display())),
+        }
+    })
 }

@@ -251,6 +251,22 @@ pub fn fillable_fields(mode: AttachMode, l: &KernelLayout) -> Vec<&'static str> 
                 add("cgroup.id", memcg && l.kn_id != ABSENT);
                 add("cgroup.path", memcg && known(&[l.kn_name, l.kn_parent]));
                 add("trigger.cgroup_id", memcg && l.kn_id != ABSENT);
+                add("victim.ppid", known(&[l.task_real_parent, l.task_tgid]));
+                add(
+                    "victim.parent_in_container",
+                    known(&[l.task_real_parent, l.task_thread_pid, l.pid_level]),
+                );
+                let chain = known(&[
+                    l.task_cgroups,
+                    l.css_set_subsys,
+                    l.memory_cgrp_id,
+                    l.css_parent,
+                    l.memcg_memory,
+                    l.page_counter_usage,
+                    l.page_counter_max,
+                ]);
+                add("oom.memcg (without the kernel log's report)", chain);
+                add("oom.memcg_limit_bytes, oom.memcg_usage_bytes", chain);
             }
         }
         AttachMode::Tracepoint => {

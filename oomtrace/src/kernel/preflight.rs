@@ -20,10 +20,10 @@ pub fn privilege_problem(euid: u32, caps: Option<u64>) -> Option<String> {
         return None;
     }
     Some(if euid != 0 {
-        "oomtrace needs root to load its eBPF program: run it with sudo (or grant CAP_BPF and CAP_PERFMON)."
+        "loading the eBPF program needs root: run oomtrace with sudo, or give it CAP_BPF and CAP_PERFMON"
             .into()
     } else {
-        "oomtrace runs as root but without CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run it in a privileged container or grant those capabilities."
+        "root without CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) cannot load the eBPF program: run oomtrace in a privileged container, or give it those capabilities"
             .into()
     })
 }
@@ -50,7 +50,7 @@ pub fn lockdown_level(text: &str) -> Option<&str> {
 pub fn lockdown_problem() -> Option<String> {
     let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
     (lockdown_level(&text)? == "confidentiality").then(|| {
-        "kernel lockdown is in confidentiality mode, which forbids eBPF programs from reading kernel memory: boot with lockdown=integrity or none."
+        "kernel lockdown is in confidentiality mode, which forbids eBPF programs from reading kernel memory: boot with lockdown=integrity or none"
             .to_string()
     })
 }
