@@ -3,17 +3,23 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A word from the schema's fixed vocabulary (`"oom_kill"`, `"tp_btf"`, `"docker"`, ...).
+/// An alias, not `&'static str` written out: serde would otherwise borrow it from the input,
+/// and a journal read from a buffer could not be deserialized.
+pub type Label = &'static str;
 
 /// Version of the JSON contract documented in the README.
 pub const SCHEMA: u32 = 1;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema: u32,
-    pub event: &'static str,
+    #[serde(deserialize_with = "known")]
+    pub event: Label,
     /// Wall-clock time of the kill; `null` if the wall clock cannot place it.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub time: Option<SystemTime>,
     /// `CLOCK_BOOTTIME` nanoseconds; `null` where the source has only a coarser clock.
     pub boot_ns: Option<u64>,
@@ -23,7 +29,12 @@ pub struct Report {
     pub container: Option<Container>,
     /// The OOM itself: which limit, which invocation, killed or only marked.
     pub oom: Option<OomContext>,
-    pub source: &'static str,
+    #[serde(deserialize_with = "known")]
+    pub source: Label,
+    /// True for a kill from before the watch started (`--since`), replayed from the journal
+    /// and the kernel log.
+    #[serde(default)]
+    pub past: bool,
     /// Kernel strings that were not valid UTF-8, byte for byte.
     #[serde(skip)]
     pub raw: RawText,
@@ -60,11 +71,12 @@ pub struct KernelFacts {
 }
 
 /// `"event":"container_exit"`: a container that had a reported kill exited, as Docker says.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContainerExit {
     pub schema: u32,
-    pub event: &'static str,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(deserialize_with = "known")]
+    pub event: Label,
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub time: Option<SystemTime>,
     pub container: Container,
     /// The exit code Docker reports (PID 1's).
@@ -124,14 +136,15 @@ pub fn kernel_text(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OomContext {
     /// The same for every victim of one OOM invocation: the `CLOCK_BOOTTIME` nanosecond (from
     /// the kernel log, the log's) at which the kernel marked its first victim.
     pub id: Option<u64>,
     /// `"killed"`: SIGKILL sent and counted by the kernel. `"marked"`: the victim was already
     /// exiting, so the kernel only marked it: no signal, no count, no log line.
-    pub kind: Option<&'static str>,
+    #[serde(deserialize_with = "known_option")]
+    pub kind: Option<Label>,
     /// `CONSTRAINT_MEMCG`, `CONSTRAINT_NONE`, ...
     pub constraint: Option<String>,
     /// The cgroup whose limit was hit: the victim's own, or an ancestor's (a pod's slice).
@@ -150,7 +163,7 @@ pub struct OomContext {
     pub top_tasks: Option<Vec<TopTask>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemcgStat {
     pub anon_bytes: Option<u64>,
     pub file_bytes: Option<u64>,
@@ -159,14 +172,14 @@ pub struct MemcgStat {
     pub sock_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopTask {
     pub pid: u32,
     pub comm: String,
     pub rss_bytes: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Victim {
     /// The process id (tgid) users know.
     pub pid: Option<u32>,
@@ -197,7 +210,7 @@ pub struct Victim {
     pub is_container_main: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
@@ -205,18 +218,20 @@ pub struct Trigger {
     pub cgroup_id: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cgroup {
     pub id: Option<u64>,
     /// The victim's memory cgroup, relative to its hierarchy's root.
     pub path: Option<String>,
     /// `v1` or `v2`: the hierarchy `path` is in.
-    pub mode: Option<&'static str>,
+    #[serde(deserialize_with = "known_option")]
+    pub mode: Option<Label>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    pub runtime: &'static str,
+    #[serde(deserialize_with = "known")]
+    pub runtime: Label,
     pub id: String,
     pub name: Option<String>,
     pub image: Option<String>,
@@ -235,12 +250,13 @@ pub struct Container {
     pub pod: Option<Pod>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pod {
     pub uid: String,
     pub namespace: Option<String>,
     pub name: Option<String>,
-    pub qos: Option<&'static str>,
+    #[serde(deserialize_with = "known_option")]
+    pub qos: Option<Label>,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -248,4 +264,61 @@ fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::O
         Some(time) => s.collect_str(&humantime::format_rfc3339_micros(*time)),
         None => s.serialize_none(),
     }
+}
+
+/// Every value a `&'static str` field of the schema takes; reading a journal maps each back
+/// to it, and anything else to `"unknown"` rather than a made-up value.
+const KNOWN: [&str; 28] = [
+    "oom_kill",
+    "container_exit",
+    "tp_btf",
+    "raw_tp",
+    "tracepoint",
+    "kmsg",
+    "v1",
+    "v2",
+    "docker",
+    "containerd",
+    "cri-o",
+    "podman",
+    "nerdctl",
+    "lxc",
+    "systemd-nspawn",
+    "kubernetes",
+    "guaranteed",
+    "burstable",
+    "besteffort",
+    "killed",
+    "marked",
+    "unknown",
+    "",
+    "journal",
+    "kmsg+journal",
+    "oom",
+    "host",
+    "container",
+];
+
+fn intern(text: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|k| **k == text)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+fn known<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(intern(&text))
+}
+
+fn known_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text.as_deref().map(intern))
+}
+
+fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    text.map(|t| humantime::parse_rfc3339(&t).map_err(serde::de::Error::custom))
+        .transpose()
 }

@@ -105,3 +105,25 @@ pub fn decoding(cgroups: CgroupMode) -> ebpf::Decoding {
 pub fn report() -> Report {
     ebpf::decode(&raw_event(), &decoding(CgroupMode::V1)).expect("the fixture decodes")
 }
+
+/// A scratch directory for a unit test, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("oomtrace-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("a scratch directory");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -4,6 +4,7 @@
 pub mod escape;
 pub mod filter;
 pub mod human;
+pub mod journal;
 pub mod json;
 pub mod sink;
 pub mod stderr;

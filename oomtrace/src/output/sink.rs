@@ -44,7 +44,7 @@ pub enum SinkEvent {
 }
 
 /// One destination's thread and queue.
-struct Destination {
+pub(super) struct Destination {
     name: String,
     queue: Option<SyncSender<Line>>,
     /// Disconnects when the thread ends.
@@ -103,21 +103,53 @@ impl Losses {
 pub struct Sinks {
     stdout: Destination,
     files: Vec<Destination>,
+    /// Every report, shown or filtered: the record `history` and `explain` read.
+    journal: Option<Destination>,
 }
 
 impl Sinks {
-    /// Starts the stdout thread and one per `--output` file; `events` hears of stdout closing.
-    pub fn start(outputs: &[PathBuf], events: UnboundedSender<SinkEvent>) -> Result<Self, String> {
+    /// Starts the stdout thread, one per `--output` file and the journal's; `events` hears
+    /// of stdout closing.
+    pub fn start(
+        outputs: &[PathBuf],
+        journal: Option<&std::path::Path>,
+        events: UnboundedSender<SinkEvent>,
+    ) -> Result<Self, String> {
         let mut files = Vec::new();
         for path in outputs {
             let file = open_output(path)
                 .map_err(|e| format!("cannot open --output {}: {e}", path.display()))?;
             files.push(spawn_file(path.clone(), file));
         }
+        let journal = journal.and_then(|path| match super::journal::Journal::open(path) {
+            Ok(journal) => Some(spawn_writer(
+                path.to_owned(),
+                Box::new(journal),
+                "reports still go out, but history and explain will not have them",
+            )),
+            Err(err) => {
+                crate::say!(
+                    "cannot keep the journal at {} ({err}); reports still go out, but history and explain will have only the kernel log",
+                    path.display()
+                );
+                None
+            }
+        });
         Ok(Self {
             stdout: spawn_stdout(events),
             files,
+            journal,
         })
+    }
+
+    /// Keeps `json` in the journal, whether or not the filters show it.
+    pub fn record(&mut self, json: &Bytes, kill: bool) {
+        if let Some(journal) = &mut self.journal {
+            journal.send(Line {
+                bytes: json.clone(),
+                kill,
+            });
+        }
     }
 
     /// Queues `json` for every file, and `shown` (the JSON line or the human one) for stdout.
@@ -135,7 +167,13 @@ impl Sinks {
     /// says what was lost.
     pub fn finish(mut self, deadline: Instant) -> Losses {
         let mut losses = Losses::default();
-        for destination in self.files.iter_mut().chain([&mut self.stdout]) {
+        let journal = self.journal.as_mut().into_iter();
+        for destination in self
+            .files
+            .iter_mut()
+            .chain(journal)
+            .chain([&mut self.stdout])
+        {
             let lost = destination.refused + destination.finish(deadline);
             if lost > 0 {
                 losses.by_destination.push((destination.name.clone(), lost));
@@ -231,7 +269,32 @@ fn wait_for_hangup(fd: i32) -> bool {
     }
 }
 
-fn spawn_file(path: PathBuf, mut file: File) -> Destination {
+/// A file lines are appended to, by its writer thread.
+pub trait LineFile: Send + 'static {
+    /// Appends one line, whole or not at all.
+    fn append(&mut self, line: &[u8]) -> io::Result<()>;
+}
+
+/// An `--output` file: appended to, never rotated.
+struct Output(File);
+
+impl LineFile for Output {
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        append_whole(&mut self.0, line)
+    }
+}
+
+fn spawn_file(path: PathBuf, file: File) -> Destination {
+    spawn_writer(path, Box::new(Output(file)), "reports still go to stdout")
+}
+
+/// A thread appending every line it is given to `file`, saying once per failure spell (a
+/// full disk fills, then frees) that it cannot, and again when it can.
+pub(super) fn spawn_writer(
+    path: PathBuf,
+    mut file: Box<dyn LineFile>,
+    meanwhile: &'static str,
+) -> Destination {
     let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
     let (finished, done) = mpsc::channel::<()>();
     let written = Arc::new(AtomicU64::new(0));
@@ -245,7 +308,7 @@ fn spawn_file(path: PathBuf, mut file: File) -> Destination {
             let _finished = finished;
             let mut failing = false;
             for line in lines {
-                match append_whole(&mut file, &line.bytes) {
+                match file.append(&line.bytes) {
                     Ok(()) => {
                         counter.fetch_add(1, Ordering::Relaxed);
                         if line.kill {
@@ -262,7 +325,7 @@ fn spawn_file(path: PathBuf, mut file: File) -> Destination {
                         if !failing {
                             failing = true;
                             crate::say!(
-                                "cannot write to {} ({err}); reports still go to stdout, and the lines lost are counted",
+                                "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
                                 path.display()
                             );
                         }
@@ -284,7 +347,7 @@ fn spawn_file(path: PathBuf, mut file: File) -> Destination {
 
 /// Appends `line` whole or not at all: a write cut short by a full disk is cut back off, so
 /// the file never holds half a JSON line that the next one would run into.
-fn append_whole(file: &mut File, line: &[u8]) -> io::Result<()> {
+pub(super) fn append_whole(file: &mut File, line: &[u8]) -> io::Result<()> {
     let before = file.metadata()?.len();
     match file.write_all(line) {
         Ok(()) => Ok(()),

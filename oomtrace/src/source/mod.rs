@@ -2,5 +2,7 @@
 //! still says about a victim.
 
 pub mod ebpf;
+pub mod journal;
 pub mod kmsg;
+pub mod past;
 pub mod procfs;
