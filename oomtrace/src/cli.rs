@@ -58,9 +58,10 @@ pub enum Backend {
 }
 
 /// Which `mark_victim` record layout to assume in tracepoint mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TracepointLayout {
     /// The one the kernel's tracefs format describes.
+    #[default]
     Auto,
     /// Only the thread id, as before Linux 6.9: the rest comes from /proc.
     #[value(name = "pid-only")]
@@ -161,12 +162,6 @@ pub struct KernelArgs {
     pub attach: Option<AttachMode>,
     pub tracepoint_layout: TracepointLayout,
     pub btf: Option<PathBuf>,
-}
-
-impl Default for TracepointLayout {
-    fn default() -> Self {
-        Self::Auto
-    }
 }
 
 impl Args {

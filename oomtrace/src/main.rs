@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
-        Some(cli::Command::Check) => check::run(&cli.args.kernel()),
+        Some(cli::Command::Check) => check::run(&cli.args),
         Some(cli::Command::History) => history::run(&cli.args),
         Some(cli::Command::Explain { .. }) => {
             oomtrace::say!("explain is not written yet");

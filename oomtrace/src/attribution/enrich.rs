@@ -78,6 +78,30 @@ fn qos_name(qos: QosClass) -> &'static str {
     }
 }
 
+/// Fills what a report read back from the journal or the kernel log lacks about its container
+/// from what Docker says now; what it already has stays.
+pub fn fill_missing(report: &mut Report, docker: &Cache) {
+    if report.container.is_none() {
+        annotate(report, Some(docker));
+        return;
+    }
+    let Some(container) = report.container.as_mut() else {
+        return;
+    };
+    let Some(meta) = docker.lookup(&container.id) else {
+        return;
+    };
+    container.name = container.name.take().or(meta.name);
+    container.image = container.image.take().or(meta.image);
+    if container.labels.is_none() && !meta.labels.is_empty() {
+        container.labels = Some(meta.labels);
+    }
+    container.restart_policy = container.restart_policy.take().or(meta.restart_policy);
+    container.restart_max_retries = container.restart_max_retries.or(meta.restart_max_retries);
+    container.memory_limit_bytes = container.memory_limit_bytes.or(meta.memory_limit);
+    container.main_command = container.main_command.take().or(meta.main_command);
+}
+
 /// Brings what the runtime said into a container already described: for an exit line, the
 /// restart count and the rest as they are now.
 pub fn refresh(container: &mut Container, meta: ContainerMeta) {

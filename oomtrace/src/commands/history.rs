@@ -1,53 +1,47 @@
-//! `oomtrace history`: the OOM kills still in the kernel's log buffer, including the ones
-//! from before oomtrace started, which is what an on-call engineer needs first.
+//! `oomtrace history`: past OOM kills, oldest first: the journal a watch kept merged with
+//! the kernel log, one entry per kill, including the ones from before any watch ran. Docker
+//! is asked about the containers it still knows, as a watch would; a container long removed
+//! keeps the name the journal recorded.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode, time::SystemTime};
 
 use crate::{
-    attribution::enrich,
-    kernel::cgroups::CgroupMode,
-    output::{human, json},
+    attribution::{docker, enrich},
+    cli::Args,
+    commands::watch::journal_path,
+    output::{filter::Filter, human::HumanView, json},
     report::Report,
-    source::kmsg::device as kmsg_source,
+    source::past,
 };
 
-pub fn run(args: &crate::cli::Args) -> ExitCode {
-    let json = args.json;
-    let (kills, lost) = match kmsg_source::logged_kills() {
-        Ok(found) => found,
-        Err(err) => {
-            crate::say!("{err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let clock = kmsg_source::log_clock();
-    let cgroups = CgroupMode::of_host();
-    let oldest = args.since.map(|since| since.moment(clock.realtime));
-    let reports: Vec<Report> = kills
-        .iter()
-        .map(|kill| {
-            let mut report = kmsg_source::report_from_kill(kill, &clock, cgroups);
-            // Containers in the log may be long gone: the path alone names them.
-            enrich::annotate(&mut report, None);
-            report
-        })
-        .filter(|report| oldest.is_none_or(|oldest| report.time.is_some_and(|t| t >= oldest)))
-        .collect();
+pub fn run(args: &Args) -> ExitCode {
+    let now = SystemTime::now();
+    let since = args.since.map(|since| since.moment(now));
+    let journal = journal_path(args);
+    let past = past::gather(journal.as_deref(), since);
+    let mut kills = past.kills;
+    ask_docker(args, &mut kills);
 
-    let mut out = Vec::with_capacity(reports.len() * 512);
+    let filter = Filter {
+        containers: args.containers.clone(),
+        pids: args.pids.clone(),
+        comms: args.comms.clone(),
+    };
+    let total = kills.len();
+    kills.retain(|report| filter.accepts(report));
+
+    let mut out = Vec::with_capacity(kills.len() * 512);
+    let mut human = HumanView::new(args.verbose);
     let mut line = String::new();
-    let mut human = human::HumanView::new(false);
-    let now = std::time::SystemTime::now();
-    for report in &reports {
-        if json {
-            json::json_line(report, &mut out);
+    for report in &kills {
+        if args.json {
+            json::write_line(report, &mut out);
         } else {
             line.clear();
             human.kill(report, now, &mut line);
             out.extend_from_slice(line.as_bytes());
         }
     }
-    use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
         if err.kind() != std::io::ErrorKind::BrokenPipe {
@@ -56,11 +50,82 @@ pub fn run(args: &crate::cli::Args) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if lost > 0 {
-        crate::say!(
-            "{lost} log records were overwritten while being read; kills among them are missing"
-        );
+    for gap in &past.gaps {
+        crate::say!("{gap}");
     }
-    crate::say!("{} OOM kills in the kernel log", reports.len());
+    let shown = kills.len();
+    let filtered = if filter.is_active() {
+        format!(", {} filtered out", total - shown)
+    } else {
+        String::new()
+    };
+    let sources = if past.journal {
+        "the journal and the kernel log"
+    } else {
+        "the kernel log"
+    };
+    crate::say!(
+        "{shown} OOM kill{} in {sources}{filtered}",
+        crate::output::human::plural(shown as u64)
+    );
     ExitCode::SUCCESS
+}
+
+/// What Docker says about the containers it still knows, for reports without names; and
+/// for `--container NAME`, which container that name is now.
+pub fn ask_docker(args: &Args, kills: &mut [Report]) {
+    if args.no_enrich {
+        return;
+    }
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let Ok(socket) = docker::socket_path(args.docker_socket.as_deref(), docker_host.as_deref())
+    else {
+        return;
+    };
+    let mut ids: Vec<String> = kills
+        .iter()
+        .filter_map(|r| {
+            r.container
+                .as_ref()
+                .filter(|c| c.runtime == "docker")
+                .map(|c| c.id.clone())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let Some(cache) = docker_answer(&socket, &ids, &args.containers) else {
+        return;
+    };
+    for report in kills.iter_mut() {
+        enrich::fill_missing(report, &cache);
+    }
+}
+
+/// Docker's answer, within a few seconds; `None` (said once) if it does not answer.
+pub fn docker_answer(
+    socket: &std::path::Path,
+    ids: &[String],
+    names: &[String],
+) -> Option<docker::Cache> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let answer = runtime.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            docker::inspect_now(socket, ids, names),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("{} did not answer within 10 s", socket.display())))
+    });
+    match answer {
+        Ok(cache) => Some(cache),
+        Err(why) => {
+            crate::say!(
+                "Docker does not answer ({why}): containers are named from the journal only"
+            );
+            None
+        }
+    }
 }

@@ -81,6 +81,9 @@ impl HumanView {
             out.push_str("  killed with the rest of its memory.oom.group\n");
             return;
         }
+        if report.past {
+            out.push_str("past ");
+        }
         self.time(report.time, now, out);
         out.push_str("  ");
         place(report, out);

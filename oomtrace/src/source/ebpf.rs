@@ -145,6 +145,7 @@ pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeErr
             ..OomContext::default()
         }),
         source: mode.name(),
+        past: false,
         raw,
         facts: Some(Box::new(facts(event, page_shift))),
     })

@@ -116,7 +116,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         StdoutFormat::Human
     };
     let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
-    let sinks = Sinks::start(&args.outputs, sink_events_tx).map_err(|e| anyhow!(e))?;
+    let journal = journal_path(&args);
+    let sinks =
+        Sinks::start(&args.outputs, journal.as_deref(), sink_events_tx).map_err(|e| anyhow!(e))?;
     // Docker is asked while the kernel program loads; nothing waits for it.
     let docker = if args.no_enrich {
         None
@@ -175,9 +177,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let context = Context {
         docker,
         filter: Filter {
-            containers: args.containers,
-            pids: args.pids,
-            comms: args.comms,
+            containers: args.containers.clone(),
+            pids: args.pids.clone(),
+            comms: args.comms.clone(),
         },
         format,
     };
@@ -186,17 +188,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
 
     let kernel_count_before = summary::kernel_oom_kills();
+    let mut seen_before = match args.since {
+        Some(since) => replay(
+            &mut pipeline,
+            &args,
+            since.moment(std::time::SystemTime::now()),
+        ),
+        None => Vec::new(),
+    };
+    let ends_at = args.timeout.map(|t| Instant::now() + t);
     let stop = loop {
+        if args
+            .count
+            .is_some_and(|count| pipeline.tally.shown >= count)
+        {
+            break Stop::Signal;
+        }
         let holding_until = pipeline.next_deadline();
         tokio::select! {
             biased;
             () = signals.stop() => break Stop::Signal,
+            () = sleep_until(ends_at), if ends_at.is_some() => break Stop::Signal,
             Some(event) = sink_events.recv() => match event {
                 SinkEvent::StdoutClosed => break Stop::StdoutClosed,
                 SinkEvent::StdoutFailed(err) => break Stop::Failed(anyhow!("cannot write to stdout: {err}")),
             },
             drained = feed.next() => {
-                let drained = drained?;
+                let mut drained = drained?;
+                // A kill both replayed and seen live is reported once: as replayed.
+                drained.reports.retain(|r| !seen_before.take(r));
                 take(&mut pipeline, drained);
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
@@ -246,6 +266,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let counts = summary::Counts {
         // What stdout wrote whole: a line queued but never written is dropped, not reported.
         reported: losses.kills_shown,
+        past: tally.past,
         filtered: context.filter.is_active().then_some(tally.filtered),
         dropped,
         killed: tally.killed,
@@ -255,6 +276,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     crate::say!("{}", summary::line(&counts, kernel_count));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The journal a watch keeps, unless told to keep none.
+pub fn journal_path(args: &Args) -> Option<std::path::PathBuf> {
+    (!args.no_journal).then(|| {
+        args.journal
+            .clone()
+            .unwrap_or_else(|| crate::output::journal::DEFAULT_PATH.into())
+    })
 }
 
 fn page_size(page_shift: u32) -> std::num::NonZeroU64 {
@@ -274,6 +304,52 @@ fn proc_view_usable(victims_need_it: bool) -> bool {
         crate::say!("{problem}; oom.top_tasks stays null when the kernel log has none");
     }
     false
+}
+
+/// `--since`: the kills from before, from the journal and the kernel log, marked as past.
+/// Returns the ones so recent that the live feed may report them again.
+fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) -> Vec<u32> {
+    let past = crate::source::past::gather(journal_path(args).as_deref(), Some(since));
+    for gap in &past.gaps {
+        crate::say!("{gap}");
+    }
+    crate::say!(
+        "{} OOM kill{} from before; following live from here",
+        past.kills.len(),
+        crate::output::human::plural(past.kills.len() as u64)
+    );
+    let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let now = Instant::now();
+    for mut report in past.kills {
+        report.past = true;
+        if report.time.is_some_and(|t| t >= recent)
+            && let Some(pid) = report.victim.pid.or(report.victim.tid)
+        {
+            seen.push(pid);
+        }
+        pipeline.push(report, now);
+    }
+    seen
+}
+
+/// Thread or process ids of kills replayed that the live feed may report again.
+trait SeenBefore {
+    /// Whether `report` is one of them (then forgotten: a pid is killed once).
+    fn take(&mut self, report: &crate::report::Report) -> bool;
+}
+
+impl SeenBefore for Vec<u32> {
+    fn take(&mut self, report: &crate::report::Report) -> bool {
+        let ids = [report.victim.tid, report.victim.pid];
+        match self.iter().position(|pid| ids.contains(&Some(*pid))) {
+            Some(at) => {
+                self.swap_remove(at);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn take(pipeline: &mut Pipeline, drained: Drained) {

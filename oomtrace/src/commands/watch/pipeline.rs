@@ -46,6 +46,10 @@ pub enum StdoutFormat {
 /// Counts for the summary printed at exit.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Kills that passed the filters and went to stdout's queue (for `--count`).
+    pub shown: u64,
+    /// Kills replayed from before the watch (`--since`), shown or not.
+    pub past: u64,
     /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
     pub filtered: u64,
     /// Records that could not be decoded, or log records overwritten before they were read.
@@ -267,9 +271,7 @@ impl Pipeline {
             }
             Item::Exit(exit, key) => {
                 let shown = self.runs.remove(&key).is_some_and(|run| run.shown > 0);
-                if shown {
-                    self.deliver_exit(&exit);
-                }
+                self.deliver_exit(&exit, shown);
             }
         }
     }
@@ -277,6 +279,11 @@ impl Pipeline {
     /// Filters, renders and queues one kill for the sinks; whether it was shown.
     fn deliver_kill(&mut self, report: &Report) -> bool {
         self.count(report);
+        self.json.clear();
+        json::write_line(report, (&mut self.json).writer());
+        let json = self.json.split().freeze();
+        // The journal keeps every kill, shown or not: history filters when it is read.
+        self.sinks.record(&json, true);
         match self.context.filter.verdict(report) {
             Verdict::Shown => {}
             Verdict::Hidden => {
@@ -294,9 +301,6 @@ impl Pipeline {
                 return false;
             }
         }
-        self.json.clear();
-        json::write_line(report, (&mut self.json).writer());
-        let json = self.json.split().freeze();
         let shown = match self.context.format {
             StdoutFormat::Json => json.clone(),
             StdoutFormat::Human => {
@@ -306,11 +310,17 @@ impl Pipeline {
             }
         };
         self.sinks.send(&json, shown, true);
+        self.tally.shown += 1;
         true
     }
 
     /// Counts what the kernel did, for the summary's comparison with its own count.
     fn count(&mut self, report: &Report) {
+        // Kills from before the watch are not in the kernel's count over it.
+        if report.past {
+            self.tally.past += 1;
+            return;
+        }
         let oom = report.oom.as_ref();
         match oom.and_then(|o| o.kind) {
             Some("killed") => self.tally.killed += 1,
@@ -325,10 +335,15 @@ impl Pipeline {
         self.last_invocation = oom.id;
     }
 
-    fn deliver_exit(&mut self, exit: &ContainerExit) {
+    /// Journals an exit, and writes it out if one of its kills was shown.
+    fn deliver_exit(&mut self, exit: &ContainerExit, shown: bool) {
         self.json.clear();
         json::write_exit(exit, (&mut self.json).writer());
         let json = self.json.split().freeze();
+        self.sinks.record(&json, false);
+        if !shown {
+            return;
+        }
         let shown = match self.context.format {
             StdoutFormat::Json => json.clone(),
             StdoutFormat::Human => {

@@ -7,8 +7,9 @@ use crate::output::human::plural;
 /// What a watch saw and did, for its last line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Kills written to stdout.
+    /// Kills written to stdout, and how many of all kills seen were from before the watch.
     pub reported: u64,
+    pub past: u64,
     /// Kills the filters hid (`None` without filters).
     pub filtered: Option<u64>,
     /// Events dropped, and why (`"2 found the kernel's ring buffer full"`).
@@ -41,6 +42,9 @@ pub fn line(counts: &Counts, kernel: Option<u64>) -> String {
         counts.reported,
         plural(counts.reported)
     );
+    if counts.past > 0 {
+        out.push_str(&format!(" ({} from before the watch)", counts.past));
+    }
     if let Some(filtered) = counts.filtered {
         out.push_str(&format!(", {filtered} filtered out"));
     }
@@ -172,6 +176,14 @@ mod tests {
                 counts(0, 0),
                 Some(0),
                 "0 OOM kills reported, 0 events dropped; the kernel counted 0",
+            ),
+            (
+                Counts {
+                    past: 34,
+                    ..counts(36, 2)
+                },
+                Some(2),
+                "36 OOM kills reported (34 from before the watch), 0 events dropped; the kernel counted 2",
             ),
         ];
         for (counts, kernel, want) in cases {

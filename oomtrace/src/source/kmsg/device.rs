@@ -116,6 +116,7 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
         container: None,
         oom: Some(oom_context(kill)),
         source: "kmsg",
+        past: false,
         raw: RawText::default(),
         facts: None,
     }
