@@ -3,6 +3,7 @@
 mod cmd;
 mod fuzz;
 mod host;
+mod image;
 mod toolchain;
 mod vm;
 
@@ -31,6 +32,8 @@ commands:
   fuzz [--seconds N]
                    run each cargo-fuzz target (kmsg records, tracefs formats) for N seconds
                    (default 60), installing cargo-fuzz if missing
+  image            build a static oomtrace, then the container image oomtrace:latest
+                   (FROM scratch: the Dockerfile at the root; needs a Docker daemon)
   setup            install the toolchain and the test prerequisites (tracefs, Docker, the
                    oomtrace-busybox image) without building
   help             print this
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Some("setup") => setup_cmd(&rest),
         Some("vm-test") => vm_test_cmd(&rest),
         Some("fuzz") => fuzz_cmd(&rest),
+        Some("image") => image_cmd(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{HELP}");
             Ok(ExitCode::SUCCESS)
@@ -90,6 +94,13 @@ fn setup_cmd(args: &[String]) -> Result<ExitCode> {
     no_args("setup", args)?;
     ensure_build_toolchain()?;
     test_prerequisites()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn image_cmd(args: &[String]) -> Result<ExitCode> {
+    no_args("image", args)?;
+    let toolchain = ensure_build_toolchain()?;
+    image::build(&toolchain)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,16 +19,36 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 /// so the host build's cache survives. glibc's static link when it works here, since its
 /// target is already installed; musl only if it does not.
 pub(super) fn build_static(toolchain: &Toolchain, target_dir: &Path) -> Result<Guest> {
-    let target = if links_statically(GNU, target_dir)? {
-        GNU
-    } else {
-        progress(format_args!(
-            "a static link for {GNU} fails here: building for {MUSL}"
-        ));
-        ensure_rust_target(MUSL)?;
-        MUSL
-    };
+    let target = static_target(target_dir)?;
     build_for(toolchain, target_dir, target)
+}
+
+/// Only oomtrace, static as for the guests (same target choice, flags and target directory,
+/// so one build serves both): for the container image, which has no libc either.
+pub(crate) fn build_static_oomtrace(toolchain: &Toolchain, target_dir: &Path) -> Result<PathBuf> {
+    let target = static_target(target_dir)?;
+    let built = artifacts(&mut static_cargo(
+        toolchain,
+        target_dir,
+        target,
+        &["build", "-p", "oomtrace", "--bin", "oomtrace"],
+    ))?;
+    let oomtrace = find_artifact(&built, "oomtrace", false)?;
+    if needs_loader(&oomtrace)? {
+        bail!("{} is dynamically linked", oomtrace.display());
+    }
+    Ok(oomtrace)
+}
+
+fn static_target(target_dir: &Path) -> Result<&'static str> {
+    if links_statically(GNU, target_dir)? {
+        return Ok(GNU);
+    }
+    progress(format_args!(
+        "a static link for {GNU} fails here: building for {MUSL}"
+    ));
+    ensure_rust_target(MUSL)?;
+    Ok(MUSL)
 }
 
 /// Whether an empty program links statically for `target`. Decided by a probe rather than by
@@ -68,21 +88,24 @@ fn ensure_rust_target(target: &str) -> Result<()> {
     .with_context(|| format!("could not add the {target} target with rustup"))
 }
 
+/// `cargo ARGS` for a static release build for `target`.
+fn static_cargo(toolchain: &Toolchain, target_dir: &Path, target: &str, args: &[&str]) -> Command {
+    let mut cmd = toolchain.cargo();
+    cmd.args(args)
+        .args(["--release", "--target", target, "--target-dir"])
+        .arg(target_dir)
+        // JSON on stdout for the artifact paths, diagnostics rendered on stderr.
+        .arg("--message-format=json-render-diagnostics")
+        // With --target, RUSTFLAGS reaches only the target's crates, not build scripts; and
+        // aya-build gives the eBPF build its own CARGO_ENCODED_RUSTFLAGS, so the eBPF
+        // object is untouched. A CARGO_ENCODED_RUSTFLAGS from the shell would override this.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
+}
+
 fn build_for(toolchain: &Toolchain, target_dir: &Path, target: &str) -> Result<Guest> {
-    let cargo = |args: &[&str]| {
-        let mut cmd = toolchain.cargo();
-        cmd.args(args)
-            .args(["--release", "--target", target, "--target-dir"])
-            .arg(target_dir)
-            // JSON on stdout for the artifact paths, diagnostics rendered on stderr.
-            .arg("--message-format=json-render-diagnostics")
-            // With --target, RUSTFLAGS reaches only the target's crates, not build scripts; and
-            // aya-build gives the eBPF build its own CARGO_ENCODED_RUSTFLAGS, so the eBPF
-            // object is untouched. A CARGO_ENCODED_RUSTFLAGS from the shell would override this.
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        cmd
-    };
+    let cargo = |args: &[&str]| static_cargo(toolchain, target_dir, target, args);
     let built = artifacts(&mut cargo(&[
         "build", "-p", "oomtrace", "--bin", "oomtrace",
     ]))?;

@@ -21,6 +21,7 @@ use crate::toolchain::Toolchain;
 use boot::{boot, print_matrix};
 use debian::{SERIES, debian_kernel};
 use guest::build_static;
+pub(crate) use guest::build_static_oomtrace;
 use initramfs::write_initramfs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
