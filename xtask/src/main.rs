@@ -1,5 +1,6 @@
 //! `cargo xtask`: builds, runs and tests oomtrace, first installing what is missing.
 
+mod bench;
 mod cmd;
 mod fuzz;
 mod host;
@@ -34,6 +35,11 @@ commands:
                    (default 60), installing cargo-fuzz if missing
   image            build a static oomtrace, then the container image oomtrace:latest
                    (FROM scratch: the Dockerfile at the root; needs a Docker daemon)
+  bench [--smoke | --profile]
+                   oomtrace against a bpftrace one-liner on the same kills: ready time, memory,
+                   idle CPU, latency, a storm, handler cost, size; prints a table and the
+                   budgets, writes target/bench/results.json (see BENCHMARKS.md); --smoke is
+                   the short run `test` does, --profile records oomtrace's start-up with perf
   setup            install the toolchain and the test prerequisites (tracefs, Docker, the
                    oomtrace-busybox image) without building
   help             print this
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
         Some("setup") => setup_cmd(&rest),
         Some("vm-test") => vm_test_cmd(&rest),
         Some("fuzz") => fuzz_cmd(&rest),
+        Some("bench") => bench::command(&rest),
         Some("image") => image_cmd(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{HELP}");
@@ -281,6 +288,8 @@ fn test_steps(
     }
     step("cargo test", host.check_skips(cmd::under_ci()))?;
     step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
+    // A short run of every measurement, no budget enforced: so the bench itself cannot rot.
+    step("bench smoke", bench::smoke(&toolchain, &bin))?;
     // Last: the host's own kernel has passed by now, so a failure here is about another kernel.
     let vm = step("vm-test", vm::run_matrix(&toolchain, &[]))?;
     let failed = vm.failed;

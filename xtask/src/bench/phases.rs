@@ -1,0 +1,398 @@
+//! The measurements. Each runs both tools under the same conditions: alternating, where one
+//! tool's work could disturb the other's figure (ready, latency, storm), or side by side,
+//! where both only wait and then see the same kills (memory, idle CPU, kernel cost).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::Config;
+use super::cgroups::{Cgroups, HogEnd, Hogs, Until};
+use super::procs::{Supervisor, Watched};
+use super::sys::{self, Memory, ProgStats};
+use super::tools::{Kill, NsecsClock, Paths, Running, Tool, parse_dropped};
+use crate::cmd::progress;
+
+pub struct Bench<'a> {
+    pub supervisor: &'a Supervisor,
+    pub paths: &'a Paths,
+    pub clock: NsecsClock,
+    pub config: &'a Config,
+    pub cgroups: &'a Cgroups,
+}
+
+/// How long a report may take to reach the bench before it counts as missing.
+const REPORT_WAIT: Duration = Duration::from_secs(15);
+
+impl Bench<'_> {
+    fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
+        Running::start(self.supervisor, self.paths, tool, self.clock, life)
+    }
+
+    fn hogs(&self) -> Hogs<'_> {
+        Hogs {
+            supervisor: self.supervisor,
+            hog: &self.paths.hog,
+            cgroups: self.cgroups,
+        }
+    }
+}
+
+pub const READY_TOOLS: [Tool; 5] = [
+    Tool::Bpftrace,
+    Tool::Oomtrace(None),
+    Tool::Oomtrace(Some("tp_btf")),
+    Tool::Oomtrace(Some("raw_tp")),
+    Tool::Oomtrace(Some("tracepoint")),
+];
+
+pub struct Ready {
+    pub tool: Tool,
+    pub runs_ms: Vec<f64>,
+}
+
+/// Exec to ready, `ready_runs` times per tool and mode, in rotating order so that no tool
+/// always follows the same one.
+pub fn ready(bench: &Bench) -> Result<Vec<Ready>> {
+    let runs = bench.config.ready_runs;
+    progress(format_args!(
+        "ready: {runs} starts of bpftrace and of oomtrace in each mode"
+    ));
+    let mut results: Vec<Ready> = READY_TOOLS
+        .iter()
+        .map(|&tool| Ready {
+            tool,
+            runs_ms: Vec::new(),
+        })
+        .collect();
+    for round in 0..runs {
+        for k in 0..READY_TOOLS.len() {
+            let i = (round + k) % READY_TOOLS.len();
+            let running = bench.start(READY_TOOLS[i], Duration::from_secs(60))?;
+            results[i].runs_ms.push(running.ready_ms);
+            let stopped = running.stop()?;
+            if let Some(line) = stopped
+                .stderr
+                .iter()
+                .find(|l| l.contains("Docker enrichment is unavailable"))
+            {
+                bail!("ready is measured with Docker enrichment on, but oomtrace said: {line}");
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// A BPF program of a tool, and what the kernel counted of its runs.
+#[derive(Clone, Debug)]
+pub struct Prog {
+    pub name: String,
+    pub stats: ProgStats,
+}
+
+pub struct MemoryFigures {
+    pub tool: Tool,
+    pub idle: Memory,
+    pub warm: Memory,
+    pub after: Memory,
+    pub warm_kills: usize,
+    pub kills: usize,
+    /// Of `kills`, those the tool reported.
+    pub reported: usize,
+    pub idle_ticks: u64,
+    /// Kill to line for the first kill after the idle periods, µs: what code and data the
+    /// tool let go of while idle, it pays for here.
+    pub first_kill_us: Option<f64>,
+    /// `mark_victim`'s run time over the kills, if the program was found.
+    pub prog: Option<Prog>,
+    /// The binary and every shared object it maps.
+    pub mapped_files: Vec<PathBuf>,
+}
+
+/// Both tools side by side: RSS after `idle_rss` of idling, CPU ticks over the next
+/// `idle_cpu`, then RSS after `warm_kills` kills and after `memory_kills`, with the kernel
+/// counting the handlers' run time over those kills.
+pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
+    let config = bench.config;
+    let life = config.idle_rss + config.idle_cpu + Duration::from_secs(600);
+    progress(format_args!(
+        "memory and idle CPU: both tools idle {} s, then {} s, then {} kills",
+        config.idle_rss.as_secs(),
+        config.idle_cpu.as_secs(),
+        config.memory_kills
+    ));
+    let tools = [Tool::Oomtrace(None), Tool::Bpftrace];
+    let mut running = Vec::new();
+    for tool in tools {
+        running.push(bench.start(tool, life)?);
+    }
+    // The idle periods are the measurement itself: nothing is being waited for.
+    std::thread::sleep(config.idle_rss);
+    let idle = each(&running, |r| sys::memory(r.pid))?;
+    let ticks_before = each(&running, |r| sys::cpu_ticks(r.pid))?;
+    std::thread::sleep(config.idle_cpu);
+    let ticks_after = each(&running, |r| sys::cpu_ticks(r.pid))?;
+
+    let stats = sys::BpfStats::enable()?;
+    let progs_before = each(&running, |r| mark_victim_prog(r.pid))?;
+    let hogs = bench.hogs();
+    let mut reported = vec![0; running.len()];
+    let mut first_kill_us = vec![None; running.len()];
+    let mut kills = 0;
+    let mut warm = Vec::new();
+    for (i, count) in [
+        config.warm_kills,
+        config.memory_kills.saturating_sub(config.warm_kills),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let driven = hogs.drive(Until::Count(count))?;
+        kills += driven.killed.len();
+        let deadline = Instant::now() + REPORT_WAIT;
+        for (k, r) in running.iter_mut().enumerate() {
+            let found = r.kills_of(&driven.killed, deadline);
+            reported[k] += found.len();
+            if i == 0 {
+                first_kill_us[k] = found
+                    .iter()
+                    .min_by_key(|kill| kill.boot_ns)
+                    .map(|kill| kill.latency_ns() as f64 / 1e3);
+            }
+        }
+        if i == 0 {
+            warm = each(&running, |r| sys::memory(r.pid))?;
+        }
+    }
+    let after = each(&running, |r| sys::memory(r.pid))?;
+    let progs_after = each(&running, |r| mark_victim_prog(r.pid))?;
+    drop(stats);
+    let mapped = each(&running, |r| sys::mapped_files(r.pid))?;
+
+    let mut figures = Vec::new();
+    for (k, r) in running.into_iter().enumerate() {
+        let tool = r.tool;
+        let stopped = r.stop()?;
+        if matches!(tool, Tool::Oomtrace(_))
+            && let Some(dropped) = stopped.stderr.iter().find_map(|l| parse_dropped(l))
+            && dropped > 0
+        {
+            progress(format_args!(
+                "oomtrace dropped {dropped} events while idle or after kills"
+            ));
+        }
+        let prog = match (&progs_before[k], &progs_after[k]) {
+            (Some(before), Some(after)) => Some(Prog {
+                name: after.name.clone(),
+                stats: ProgStats {
+                    run_time_ns: after.stats.run_time_ns - before.stats.run_time_ns,
+                    run_cnt: after.stats.run_cnt - before.stats.run_cnt,
+                },
+            }),
+            _ => None,
+        };
+        figures.push(MemoryFigures {
+            tool,
+            idle: idle[k],
+            warm: warm[k],
+            after: after[k],
+            warm_kills: config.warm_kills,
+            kills,
+            reported: reported[k],
+            idle_ticks: ticks_after[k].saturating_sub(ticks_before[k]),
+            first_kill_us: first_kill_us[k],
+            prog,
+            mapped_files: mapped[k].clone(),
+        });
+    }
+    Ok(figures)
+}
+
+fn each<T>(running: &[Running], f: impl Fn(&Running) -> Result<T>) -> Result<Vec<T>> {
+    running.iter().map(f).collect()
+}
+
+/// The `mark_victim` program `pid` holds: found among its file descriptors, named by bpftool
+/// (fdinfo has the id and the run counts, not the name).
+fn mark_victim_prog(pid: u32) -> Result<Option<Prog>> {
+    let dir = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {dir}"))? {
+        let entry = entry?;
+        let is_prog = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog");
+        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if !is_prog {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        let shown = crate::cmd::stdout_of(
+            Command::new("bpftool").args(["--json", "prog", "show", "id", id]),
+        )?;
+        let name = super::json::Value::parse(&shown)
+            .and_then(|v| v.get("name").and_then(|n| n.as_str().map(str::to_string)))
+            .unwrap_or_default();
+        if name.starts_with("mark_victim") {
+            return Ok(Some(Prog {
+                name,
+                stats: sys::prog_stats(pid, fd)?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+pub struct Latency {
+    pub tool: Tool,
+    /// Kill (the kernel's `boot_ns`) to line at the reader, µs.
+    pub us: Vec<f64>,
+}
+
+/// `latency_kills` kills per tool, one at a time, in `latency_rounds` rounds that alternate
+/// the tools (each round a fresh start). Each hog is started without waiting for the previous
+/// one's exit: it goes to the next of the cgroups in turn, whose last hog died rounds ago.
+pub fn latency(bench: &Bench) -> Result<Vec<Latency>> {
+    let config = bench.config;
+    let tools = [Tool::Oomtrace(None), Tool::Bpftrace];
+    let per_round = config.latency_kills.div_ceil(config.latency_rounds);
+    progress(format_args!(
+        "latency: {} kills per tool in {} rounds, one at a time",
+        per_round * config.latency_rounds,
+        config.latency_rounds
+    ));
+    let hogs = bench.hogs();
+    let mut last: Vec<Option<Watched>> = (0..bench.cgroups.len()).map(|_| None).collect();
+    let mut next = 0;
+    let mut results: Vec<Latency> = tools
+        .iter()
+        .map(|&tool| Latency {
+            tool,
+            us: Vec::new(),
+        })
+        .collect();
+    for round in 0..config.latency_rounds {
+        for k in 0..tools.len() {
+            let i = (round + k) % tools.len();
+            let mut running = bench.start(tools[i], Duration::from_secs(600))?;
+            // The first kill of a round warms the tool up (its first report pays for code
+            // paths touched once); both tools get one, and neither is counted.
+            for n in 0..=per_round {
+                let slot = next % bench.cgroups.len();
+                next += 1;
+                if let Some(mut previous) = last[slot].take()
+                    && let HogEnd::Other(why) = Hogs::end(&mut previous)
+                {
+                    bail!("hog {} was not OOM-killed: {why}", previous.pid);
+                }
+                let hog = hogs.start(slot)?;
+                let pid = hog.pid;
+                last[slot] = Some(hog);
+                let kill: Kill = running
+                    .kill_of_pid(pid, Instant::now() + REPORT_WAIT)
+                    .with_context(|| {
+                        format!(
+                            "{} reported no kill of hog {pid} within {} s",
+                            tools[i].label(),
+                            REPORT_WAIT.as_secs()
+                        )
+                    })?;
+                if n > 0 {
+                    results[i].us.push(kill.latency_ns() as f64 / 1e3);
+                }
+            }
+            running.stop()?;
+        }
+    }
+    for mut hog in last.into_iter().flatten() {
+        Hogs::end(&mut hog);
+    }
+    Ok(results)
+}
+
+pub struct Storm {
+    pub tool: Tool,
+    pub seconds: f64,
+    /// The kernel's own count over the storm.
+    pub kernel: u64,
+    pub reports: usize,
+    /// Reports of victims the kernel killed (and so counted); oomtrace says which were only
+    /// marked. For bpftrace, every report.
+    pub killed_reports: usize,
+    pub dropped: Option<u64>,
+    pub summary: Option<String>,
+}
+
+impl Storm {
+    pub fn missing(&self) -> u64 {
+        self.kernel.saturating_sub(self.killed_reports as u64)
+    }
+
+    pub fn kills_per_second(&self) -> f64 {
+        self.kernel as f64 / self.seconds
+    }
+}
+
+/// One hog after another in every cgroup at once for `storm`, per tool, one tool after the
+/// other.
+pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
+    let config = bench.config;
+    progress(format_args!(
+        "storm: {} cgroups OOM at once for {} s, per tool",
+        bench.cgroups.len(),
+        config.storm.as_secs()
+    ));
+    let hogs = bench.hogs();
+    let mut results = Vec::new();
+    for tool in [Tool::Oomtrace(None), Tool::Bpftrace] {
+        let mut running = bench.start(tool, config.storm + Duration::from_secs(600))?;
+        let before = sys::kernel_oom_kills()?;
+        let driven = hogs.drive(Until::Deadline(Instant::now() + config.storm))?;
+        // Every hog has been reaped: the kernel's count is final.
+        let kernel = sys::kernel_oom_kills()?.saturating_sub(before);
+        let mut kills = running.kills_until(kernel as usize, Instant::now() + REPORT_WAIT);
+        let stopped = running.stop()?;
+        kills.extend(stopped.kills);
+        let summary = stopped
+            .stderr
+            .iter()
+            .rev()
+            .find(|l| l.contains("OOM kill") && l.contains("reported"))
+            .cloned();
+        let dropped = match tool {
+            Tool::Oomtrace(_) => summary.as_deref().and_then(parse_dropped),
+            Tool::Bpftrace => Some(stopped.lost),
+        };
+        results.push(Storm {
+            tool,
+            seconds: driven.elapsed.as_secs_f64(),
+            kernel,
+            reports: kills.len(),
+            killed_reports: kills.iter().filter(|k| k.killed != Some(false)).count(),
+            dropped,
+            summary,
+        });
+    }
+    Ok(results)
+}
+
+/// The size of `oomtrace:latest`, if that image exists.
+pub fn image_size() -> Option<u64> {
+    crate::cmd::probe_stdout(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Size}}",
+        "oomtrace:latest",
+    ]))
+    .and_then(|s| s.trim().parse().ok())
+}

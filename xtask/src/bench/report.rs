@@ -1,0 +1,651 @@
+//! The table, the budgets, and `results.json`. Every oomtrace figure sits beside bpftrace's
+//! from the same run, with their ratio.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use super::Config;
+use super::json::{Value, float, num, object, opt, string};
+use super::phases::{Latency, MemoryFigures, Ready, Storm};
+use super::stats::{max, median, percentile, ratio};
+use super::sys;
+use super::tools::{NsecsClock, Tool};
+
+pub struct Binaries {
+    pub oomtrace: u64,
+    pub bpftrace: u64,
+    /// `oomtrace:latest`, if it exists.
+    pub image: Option<u64>,
+}
+
+pub struct Results {
+    pub config: Config,
+    pub machine: Machine,
+    pub clock: NsecsClock,
+    pub ready: Vec<Ready>,
+    pub memory: Vec<MemoryFigures>,
+    pub latency: Vec<Latency>,
+    pub storm: Vec<Storm>,
+    pub binary: Binaries,
+}
+
+pub struct Machine {
+    pub kernel: String,
+    pub cpu: String,
+    pub cpus: usize,
+    pub memory_mib: u64,
+    pub cgroup: &'static str,
+    pub docker: Option<String>,
+    pub bpftrace: Option<String>,
+    pub commit: Option<String>,
+    /// `/proc/loadavg`'s 1-minute figure when the bench started and when it ended: other work
+    /// on the machine shows here.
+    pub load_start: String,
+    pub load_end: String,
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+impl Machine {
+    pub fn here() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let probe = |program: &str, args: &[&str]| {
+            crate::cmd::probe_stdout(Command::new(program).args(args))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let commit = probe("git", &["rev-parse", "--short", "HEAD"]).map(|commit| {
+            let dirty = probe("git", &["status", "--porcelain", "--untracked-files=no"]);
+            if dirty.is_some() {
+                format!("{commit} with uncommitted changes")
+            } else {
+                commit
+            }
+        });
+        Self {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            cpu: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+                .unwrap_or_default(),
+            cpus: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
+            memory_mib: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib / 1024),
+            cgroup: if std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+            {
+                "v1"
+            } else {
+                "v2"
+            },
+            docker: probe("docker", &["version", "--format", "{{.Server.Version}}"]),
+            bpftrace: super::install::version("bpftrace", "--version"),
+            commit,
+            load_start: load_average(),
+            load_end: String::new(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "Linux {}, {} x {}, {} MiB RAM, cgroup {}, Docker {}, {}, oomtrace {}, load average {} at the start, {} at the end",
+            self.kernel,
+            self.cpus,
+            self.cpu,
+            self.memory_mib,
+            self.cgroup,
+            self.docker.as_deref().unwrap_or("not running"),
+            self.bpftrace.as_deref().unwrap_or("bpftrace ?"),
+            self.commit.as_deref().unwrap_or("?"),
+            self.load_start,
+            self.load_end
+        )
+    }
+}
+
+/// A budget and whether this run met it; `None` when the figure could not be measured.
+pub struct Budget {
+    pub name: &'static str,
+    pub limit: String,
+    pub value: String,
+    pub met: Option<bool>,
+}
+
+/// Steady RSS, peak RSS and handler budgets.
+const STEADY_RSS_KIB: u64 = 4 * 1024;
+const PEAK_RSS_KIB: u64 = 12 * 1024;
+const HANDLER_NS: f64 = 2000.0;
+const READY_RATIO: f64 = 0.2;
+
+impl Results {
+    fn ready(&self, tool: Tool) -> Option<&Ready> {
+        self.ready.iter().find(|r| r.tool == tool)
+    }
+
+    fn memory(&self, oomtrace: bool) -> Option<&MemoryFigures> {
+        self.memory
+            .iter()
+            .find(|m| matches!(m.tool, Tool::Oomtrace(_)) == oomtrace)
+    }
+
+    fn latency(&self, oomtrace: bool) -> Option<&Latency> {
+        self.latency
+            .iter()
+            .find(|l| matches!(l.tool, Tool::Oomtrace(_)) == oomtrace)
+    }
+
+    fn storm(&self, oomtrace: bool) -> Option<&Storm> {
+        self.storm
+            .iter()
+            .find(|s| matches!(s.tool, Tool::Oomtrace(_)) == oomtrace)
+    }
+}
+
+fn per_call_ns(m: &MemoryFigures) -> Option<f64> {
+    m.prog
+        .as_ref()
+        .filter(|p| p.stats.run_cnt > 0)
+        .map(|p| p.stats.run_time_ns as f64 / p.stats.run_cnt as f64)
+}
+
+pub fn budgets(r: &Results) -> Vec<Budget> {
+    let mut out = Vec::new();
+    let ready = |tool| r.ready(tool).map(|x| median(&x.runs_ms));
+    let (o, b) = (ready(Tool::Oomtrace(None)), ready(Tool::Bpftrace));
+    out.push(Budget {
+        name: "ready, default mode, enrichment on",
+        limit: format!("≤ {READY_RATIO} × bpftrace's median"),
+        value: match (o, b) {
+            (Some(o), Some(b)) => format!("{o:.1} ms = {:.2} × {b:.1} ms", o / b),
+            _ => "not measured".into(),
+        },
+        met: o.zip(b).map(|(o, b)| o <= READY_RATIO * b),
+    });
+    let m = r.memory(true);
+    out.push(Budget {
+        name: "steady RSS (after 10 s idle and after the kills)",
+        limit: format!("≤ {} MiB", STEADY_RSS_KIB / 1024),
+        value: m.map_or("not measured".into(), |m| {
+            format!("{} and {}", mib(m.idle.rss), mib(m.after.rss))
+        }),
+        met: m.map(|m| m.idle.rss.max(m.after.rss) <= STEADY_RSS_KIB),
+    });
+    out.push(Budget {
+        name: "no RSS growth with kills",
+        limit: format!(
+            "RSS after the last kill ≤ RSS after the first {}",
+            r.config.warm_kills
+        ),
+        value: m.map_or("not measured".into(), |m| {
+            format!("{} → {}", mib(m.warm.rss), mib(m.after.rss))
+        }),
+        met: m.map(|m| m.after.rss <= m.warm.rss),
+    });
+    out.push(Budget {
+        name: "peak RSS (VmHWM)",
+        limit: format!("≤ {} MiB", PEAK_RSS_KIB / 1024),
+        value: m.map_or("not measured".into(), |m| mib(m.after.hwm)),
+        met: m.map(|m| m.after.hwm <= PEAK_RSS_KIB),
+    });
+    out.push(Budget {
+        name: "idle CPU",
+        limit: format!("0 ticks over {} s", r.config.idle_cpu.as_secs()),
+        value: m.map_or("not measured".into(), |m| format!("{} ticks", m.idle_ticks)),
+        met: m.map(|m| m.idle_ticks == 0),
+    });
+    let lat = |oomtrace: bool, p: f64| r.latency(oomtrace).map(|l| percentile(&l.us, p));
+    for (name, p) in [("latency p50", 50.0), ("latency p99", 99.0)] {
+        let (o, b) = (lat(true, p), lat(false, p));
+        out.push(Budget {
+            name,
+            limit: "≤ bpftrace's".into(),
+            value: match (o, b) {
+                (Some(o), Some(b)) => format!("{} vs {}", ms(o), ms(b)),
+                _ => "not measured".into(),
+            },
+            met: o.zip(b).map(|(o, b)| o <= b),
+        });
+    }
+    let handler = m.and_then(per_call_ns);
+    out.push(Budget {
+        name: "handler run time per call",
+        limit: format!("≤ {:.0} µs", HANDLER_NS / 1000.0),
+        value: handler.map_or("not measured".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
+        met: handler.map(|ns| ns <= HANDLER_NS),
+    });
+    let s = r.storm(true);
+    out.push(Budget {
+        name: "storm: nothing dropped or missing",
+        limit: "0 dropped, 0 missing against the kernel's count".into(),
+        value: s.map_or("not measured".into(), |s| {
+            format!(
+                "{} dropped, {} missing",
+                s.dropped.map_or("?".into(), |d| d.to_string()),
+                s.missing()
+            )
+        }),
+        met: s.map(|s| s.dropped == Some(0) && s.missing() == 0),
+    });
+    out
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn ms(us: f64) -> String {
+    if us.is_finite() {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        "–".into()
+    }
+}
+
+fn ratio_text(x: f64) -> String {
+    if x.is_finite() {
+        if x < 0.1 {
+            format!("{x:.3}")
+        } else {
+            format!("{x:.2}")
+        }
+    } else {
+        "–".into()
+    }
+}
+
+/// One row: the figure, oomtrace's value, bpftrace's value, the ratio.
+type Row = [String; 4];
+
+fn row(figure: impl Into<String>, o: String, b: String, ratio: f64) -> Row {
+    [figure.into(), o, b, ratio_text(ratio)]
+}
+
+pub fn rows(r: &Results) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let bpf_ready = r.ready(Tool::Bpftrace).map(|x| x.runs_ms.as_slice());
+    let n = r.config.ready_runs;
+    for ready in r.ready.iter().filter(|x| x.tool != Tool::Bpftrace) {
+        let mode = match ready.tool {
+            Tool::Oomtrace(None) => "default mode".to_string(),
+            tool => tool.key().to_string(),
+        };
+        for (what, f) in [("median", median as fn(&[f64]) -> f64), ("max", max)] {
+            let o = f(&ready.runs_ms);
+            let b = bpf_ready.map_or(f64::NAN, f);
+            rows.push(row(
+                format!("ready, {mode}, {what} of {n}"),
+                format!("{o:.1} ms"),
+                format!("{b:.1} ms"),
+                ratio(o, b),
+            ));
+        }
+    }
+    if let (Some(o), Some(b)) = (r.memory(true), r.memory(false)) {
+        let kib =
+            |o: u64, b: u64, figure: String| row(figure, mib(o), mib(b), ratio(o as f64, b as f64));
+        rows.push(kib(o.after.hwm, b.after.hwm, "peak RSS (VmHWM)".into()));
+        rows.push(kib(
+            o.idle.rss,
+            b.idle.rss,
+            format!("RSS after {} s idle", r.config.idle_rss.as_secs()),
+        ));
+        rows.push(kib(
+            o.warm.rss,
+            b.warm.rss,
+            format!("RSS after {} kills", o.warm_kills),
+        ));
+        rows.push(kib(
+            o.after.rss,
+            b.after.rss,
+            format!("RSS after {} kills", o.kills),
+        ));
+        rows.push(row(
+            "  of which anon / file / shmem",
+            format!(
+                "{} / {} / {}",
+                mib(o.after.anon),
+                mib(o.after.file),
+                mib(o.after.shmem)
+            ),
+            format!(
+                "{} / {} / {}",
+                mib(b.after.anon),
+                mib(b.after.file),
+                mib(b.after.shmem)
+            ),
+            f64::NAN,
+        ));
+        rows.push(row(
+            format!("kills reported of {}", o.kills),
+            o.reported.to_string(),
+            b.reported.to_string(),
+            f64::NAN,
+        ));
+        rows.push(row(
+            format!("idle CPU ticks over {} s", r.config.idle_cpu.as_secs()),
+            o.idle_ticks.to_string(),
+            b.idle_ticks.to_string(),
+            ratio(o.idle_ticks as f64, b.idle_ticks as f64),
+        ));
+        let (oh, bh) = (per_call_ns(o), per_call_ns(b));
+        rows.push(row(
+            format!("handler run time per call ({} calls)", o.kills),
+            oh.map_or("–".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
+            bh.map_or("–".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
+            ratio(oh.unwrap_or(f64::NAN), bh.unwrap_or(f64::NAN)),
+        ));
+    }
+    if let (Some(o), Some(b)) = (r.memory(true), r.memory(false)) {
+        let (ov, bv) = (
+            o.first_kill_us.unwrap_or(f64::NAN),
+            b.first_kill_us.unwrap_or(f64::NAN),
+        );
+        rows.push(row(
+            format!(
+                "latency kill → line, first kill after {} s idle",
+                (r.config.idle_rss + r.config.idle_cpu).as_secs()
+            ),
+            ms(ov),
+            ms(bv),
+            ratio(ov, bv),
+        ));
+    }
+    if let (Some(o), Some(b)) = (r.latency(true), r.latency(false)) {
+        for (what, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+            let (ov, bv) = (percentile(&o.us, p), percentile(&b.us, p));
+            rows.push(row(
+                format!("latency kill → line, {what} of {}", o.us.len()),
+                ms(ov),
+                ms(bv),
+                ratio(ov, bv),
+            ));
+        }
+    }
+    if let (Some(o), Some(b)) = (r.storm(true), r.storm(false)) {
+        rows.push(row(
+            format!("storm: kills/s, {} cgroups", r.config.storm_cgroups),
+            format!("{:.1}", o.kills_per_second()),
+            format!("{:.1}", b.kills_per_second()),
+            ratio(o.kills_per_second(), b.kills_per_second()),
+        ));
+        let reports = |s: &Storm| format!("{} of {}", s.reports, s.kernel);
+        rows.push(row(
+            "storm: reports of the kernel's count",
+            reports(o),
+            reports(b),
+            f64::NAN,
+        ));
+        let lost = |s: &Storm| {
+            format!(
+                "{} / {}",
+                s.missing(),
+                s.dropped.map_or("?".into(), |d| d.to_string())
+            )
+        };
+        rows.push(row("storm: missing / dropped", lost(o), lost(b), f64::NAN));
+    }
+    let bin = &r.binary;
+    let bytes = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    rows.push(row(
+        "binary size",
+        bytes(bin.oomtrace),
+        bytes(bin.bpftrace),
+        ratio(bin.oomtrace as f64, bin.bpftrace as f64),
+    ));
+    if let (Some(o), Some(b)) = (r.memory(true), r.memory(false)) {
+        let total = |files: &[std::path::PathBuf]| -> u64 {
+            files.iter().filter_map(|f| sys::file_size(f).ok()).sum()
+        };
+        let (ot, bt) = (total(&o.mapped_files), total(&b.mapped_files));
+        rows.push(row(
+            "binary + shared objects it maps",
+            bytes(ot),
+            bytes(bt),
+            ratio(ot as f64, bt as f64),
+        ));
+    }
+    rows.push(row(
+        "container image oomtrace:latest",
+        bin.image.map_or("no image".into(), bytes),
+        "–".into(),
+        f64::NAN,
+    ));
+    rows
+}
+
+pub fn table(r: &Results, budgets: &[Budget]) -> String {
+    let mut rows = vec![[
+        "figure".to_string(),
+        "oomtrace".to_string(),
+        "bpftrace".to_string(),
+        "ratio".to_string(),
+    ]];
+    rows.extend(self::rows(r));
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2), width(3)];
+    let mut out = String::new();
+    let _ = writeln!(out, "\nbench on {}", r.machine.describe());
+    for (n, row) in rows.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+        if n == 0 {
+            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 6));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nbudgets{}:",
+        if r.config.smoke {
+            " (a smoke run: not enforced)"
+        } else {
+            ""
+        }
+    );
+    for b in budgets {
+        let verdict = match b.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            out,
+            "  {verdict:<12} {}: {} (budget {})",
+            b.name, b.value, b.limit
+        );
+    }
+    out
+}
+
+pub fn json(r: &Results, budgets: &[Budget]) -> Value {
+    let c = &r.config;
+    let m = &r.machine;
+    let summary = |sample: &[f64], unit: &str| {
+        let key = |what: &str| format!("{what}_{unit}");
+        Value::Object(vec![
+            ("n".into(), num(sample.len())),
+            (key("median"), float(median(sample), 3)),
+            (key("p99"), float(percentile(sample, 99.0), 3)),
+            (key("max"), float(max(sample), 3)),
+            (
+                key("runs"),
+                Value::Array(sample.iter().map(|x| float(*x, 3)).collect()),
+            ),
+        ])
+    };
+    let memory = |f: &MemoryFigures| {
+        let mem = |m: &sys::Memory| {
+            object(vec![
+                ("rss_kib", num(m.rss)),
+                ("hwm_kib", num(m.hwm)),
+                ("anon_kib", num(m.anon)),
+                ("file_kib", num(m.file)),
+                ("shmem_kib", num(m.shmem)),
+            ])
+        };
+        object(vec![
+            ("tool", string(f.tool.label())),
+            ("idle", mem(&f.idle)),
+            ("after_warm_kills", mem(&f.warm)),
+            ("after_kills", mem(&f.after)),
+            ("warm_kills", num(f.warm_kills)),
+            ("kills", num(f.kills)),
+            ("reported", num(f.reported)),
+            ("idle_ticks", num(f.idle_ticks)),
+            ("first_kill_us", opt(f.first_kill_us.map(|x| float(x, 1)))),
+            (
+                "mark_victim",
+                opt(f.prog.as_ref().map(|p| {
+                    object(vec![
+                        ("name", string(&p.name)),
+                        ("run_time_ns", num(p.stats.run_time_ns)),
+                        ("run_cnt", num(p.stats.run_cnt)),
+                        ("ns_per_call", opt(per_call_ns(f).map(|x| float(x, 1)))),
+                    ])
+                })),
+            ),
+            (
+                "mapped_files",
+                Value::Array(
+                    f.mapped_files
+                        .iter()
+                        .map(|p| {
+                            object(vec![
+                                ("path", string(p.display().to_string())),
+                                ("bytes", opt(sys::file_size(p).ok().map(num))),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ])
+    };
+    object(vec![
+        ("schema", num(1)),
+        ("smoke", Value::Bool(c.smoke)),
+        (
+            "machine",
+            object(vec![
+                ("kernel", string(&m.kernel)),
+                ("cpu", string(&m.cpu)),
+                ("cpus", num(m.cpus)),
+                ("memory_mib", num(m.memory_mib)),
+                ("cgroup", string(m.cgroup)),
+                ("docker", opt(m.docker.clone().map(string))),
+                ("bpftrace", opt(m.bpftrace.clone().map(string))),
+                ("oomtrace_commit", opt(m.commit.clone().map(string))),
+                ("load_average_start", string(&m.load_start)),
+                ("load_average_end", string(&m.load_end)),
+            ]),
+        ),
+        (
+            "method",
+            object(vec![
+                ("peer", string(super::tools::bpftrace_program())),
+                ("bpftrace_nsecs_clock", string(r.clock.describe())),
+                ("ready_runs", num(c.ready_runs)),
+                ("idle_rss_s", num(c.idle_rss.as_secs())),
+                ("idle_cpu_s", num(c.idle_cpu.as_secs())),
+                ("latency_rounds", num(c.latency_rounds)),
+                ("storm_s", num(c.storm.as_secs())),
+                ("cgroups", num(c.storm_cgroups)),
+                ("cgroup_limit_bytes", num(super::cgroups::LIMIT_BYTES)),
+            ]),
+        ),
+        (
+            "ready",
+            Value::Object(
+                r.ready
+                    .iter()
+                    .map(|x| (x.tool.key().to_string(), summary(&x.runs_ms, "ms")))
+                    .collect(),
+            ),
+        ),
+        (
+            "memory",
+            Value::Array(r.memory.iter().map(memory).collect()),
+        ),
+        (
+            "latency",
+            Value::Object(
+                r.latency
+                    .iter()
+                    .map(|l| (l.tool.key().to_string(), summary(&l.us, "us")))
+                    .collect(),
+            ),
+        ),
+        (
+            "storm",
+            Value::Object(
+                r.storm
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.tool.key().to_string(),
+                            object(vec![
+                                ("seconds", float(s.seconds, 2)),
+                                ("kernel_oom_kills", num(s.kernel)),
+                                ("kills_per_second", float(s.kills_per_second(), 2)),
+                                ("reports", num(s.reports)),
+                                ("killed_reports", num(s.killed_reports)),
+                                ("missing", num(s.missing())),
+                                ("dropped", opt(s.dropped.map(num))),
+                                ("summary", opt(s.summary.clone().map(string))),
+                            ]),
+                        )
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "binary",
+            object(vec![
+                ("oomtrace_bytes", num(r.binary.oomtrace)),
+                ("bpftrace_bytes", num(r.binary.bpftrace)),
+                ("image_bytes", opt(r.binary.image.map(num))),
+            ]),
+        ),
+        (
+            "budgets",
+            Value::Array(
+                budgets
+                    .iter()
+                    .map(|b| {
+                        object(vec![
+                            ("name", string(b.name)),
+                            ("limit", string(&b.limit)),
+                            ("value", string(&b.value)),
+                            ("met", opt(b.met.map(Value::Bool))),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+    ])
+}
