@@ -52,7 +52,7 @@ pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
     if let Some(problem) = preflight::lockdown_problem() {
         return Err(AttachFailure::Lockdown(problem));
     }
-    let mut plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
+    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
     if plan.modes.is_empty() {
         let reasons: Vec<String> = plan
             .unavailable
@@ -64,14 +64,10 @@ pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
             reasons.join("; ")
         )));
     }
-    // aya needs its own parse of the kernel's BTF only to find tp_btf's attach target.
-    let aya_btf = plan
-        .btf_bytes
-        .take()
-        .and_then(|bytes| aya::Btf::parse(&bytes, aya::Endianness::default()).ok());
     preflight::raise_memlock_limit();
     let targets = Targets {
-        aya_btf: aya_btf.as_ref(),
+        btf: plan.btf_targets,
+        tracepoints: plan.tracepoint_ids,
         tracepoint_available: plan.tracepoint_available,
     };
     let attached =
@@ -79,10 +75,5 @@ pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
             loader::LoadError::NoMode(_) => AttachFailure::NoMode(err.to_string()),
             loader::LoadError::Object(_) => AttachFailure::Load(err.to_string()),
         })?;
-    drop(aya_btf);
-    // Parsing the kernel's BTF (ours and aya's) leaves tens of megabytes of freed heap
-    // behind; hand it back, so the steady state is only what watching needs.
-    // SAFETY: malloc_trim only releases free memory.
-    unsafe { libc::malloc_trim(0) };
     Ok((plan, attached))
 }

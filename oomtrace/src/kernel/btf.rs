@@ -4,6 +4,11 @@
 //! Parsing every type of the kernel's BTF into owned objects (as general BTF crates do) takes
 //! a large share of oomtrace's start-up budget. This reader walks the type section once to
 //! index where each type starts and answers lookups from the raw bytes.
+//!
+//! Where the kernel allows it (6.16+), `/sys/kernel/btf/vmlinux` is mapped rather than read:
+//! the mapping shows the kernel's own copy, so nothing is copied, and its pages, mapped by pfn,
+//! never count toward oomtrace's RSS. Elsewhere it is read into memory, 4 KiB per `read` as
+//! sysfs serves it.
 
 use std::{fmt, path::Path};
 
@@ -112,23 +117,108 @@ impl Member {
     }
 }
 
+/// The raw BTF: mapped from sysfs, or read into memory.
+enum Data {
+    Owned(Vec<u8>),
+    Mapped(Mapping),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Mapped(mapping) => mapping.bytes(),
+        }
+    }
+}
+
+/// A read-only private mapping of a whole file, unmapped on drop.
+struct Mapping {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn of(file: &std::fs::File) -> Option<Self> {
+        use std::os::fd::AsRawFd as _;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only mapping of an open file; nothing else aliases it mutably.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (addr != libc::MAP_FAILED).then_some(Self { addr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
+    }
+}
+
+// SAFETY: the mapping is read-only and owned: sharing or moving it across threads is as safe
+// as for a `Box<[u8]>`.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `of`, which nothing borrows any more.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
 pub struct Btf {
-    data: Vec<u8>,
+    data: Data,
     strings: std::ops::Range<usize>,
     /// Byte offset in `data` of each type, indexed by `TypeId - 1`.
     type_starts: Vec<u32>,
 }
 
 impl Btf {
+    /// The running kernel's BTF, mapped if the kernel allows it.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
-        Self::from_file(Path::new(VMLINUX_BTF))
+        Self::open(Path::new(VMLINUX_BTF), true)
     }
 
+    /// A BTF file read into memory: a file that could be truncated while mapped would turn
+    /// every lookup into a SIGBUS, so only sysfs's, which cannot, is mapped.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        Self::parse(std::fs::read(path).map_err(BtfError::Read)?)
+        Self::open(path, false)
+    }
+
+    fn open(path: &Path, map: bool) -> Result<Self, BtfError> {
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(path).map_err(BtfError::Read)?;
+        if let Some(mapping) = map.then(|| Mapping::of(&file)).flatten() {
+            return Self::index(Data::Mapped(mapping));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(BtfError::Read)?;
+        Self::parse(bytes)
+    }
+
+    /// Whether the kernel's BTF is mapped rather than copied (for tests and diagnostics).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Data::Mapped(_))
     }
 
     pub fn parse(data: Vec<u8>) -> Result<Self, BtfError> {
+        Self::index(Data::Owned(data))
+    }
+
+    fn index(data: Data) -> Result<Self, BtfError> {
         if data.len() < HEADER_LEN {
             return Err(BtfError::Malformed("shorter than its header"));
         }
@@ -166,12 +256,6 @@ impl Btf {
             strings,
             type_starts,
         })
-    }
-
-    /// The raw BTF, for a second reader (aya's, which tp_btf attach needs) without reading
-    /// sysfs again.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.data
     }
 
     fn word(&self, at: usize) -> u32 {
@@ -384,6 +468,29 @@ mod tests {
         out.extend(type_bytes);
         out.extend(strings);
         out
+    }
+
+    /// The running kernel's BTF, mapped where the kernel allows it, answers exactly as the
+    /// same file read into memory.
+    #[test]
+    fn mapped_and_read_btf_agree() {
+        let (Ok(mapped), Ok(read)) = (
+            Btf::from_sys_fs(),
+            Btf::from_file(Path::new(VMLINUX_BTF)),
+        ) else {
+            eprintln!("skipped: {VMLINUX_BTF} unusable here");
+            return;
+        };
+        assert!(!read.is_mapped(), "only sysfs's BTF is mapped");
+        let task = mapped.find(Kind::Struct, "task_struct").unwrap();
+        assert_eq!(read.find(Kind::Struct, "task_struct"), Some(task));
+        for member in ["pid", "tgid", "comm", "mm", "cgroups"] {
+            assert_eq!(mapped.member(task, member), read.member(task, member), "{member}");
+        }
+        assert_eq!(
+            mapped.typedef_proto_arity("btf_trace_mark_victim"),
+            read.typedef_proto_arity("btf_trace_mark_victim")
+        );
     }
 
     #[test]

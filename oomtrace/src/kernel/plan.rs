@@ -6,7 +6,7 @@ use std::path::Path;
 use oomtrace_common::{ABSENT, KernelLayout, cgroup_mode, tp_args};
 
 use crate::kernel::{
-    btf::{Btf, VMLINUX_BTF},
+    btf::{Btf, Kind, TypeId, VMLINUX_BTF},
     cgroups::CgroupMode,
     layout::{self, Missing},
     loader::AttachMode,
@@ -25,9 +25,34 @@ pub struct Plan {
     /// Record fields the classic tracepoint lacks or has in an unexpected form.
     pub missing_tracepoint: Vec<Missing>,
     pub tracepoint_available: bool,
-    /// The kernel's raw BTF, kept only when tp_btf will be tried: aya parses it to find the
-    /// attach target.
-    pub btf_bytes: Option<Vec<u8>>,
+    /// What tp_btf attaches to: the BTF ids of the tracepoints' `btf_trace_*` typedefs.
+    pub btf_targets: BtfTargets,
+    /// What the classic tracepoint mode attaches to: the tracepoints' ids in tracefs.
+    pub tracepoint_ids: TracepointIds,
+}
+
+/// The tracefs ids (`ID:` of each `format`) of the two tracepoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointIds {
+    pub mark_victim: Option<u32>,
+    pub signal_generate: Option<u32>,
+}
+
+/// The kernel BTF type ids `tp_btf` programs name as their attach target, looked up while the
+/// BTF is open so nothing else has to parse it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BtfTargets {
+    pub mark_victim: Option<TypeId>,
+    pub signal_generate: Option<TypeId>,
+}
+
+impl BtfTargets {
+    fn of(btf: &Btf) -> Self {
+        Self {
+            mark_victim: btf.find(Kind::Typedef, "btf_trace_mark_victim"),
+            signal_generate: btf.find(Kind::Typedef, "btf_trace_signal_generate"),
+        }
+    }
 }
 
 pub fn page_shift() -> u32 {
@@ -72,6 +97,7 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
     };
 
     let mut missing_tracepoint = Vec::new();
+    let mut tracepoint_ids = TracepointIds::default();
     let tracepoint_reason = match tracefs::root() {
         None => Some(
             "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
@@ -84,9 +110,12 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
                 Ok(text) => match tracefs::parse_format(&text) {
                     Err(err) => Some(format!("{} is malformed: {err}", path.display())),
                     Ok(format) => {
+                        tracepoint_ids.mark_victim = Some(format.id);
                         let (args, missing) = layout::from_tracepoint_format(&format, &mut layout);
                         missing_tracepoint = missing;
-                        missing_tracepoint.extend(signal_layout(&root, &mut layout));
+                        let (signal_id, signal_missing) = signal_layout(&root, &mut layout);
+                        tracepoint_ids.signal_generate = signal_id;
+                        missing_tracepoint.extend(signal_missing);
                         if pid_only {
                             forget_all_but_pid(&mut layout);
                         }
@@ -113,11 +142,9 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
         }
     }
 
-    // The BTF blob is several megabytes: kept only if tp_btf needs it.
-    let btf_bytes = btf
-        .ok()
-        .filter(|_| modes.contains(&AttachMode::TpBtf))
-        .map(Btf::into_bytes);
+    let btf_targets = btf.as_ref().map(BtfTargets::of).unwrap_or_default();
+    // The BTF is unmapped (or freed) here: nothing after start-up needs it.
+    drop(btf);
 
     Plan {
         layout,
@@ -127,13 +154,14 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
         missing_btf,
         missing_tracepoint,
         tracepoint_available: tracepoint_reason.is_none(),
-        btf_bytes,
+        btf_targets,
+        tracepoint_ids,
     }
 }
 
 /// Offsets in `signal_generate`'s record, which tells killed victims from marked ones in
-/// tracepoint mode.
-fn signal_layout(root: &Path, layout: &mut KernelLayout) -> Vec<Missing> {
+/// tracepoint mode, and the tracepoint's id.
+fn signal_layout(root: &Path, layout: &mut KernelLayout) -> (Option<u32>, Vec<Missing>) {
     let path = tracefs::signal_generate_format_path(root);
     let missing = |why: &'static str| {
         vec![Missing {
@@ -143,10 +171,10 @@ fn signal_layout(root: &Path, layout: &mut KernelLayout) -> Vec<Missing> {
         }]
     };
     match std::fs::read_to_string(&path) {
-        Err(_) => missing("cannot be read"),
+        Err(_) => (None, missing("cannot be read")),
         Ok(text) => match tracefs::parse_format(&text) {
-            Err(_) => missing("is malformed"),
-            Ok(format) => layout::from_signal_format(&format, layout),
+            Err(_) => (None, missing("is malformed")),
+            Ok(format) => (Some(format.id), layout::from_signal_format(&format, layout)),
         },
     }
 }
