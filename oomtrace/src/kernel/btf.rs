@@ -474,10 +474,8 @@ mod tests {
     /// same file read into memory.
     #[test]
     fn mapped_and_read_btf_agree() {
-        let (Ok(mapped), Ok(read)) = (
-            Btf::from_sys_fs(),
-            Btf::from_file(Path::new(VMLINUX_BTF)),
-        ) else {
+        let (Ok(mapped), Ok(read)) = (Btf::from_sys_fs(), Btf::from_file(Path::new(VMLINUX_BTF)))
+        else {
             eprintln!("skipped: {VMLINUX_BTF} unusable here");
             return;
         };
@@ -485,7 +483,11 @@ mod tests {
         let task = mapped.find(Kind::Struct, "task_struct").unwrap();
         assert_eq!(read.find(Kind::Struct, "task_struct"), Some(task));
         for member in ["pid", "tgid", "comm", "mm", "cgroups"] {
-            assert_eq!(mapped.member(task, member), read.member(task, member), "{member}");
+            assert_eq!(
+                mapped.member(task, member),
+                read.member(task, member),
+                "{member}"
+            );
         }
         assert_eq!(
             mapped.typedef_proto_arity("btf_trace_mark_victim"),

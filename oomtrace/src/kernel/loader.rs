@@ -23,6 +23,13 @@ use crate::kernel::plan::{BtfTargets, TracepointIds};
 /// The kernel program, built by build.rs.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
 
+/// The ring buffer's size, whatever the object declares. Its pages are mapped into oomtrace
+/// twice (the kernel's ring buffer layout) and all count toward its RSS from the start, so the
+/// size is the steady RSS's largest part: 256 KiB hold about 75 records at once, and a full
+/// buffer is counted as dropped, never lost silently. A burst larger than that only comes from
+/// a `memory.oom.group` kill of more tasks than that, all marked within microseconds.
+pub const RING_BYTES: u32 = 256 * 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
     /// BTF-typed tracepoint: the victim's task_struct, checked by the verifier.
@@ -341,7 +348,11 @@ impl Maps {
     fn create(object: &elf::Object<'_>, layout: &KernelLayout) -> Result<Self, String> {
         let mut named = Vec::new();
         for def in object.map_definitions()? {
-            let max_entries = def.max_entries;
+            let max_entries = if def.name == EVENTS_MAP {
+                RING_BYTES
+            } else {
+                def.max_entries
+            };
             let fd = sys::map_create(&sys::MapCreate {
                 map_type: def.map_type,
                 key_size: def.key_size,
