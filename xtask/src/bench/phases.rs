@@ -102,6 +102,9 @@ pub struct MemoryFigures {
     /// Of `kills`, those the tool reported.
     pub reported: usize,
     pub idle_ticks: u64,
+    /// OOM kills elsewhere on the machine (the kernel's count) while the tools were meant to
+    /// be idle: each one woke them, so the idle figures are not idle ones.
+    pub kills_while_idle: u64,
     /// Kill to line for the first kill after the idle periods, µs: what code and data the
     /// tool let go of while idle, it pays for here.
     pub first_kill_us: Option<f64>,
@@ -128,12 +131,19 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
     for tool in tools {
         running.push(bench.start(tool, life)?);
     }
+    let kills_before = sys::kernel_oom_kills()?;
     // The idle periods are the measurement itself: nothing is being waited for.
     std::thread::sleep(config.idle_rss);
     let idle = each(&running, |r| sys::memory(r.pid))?;
     let ticks_before = each(&running, |r| sys::cpu_ticks(r.pid))?;
     std::thread::sleep(config.idle_cpu);
     let ticks_after = each(&running, |r| sys::cpu_ticks(r.pid))?;
+    let kills_while_idle = sys::kernel_oom_kills()?.saturating_sub(kills_before);
+    if kills_while_idle > 0 {
+        progress(format_args!(
+            "{kills_while_idle} OOM kills happened elsewhere on this machine while the tools idled: the idle figures are not idle ones"
+        ));
+    }
 
     let stats = sys::BpfStats::enable()?;
     let progs_before = each(&running, |r| mark_victim_prog(r.pid))?;
@@ -202,6 +212,7 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
             kills,
             reported: reported[k],
             idle_ticks: ticks_after[k].saturating_sub(ticks_before[k]),
+            kills_while_idle,
             first_kill_us: first_kill_us[k],
             prog,
             mapped_files: mapped[k].clone(),

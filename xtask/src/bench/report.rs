@@ -133,6 +133,10 @@ const STEADY_RSS_KIB: u64 = 4 * 1024;
 const PEAK_RSS_KIB: u64 = 12 * 1024;
 const HANDLER_NS: f64 = 2000.0;
 const READY_RATIO: f64 = 0.2;
+/// What the heap's high-water mark may move between the warm-up kills and the last one
+/// without it being growth: a burst of simultaneous reports larger than any before leaves a
+/// few pages behind. A leak of 72 bytes per kill over the 900 kills in between exceeds it.
+const GROWTH_NOISE_KIB: u64 = 64;
 
 impl Results {
     fn ready(&self, tool: Tool) -> Option<&Ready> {
@@ -190,13 +194,18 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     out.push(Budget {
         name: "no RSS growth with kills",
         limit: format!(
-            "RSS after the last kill ≤ RSS after the first {}",
+            "RSS after the last kill ≤ RSS after the first {} + {GROWTH_NOISE_KIB} KiB",
             r.config.warm_kills
         ),
         value: m.map_or("not measured".into(), |m| {
-            format!("{} → {}", mib(m.warm.rss), mib(m.after.rss))
+            format!(
+                "{} KiB → {} KiB ({:+} KiB)",
+                m.warm.rss,
+                m.after.rss,
+                m.after.rss as i64 - m.warm.rss as i64
+            )
         }),
-        met: m.map(|m| m.after.rss <= m.warm.rss),
+        met: m.map(|m| m.after.rss <= m.warm.rss + GROWTH_NOISE_KIB),
     });
     out.push(Budget {
         name: "peak RSS (VmHWM)",
@@ -207,8 +216,20 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     out.push(Budget {
         name: "idle CPU",
         limit: format!("0 ticks over {} s", r.config.idle_cpu.as_secs()),
-        value: m.map_or("not measured".into(), |m| format!("{} ticks", m.idle_ticks)),
-        met: m.map(|m| m.idle_ticks == 0),
+        value: m.map_or("not measured".into(), |m| {
+            if m.kills_while_idle > 0 {
+                format!(
+                    "{} ticks, not idle: {} OOM kills elsewhere on the machine woke it",
+                    m.idle_ticks, m.kills_while_idle
+                )
+            } else {
+                format!("{} ticks", m.idle_ticks)
+            }
+        }),
+        // A kill elsewhere is work, not idling: the window measured nothing.
+        met: m
+            .filter(|m| m.kills_while_idle == 0)
+            .map(|m| m.idle_ticks == 0),
     });
     let lat = |oomtrace: bool, p: f64| r.latency(oomtrace).map(|l| percentile(&l.us, p));
     for (name, p) in [("latency p50", 50.0), ("latency p99", 99.0)] {
@@ -317,6 +338,12 @@ pub fn rows(r: &Results) -> Vec<Row> {
             format!("RSS after {} kills", o.kills),
         ));
         rows.push(row(
+            format!("RSS growth, kill {} → kill {}", o.warm_kills, o.kills),
+            format!("{:+} KiB", o.after.rss as i64 - o.warm.rss as i64),
+            format!("{:+} KiB", b.after.rss as i64 - b.warm.rss as i64),
+            f64::NAN,
+        ));
+        rows.push(row(
             "  of which anon / file / shmem",
             format!(
                 "{} / {} / {}",
@@ -339,7 +366,11 @@ pub fn rows(r: &Results) -> Vec<Row> {
             f64::NAN,
         ));
         rows.push(row(
-            format!("idle CPU ticks over {} s", r.config.idle_cpu.as_secs()),
+            format!(
+                "idle CPU ticks over {} s ({} OOM kills elsewhere meanwhile)",
+                r.config.idle_cpu.as_secs(),
+                o.kills_while_idle
+            ),
             o.idle_ticks.to_string(),
             b.idle_ticks.to_string(),
             ratio(o.idle_ticks as f64, b.idle_ticks as f64),
@@ -518,6 +549,7 @@ pub fn json(r: &Results, budgets: &[Budget]) -> Value {
             ("kills", num(f.kills)),
             ("reported", num(f.reported)),
             ("idle_ticks", num(f.idle_ticks)),
+            ("oom_kills_elsewhere_while_idle", num(f.kills_while_idle)),
             ("first_kill_us", opt(f.first_kill_us.map(|x| float(x, 1)))),
             (
                 "mark_victim",
