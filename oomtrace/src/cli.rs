@@ -41,6 +41,12 @@ pub enum Command {
     History,
     /// Tell one container's OOM story on one screen: what Docker says, what the kernel did,
     /// why, what it means, and what to change.
+    #[command(
+        after_help = "Works for a container long removed, from the journal and the kernel log, and says what \
+                      it cannot know without them. --json prints one object.\n\nExit status: 0 when the \
+                      story is told (a container never OOM-killed included), 1 when no container \
+                      matches, 2 when CONTAINER is the start of several containers' ids."
+    )]
     Explain {
         /// The container: its name, or its id or a prefix of it.
         container: String,
@@ -146,7 +152,9 @@ pub struct Args {
     #[arg(long, global = true)]
     pub no_journal: bool,
 
-    /// Serve Prometheus metrics at ADDR:PORT (a bare port binds 127.0.0.1).
+    /// Serve Prometheus metrics at ADDR:PORT (a bare port binds 127.0.0.1; port 0 picks a
+    /// free one, named on stderr). Kills are counted as shown: after the filters, without
+    /// those --since replays.
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen, global = true)]
     pub metrics_addr: Option<SocketAddr>,
 
