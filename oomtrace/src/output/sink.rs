@@ -56,20 +56,27 @@ pub(super) struct Destination {
     queued: u64,
     /// Lines refused because the queue was full.
     refused: u64,
+    /// Lines refused or failed so far, read live by the metrics.
+    lost: Arc<AtomicU64>,
 }
 
 impl Destination {
     fn send(&mut self, line: Line) {
         let Some(queue) = &self.queue else {
-            self.refused += 1;
+            self.refuse();
             return;
         };
         match queue.try_send(line) {
             Ok(()) => self.queued += 1,
-            Err(TrySendError::Full(_)) => self.refused += 1,
+            Err(TrySendError::Full(_)) => self.refuse(),
             // The thread ended (stdout closed): the event loop is told separately.
-            Err(TrySendError::Disconnected(_)) => self.refused += 1,
+            Err(TrySendError::Disconnected(_)) => self.refuse(),
         }
+    }
+
+    fn refuse(&mut self) {
+        self.refused += 1;
+        self.lost.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes the queue and waits until `deadline` for the thread to write what is queued.
@@ -98,6 +105,9 @@ impl Losses {
         self.by_destination.iter().map(|(_, n)| n).sum()
     }
 }
+
+/// The kind of destination (`stdout`, `output`, `journal`) and its count of lines lost so far.
+pub type LossCounter = (&'static str, Arc<AtomicU64>);
 
 /// Where reports go in this run.
 pub struct Sinks {
@@ -152,6 +162,20 @@ impl Sinks {
         }
     }
 
+    /// Every destination's count of lines lost so far, for the metrics to read while the watch
+    /// runs; the summary counts from [`Self::finish`], which also knows what never left a queue.
+    pub fn loss_counters(&self) -> Vec<LossCounter> {
+        let files = self.files.iter().map(|d| ("output", Arc::clone(&d.lost)));
+        let journal = self
+            .journal
+            .iter()
+            .map(|d| ("journal", Arc::clone(&d.lost)));
+        files
+            .chain(journal)
+            .chain([("stdout", Arc::clone(&self.stdout.lost))])
+            .collect()
+    }
+
     /// Queues `json` for every file, and `shown` (the JSON line or the human one) for stdout.
     pub fn send(&mut self, json: &Bytes, shown: Bytes, kill: bool) {
         for file in &mut self.files {
@@ -198,6 +222,8 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
     let written = Arc::new(AtomicU64::new(0));
     let kills_written = Arc::new(AtomicU64::new(0));
     let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
+    let lost = Arc::new(AtomicU64::new(0));
+    let lost_here = Arc::clone(&lost);
     let hangup_events = events.clone();
     // Nothing may be written to notice that stdout's reader is gone: poll says so at once.
     thread::Builder::new()
@@ -225,10 +251,12 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
                         }
                     }
                     Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                        lost_here.fetch_add(1, Ordering::Relaxed);
                         let _ = events.send(SinkEvent::StdoutClosed);
                         return;
                     }
                     Err(err) => {
+                        lost_here.fetch_add(1, Ordering::Relaxed);
                         let _ = events.send(SinkEvent::StdoutFailed(err));
                         return;
                     }
@@ -244,6 +272,7 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
         kills_written,
         queued: 0,
         refused: 0,
+        lost,
     }
 }
 
@@ -300,13 +329,16 @@ pub(super) fn spawn_writer(
     let written = Arc::new(AtomicU64::new(0));
     let kills_written = Arc::new(AtomicU64::new(0));
     let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
+    let lost = Arc::new(AtomicU64::new(0));
+    let lost_here = Arc::clone(&lost);
     let name = path.display().to_string();
     let thread = thread::Builder::new()
         .name("output-file".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             let _finished = finished;
-            let mut failing = false;
+            // The longest line refused in the current failure spell; 0 when not failing.
+            let mut refused_len = 0;
             for line in lines {
                 match file.append(&line.bytes) {
                     Ok(()) => {
@@ -314,16 +346,20 @@ pub(super) fn spawn_writer(
                         if line.kill {
                             kill_counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        if failing {
-                            failing = false;
+                        // A short line can still fit in a full file's last block: the spell
+                        // is over only when a line as long as any refused one fits.
+                        if refused_len > 0 && line.bytes.len() >= refused_len {
+                            refused_len = 0;
                             crate::say!("writing to {} again", path.display());
                         }
                     }
                     Err(err) => {
+                        lost_here.fetch_add(1, Ordering::Relaxed);
                         // One warning per failure spell (a full disk fills once, then frees);
                         // reports still go to stdout.
+                        let failing = refused_len > 0;
+                        refused_len = refused_len.max(line.bytes.len());
                         if !failing {
-                            failing = true;
                             crate::say!(
                                 "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
                                 path.display()
@@ -342,6 +378,7 @@ pub(super) fn spawn_writer(
         kills_written,
         queued: 0,
         refused: 0,
+        lost,
     }
 }
 
@@ -390,6 +427,7 @@ mod tests {
             kills_written: Arc::new(AtomicU64::new(0)),
             queued: 0,
             refused: 0,
+            lost: Arc::new(AtomicU64::new(0)),
         };
         for _ in 0..5 {
             destination.send(Line {
@@ -398,6 +436,7 @@ mod tests {
             });
         }
         assert_eq!((destination.queued, destination.refused), (2, 3));
+        assert_eq!(destination.lost.load(Ordering::Relaxed), 3);
         // Nothing took the two queued lines: they count as lost too.
         assert_eq!(destination.finish(Instant::now()), 2);
     }

@@ -2,7 +2,9 @@
 //! told to stop.
 
 mod feeds;
+mod names;
 mod pipeline;
+mod protect;
 mod summary;
 
 use std::{
@@ -28,6 +30,7 @@ use crate::{
     output::{
         filter::Filter,
         human::HumanView,
+        metrics::{self, BuildInfo, Metrics},
         sink::{SinkEvent, Sinks},
     },
     source::{
@@ -115,10 +118,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         StdoutFormat::Human
     };
-    let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
-    let journal = journal_path(&args);
-    let sinks =
-        Sinks::start(&args.outputs, journal.as_deref(), sink_events_tx).map_err(|e| anyhow!(e))?;
     // Docker is asked while the kernel program loads; nothing waits for it.
     let docker = if args.no_enrich {
         None
@@ -133,13 +132,44 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let mut signals = Signals::new()?;
+    // Before the attach: an address that cannot be served ends the watch before it traces.
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await.map_err(|e| anyhow!(e))?),
+        None => None,
+    };
 
     let opened = open_feed(&args)?;
+    // After the attach, so that a refusal (not root) is the only line, not a journal warning.
+    let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
+    let journal = journal_path(&args);
+    let sinks =
+        Sinks::start(&args.outputs, journal.as_deref(), sink_events_tx).map_err(|e| anyhow!(e))?;
+    // After everything that can refuse to start: a refusal is the only line.
+    if !args.no_oom_protect {
+        protect::protect_self();
+    }
     let cgroups = match &opened {
         OpenedFeed::Ebpf(attached) => attached.0.cgroup_mode,
         OpenedFeed::Kmsg(_) => CgroupMode::of_host(),
     };
     let cgroup_root = cgroups::host_memory_root(cgroups);
+    // Served before the ready line, so a scrape right after it is answered.
+    let metrics = metrics_listener.map(|listener| {
+        let (backend, attach) = match &opened {
+            OpenedFeed::Ebpf(attached) => ("ebpf", attached.1.mode.name()),
+            OpenedFeed::Kmsg(_) => ("kmsg", ""),
+        };
+        let build = BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            backend,
+            attach,
+        };
+        listener.serve(Metrics::new(
+            build,
+            sinks.loss_counters(),
+            summary::kernel_oom_kills,
+        ))
+    });
     let mut feed = match opened {
         OpenedFeed::Ebpf(attached) => {
             let (plan, attached) = *attached;
@@ -182,8 +212,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             comms: args.comms.clone(),
         },
         format,
+        metrics,
     };
     let mut docker_changes = context.docker.as_ref().map(|d| d.cache.subscribe());
+    let mut docker_status = context.docker.as_ref().map(|d| d.status.clone());
+    let mut name_check = names::NameCheck::default();
     let verbose = args.verbose || stdout_is_terminal();
     let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
 
@@ -218,6 +251,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 // A kill both replayed and seen live is reported once: as replayed.
                 drained.reports.retain(|r| !seen_before.take(r));
                 take(&mut pipeline, drained);
+                // The kernel drops only while the ring is full, which wakes this drain.
+                if let (Some(metrics), Feed::Ebpf(feed)) = (&pipeline.context.metrics, &feed) {
+                    metrics.set_ring_buffer_full(feed.kernel_drops());
+                }
+            }
+            Some(status) = status_changed(&mut docker_status) => {
+                if let Some(docker) = &pipeline.context.docker {
+                    name_check.on_status(status, &docker.cache, &args.containers);
+                }
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
@@ -354,6 +396,9 @@ impl SeenBefore for Vec<u32> {
 
 fn take(pipeline: &mut Pipeline, drained: Drained) {
     pipeline.tally.undecodable += drained.undecodable;
+    if let Some(metrics) = &pipeline.context.metrics {
+        metrics.set_unreadable(pipeline.tally.undecodable);
+    }
     let now = Instant::now();
     for report in drained.reports {
         pipeline.push(report, now);
@@ -371,6 +416,22 @@ async fn changed(
 ) -> Result<(), tokio::sync::watch::error::RecvError> {
     match receiver {
         Some(receiver) => receiver.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Docker's status once it changes; never, without Docker (or once its task is gone).
+async fn status_changed(
+    receiver: &mut Option<tokio::sync::watch::Receiver<docker::Status>>,
+) -> Option<docker::Status> {
+    match receiver {
+        Some(inner) => match inner.changed().await {
+            Ok(()) => Some(*inner.borrow_and_update()),
+            Err(_) => {
+                *receiver = None;
+                None
+            }
+        },
         None => std::future::pending().await,
     }
 }

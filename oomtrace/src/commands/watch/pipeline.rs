@@ -8,6 +8,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -22,6 +23,7 @@ use crate::{
         filter::{Filter, Verdict},
         human::HumanView,
         json,
+        metrics::Metrics,
         sink::Sinks,
     },
     report::{ContainerExit, KillSummary, Report, SCHEMA},
@@ -68,6 +70,8 @@ pub struct Context {
     pub docker: Option<docker::Enricher>,
     pub filter: Filter,
     pub format: StdoutFormat,
+    /// `--metrics-addr`: counts the kills shown.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// A container's run: its kills, for the exit line.
@@ -99,7 +103,7 @@ pub struct Pipeline {
     /// Each container's current run (counted by its starts), and the runs with kills.
     generation: HashMap<String, u64>,
     runs: HashMap<RunKey, Run>,
-    last_invocation: Option<u64>,
+    last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
     text: String,
@@ -115,7 +119,7 @@ impl Pipeline {
             held: VecDeque::new(),
             generation: HashMap::new(),
             runs: HashMap::new(),
-            last_invocation: None,
+            last_group_kill: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
             text: String::with_capacity(1024),
@@ -128,8 +132,8 @@ impl Pipeline {
         let run = self.note_kill(&report);
         let until = match name_wait(&self.context, &report) {
             Some(wait) if docker_answers(&self.context) => {
-                if let (Some(docker), Some(container)) = (&self.context.docker, &report.container) {
-                    docker.request_inspect(&container.id);
+                if let (Some(docker), Some(id)) = (&self.context.docker, docker_id(&report)) {
+                    docker.request_inspect(id);
                 }
                 now + wait
             }
@@ -143,6 +147,12 @@ impl Pipeline {
     pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
         match event {
             Lifecycle::Started { id } => {
+                if self.generation.len() >= MAX_RUNS && !self.generation.contains_key(&id) {
+                    // Only a container with a run on file needs its count of starts kept.
+                    let with_runs: std::collections::HashSet<&String> =
+                        self.runs.keys().map(|(id, _)| id).collect();
+                    self.generation.retain(|known, _| with_runs.contains(known));
+                }
                 *self.generation.entry(id).or_default() += 1;
             }
             Lifecycle::Died {
@@ -151,6 +161,7 @@ impl Pipeline {
                 exit_code,
                 oom_killed,
                 restart_count,
+                restarting,
             } => {
                 let key = (id.clone(), self.generation.get(&id).copied().unwrap_or(0));
                 let Some(run) = self.runs.get(&key) else {
@@ -165,6 +176,7 @@ impl Pipeline {
                     exit_code,
                     runtime_oom_killed: oom_killed,
                     restart_count,
+                    restarting,
                     kills: run.kills.clone(),
                     last_kill: run.last.clone(),
                 };
@@ -309,6 +321,11 @@ impl Pipeline {
                 Bytes::copy_from_slice(self.text.as_bytes())
             }
         };
+        // Counted before the line can be read, so a scrape after it sees the kill. Replayed
+        // kills stay out: a restarted oomtrace would count them again.
+        if let (Some(metrics), false) = (&self.context.metrics, report.past) {
+            metrics.record_kill(report, SystemTime::now());
+        }
         self.sinks.send(&json, shown, true);
         self.tally.shown += 1;
         true
@@ -329,10 +346,12 @@ impl Pipeline {
         }
         let Some(oom) = oom else { return };
         // The kernel counts a group kill's chosen victim twice: once chosen, once a member.
-        if oom.group_kill == Some(true) && oom.id.is_some() && oom.id != self.last_invocation {
+        // The chosen victim comes first, not a member: the invocation is counted at its first
+        // member.
+        if oom.group_kill == Some(true) && oom.id.is_some() && oom.id != self.last_group_kill {
             self.tally.group_kills += 1;
+            self.last_group_kill = oom.id;
         }
-        self.last_invocation = oom.id;
     }
 
     /// Journals an exit, and writes it out if one of its kills was shown.
@@ -367,13 +386,34 @@ fn docker_answers(context: &Context) -> bool {
         .is_some_and(|d| *d.status.borrow() != docker::Status::Unavailable)
 }
 
+/// The id Docker is asked about for `report`: its Docker container's, or an id in its cgroup
+/// path that only Docker can say is a container (`--cgroup-parent`).
+fn docker_id(report: &Report) -> Option<&str> {
+    match &report.container {
+        Some(container) => (container.runtime == "docker").then_some(container.id.as_str()),
+        None => report
+            .cgroup
+            .path
+            .as_deref()
+            .and_then(crate::attribution::cgroup_path::unclaimed_id),
+    }
+}
+
 /// How long `report` may wait for its container's name, if it lacks one Docker could give.
 fn name_wait(context: &Context, report: &Report) -> Option<Duration> {
-    let container = report.container.as_ref()?;
-    if container.runtime != "docker" || container.name.is_some() {
+    docker_id(report)?;
+    if report.container.as_ref().is_some_and(|c| c.name.is_some()) {
         return None;
     }
     context.docker.as_ref()?;
+    if report.container.is_none() {
+        // Not confirmed yet: until Docker answers, a `--container` filter cannot decide.
+        return Some(if context.filter.containers.is_empty() {
+            NAME_WAIT
+        } else {
+            FILTER_NAME_WAIT
+        });
+    }
     Some(match context.filter.verdict(report) {
         Verdict::NeedsName => FILTER_NAME_WAIT,
         Verdict::Shown | Verdict::Hidden => NAME_WAIT,
