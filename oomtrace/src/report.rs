@@ -83,8 +83,11 @@ pub struct ContainerExit {
     pub exit_code: Option<i64>,
     /// Docker's `State.OOMKilled` for this run.
     pub runtime_oom_killed: Option<bool>,
-    /// Docker's `RestartCount` at the exit.
+    /// Docker's `RestartCount` at the exit. Docker counts a restart when it decides on it,
+    /// before the exit is announced, so this includes the one `restarting` says is under way.
     pub restart_count: Option<u32>,
+    /// Docker's `State.Restarting` at the exit: its restart policy is restarting the container.
+    pub restarting: Option<bool>,
     /// The `oom.id`s of the container's kills since it started, `null` where unknown.
     pub kills: Vec<Option<u64>>,
     /// The last of those kills, for the human line.
@@ -241,7 +244,8 @@ pub struct Container {
     pub restart_policy: Option<String>,
     /// For `on-failure`: how many restarts the policy allows (0: no limit).
     pub restart_max_retries: Option<u32>,
-    /// Restarts Docker had made when the report was written.
+    /// Restarts Docker had made, as read in the victim's own run (its PID 1 the victim or its
+    /// parent); `null` when the count at hand may be another run's.
     pub restart_count: Option<u32>,
     /// The program the container's PID 1 runs (`docker inspect`'s `Path`).
     pub main_command: Option<String>,

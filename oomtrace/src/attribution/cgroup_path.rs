@@ -138,6 +138,28 @@ pub fn attribute(cgroup_path: &str) -> Option<ContainerRef> {
         })
 }
 
+/// A 64-hex id that no runtime's shape claims: the deepest such component of a path
+/// [`attribute`] gives nothing for. Docker's `--cgroup-parent` (compose's `cgroup_parent`)
+/// puts a container at `/<any parent>/<id>` under the cgroupfs driver, where the path alone
+/// cannot say whose id it is. The caller names a container from it only if Docker confirms
+/// it knows that id.
+pub fn unclaimed_id(cgroup_path: &str) -> Option<&str> {
+    if attribute(cgroup_path).is_some() {
+        return None;
+    }
+    let below_root = cgroup_path.strip_prefix('/')?;
+    let parts: Vec<&str> = below_root.split('/').collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return None;
+    }
+    let at = (0..parts.len()).rev().find(|&at| is_hex64(parts[at]))?;
+    // Inside a pod, a bare id is the kubelet's, and one the pod shape did not accept is not
+    // Docker's either.
+    let in_pod =
+        (0..at).any(|p| cgroupfs_pod(&parts, p).is_some() || systemd_pod(&parts, p).is_some());
+    (!in_pod).then_some(parts[at])
+}
+
 /// What one path component is, read with its neighbours (a pod needs its parents to be a pod,
 /// a bare id needs its parent to say whose it is, nspawn's scope needs its child).
 #[derive(Debug, PartialEq, Eq)]
@@ -730,6 +752,37 @@ mod tests {
         for path in &near_misses {
             assert_eq!(attribute(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn unclaimed_ids_are_offered_only_where_no_shape_claims_them() {
+        let cases: [(String, Option<&str>); 10] = [
+            // `docker run --cgroup-parent` under cgroupfs, at any depth.
+            (format!("/oomtrace-shared/{DOCKER_A}"), Some(DOCKER_A)),
+            (format!("/a/b/c/{DOCKER_A}"), Some(DOCKER_A)),
+            (format!("/{DOCKER_A}"), Some(DOCKER_A)),
+            // The deepest id is the one the process lives in.
+            (format!("/p/{ID1}/{DOCKER_A}"), Some(DOCKER_A)),
+            (format!("/p/{DOCKER_A}/worker"), Some(DOCKER_A)),
+            // Shapes attribute() knows are not offered again.
+            (format!("/docker/{DOCKER_A}"), None),
+            (format!("/system.slice/docker-{DOCKER_A}.scope"), None),
+            // Below a pod, an id the pod shape refused is nobody's.
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/{ID1}"
+                ),
+                None,
+            ),
+            // Near misses and malformed paths.
+            (format!("/p/{}", &DOCKER_A[..63]), None),
+            (format!("/p//{DOCKER_A}"), None),
+        ];
+        for (path, want) in &cases {
+            assert_eq!(unclaimed_id(path), *want, "{path}");
+        }
+        assert_eq!(unclaimed_id("/"), None);
+        assert_eq!(unclaimed_id("/system.slice/sshd.service"), None);
     }
 
     #[test]

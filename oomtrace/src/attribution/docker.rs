@@ -14,7 +14,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bollard::{
@@ -104,6 +104,12 @@ impl Cache {
             .filter(|(_, e)| e.meta.name.as_deref() == Some(name))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Puts `meta` in as an inspect would: for tests of what reads the cache.
+    #[cfg(test)]
+    pub fn insert(&self, id: &str, meta: ContainerMeta) {
+        self.upsert(id, |slot| *slot = meta);
     }
 
     /// A receiver whose `changed()` resolves after the cache changes.
@@ -228,11 +234,12 @@ pub enum Lifecycle {
     },
     Died {
         id: String,
-        time: Option<std::time::SystemTime>,
+        time: Option<SystemTime>,
         exit_code: Option<i64>,
         /// `State.OOMKilled` as Docker reports it for the run that ended.
         oom_killed: Option<bool>,
         restart_count: Option<u32>,
+        restarting: Option<bool>,
     },
 }
 
@@ -278,6 +285,8 @@ pub fn start(socket: PathBuf) -> Enricher {
     let task_cache = cache.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
+        // An outage is said once, when it begins; its end is said too, so that the next one
+        // is said again.
         let mut said_unavailable = false;
         loop {
             let why = session(
@@ -286,6 +295,7 @@ pub fn start(socket: PathBuf) -> Enricher {
                 &status_tx,
                 &mut requests,
                 &lifecycle_tx,
+                &mut said_unavailable,
             )
             .await;
             // A daemon that was answering gets a quick retry; one that never did, a slower one.
@@ -397,6 +407,7 @@ async fn session(
     status: &watch::Sender<Status>,
     requests: &mut mpsc::UnboundedReceiver<String>,
     lifecycle: &mpsc::UnboundedSender<Lifecycle>,
+    said_unavailable: &mut bool,
 ) -> String {
     // bollard connects lazily and wraps a refused socket in transport jargon; a plain connect
     // first gives the reason in words.
@@ -455,6 +466,12 @@ async fn session(
         inspect_into(&docker, cache, &id).await;
     }
     let _ = status.send(Status::Synced);
+    if std::mem::take(said_unavailable) {
+        crate::say!(
+            "Docker answers again at {}: containers are named",
+            socket.display()
+        );
+    }
 
     let mut filters = HashMap::new();
     filters.insert("type".to_owned(), vec!["container".to_owned()]);
@@ -487,20 +504,11 @@ async fn session(
                 if let Some(changed) = apply_event(cache, action, &id, &attributes) {
                     let died = inspect_into(&docker, cache, &changed).await;
                     let _ = lifecycle.send(match action {
-                        "die" => Lifecycle::Died {
-                            time,
-                            exit_code: attributes
-                                .get("exitCode")
-                                .and_then(|c| c.parse().ok())
-                                .or(died.exit_code),
-                            // A container removed before it could be inspected: Docker
-                            // sets OOMKilled on the run's oom event, which came before.
-                            oom_killed: died
-                                .oom_killed
-                                .or_else(|| cache.lookup(&id).map(|m| m.oom_event_seen)),
-                            restart_count: died.restart_count,
-                            id,
-                        },
+                        "die" => {
+                            let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+                            let oom_event_seen = cache.lookup(&id).map(|m| m.oom_event_seen);
+                            died.facts_of_exit(id, time, exit_code, oom_event_seen)
+                        }
                         _ => Lifecycle::Started { id },
                     });
                 }
@@ -518,6 +526,58 @@ struct RunEnd {
     exit_code: Option<i64>,
     oom_killed: Option<bool>,
     restart_count: Option<u32>,
+    restarting: Option<bool>,
+    running: Option<bool>,
+    started_at: Option<SystemTime>,
+    finished_at: Option<SystemTime>,
+}
+
+impl RunEnd {
+    /// The exit Docker announced at `time`, told with what this inspect, made after it, says.
+    /// The inspect describes that run only if the run it saw ended no later than the
+    /// announcement: a container restarting at once may already be in its next run, or past
+    /// it, and that run's count or OOMKilled must not be given as this one's.
+    fn facts_of_exit(
+        self,
+        id: String,
+        time: Option<SystemTime>,
+        exit_code: Option<i64>,
+        oom_event_seen: Option<bool>,
+    ) -> Lifecycle {
+        // Docker keeps `Running` true while it restarts a container.
+        let ended = self.running == Some(false) || self.restarting == Some(true);
+        let same_run = match (self.started_at, self.finished_at, time) {
+            (Some(started), Some(finished), Some(announced)) => {
+                ended && started <= finished && finished <= announced
+            }
+            _ => false,
+        };
+        let restarted_since = match (self.started_at, time) {
+            (Some(started), Some(announced)) => started > announced,
+            _ => false,
+        };
+        Lifecycle::Died {
+            id,
+            time,
+            exit_code: exit_code.or(self.exit_code.filter(|_| same_run)),
+            // Docker sets OOMKilled on the run's `oom` event, which came before the exit (and
+            // tells a container removed before it could be inspected).
+            oom_killed: self.oom_killed.filter(|_| same_run).or(oom_event_seen),
+            restart_count: self.restart_count.filter(|_| same_run),
+            restarting: if same_run {
+                self.restarting
+            } else {
+                restarted_since.then_some(true)
+            },
+        }
+    }
+}
+
+/// A time as Docker's API writes it (RFC 3339 with nanoseconds); Docker's zero time
+/// (`0001-01-01T00:00:00Z`) for "never" is `None`.
+fn docker_time(text: Option<&str>) -> Option<SystemTime> {
+    let at: jiff::Timestamp = text?.parse().ok()?;
+    Some(SystemTime::from(at)).filter(|&t| t > SystemTime::UNIX_EPOCH)
 }
 
 /// Fills in what only an inspect tells: the main pid, restart policy and count, memory limit.
@@ -531,6 +591,10 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
         exit_code: state.and_then(|s| s.exit_code),
         oom_killed: state.and_then(|s| s.oom_killed),
         restart_count: inspect.restart_count.and_then(|n| u32::try_from(n).ok()),
+        restarting: state.and_then(|s| s.restarting),
+        running: state.and_then(|s| s.running),
+        started_at: docker_time(state.and_then(|s| s.started_at.as_deref())),
+        finished_at: docker_time(state.and_then(|s| s.finished_at.as_deref())),
     };
     let main_pid = inspect
         .state
@@ -544,9 +608,11 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
         .and_then(|p| p.name.as_ref())
         .map(|name| name.to_string())
         .filter(|name| !name.is_empty() && name != "no");
+    // Docker keeps a retry count for every policy; it means something only for on-failure.
     let restart_max_retries = policy
         .and_then(|p| p.maximum_retry_count)
-        .and_then(|n| u32::try_from(n).ok());
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|_| restart_policy.as_deref() == Some("on-failure"));
     let memory_limit = host
         .and_then(|h| h.memory)
         .filter(|&m| m > 0)
@@ -582,6 +648,71 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_takes_only_what_the_inspect_says_about_its_own_run() {
+        let t =
+            |secs: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs));
+        let end = |running, restarting, started, finished| RunEnd {
+            exit_code: Some(137),
+            oom_killed: Some(true),
+            restart_count: Some(2),
+            restarting: Some(restarting),
+            running: Some(running),
+            started_at: t(started),
+            finished_at: t(finished),
+        };
+        let facts = |end: RunEnd, oom_event_seen| match end.facts_of_exit(
+            "c".into(),
+            t(10),
+            None,
+            oom_event_seen,
+        ) {
+            Lifecycle::Died {
+                exit_code,
+                oom_killed,
+                restart_count,
+                restarting,
+                ..
+            } => (exit_code, oom_killed, restart_count, restarting),
+            Lifecycle::Started { .. } => panic!("an exit"),
+        };
+        // Stopped for good, seen as it ended: all of it.
+        assert_eq!(
+            facts(end(false, false, 5, 9), Some(true)),
+            (Some(137), Some(true), Some(2), Some(false))
+        );
+        // Restarting (Docker keeps Running true then): this run's end, restart counted.
+        assert_eq!(
+            facts(end(true, true, 5, 9), Some(true)),
+            (Some(137), Some(true), Some(2), Some(true))
+        );
+        // Already running again: the count and OOMKilled are the next run's, not given;
+        // that Docker restarted it is a fact.
+        assert_eq!(
+            facts(end(true, false, 11, 9), Some(true)),
+            (None, Some(true), None, Some(true))
+        );
+        // The next run already ended too.
+        assert_eq!(
+            facts(end(false, false, 11, 12), None),
+            (None, None, None, Some(true))
+        );
+        // No times: nothing ties the inspect to this run.
+        let mut unknown = end(false, false, 5, 9);
+        unknown.finished_at = None;
+        assert_eq!(facts(unknown, Some(false)), (None, Some(false), None, None));
+        // Docker's "never" is no time at all.
+        assert_eq!(docker_time(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(
+            docker_time(Some("2026-11-25T22:10:23.007432Z")),
+            Some(
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(1_795_644_623)
+                    + Duration::from_micros(7432)
+            )
+        );
+    }
 
     fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

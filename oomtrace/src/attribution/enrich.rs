@@ -13,21 +13,46 @@ use crate::{
 /// Fills `report.container` and `victim.is_container_init` from the cgroup path and, for
 /// Docker containers, the cache.
 pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
-    let Some(reference) = report.cgroup.path.as_deref().and_then(container::attribute) else {
-        // Outside a container, where a parent lives says nothing.
-        report.victim.parent_in_container = None;
-        return;
-    };
-    let meta = match (reference.runtime, docker) {
-        (container::Runtime::Docker, Some(cache)) => cache.lookup(&reference.id),
-        _ => None,
+    let path = report.cgroup.path.as_deref();
+    let (reference, meta) = match path.and_then(container::attribute) {
+        Some(reference) => {
+            let meta = match (reference.runtime, docker) {
+                (container::Runtime::Docker, Some(cache)) => cache.lookup(&reference.id),
+                _ => None,
+            };
+            (reference, meta)
+        }
+        // An id under a parent of the user's choosing is Docker's only if Docker says so.
+        None => match (path.and_then(container::unclaimed_id), docker) {
+            (Some(id), Some(cache)) if let Some(meta) = cache.lookup(id) => (
+                ContainerRef {
+                    runtime: container::Runtime::Docker,
+                    id: id.to_owned(),
+                    pod: None,
+                },
+                Some(meta),
+            ),
+            _ => {
+                // Outside a container, where a parent lives says nothing.
+                report.victim.parent_in_container = None;
+                return;
+            }
+        },
     };
     let main_pid = meta.as_ref().and_then(|m| m.main_pid);
     let victim = &mut report.victim;
     victim.is_container_init = is_container_init(victim, main_pid);
     let main_command = meta.as_ref().and_then(|m| m.main_command.as_deref());
     victim.is_container_main = is_container_main(victim, main_pid, main_command);
-    report.container = Some(describe(reference, meta));
+    let mut container = describe(reference, meta);
+    // Docker's count is read when a run starts, and a kill can come before the cache has seen
+    // that start: the count is the victim's run's only if that run's PID 1 is the victim or
+    // its parent.
+    let same_run = main_pid.is_some() && (main_pid == victim.pid || main_pid == victim.ppid);
+    if !same_run {
+        container.restart_count = None;
+    }
+    report.container = Some(container);
 }
 
 /// Whether the victim's death ends its container: it is PID 1, or PID 1 is an init shim and
@@ -262,6 +287,67 @@ mod tests {
             "etl"
         );
         assert_eq!(report.victim.is_container_init, Some(false));
+    }
+
+    #[test]
+    fn a_cgroup_parent_container_is_named_only_once_docker_confirms_it() {
+        let path = format!("/oomtrace-shared/{ID}");
+        let mut report = report_in(&path, 4321, 12);
+        annotate(&mut report, Some(&Cache::default()));
+        assert_eq!(
+            report.container, None,
+            "an id Docker does not know names nothing"
+        );
+        let mut report = report_in(&path, 4321, 12);
+        annotate(&mut report, None);
+        assert_eq!(
+            report.container, None,
+            "without Docker, nothing confirms it"
+        );
+
+        let cache = Cache::default();
+        let attributes: HashMap<String, String> =
+            [("name".to_owned(), "shared-a".to_owned())].into();
+        crate::attribution::docker::apply_event(&cache, "create", ID, &attributes);
+        let mut report = report_in(&path, 4321, 12);
+        annotate(&mut report, Some(&cache));
+        let container = report.container.expect("Docker knows the id");
+        assert_eq!((container.runtime, container.id.as_str()), ("docker", ID));
+        assert_eq!(container.name.as_deref(), Some("shared-a"));
+    }
+
+    #[test]
+    fn the_restart_count_is_given_only_for_the_run_it_was_read_in() {
+        let meta = |main_pid| ContainerMeta {
+            main_pid,
+            restart_count: Some(3),
+            restart_policy: Some("on-failure".into()),
+            restart_max_retries: Some(3),
+            ..ContainerMeta::default()
+        };
+        // (main pid in the cache, victim pid, victim's parent, the count reported)
+        let cases = [
+            (Some(100), 100, Some(1), Some(3)),
+            (Some(100), 200, Some(100), Some(3)),
+            // A `docker exec` process: nothing ties it to the run the count was read in.
+            (Some(100), 300, Some(50), None),
+            // The cache has not seen this run's start yet.
+            (None, 100, Some(1), None),
+        ];
+        for (main_pid, pid, ppid, want) in cases {
+            let cache = Cache::default();
+            cache.insert(ID, meta(main_pid));
+            let mut report = report_in(&format!("/docker/{ID}"), pid, 7);
+            report.victim.ppid = ppid;
+            annotate(&mut report, Some(&cache));
+            let container = report.container.expect("a container");
+            assert_eq!(container.restart_count, want, "{main_pid:?} {pid} {ppid:?}");
+            assert_eq!(
+                container.restart_max_retries,
+                Some(3),
+                "a setting, always given"
+            );
+        }
     }
 
     #[test]

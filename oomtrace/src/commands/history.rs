@@ -6,7 +6,7 @@
 use std::{io::Write as _, process::ExitCode, time::SystemTime};
 
 use crate::{
-    attribution::{docker, enrich},
+    attribution::{cgroup_path, docker, enrich},
     cli::Args,
     commands::watch::journal_path,
     output::{filter::Filter, human::HumanView, json},
@@ -84,11 +84,15 @@ pub fn ask_docker(args: &Args, kills: &mut [Report]) {
     };
     let mut ids: Vec<String> = kills
         .iter()
-        .filter_map(|r| {
-            r.container
-                .as_ref()
-                .filter(|c| c.runtime == "docker")
-                .map(|c| c.id.clone())
+        .filter_map(|r| match &r.container {
+            Some(c) => (c.runtime == "docker").then(|| c.id.clone()),
+            // `--cgroup-parent`: Docker's if Docker says so.
+            None => r
+                .cgroup
+                .path
+                .as_deref()
+                .and_then(cgroup_path::unclaimed_id)
+                .map(str::to_owned),
         })
         .collect();
     ids.sort();

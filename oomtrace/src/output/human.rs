@@ -147,8 +147,15 @@ impl HumanView {
                 None => {}
             }
         }
-        if let Some(count) = exit.restart_count {
-            let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
+        match (exit.restarting, exit.restart_count) {
+            (Some(true), Some(count)) => {
+                let _ = write!(out, "; Docker is restarting it (restart {count})");
+            }
+            (Some(true), None) => out.push_str("; Docker is restarting it"),
+            (_, Some(count)) => {
+                let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
+            }
+            (_, None) => {}
         }
         out.push('\n');
     }

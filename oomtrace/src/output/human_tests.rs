@@ -277,6 +277,7 @@ fn a_container_exit_is_told_from_docker_s_facts() {
         exit_code: Some(0),
         runtime_oom_killed: Some(true),
         restart_count: Some(0),
+        restarting: Some(false),
         kills: vec![Some(5)],
         last_kill: Some(KillSummary::of(&report)),
     };
@@ -287,6 +288,39 @@ fn a_container_exit_is_told_from_docker_s_facts() {
         "04:47:34  container seed0 exited 0 (Docker: OOMKilled=true) 4.2 s after dd (pid \
          10390) was OOM-killed; its main process survived the kill; 0 restarts so far\n"
     );
+}
+
+#[test]
+fn a_restart_is_told_as_docker_states_it() {
+    let report = seed0(true);
+    let exit = |restarting, restart_count| ContainerExit {
+        schema: 1,
+        event: "container_exit",
+        time: report.time,
+        container: report.container.clone().unwrap(),
+        exit_code: Some(137),
+        runtime_oom_killed: Some(true),
+        restart_count,
+        restarting,
+        kills: vec![Some(5)],
+        last_kill: None,
+    };
+    let cases = [
+        (
+            Some(true),
+            Some(2),
+            "; Docker is restarting it (restart 2)\n",
+        ),
+        (Some(true), None, "; Docker is restarting it\n"),
+        (Some(false), Some(3), "; 3 restarts so far\n"),
+        (None, Some(1), "; 1 restart so far\n"),
+        (None, None, "(Docker: OOMKilled=true)\n"),
+    ];
+    for (restarting, count, tail) in cases {
+        let mut out = String::new();
+        utc().exit(&exit(restarting, count), today(), &mut out);
+        assert!(out.ends_with(tail), "{restarting:?} {count:?}: {out}");
+    }
 }
 
 #[test]
