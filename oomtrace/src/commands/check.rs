@@ -34,12 +34,16 @@ fn describe(args: &Args, out: &mut String) -> ExitCode {
     if let Some(forced) = kernel.attach {
         match attach(&kernel) {
             Ok((plan, attached)) => {
-                let _ = writeln!(out, "--attach {forced}: works here");
+                let _ = writeln!(out, "--attach {forced} works here");
                 fields(out, &plan, &attached);
+            }
+            Err(AttachFailure::NoMode(why)) => {
+                traced = false;
+                let _ = writeln!(out, "{why}");
             }
             Err(err) => {
                 traced = false;
-                let _ = writeln!(out, "--attach {forced}: does not work here: {err}");
+                let _ = writeln!(out, "--attach {forced} does not work here: {err}");
             }
         }
     }

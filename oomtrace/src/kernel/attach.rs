@@ -59,10 +59,20 @@ pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
             .iter()
             .map(|(mode, why)| format!("{mode}: {why}"))
             .collect();
-        return Err(AttachFailure::NoMode(format!(
-            "cannot trace OOM kills on this host: {}",
-            reasons.join("; ")
-        )));
+        // A forced mode failing says nothing about the others: the host may well be traced.
+        return Err(AttachFailure::NoMode(match kernel.attach {
+            Some(forced) => {
+                let why = plan.unavailable.iter().map(|(_, why)| why.as_str());
+                format!(
+                    "--attach {forced} does not work here: {}",
+                    why.collect::<Vec<_>>().join("; ")
+                )
+            }
+            None => format!(
+                "cannot trace OOM kills on this host: {}",
+                reasons.join("; ")
+            ),
+        }));
     }
     preflight::raise_memlock_limit();
     let targets = Targets {

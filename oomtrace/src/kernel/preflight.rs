@@ -2,6 +2,7 @@
 //! sentence that says what to do instead of a syscall error.
 
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYSLOG: u32 = 34;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
@@ -26,6 +27,30 @@ pub fn privilege_problem(euid: u32, caps: Option<u64>) -> Option<String> {
         "root without CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) cannot load the eBPF program: run oomtrace in a privileged container, or give it those capabilities"
             .into()
     })
+}
+
+/// Why opening `/dev/kmsg` was refused, in words that say what to do: the capability when it
+/// is missing, else the device controller of the container oomtrace runs in.
+pub fn kmsg_refusal(euid: u32, caps: Option<u64>, dmesg_restrict: bool) -> String {
+    let has_syslog = caps.is_some_and(|c| c & (1 << CAP_SYSLOG) != 0);
+    if dmesg_restrict && !has_syslog {
+        return if euid == 0 {
+            "reading /dev/kmsg needs CAP_SYSLOG, which this root lacks: give it to oomtrace (docker run --cap-add SYSLOG)".into()
+        } else {
+            "reading /dev/kmsg needs root or CAP_SYSLOG: run oomtrace with sudo".into()
+        };
+    }
+    "opening /dev/kmsg was refused although oomtrace may read the kernel log: a container's device controller refuses it; pass it in with docker run --device /dev/kmsg:/dev/kmsg:r (in Kubernetes, a privileged container)".into()
+}
+
+/// [`kmsg_refusal`] for this process.
+pub fn kmsg_refusal_here() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let restrict = std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict")
+        .map_or(true, |text| text.trim() != "0");
+    // SAFETY: geteuid has no failure mode.
+    let euid = unsafe { libc::geteuid() };
+    kmsg_refusal(euid, effective_caps(&status), restrict)
 }
 
 pub fn check_privileges() -> Result<(), String> {
@@ -69,6 +94,23 @@ pub fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_kernel_log_says_what_is_missing() {
+        let all = Some(0x1ff_ffff_ffff);
+        let without_syslog = all.map(|c: u64| c & !(1 << CAP_SYSLOG));
+        let cases = [
+            (1000, Some(0), true, "needs root or CAP_SYSLOG"),
+            (0, without_syslog, true, "this root lacks"),
+            (0, all, true, "--device /dev/kmsg"),
+            // Anyone may read the log: only a device controller refuses.
+            (1000, Some(0), false, "--device /dev/kmsg"),
+        ];
+        for (euid, caps, restrict, want) in cases {
+            let said = kmsg_refusal(euid, caps, restrict);
+            assert!(said.contains(want), "{euid} {caps:?} {restrict}: {said}");
+        }
+    }
 
     #[test]
     fn capabilities_decide_not_the_uid() {

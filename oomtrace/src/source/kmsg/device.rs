@@ -142,9 +142,7 @@ pub fn open() -> Result<File, String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(DEV_KMSG)
         .map_err(|err| match err.kind() {
-            ErrorKind::PermissionDenied => {
-                format!("reading {DEV_KMSG} needs root (or CAP_SYSLOG): run oomtrace with sudo")
-            }
+            ErrorKind::PermissionDenied => crate::kernel::preflight::kmsg_refusal_here(),
             _ => format!("cannot open {DEV_KMSG}: {err}"),
         })
 }
