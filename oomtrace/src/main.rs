@@ -6,7 +6,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser as _;
 use oomtrace::{
     cli,
-    commands::{check, history, watch},
+    commands::{check, explain, history, watch},
 };
 
 fn main() -> ExitCode {
@@ -25,10 +25,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(cli::Command::Check) => check::run(&cli.args),
         Some(cli::Command::History) => history::run(&cli.args),
-        Some(cli::Command::Explain { .. }) => {
-            oomtrace::say!("explain is not written yet");
-            ExitCode::FAILURE
-        }
+        Some(cli::Command::Explain { container }) => explain::run(&cli.args, &container),
         None => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()

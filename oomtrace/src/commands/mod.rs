@@ -1,5 +1,7 @@
-//! The commands: `oomtrace` ([`watch`]), `oomtrace check` and `oomtrace history`.
+//! The commands: `oomtrace` ([`watch`]), `oomtrace check`, `oomtrace history` and
+//! `oomtrace explain`.
 
 pub mod check;
+pub mod explain;
 pub mod history;
 pub mod watch;

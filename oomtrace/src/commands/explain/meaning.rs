@@ -1,0 +1,349 @@
+//! What the facts mean, in plain words, and what to change. Each sentence is stated only
+//! when the facts it rests on are known: a role the kernel log does not give, a run whose
+//! kills cannot be told apart, a limit nobody printed, each leaves its sentence out. Nothing
+//! here says what will happen next.
+
+use super::{
+    runs::Run,
+    story::{Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
+};
+use crate::{
+    output::human::{INIT_SHIMS, abbreviate_ids},
+    report::{Container, Report},
+};
+
+pub struct Facts<'a> {
+    pub evidence: &'a Evidence,
+    pub container: &'a Container,
+    pub docker_oom_killed: Option<bool>,
+    pub docker_running: Option<bool>,
+    pub limit: Option<&'a LimitFacts>,
+    pub runs: &'a [Run],
+    pub show: Show,
+}
+
+/// `dd (pid 4242)`, or `dd (3 kills)`, or `dd and python3 (5 kills)`.
+fn victims(kills: &[&Report], show: Show) -> String {
+    if let [one] = kills {
+        return match one.victim.pid {
+            Some(pid) => format!("{} (pid {pid})", show(comm(one))),
+            None => show(comm(one)),
+        };
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for kill in kills {
+        if !names.contains(&comm(kill)) {
+            names.push(comm(kill));
+        }
+    }
+    let shown: Vec<String> = names.iter().take(3).map(|n| show(n)).collect();
+    let mut text = match shown.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [] => String::new(),
+    };
+    if names.len() > 3 {
+        text.push_str(" and others");
+    }
+    format!("{text} ({} kills)", kills.len())
+}
+
+fn main_name(c: &Container, show: Show) -> String {
+    c.main_command
+        .as_deref()
+        .map_or_else(String::new, |m| format!(" ({})", show(program(m))))
+}
+
+pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
+    let e = f.evidence;
+    let show = f.show;
+    let all: Vec<&Report> = e.kills.iter().collect();
+    // The sources, and the verb endings that agree with them.
+    let (sources, hold, go) = if e.journal == JournalRead::Read {
+        ("the journal and the kernel log", "hold", "go")
+    } else {
+        ("the kernel log", "holds", "goes")
+    };
+    let since = e.since.map_or("", |_| " since the time asked for");
+    if all.is_empty() {
+        if f.docker_oom_killed == Some(true) {
+            meaning.push(format!(
+                "Docker says OOMKilled=true, yet {sources} {hold} no OOM kill of this container{since}: Docker sets the flag on the kernel's OOM event, which on cgroup v1 also comes when the limit is reached and nothing is killed (--oom-kill-disable); or the kill is older than what the kernel log still holds."
+            ));
+        } else {
+            let unless = if e.unattributed > 0 {
+                ", unless it was one of the kills the kernel log names no cgroup for"
+            } else {
+                ""
+            };
+            meaning.push(if e.since.is_some() {
+                format!(
+                    "This container was not OOM-killed since the time asked for, as far as {sources} {go}{unless}."
+                )
+            } else {
+                format!(
+                    "This container was never OOM-killed as far back as {sources} {go}{unless}."
+                )
+            });
+        }
+        journal_advice(e, show, advice);
+        return;
+    }
+    let main_kills: Vec<&Report> = all
+        .iter()
+        .copied()
+        .filter(|r| r.victim.is_container_main == Some(true))
+        .collect();
+    let mut child_kills: Vec<&Report> = all
+        .iter()
+        .copied()
+        .filter(|r| r.victim.is_container_main == Some(false))
+        .collect();
+    // Victims of runs that ended with exit 0: not the main process, whatever the record says.
+    let mut not_main: Vec<&Report> = Vec::new();
+    let mut exit0 = 0;
+    for run in f.runs {
+        let (Some(end), Some(indices)) = (&run.end, &run.kills) else {
+            continue;
+        };
+        let kills: Vec<&Report> = indices.iter().map(|&i| &e.kills[i]).collect();
+        let none_main = kills
+            .iter()
+            .all(|r| r.victim.is_container_main != Some(true));
+        if end.oom_killed != Some(true) {
+            continue;
+        }
+        match end.exit_code {
+            _ if kills.is_empty() => meaning.push(format!(
+                "Docker says OOMKilled=true for a run in which {sources} {hold} no OOM kill of this container: Docker sets the flag on the kernel's OOM event, which on cgroup v1 also comes when the limit is reached and nothing is killed."
+            )),
+            // Exit 0 means the main process called exit: it was not killed, whatever the
+            // victims' recorded roles say; a role saying otherwise leaves the sentence out.
+            Some(0) if none_main => {
+                exit0 += 1;
+                not_main.extend(kills.iter().copied());
+                if exit0 == 1 {
+                    meaning.push(format!(
+                        "Exit code 0 and OOMKilled=true hold at once: the OOM killer killed {}, not the container's main process; the main process{} went on and exited 0 by itself. Docker sets OOMKilled when any process in the container is OOM-killed, and reports the main process's exit code.",
+                        victims(&kills, show),
+                        main_name(f.container, show),
+                    ));
+                }
+            }
+            Some(code)
+                if code != 0
+                    && kills
+                        .iter()
+                        .all(|r| r.victim.is_container_main == Some(false)) =>
+            {
+                meaning.push(format!(
+                    "Exit code {code} with OOMKilled=true: the OOM kills recorded in that run hit {}, not the main process, so OOMKilled is about them; the exit code is how the main process itself ended{}.",
+                    victims(&kills, show),
+                    if code == 137 {
+                        " (137 is a SIGKILL, as docker kill sends, or docker stop after its timeout)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            _ => {}
+        }
+    }
+    if exit0 > 1 {
+        meaning.push(format!("{exit0} runs ended that way."));
+    }
+    if !main_kills.is_empty() {
+        let all_init = main_kills
+            .iter()
+            .all(|r| r.victim.is_container_init == Some(true));
+        let shim = f
+            .container
+            .main_command
+            .as_deref()
+            .map(program)
+            .filter(|p| INIT_SHIMS.contains(p));
+        let role = match (all_init, shim) {
+            (true, _) => ", its PID 1".to_owned(),
+            (false, Some(shim)) => format!(", the app {} runs as PID 1", show(shim)),
+            _ => String::new(),
+        };
+        let n = main_kills.len();
+        meaning.push(format!(
+            "The OOM killer killed the container's main process{role}: {}{}. Such a kill ends the container's run, and Docker reports it as exit code 137 (128 + SIGKILL) with OOMKilled=true.",
+            victims(&main_kills, show),
+            if n < all.len() {
+                format!(", {n} of the {} kills", all.len())
+            } else {
+                String::new()
+            },
+        ));
+    }
+    restarts(f, !main_kills.is_empty(), meaning);
+    let exec: Vec<&Report> = child_kills
+        .iter()
+        .copied()
+        .filter(|r| r.victim.parent_in_container == Some(false))
+        .collect();
+    if !exec.is_empty() {
+        meaning.push(format!(
+            "{} entered the container from outside, as docker exec does: not a process the container's own processes started.",
+            victims(&exec, show)
+        ));
+    }
+    let marked = all
+        .iter()
+        .filter(|r| r.oom.as_ref().and_then(|o| o.kind) == Some("marked"))
+        .count();
+    if marked > 0 {
+        meaning.push(format!(
+            "{marked} of the victims {} already exiting, so the kernel only marked {}: no SIGKILL, and the kernel does not count {}.",
+            if marked == 1 { "was" } else { "were" },
+            if marked == 1 { "it" } else { "them" },
+            if marked == 1 { "it" } else { "them" },
+        ));
+    }
+    for kill in not_main {
+        if !child_kills.iter().any(|k| std::ptr::eq(*k, kill)) {
+            child_kills.push(kill);
+        }
+    }
+    limits(
+        f,
+        &all,
+        &main_kills,
+        &child_kills,
+        exit0 > 0,
+        meaning,
+        advice,
+    );
+    journal_advice(e, show, advice);
+}
+
+/// The restarts Docker made, and its policy: facts, not what it will do next.
+fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
+    let c = f.container;
+    let Some(count) = c.restart_count.filter(|&n| n > 0) else {
+        return;
+    };
+    let mut text = format!(
+        "Docker restarted the container {count} time{}",
+        plural(count as usize)
+    );
+    if let Some(policy) = &c.restart_policy {
+        text.push_str(&format!(" (restart policy {}", (f.show)(policy)));
+        if let Some(max) = c
+            .restart_max_retries
+            .filter(|&m| m > 0 && policy == "on-failure")
+        {
+            text.push_str(&format!(
+                ", at most {max} retr{}",
+                if max == 1 { "y" } else { "ies" }
+            ));
+            if count >= max && f.docker_running == Some(false) {
+                text.push_str(
+                    "): it has made every retry the policy allows and left the container stopped",
+                );
+            } else {
+                text.push(')');
+            }
+        } else {
+            text.push(')');
+        }
+    }
+    if main_killed {
+        text.push_str("; a restart keeps the same memory limit");
+    }
+    text.push('.');
+    meaning.push(text);
+}
+
+fn limits(
+    f: &Facts,
+    all: &[&Report],
+    main_kills: &[&Report],
+    child_kills: &[&Report],
+    exited_0: bool,
+    meaning: &mut Vec<String>,
+    advice: &mut Vec<String>,
+) {
+    let show = f.show;
+    let Some(limit) = f.limit else { return };
+    let memcg = limit
+        .memcg
+        .as_deref()
+        .map(|m| show(&abbreviate_ids(m)))
+        .unwrap_or_default();
+    let largest = all
+        .iter()
+        .filter_map(|r| super::story::rss(r).map(|rss| (rss, *r)))
+        .max_by_key(|(rss, _)| *rss);
+    let peak = match (limit.peak_usage_bytes, limit.limit_bytes) {
+        (Some(peak), Some(max)) => Some(format!(
+            "peak usage {} of the {} limit",
+            size(Some(peak)),
+            size(Some(max))
+        )),
+        _ => match (largest, limit.limit_bytes) {
+            (Some((rss, r)), Some(max)) => Some(format!(
+                "the largest victim, {}, held {} of the {} limit",
+                show(comm(r)),
+                size(Some(rss)),
+                size(Some(max))
+            )),
+            _ => None,
+        },
+    };
+    match limit.whose {
+        "host" => {
+            meaning.push(format!(
+                "The whole host ran out of memory, not a cgroup's limit: the kernel chose {} by OOM score among all the host's processes.",
+                victims(all, show)
+            ));
+            advice.push(
+                "Give every container a memory limit, so that one cannot take the whole host, or give the host more memory.".into(),
+            );
+            return;
+        }
+        "parent" => {
+            meaning.push(format!(
+                "The limit hit was that of {memcg}, a cgroup above the container's own: the container's own limit was not the one reached."
+            ));
+            advice.push(format!(
+                "Raise the limit of {memcg}{}, or lower what the other cgroups under it use: this container's own limit is not the one that was reached.",
+                peak.map(|p| format!(" ({p})")).unwrap_or_default()
+            ));
+            return;
+        }
+        _ => {}
+    }
+    // Every kill's role known, from its record or from the exit 0 that ended its run.
+    if main_kills.is_empty() && child_kills.len() == all.len() {
+        advice.push(format!(
+            "The service itself is not what gets killed: {} is. Give the container room for it next to the service{}, or limit or fix that process{}.",
+            victims(child_kills, show),
+            peak.map(|p| format!(" ({p})")).unwrap_or_default(),
+            if exited_0 {
+                "; and alert on OOMKilled or on oomtrace's reports, since the exit code stays 0"
+            } else {
+                ""
+            }
+        ));
+        return;
+    }
+    advice.push(match peak {
+        Some(peak) => format!(
+            "Raise the memory limit above the peak seen ({peak}), or make the workload use less. The kernel stopped the workload at the limit, so how much more it needs is not known: leave room above the peak."
+        ),
+        None => "Raise the memory limit, or make the workload use less: how close to the limit it came is not recorded.".into(),
+    });
+}
+
+/// Without a journal, the next incident will be as poorly known as this one.
+fn journal_advice(e: &Evidence, e_show: Show, advice: &mut Vec<String>) {
+    if let JournalRead::Absent(path) = &e.journal {
+        advice.push(format!(
+            "Keep oomtrace watching: it writes the journal ({}), so the next kill is recorded with its container, its OOM context and how the container exited.",
+            (e_show)(&path.display().to_string())
+        ));
+    }
+}

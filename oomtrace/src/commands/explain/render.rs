@@ -1,0 +1,405 @@
+//! The explanation as one screen for a person: a heading, then what Docker says, what the
+//! kernel did, why, what it means, what to change and what is missing. Times are local as
+//! in the human view; every untrusted string is escaped (the sentences were built with
+//! [`visible`]).
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use jiff::{Timestamp, tz::TimeZone};
+
+use super::story::{Explanation, comm, plural, program, rss, size};
+use crate::{
+    output::{
+        escape::visible,
+        human::{abbreviate_ids, bytes},
+    },
+    report::Report,
+};
+
+/// Kills listed one by one; past this, the first and the last few.
+const MAX_LISTED: usize = 12;
+/// Where sentences wrap.
+const WIDTH: usize = 100;
+
+pub fn render(x: &Explanation, tz: &TimeZone, now: SystemTime) -> String {
+    let time = |t: Option<SystemTime>| clock(tz, t, now);
+    let mut out = String::with_capacity(4096);
+    heading(x, &mut out);
+    out.push_str("\nWhat Docker says\n");
+    for line in docker_lines(x, &time) {
+        wrap(&line, &mut out);
+    }
+    let n = x.kills.len();
+    let _ = write!(out, "\nWhat the kernel did: ");
+    if n == 0 {
+        out.push_str("no OOM kill of this container is recorded");
+    } else {
+        let _ = write!(out, "{n} OOM kill{}", plural(n));
+    }
+    if x.since.is_some() {
+        out.push_str(" since the time asked for");
+    }
+    out.push('\n');
+    for (i, kill) in x.kills.iter().enumerate() {
+        if n > MAX_LISTED && (5..n - 5).contains(&i) {
+            if i == 5 {
+                let _ = writeln!(
+                    out,
+                    "  … {} more (oomtrace history --container {} lists every one)",
+                    n - 10,
+                    short(&x.container.id)
+                );
+            }
+            continue;
+        }
+        kill_line(kill, &time, &mut out);
+    }
+    let why = why_lines(x, &time);
+    for (title, lines) in [
+        ("Why", &why),
+        ("What it means", &x.meaning),
+        (
+            "What to change (a recommendation, from the facts above)",
+            &x.advice,
+        ),
+        ("What oomtrace cannot know here", &x.missing),
+    ] {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{title}");
+        for line in lines {
+            wrap(&capitalized(line), &mut out);
+        }
+    }
+    out
+}
+
+fn heading(x: &Explanation, out: &mut String) {
+    let c = &x.container;
+    match &c.name {
+        Some(name) => {
+            let _ = write!(
+                out,
+                "{}  ({} container {}",
+                visible(name),
+                c.runtime,
+                short(&c.id)
+            );
+        }
+        None => {
+            let _ = write!(
+                out,
+                "{} container {} (name not known",
+                c.runtime,
+                short(&c.id)
+            );
+        }
+    }
+    if let Some(image) = &c.image {
+        let _ = write!(out, ", image {}", visible(image));
+    }
+    out.push_str(")\n");
+    if !x.same_name.is_empty() {
+        let ids: Vec<&str> = x.same_name.iter().map(|id| short(id)).collect();
+        wrap(
+            &format!(
+                "Earlier containers with this name had OOM kills too: {} (oomtrace explain ID tells theirs).",
+                ids.join(", ")
+            ),
+            out,
+        );
+    }
+}
+
+fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) -> Vec<String> {
+    let d = &x.docker;
+    let c = &x.container;
+    let mut lines = Vec::new();
+    let policy = |count: Option<u32>| {
+        let mut text = match &c.restart_policy {
+            Some(policy) => format!("restart policy {}", visible(policy)),
+            None => "no restart policy".to_owned(),
+        };
+        if let Some(max) = c
+            .restart_max_retries
+            .filter(|&m| m > 0 && c.restart_policy.as_deref() == Some("on-failure"))
+        {
+            let _ = write!(
+                text,
+                " (at most {max} retr{})",
+                if max == 1 { "y" } else { "ies" }
+            );
+        }
+        if let Some(count) = count {
+            let _ = write!(text, "; {count} restart{} so far", plural(count as usize));
+        }
+        text
+    };
+    let limit = |bytes_: Option<u64>| match bytes_ {
+        Some(b) => format!("memory limit {}", bytes(b)),
+        None => "no memory limit".to_owned(),
+    };
+    match d.state {
+        "present" => {
+            match d.running {
+                Some(true) => {
+                    let mut text = String::from("Running");
+                    if let (Some(main), Some(pid)) = (&c.main_command, c.main_pid) {
+                        let _ = write!(
+                            text,
+                            ", main process {} (pid {pid})",
+                            visible(program(main))
+                        );
+                    }
+                    if let Some(flag) = d.oom_killed {
+                        let _ = write!(text, "; OOMKilled={flag} for this run");
+                    }
+                    lines.push(text + ".");
+                }
+                _ => lines.push(format!(
+                    "Exited {}, OOMKilled={}.",
+                    d.exit_code
+                        .map_or("with an unknown code".into(), |c| c.to_string()),
+                    d.oom_killed.map_or("unknown".into(), |f| f.to_string()),
+                )),
+            }
+            lines.push(capitalized(&policy(d.restart_count)) + ".");
+            lines.push(capitalized(&limit(d.memory_limit_bytes)) + ".");
+        }
+        state => {
+            lines.push(match state {
+                "gone" => "Docker no longer knows this container: it was removed.".to_owned(),
+                "not_docker" => format!(
+                    "Not a Docker container (runtime {}): Docker has nothing to say about it.",
+                    c.runtime
+                ),
+                "unreachable" => format!(
+                    "Docker does not answer ({}).",
+                    visible(d.error.as_deref().unwrap_or("no reason given"))
+                ),
+                _ => "Docker was not asked (--no-enrich).".to_owned(),
+            });
+            if c.restart_policy.is_some() || c.memory_limit_bytes.is_some() {
+                lines.push(format!(
+                    "As Docker said while it ran: {}; {}.",
+                    policy(None),
+                    limit(c.memory_limit_bytes)
+                ));
+            }
+        }
+    }
+    if !x.exits.is_empty() && (d.state != "present" || x.exits.len() > 1) {
+        let n = x.exits.len();
+        lines.push(format!("A watch recorded {n} exit{}:", plural(n)));
+        if n > 5 {
+            lines.push(format!("  … {} earlier", n - 5));
+        }
+        for exit in x.exits.iter().skip(n.saturating_sub(5)) {
+            let mut text = format!(
+                "  {}  exited {}, OOMKilled={}",
+                time(exit.time),
+                exit.exit_code.map_or("?".into(), |c| c.to_string()),
+                exit.runtime_oom_killed
+                    .map_or("unknown".into(), |f| f.to_string()),
+            );
+            if let Some(count) = exit.restart_count {
+                let _ = write!(text, ", {count} restart{} so far", plural(count as usize));
+            }
+            lines.push(text);
+        }
+    }
+    lines
+}
+
+fn kill_line(kill: &Report, time: &dyn Fn(Option<SystemTime>) -> String, out: &mut String) {
+    let v = &kill.victim;
+    let _ = write!(out, "  {}  {}", time(kill.time), visible(comm(kill)));
+    match v.pid.or(v.tid) {
+        Some(pid) => {
+            let _ = write!(out, " (pid {pid})");
+        }
+        None => out.push_str(" (pid ?)"),
+    }
+    out.push_str("  ");
+    out.push_str(match (v.is_container_main, v.is_container_init) {
+        (Some(true), Some(true)) => "PID 1, the main process",
+        (Some(true), _) => "the main process",
+        (Some(false), _) if v.parent_in_container == Some(false) => {
+            "not the main process, entered from outside (docker exec)"
+        }
+        (Some(false), _) => "not the main process",
+        (None, _) => "main process or not: unknown",
+    });
+    if let Some(rss) = rss(kill) {
+        let _ = write!(out, "  rss {}", bytes(rss));
+    }
+    if kill.oom.as_ref().and_then(|o| o.kind) == Some("marked") {
+        out.push_str("  (already exiting: only marked)");
+    }
+    out.push('\n');
+}
+
+fn why_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(limit) = &x.limit else {
+        return lines;
+    };
+    let memcg = limit.memcg.as_deref().map(|m| visible(&abbreviate_ids(m)));
+    let usage = limit.peak_usage_bytes.map(|u| {
+        if x.kills.len() == 1 {
+            format!(", {} in use at the kill", bytes(u))
+        } else {
+            format!(", peak usage at the kills {}", bytes(u))
+        }
+    });
+    let usage = usage.unwrap_or_default();
+    lines.push(match (limit.whose, memcg) {
+        ("host", _) => "The whole host ran out of memory (a global OOM), not a cgroup's limit.".into(),
+        ("own", Some(m)) => format!(
+            "The container's own memory limit was hit: {} (cgroup {m}){usage}.",
+            size(limit.limit_bytes)
+        ),
+        ("parent", Some(m)) => format!(
+            "A parent cgroup's limit was hit, not the container's own: {m}, {}{usage}.",
+            size(limit.limit_bytes)
+        ),
+        (_, Some(m)) => format!("The limit of {m} was hit: {}{usage}.", size(limit.limit_bytes)),
+        (_, None) => {
+            let mut text = String::from(
+                "Which limit was hit is not recorded: the kernel log printed no OOM cgroup for the latest kill",
+            );
+            if let Some(max) = x.container.memory_limit_bytes {
+                let _ = write!(text, "; the container's memory limit is {}", bytes(max));
+            }
+            text + "."
+        }
+    });
+    // The breakdown of the kill nearest the peak says the most; else the latest that has one.
+    let detailed = |has: fn(&Report) -> bool| {
+        x.kills
+            .iter()
+            .filter(|r| has(r))
+            .max_by_key(|r| (r.oom.as_ref().and_then(|o| o.memcg_usage_bytes), r.time))
+    };
+    if let Some(kill) = detailed(|r| r.oom.as_ref().is_some_and(|o| o.top_tasks.is_some())) {
+        let tasks = kill.oom.as_ref().and_then(|o| o.top_tasks.as_ref());
+        let top: Vec<String> = tasks
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "{} {} (pid {})",
+                    visible(&t.comm),
+                    bytes(t.rss_bytes),
+                    t.pid
+                )
+            })
+            .collect();
+        if !top.is_empty() {
+            lines.push(format!(
+                "Biggest processes at the kill at {}: {}.",
+                time(kill.time),
+                top.join(", ")
+            ));
+        }
+    }
+    if let Some(kill) = detailed(|r| r.oom.as_ref().is_some_and(|o| o.memcg_stat.is_some())) {
+        let stat = kill.oom.as_ref().and_then(|o| o.memcg_stat.as_ref());
+        let parts: Vec<String> = stat
+            .into_iter()
+            .flat_map(|s| {
+                [
+                    ("anon", s.anon_bytes),
+                    ("file", s.file_bytes),
+                    ("kernel", s.kernel_bytes),
+                    ("shmem", s.shmem_bytes),
+                    ("sock", s.sock_bytes),
+                ]
+            })
+            .filter_map(|(name, value)| value.map(|v| format!("{name} {}", bytes(v))))
+            .collect();
+        if !parts.is_empty() {
+            lines.push(format!(
+                "Memory of the limited cgroup at the kill at {}: {}.",
+                time(kill.time),
+                parts.join(", ")
+            ));
+        }
+    }
+    lines
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
+/// `4f2c5e6a7b8c`, as `docker ps` shows an id.
+pub fn short(id: &str) -> &str {
+    id.get(..12).filter(|_| id.len() == 64).unwrap_or(id)
+}
+
+/// A local time as the human view writes it: the date only when not today.
+pub fn clock(tz: &TimeZone, time: Option<SystemTime>, now: SystemTime) -> String {
+    let Some(ts) = time.and_then(|t| Timestamp::try_from(t).ok()) else {
+        return "??:??:??".into();
+    };
+    let zoned = ts.to_zoned(tz.clone());
+    let today = Timestamp::try_from(now)
+        .map(|now| now.to_zoned(tz.clone()).date())
+        .ok();
+    let mut text = String::new();
+    if today != Some(zoned.date()) {
+        let _ = write!(text, "{} ", zoned.strftime("%Y-%m-%d"));
+    }
+    let _ = write!(text, "{}", zoned.strftime("%H:%M:%S"));
+    // A clock reading repeated by a DST change says which one it was.
+    if tz.to_ambiguous_zoned(zoned.datetime()).is_ambiguous() {
+        let _ = write!(text, " {}", zoned.strftime("%Z"));
+    }
+    text
+}
+
+/// Appends `text` as lines of at most [`WIDTH`] columns, indented by two; a line that starts
+/// indented keeps its indent, and continuation lines go two further.
+fn wrap(text: &str, out: &mut String) {
+    let body = text.trim_start_matches(' ');
+    let first = 2 + (text.len() - body.len());
+    let mut column = 0;
+    let mut pad = first;
+    // A size stays on one line with its unit.
+    let mut words: Vec<String> = Vec::new();
+    for word in body.split(' ') {
+        let unit = ["B", "KiB", "MiB", "GiB", "TiB"]
+            .iter()
+            .any(|u| word.trim_end_matches([',', '.', ')', ';', ':']) == *u);
+        match words.last_mut() {
+            Some(last) if unit && last.ends_with(|c: char| c.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_owned()),
+        }
+    }
+    for word in &words {
+        let width = word.chars().count();
+        if column > 0 && column + 1 + width > WIDTH {
+            out.push('\n');
+            column = 0;
+            pad = first + 2;
+        }
+        if column == 0 {
+            out.extend(std::iter::repeat_n(' ', pad));
+            column = pad;
+        } else {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += width;
+    }
+    out.push('\n');
+}

@@ -1,0 +1,389 @@
+//! The explanation, built from facts only: what Docker says, the kills the journal and the
+//! kernel log hold, and the container exits a watch recorded. Every sentence of what it means
+//! and what to change follows from those facts; where a fact is missing the sentence is left
+//! out, and the gap is named under `missing`, never filled in with a likely value.
+
+use std::{path::PathBuf, time::SystemTime};
+
+use serde::Serialize;
+
+use crate::{
+    attribution::docker::ContainerMeta,
+    output::human::bytes,
+    report::{Container, ContainerExit, Report, SCHEMA},
+};
+
+/// How a text shows an untrusted string: escaped for a terminal, or exact for JSON.
+pub type Show = fn(&str) -> String;
+
+/// What Docker answered about the container.
+#[derive(Clone, Debug)]
+pub enum DockerView {
+    /// `--no-enrich`.
+    NotAsked,
+    /// Why it could not be asked.
+    Unreachable(String),
+    /// Docker answered, and does not know the container: it was removed.
+    Gone,
+    /// Docker answered; the container belongs to another runtime.
+    NotDocker,
+    Present(ContainerMeta),
+}
+
+/// Whether the journal was there to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalRead {
+    Read,
+    Absent(PathBuf),
+    /// There, and could not be read: the reason is among the gaps.
+    Unreadable,
+    /// `--no-journal`.
+    Off,
+}
+
+/// Everything known about one container, gathered; [`build`] makes the explanation of it.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    pub id: String,
+    /// This container's kills, oldest first.
+    pub kills: Vec<Report>,
+    /// Its exits as a watch recorded them, oldest first.
+    pub exits: Vec<ContainerExit>,
+    pub docker: DockerView,
+    pub journal: JournalRead,
+    /// Kills in the kernel log that name no cgroup: whose they were is not known.
+    pub unattributed: usize,
+    /// What reading the journal and the kernel log could not do, one sentence each.
+    pub gaps: Vec<String>,
+    /// Other containers that had the name asked for and OOM kills, newest first.
+    pub same_name: Vec<String>,
+    pub since: Option<SystemTime>,
+}
+
+/// `oomtrace explain CONTAINER --json`: one object, schema 1.
+///
+/// - `schema`: 1; `event`: `"explanation"`.
+/// - `container`: as in a report, from what Docker says now, else what the journal recorded.
+/// - `docker`: what Docker says now; `state` is `present`, `gone` (Docker answered and no
+///   longer knows it: removed), `not_docker` (another runtime's), `unreachable` (with
+///   `error`) or `not_asked` (`--no-enrich`). `exit_code` is `null` while it runs.
+/// - `kills`: its OOM kills, oldest first, each a report as `oomtrace --json` writes it.
+/// - `exits`: its exits as a watch recorded them (`container_exit` events), oldest first.
+/// - `limit`: which limit the kills hit (`whose`: `own`, `parent`, `host` for a global OOM,
+///   `unknown`), its size, the peak usage of that cgroup and the largest victim's RSS;
+///   `null` without kills.
+/// - `meaning`, `advice`: plain sentences, facts and a recommendation; `missing`: what this
+///   explanation cannot know, and why.
+/// - `unattributed_kills`: kills in the kernel log whose cgroup it did not print.
+/// - `same_name`: ids of other containers that had this name and OOM kills.
+/// - `since`: the `--since` bound, RFC 3339 UTC, or `null`.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub schema: u32,
+    pub event: &'static str,
+    pub container: Container,
+    pub docker: DockerFacts,
+    pub kills: Vec<Report>,
+    pub exits: Vec<ContainerExit>,
+    pub limit: Option<LimitFacts>,
+    pub meaning: Vec<String>,
+    pub advice: Vec<String>,
+    pub missing: Vec<String>,
+    pub unattributed_kills: usize,
+    pub same_name: Vec<String>,
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DockerFacts {
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub running: Option<bool>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: Option<bool>,
+    pub restart_count: Option<u32>,
+    pub restart_policy: Option<String>,
+    pub restart_max_retries: Option<u32>,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitFacts {
+    /// The cgroup whose limit the latest kill hit, as the kernel names it.
+    pub memcg: Option<String>,
+    pub whose: &'static str,
+    pub limit_bytes: Option<u64>,
+    pub peak_usage_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The victim's total RSS, when the kernel gave its anonymous part.
+pub fn rss(report: &Report) -> Option<u64> {
+    let v = &report.victim;
+    v.rss_anon_bytes
+        .map(|anon| anon + v.rss_file_bytes.unwrap_or(0) + v.rss_shmem_bytes.unwrap_or(0))
+}
+
+pub fn comm(report: &Report) -> &str {
+    let v = &report.victim;
+    v.comm
+        .as_deref()
+        .or(v.thread_comm.as_deref())
+        .unwrap_or("?")
+}
+
+/// The program's file name.
+pub fn program(command: &str) -> &str {
+    command.rsplit('/').next().unwrap_or(command)
+}
+
+/// Whose limit a kill hit: its container's own cgroup, one above it, or the host's memory.
+pub fn whose(report: &Report) -> &'static str {
+    let oom = report.oom.as_ref();
+    if oom.and_then(|o| o.global) == Some(true) {
+        return "host";
+    }
+    match (
+        oom.and_then(|o| o.memcg.as_deref()),
+        report.cgroup.path.as_deref(),
+    ) {
+        (Some(memcg), Some(own)) if memcg == own => "own",
+        (Some(memcg), Some(own))
+            if own.starts_with(memcg)
+                && (memcg.ends_with('/') || own[memcg.len()..].starts_with('/')) =>
+        {
+            "parent"
+        }
+        _ => "unknown",
+    }
+}
+
+pub fn build(evidence: Evidence, show: Show) -> Explanation {
+    let container = container(&evidence);
+    let docker = docker_facts(&evidence.docker);
+    let limit = limit(&evidence.kills, &container);
+    let runs = super::runs::split(&evidence);
+    let mut meaning = Vec::new();
+    let mut advice = Vec::new();
+    super::meaning::tell(
+        &super::meaning::Facts {
+            evidence: &evidence,
+            container: &container,
+            docker_oom_killed: docker.oom_killed,
+            docker_running: docker.running,
+            limit: limit.as_ref(),
+            runs: &runs,
+            show,
+        },
+        &mut meaning,
+        &mut advice,
+    );
+    let missing = missing(&evidence, &docker);
+    Explanation {
+        schema: SCHEMA,
+        event: "explanation",
+        container,
+        docker,
+        limit,
+        meaning,
+        advice,
+        missing,
+        unattributed_kills: evidence.unattributed,
+        same_name: evidence.same_name,
+        since: evidence
+            .since
+            .map(|t| humantime::format_rfc3339_micros(t).to_string()),
+        kills: evidence.kills,
+        exits: evidence.exits,
+    }
+}
+
+/// The container as Docker describes it now, else as the newest record has it.
+fn container(evidence: &Evidence) -> Container {
+    let recorded = evidence
+        .kills
+        .iter()
+        .filter_map(|r| r.container.as_ref())
+        .chain(evidence.exits.iter().map(|e| &e.container))
+        .filter(|c| c.id == evidence.id);
+    // The newest record with a name says the most; any names the id.
+    let mut container = recorded
+        .clone()
+        .rev()
+        .find(|c| c.name.is_some())
+        .or(recorded.clone().next_back())
+        .cloned()
+        .unwrap_or_else(|| Container {
+            runtime: "docker",
+            id: evidence.id.clone(),
+            ..Container::default()
+        });
+    if let Some(count) = evidence.exits.last().and_then(|e| e.restart_count) {
+        container.restart_count = Some(count);
+    }
+    if let DockerView::Present(meta) = &evidence.docker {
+        let meta = meta.clone();
+        container.name = meta.name.or(container.name.take());
+        container.image = meta.image.or(container.image.take());
+        if !meta.labels.is_empty() {
+            container.labels = Some(meta.labels);
+        }
+        container.main_pid = meta.main_pid;
+        container.restart_policy = meta.restart_policy;
+        container.restart_max_retries = meta.restart_max_retries;
+        container.restart_count = meta.restart_count.or(container.restart_count);
+        container.memory_limit_bytes = meta.memory_limit;
+        container.main_command = meta.main_command.or(container.main_command.take());
+    }
+    container
+}
+
+fn docker_facts(view: &DockerView) -> DockerFacts {
+    let state = match view {
+        DockerView::NotAsked => "not_asked",
+        DockerView::Unreachable(_) => "unreachable",
+        DockerView::Gone => "gone",
+        DockerView::NotDocker => "not_docker",
+        DockerView::Present(_) => "present",
+    };
+    let mut facts = DockerFacts {
+        state,
+        ..DockerFacts::default()
+    };
+    match view {
+        DockerView::Unreachable(why) => facts.error = Some(why.clone()),
+        DockerView::Present(meta) => {
+            facts.running = meta.running;
+            // While it runs, Docker's exit code is a placeholder, not an exit.
+            facts.exit_code = meta.last_exit.filter(|_| meta.running == Some(false));
+            facts.oom_killed = meta.last_oom_killed;
+            facts.restart_count = meta.restart_count;
+            facts.restart_policy = meta.restart_policy.clone();
+            facts.restart_max_retries = meta.restart_max_retries;
+            facts.memory_limit_bytes = meta.memory_limit;
+        }
+        _ => {}
+    }
+    facts
+}
+
+/// The limit the kills hit: the latest kill's, its peak usage over the kills that hit the
+/// same cgroup, and the largest victim.
+fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
+    let latest = kills.last()?;
+    let whose = whose(latest);
+    let memcg = latest.oom.as_ref().and_then(|o| o.memcg.clone());
+    let same = kills
+        .iter()
+        .filter(|r| r.oom.as_ref().and_then(|o| o.memcg.as_ref()) == memcg.as_ref());
+    let limit_bytes = same
+        .clone()
+        .rev()
+        .find_map(|r| r.oom.as_ref().and_then(|o| o.memcg_limit_bytes))
+        // Docker's limit is the container's own cgroup's, and only that one.
+        .or(container.memory_limit_bytes.filter(|_| whose == "own"));
+    let peak_usage_bytes = if whose == "host" {
+        None
+    } else {
+        same.filter_map(|r| r.oom.as_ref().and_then(|o| o.memcg_usage_bytes))
+            .max()
+    };
+    Some(LimitFacts {
+        memcg: memcg.filter(|_| whose != "host"),
+        whose,
+        limit_bytes,
+        peak_usage_bytes,
+        peak_rss_bytes: kills.iter().filter_map(rss).max(),
+    })
+}
+
+/// What this explanation cannot know, and why.
+fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
+    let mut missing: Vec<String> = evidence.gaps.clone();
+    if evidence.journal != JournalRead::Read {
+        let mut text = String::from(
+            "Without the journal, how each earlier run ended (exit code, OOMKilled) is not known",
+        );
+        text.push_str(match docker.state {
+            "present" => ", only how Docker says the latest one did",
+            _ => "",
+        });
+        text.push_str(
+            "; nor whether a victim was the container's main process, which the kernel log does not say",
+        );
+        missing.push(text);
+    }
+    if evidence.unattributed > 0 {
+        let n = evidence.unattributed;
+        missing.push(format!(
+            "{n} kill{} in the kernel log name{} no cgroup (the kernel's rate limit cut {} report short), so whether {} in this container is not known",
+            plural(n),
+            if n == 1 { "s" } else { "" },
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { "it was" } else { "any of them were" },
+        ));
+    }
+    match docker.state {
+        "unreachable" | "not_asked" => {
+            let why = if docker.state == "not_asked" {
+                "Docker was not asked (--no-enrich)".to_owned()
+            } else {
+                format!(
+                    "Docker does not answer ({})",
+                    docker.error.as_deref().unwrap_or("no reason given")
+                )
+            };
+            missing.push(format!(
+                "{why}: its current state, restart count and memory limit are only what the journal recorded"
+            ));
+        }
+        "gone" if evidence.journal == JournalRead::Read && evidence.exits.is_empty() => {
+            missing.push(
+                "Docker no longer knows the container and no watch recorded its exit: its exit code and OOMKilled are not known".into(),
+            );
+        }
+        _ => {}
+    }
+    if evidence.journal == JournalRead::Read {
+        let unknown = evidence
+            .kills
+            .iter()
+            .filter(|r| r.victim.is_container_main.is_none())
+            .count();
+        let from_log = evidence
+            .kills
+            .iter()
+            .filter(|r| r.victim.is_container_main.is_none())
+            .all(|r| r.source == "kmsg");
+        let which = match (unknown, evidence.kills.len()) {
+            (1, 1) => "the kill".to_owned(),
+            (n, all) if n == all => format!("any of the {n} kills"),
+            (n, _) => format!("{n} of the kills"),
+        };
+        if unknown > 0 {
+            missing.push(format!(
+                "Whether {which} hit the container's main process is not known{}",
+                if from_log {
+                    ": only the kernel log recorded them, and it does not say"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    for sentence in &mut missing {
+        if !sentence.ends_with('.') {
+            sentence.push('.');
+        }
+    }
+    missing
+}
+
+pub fn plural(n: usize) -> &'static str {
+    crate::output::human::plural(n as u64)
+}
+
+/// `64.0 MiB`, or `an unknown amount`.
+pub fn size(value: Option<u64>) -> String {
+    value.map_or_else(|| "an unknown amount".into(), bytes)
+}
