@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz [--seconds N]`: runs every cargo-fuzz target in `fuzz/` for a fixed time,
-//! starting from the checked-in corpus of real kernel output.
+//! starting from the checked-in seeds (real kernel output, real cgroup paths, hostile strings)
+//! and, where `fuzz/dictionaries/<target>.dict` exists, splicing in its tokens.
 
 use anyhow::{Context as _, Result, bail};
 use std::process::Command;
@@ -9,8 +10,9 @@ use crate::{
     toolchain::{Toolchain, workspace_root},
 };
 
-/// The fuzz targets, each named after `fuzz/fuzz_targets/<name>.rs`.
-pub const TARGETS: [&str; 2] = ["kmsg", "tracefs_format"];
+/// The fuzz targets, each named after `fuzz/fuzz_targets/<name>.rs`: the kernel-text parsers,
+/// then what handles strings from whoever runs a container (attribution and the renderers).
+pub const TARGETS: [&str; 4] = ["kmsg", "tracefs_format", "cgroup_path", "render"];
 
 /// What `cargo xtask test` spends on each target.
 pub const CI_SECONDS: u64 = 10;
@@ -32,13 +34,20 @@ pub fn run_all(toolchain: &Toolchain, seconds: u64) -> Result<()> {
         progress(format_args!("fuzzing {target} for {seconds} s"));
         let corpus = dir.join("corpus").join(target);
         // Sanitizer builds need nightly: the one that already builds the eBPF program.
-        run(Command::new("cargo")
-            .current_dir(&dir)
+        let mut fuzz = Command::new("cargo");
+        fuzz.current_dir(&dir)
             .arg(format!("+{}", toolchain.nightly()))
             .args(["fuzz", "run", target])
             .arg(&corpus)
             .arg("--")
-            .arg(format!("-max_total_time={seconds}")))?;
+            .arg(format!("-max_total_time={seconds}"));
+        // Runtimes' cgroup names are long words the fuzzer would take long to find letter by
+        // letter.
+        let dictionary = dir.join("dictionaries").join(format!("{target}.dict"));
+        if dictionary.is_file() {
+            fuzz.arg(format!("-dict={}", dictionary.display()));
+        }
+        run(&mut fuzz)?;
     }
     Ok(())
 }

@@ -52,6 +52,8 @@ fn needs_escape(c: char) -> bool {
     matches!(c,
         // C1 controls, CSI (U+009B) among them.
         '\u{80}'..='\u{9f}'
+        // The Arabic letter mark, the one bidi mark outside the block below.
+        | '\u{061c}'
         // Zero-width characters and the bidi marks.
         | '\u{200b}'..='\u{200f}'
         // Line and paragraph separators, bidi embeddings and overrides.
@@ -79,6 +81,7 @@ mod tests {
             ("evil\u{202e}txt.exe", "evil\\u{202e}txt.exe"),
             ("iso\u{2066}late", "iso\\u{2066}late"),
             ("zero\u{200b}width", "zero\\u{200b}width"),
+            ("ar\u{61c}mark", "ar\\u{061c}mark"),
             ("back\\x1b", "back\\\\x1b"),
             ("ünïcödé ok 日本", "ünïcödé ok 日本"),
             ("", ""),
