@@ -35,6 +35,17 @@ fn effective_uid(status: &str) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// Installs Debian's `package` when `program` is not on PATH, saying so.
+pub fn ensure_program(program: &str, package: &str) -> Result<()> {
+    if which(program).is_some() {
+        return Ok(());
+    }
+    progress(format_args!(
+        "{program} is missing: installing Debian's {package}"
+    ));
+    apt_install(&[package])
+}
+
 /// Installs Debian packages, running `apt-get update` at most once per xtask run.
 pub fn apt_install(packages: &[&str]) -> Result<()> {
     let list = packages.join(" ");

@@ -5,6 +5,7 @@ mod cmd;
 mod fuzz;
 mod host;
 mod image;
+mod soak;
 mod toolchain;
 mod vm;
 
@@ -22,8 +23,9 @@ usage: cargo xtask <command> [-- ARGS...]
 commands:
   build            install the eBPF toolchain if missing, then `cargo build --release`
   run [-- ARGS]    build, then run target/release/oomtrace ARGS (through sudo unless root)
-  test [-- ARGS]   what CI runs: fmt, clippy, host setup, build, `cargo test --release`
-                   (passing ARGS to the test harness), fuzz for 10 s a target, then vm-test
+  test [-- ARGS]   what CI runs: fmt, clippy, host setup, build, the image, `cargo test
+                   --release` (passing ARGS to the test harness), a 30-container soak, fuzz
+                   for 10 s a target, a smoke run of the bench, then vm-test
   vm-test [--kernel PATH]...
                    the end-to-end tests on Debian's newest 6.1 (cgroup v2 and v1) and 6.12
                    (cgroup v2) cloud kernels, each booted under QEMU (TCG) from an initramfs
@@ -31,8 +33,9 @@ commands:
                    Prints a kernel x cgroup x attach-mode matrix; exits 1 on any failure.
                    Kernels are cached in target/vm/kernels, serial logs kept in target/vm/logs
   fuzz [--seconds N]
-                   run each cargo-fuzz target (kmsg records, tracefs formats) for N seconds
-                   (default 60), installing cargo-fuzz if missing
+                   run each cargo-fuzz target (kmsg records, tracefs formats, cgroup-path
+                   attribution, the renderers) for N seconds (default 60), installing
+                   cargo-fuzz if missing
   image            build a static oomtrace, then the container image oomtrace:latest
                    (FROM scratch: the Dockerfile at the root; needs a Docker daemon)
   bench [--smoke | --profile]
@@ -40,8 +43,13 @@ commands:
                    idle CPU, latency, a storm, handler cost, size; prints a table and the
                    budgets, writes target/bench/results.json (see BENCHMARKS.md); --smoke is
                    the short run `test` does, --profile records oomtrace's start-up with perf
+  soak [--containers N]
+                   N containers (default 300) start and stop in waves, a third OOM-killed,
+                   while a release oomtrace watches; Docker (a dockerd of the soak's own)
+                   restarts midway and the --output disk (a tmpfs) fills. Checks each kill is
+                   reported once and named, nothing else dropped, one warning, RSS in budget
   setup            install the toolchain and the test prerequisites (tracefs, Docker, the
-                   oomtrace-busybox image) without building
+                   oomtrace-busybox image, tmux, systemd-analyze) without building
   help             print this
 
 Missing tools are installed only when needed; apt installs, mounts and starting dockerd need
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz_cmd(&rest),
         Some("bench") => bench::command(&rest),
         Some("image") => image_cmd(&rest),
+        Some("soak") => soak::command(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{HELP}");
             Ok(ExitCode::SUCCESS)
@@ -209,7 +218,11 @@ fn run_cmd(args: Vec<String>) -> Result<ExitCode> {
 fn test_prerequisites() -> Result<()> {
     host::ensure_tracefs()?;
     host::ensure_docker()?;
-    host::ensure_test_image()
+    host::ensure_test_image()?;
+    // The terminal test drives the human view through tmux; the unit file is checked with
+    // systemd-analyze.
+    host::ensure_program("tmux", "tmux")?;
+    host::ensure_program("systemd-analyze", "systemd")
 }
 
 /// Runs every CI step in order and stops at the first failure, naming it. Once tests have run,
@@ -266,6 +279,8 @@ fn test_steps(
     )?;
     step("host setup", test_prerequisites())?;
     let bin = step("build", build(&toolchain))?;
+    // The deploy tests run the image as the operator's guide says.
+    step("image", image::build(&toolchain))?;
     // Default members only: `--workspace` would build the eBPF crate for the host, which fails.
     let mut test = toolchain.cargo();
     test.args(["test", "--release"]).env("OOMTRACE_BIN", &bin);
@@ -287,6 +302,7 @@ fn test_steps(
         ));
     }
     step("cargo test", host.check_skips(cmd::under_ci()))?;
+    step("soak", soak::ci(&toolchain, &bin))?;
     step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
     // A short run of every measurement, no budget enforced: so the bench itself cannot rot.
     step("bench smoke", bench::smoke(&toolchain, &bin))?;
