@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{Cgroup, Kernel};
+use super::{Cgroup, Kernel, selftests};
 use crate::cmd::{self, Skip, SkipKind, TestCount, progress};
 
 /// A passing boot takes about 8 s under TCG. A failing one takes longer, as the tests wait out
@@ -247,6 +247,7 @@ pub(super) fn print_matrix(boots: &[Boot]) {
             "tp_btf",
             "raw_tp",
             "tracepoint",
+            "kernel selftests",
             "other tests",
             "result",
             "time",
@@ -263,13 +264,23 @@ pub(super) fn print_matrix(boots: &[Boot]) {
                     |(name, status)| boot.status(name, status).to_string(),
                 )
         });
+        // The kernel's memcg OOM selftests, run as one test of the guest's (selftests.rs).
+        let selftests = boot
+            .tests
+            .iter()
+            .find(|(name, _)| name == selftests::TEST)
+            .map_or_else(
+                || "-".to_string(),
+                |(name, status)| boot.status(name, status).to_string(),
+            );
         let others: Vec<&str> = boot
             .tests
             .iter()
             .filter(|(name, _)| {
-                !ATTACH_MODES
-                    .iter()
-                    .any(|m| name.strip_prefix(m).is_some_and(|r| r.starts_with('_')))
+                name != selftests::TEST
+                    && !ATTACH_MODES
+                        .iter()
+                        .any(|m| name.strip_prefix(m).is_some_and(|r| r.starts_with('_')))
             })
             .map(|(name, status)| boot.status(name, status))
             .collect();
@@ -292,6 +303,7 @@ pub(super) fn print_matrix(boots: &[Boot]) {
             tp_btf,
             raw_tp,
             tracepoint,
+            selftests,
             other_tests,
             boot.failure
                 .as_ref()

@@ -139,7 +139,7 @@ fn newest_in_apt(series: &Series) -> Result<Option<(String, String)>> {
 }
 
 /// `(package, candidate version)` pairs from `apt-cache policy`.
-fn candidates(policy: &str) -> Vec<(String, String)> {
+pub(super) fn candidates(policy: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut package = None;
     for line in policy.lines() {
@@ -224,7 +224,7 @@ fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
 
 /// dpkg's version order (`dpkg --compare-versions`): epoch, then upstream version, then
 /// Debian revision, where `~` sorts before everything, even the end of the string.
-fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     fn split(v: &str) -> (u64, &str, &str) {
         let (epoch, rest) = match v.split_once(':') {
             Some((e, rest)) => (e.parse().unwrap_or(0), rest),

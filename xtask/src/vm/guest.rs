@@ -193,7 +193,7 @@ fn find_artifact(artifacts: &[Artifact], name: &str, test: bool) -> Result<PathB
 
 /// Whether the ELF file asks for a program interpreter (PT_INTERP). Static and static-pie
 /// executables do not, and those are what `file` calls statically linked.
-fn needs_loader(path: &Path) -> Result<bool> {
+pub(super) fn needs_loader(path: &Path) -> Result<bool> {
     const PT_INTERP: u32 = 3;
     let elf = fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
     let bytes = |at: usize, len: usize| -> Result<&[u8]> {

@@ -12,8 +12,9 @@ use crate::cmd::{progress, run};
 
 const INIT: &str = include_str!("../../vm/init");
 
-/// A gzip'd newc cpio archive, the format the kernel unpacks into its initial root.
-pub(super) fn write_initramfs(path: &Path, guest: &Guest) -> Result<()> {
+/// A gzip'd newc cpio archive, the format the kernel unpacks into its initial root; `extra`
+/// adds executables as (path in the guest, file on the host).
+pub(super) fn write_initramfs(path: &Path, guest: &Guest, extra: &[(&str, &Path)]) -> Result<()> {
     let mut cpio = Cpio::default();
     for dir in ["bin", "dev", "proc", "sys", "root"] {
         cpio.dir(dir, 0o755);
@@ -28,7 +29,10 @@ pub(super) fn write_initramfs(path: &Path, guest: &Guest) -> Result<()> {
         ("bin/oom_kill", &guest.tests),
         ("bin/hog", &guest.hog),
         ("bin/oomtrace", &guest.oomtrace),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
         let body =
             fs::read(source).with_context(|| format!("could not read {}", source.display()))?;
         cpio.file(name, 0o755, &body)?;

@@ -7,6 +7,7 @@ mod boot;
 mod debian;
 mod guest;
 mod initramfs;
+mod selftests;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -105,8 +106,9 @@ pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<Tes
     }
 
     let guest = build_static(toolchain, &vm_dir.join("build"))?;
+    let selftest = selftests::build(&vm_dir)?;
     let initramfs = vm_dir.join("initramfs.cpio.gz");
-    write_initramfs(&initramfs, &guest)?;
+    write_initramfs(&initramfs, &guest, &[(selftests::GUEST_PATH, &selftest)])?;
 
     let logs = vm_dir.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
