@@ -26,6 +26,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod docker;
+
 /// The file `cargo xtask test` (and the kernel matrix's init) names here collects one line per
 /// test that returned without testing: `skipped\tTEST\tWHY` or `n/a\tTEST\tWHY`. libtest counts
 /// such a test as passed; the xtask reads the file to count it apart.
@@ -611,10 +613,14 @@ pub fn expect_summary(stopped: &Stopped, filtered: Option<usize>) {
 }
 
 impl Tracer {
-    /// Starts `oomtrace --json ARGS` and waits for its ready line.
+    /// Starts `oomtrace --json ARGS` and waits for its ready line. Unless ARGS name a
+    /// `--journal`, it keeps none: a test must not write into the host's own journal.
     pub fn start(args: &[&str]) -> Self {
         let mut command = Command::new(oomtrace_bin());
         command.arg("--json").args(args);
+        if !args.iter().any(|a| a.starts_with("--journal")) {
+            command.arg("--no-journal");
+        }
         let Started {
             child,
             stdout,
@@ -645,6 +651,13 @@ impl Tracer {
         accept: impl Fn(&Value) -> bool,
     ) -> Vec<Value> {
         self.wait_for_event(count, timeout, |r| is_kill(r) && accept(r))
+    }
+
+    /// Waits until a stderr line contains `text`, or `timeout`; the stderr lines so far.
+    pub fn wait_for_stderr(&self, text: &str, timeout: Duration) -> Vec<String> {
+        self.stderr.wait_until(Instant::now() + timeout, |lines| {
+            lines.iter().any(|l| l.contains(text))
+        })
     }
 
     /// [`Self::wait_for`] for container exits.
@@ -693,8 +706,81 @@ impl Tracer {
         }
     }
 
+    /// Waits at most `timeout` for oomtrace to end by itself (`--count`, `--timeout`), and
+    /// returns everything it wrote.
+    pub fn wait_exit(self, timeout: Duration) -> Stopped {
+        let Self {
+            mut child,
+            reports,
+            stderr,
+        } = self;
+        let status = wait_timeout(&mut child, timeout)
+            .unwrap_or_else(|| panic!("oomtrace did not end by itself within {timeout:?}"));
+        let (reports, exits): (Vec<Value>, Vec<Value>) =
+            reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
+        Stopped {
+            status,
+            stderr: stderr.finish(PIPE_GRACE),
+            exits: exits.into_iter().filter(is_exit).collect(),
+            reports,
+        }
+    }
+
     pub fn stop(self) -> Stopped {
         self.stop_with(libc::SIGINT)
+    }
+}
+
+/// A running oomtrace in its human view (stdout a pipe, so without `--verbose` no breakdown
+/// lines), its lines collected as they arrive.
+pub struct HumanWatch {
+    child: KillOnDrop,
+    lines: PipeLines<String>,
+    stderr: PipeLines<String>,
+}
+
+impl HumanWatch {
+    /// Starts `oomtrace --no-journal ARGS` and waits for its ready line.
+    pub fn start(args: &[&str]) -> Self {
+        let mut command = Command::new(oomtrace_bin());
+        command.arg("--no-journal").args(args);
+        let Started {
+            child,
+            stdout,
+            stderr,
+        } = spawn_until_ready(command);
+        let lines = PipeLines::spawn("oomtrace's stdout", stdout, |line| {
+            Ok(String::from_utf8_lossy(&line).into_owned())
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Waits until `enough` holds for the lines so far, or `timeout`; the lines so far.
+    pub fn wait_until(&self, timeout: Duration, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+        self.lines.wait_until(Instant::now() + timeout, enough)
+    }
+
+    /// SIGINT, then everything it wrote: `(stdout lines, stderr lines)`.
+    pub fn stop(self) -> (Vec<String>, Vec<String>) {
+        let Self {
+            mut child,
+            lines,
+            stderr,
+        } = self;
+        // SAFETY: signals our own child, which is not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = wait_timeout(&mut child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("oomtrace did not exit within 10 s of SIGINT"));
+        let stderr = stderr.finish(PIPE_GRACE);
+        assert!(
+            status.success(),
+            "oomtrace exited with {status:?}: {stderr:?}"
+        );
+        (lines.finish(PIPE_GRACE), stderr)
     }
 }
 
@@ -826,6 +912,21 @@ impl MemCgroup {
             }
         }
         cgroup
+    }
+
+    /// A cgroup named `name` inside this one, with no limit of its own: the parent's limit is
+    /// the one its processes hit. Drop it before its parent.
+    pub fn child(&self, name: &str) -> Self {
+        if self.mode == CgroupMode::V2 {
+            self.write("cgroup.subtree_control", "+memory");
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        Self {
+            mode: self.mode,
+            dir,
+            path: format!("{}/{name}", self.path),
+        }
     }
 
     pub fn write(&self, file: &str, value: &str) {
@@ -1032,4 +1133,211 @@ pub fn field<'a>(report: &'a Value, path: &str) -> &'a Value {
             .get(key)
             .unwrap_or_else(|| panic!("report has no {path}: {report}"))
     })
+}
+
+/// Set to `1` by the kernel matrix's init (`cargo xtask vm-test`, xtask/vm/init): the tests run
+/// in a VM of their own, the only place a test may exhaust the machine's memory or count every
+/// OOM kill the kernel makes as its own.
+pub const VM_ENV: &str = "OOMTRACE_VM";
+
+/// Whether this runs inside a kernel-matrix VM; see [`VM_ENV`].
+pub fn in_kernel_matrix_vm() -> bool {
+    std::env::var_os(VM_ENV).is_some_and(|v| v == "1")
+}
+
+/// The kernel's count of OOM kills since boot, `oom_kill` in `/proc/vmstat`: one for each
+/// SIGKILL the OOM killer sent, so a `memory.oom.group` kill's chosen victim counts twice.
+pub fn kernel_oom_kills() -> u64 {
+    let vmstat = fs::read_to_string("/proc/vmstat").expect("read /proc/vmstat");
+    vmstat
+        .lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/proc/vmstat has no oom_kill line"))
+}
+
+/// `/dev/kmsg` from the moment it was opened on: the kernel's own list of the processes its OOM
+/// killer killed, independent of anything oomtrace reads.
+pub struct KernelLog {
+    kmsg: fs::File,
+}
+
+impl KernelLog {
+    /// Opens the log at its end, so only records written from now on are read.
+    pub fn from_now() -> Self {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Non-blocking: a read at the end of the log returns EAGAIN instead of waiting.
+        let kmsg = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .unwrap_or_else(|e| panic!("open /dev/kmsg: {e}"));
+        // SAFETY: lseek on a file descriptor we own; SEEK_END on /dev/kmsg moves it past the
+        // last record.
+        let at = unsafe { libc::lseek(kmsg.as_raw_fd(), 0, libc::SEEK_END) };
+        assert!(at >= 0, "seek /dev/kmsg: {}", io::Error::last_os_error());
+        Self { kmsg }
+    }
+
+    /// The pid of each `Killed process <pid>` record since the log was opened or last read,
+    /// in order. The kernel writes one for every SIGKILL its OOM killer sends, with the same
+    /// count as `/proc/vmstat` (and unlike the OOM report around it, never rate-limited), so a
+    /// `memory.oom.group` kill's chosen victim appears twice.
+    pub fn killed_pids(&mut self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        // Each read(2) returns exactly one record, which must fit: the kernel's records are at
+        // most 8 KiB with their prefix.
+        let mut record = vec![0u8; 16 * 1024];
+        loop {
+            match self.kmsg.read(&mut record) {
+                Ok(0) => return pids,
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&record[..n]);
+                    // `<prio>,<seq>,<usec>,<flags>;<message>`: the message follows the `;`.
+                    let message = text.split_once(';').map_or(&*text, |(_, m)| m);
+                    if let Some(pid) = message
+                        .split_once("Killed process ")
+                        .and_then(|(_, rest)| rest.split_once(' '))
+                        .and_then(|(pid, _)| pid.parse().ok())
+                    {
+                        pids.push(pid);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return pids,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // EPIPE: the ring buffer overwrote records before they were read, so a kill
+                // may be missing from the count.
+                Err(e) => panic!("read /dev/kmsg: {e}: the kernel's list of kills is incomplete"),
+            }
+        }
+    }
+}
+
+/// Sets this process's `oom_score_adj` (which the processes it starts from then on inherit)
+/// and puts the old value back on drop.
+pub struct OomScoreAdj {
+    previous: String,
+}
+
+impl OomScoreAdj {
+    pub fn set(adj: i32) -> Self {
+        const FILE: &str = "/proc/self/oom_score_adj";
+        let previous = fs::read_to_string(FILE).unwrap_or_else(|e| panic!("read {FILE}: {e}"));
+        fs::write(FILE, adj.to_string()).unwrap_or_else(|e| panic!("write {adj} to {FILE}: {e}"));
+        Self {
+            previous: previous.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for OomScoreAdj {
+    fn drop(&mut self) {
+        let _ = fs::write("/proc/self/oom_score_adj", &self.previous);
+    }
+}
+
+impl Tracer {
+    /// What oomtrace wrote to stderr so far, without waiting.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.snapshot()
+    }
+}
+
+/// The address `oomtrace --metrics-addr` serves, from its `serving Prometheus metrics at
+/// http://ADDR/metrics` line on stderr (written before the ready line).
+pub fn metrics_addr(stderr: &[String]) -> std::net::SocketAddr {
+    stderr
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("oomtrace: serving Prometheus metrics at http://")?
+                .strip_suffix("/metrics")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("oomtrace named no metrics address: {stderr:?}"))
+}
+
+/// `GET PATH` over a plain TCP connection, which the server closes after its answer: the
+/// status and the body. Every step has a deadline, so a stuck server fails the test.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::net::TcpStream;
+    const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("send to {addr}: {e}"));
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("read from {addr}{path}: {e}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP/1.1 status: {head:?}"));
+    (status, body.to_owned())
+}
+
+/// One sample of a Prometheus text exposition: its labels, unescaped, and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of metric `name` in a Prometheus text exposition. Fails the test on a line it
+/// cannot parse: a broken exposition is a bug.
+pub fn samples(exposition: &str, name: &str) -> Vec<Sample> {
+    let mut found = Vec::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let sample = parse_sample(line).unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        if sample.0 == name {
+            found.push(sample.1);
+        }
+    }
+    found
+}
+
+fn parse_sample(line: &str) -> Option<(&str, Sample)> {
+    let end = line.find(['{', ' '])?;
+    let (name, mut rest) = line.split_at(end);
+    let mut labels = std::collections::BTreeMap::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner;
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after) = rest.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let close = loop {
+                match chars.next()? {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.insert(key.to_owned(), value);
+            rest = after[close + 1..].trim_start_matches(',');
+        }
+    }
+    let value = rest.trim().split(' ').next()?.parse().ok()?;
+    Some((name, Sample { labels, value }))
 }

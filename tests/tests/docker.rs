@@ -5,305 +5,21 @@
 //! The image, `oomtrace-busybox:latest`, is built locally by `cargo xtask setup`: no registry.
 
 use std::{
-    io::{BufReader, Write as _},
+    io::Write as _,
     os::unix::ffi::OsStrExt as _,
     path::PathBuf,
-    process::{ChildStdout, Command, Output, Stdio},
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
 use oomtrace_tests::{
-    KillOnDrop, MemCgroup, Tracer, expect_summary, field, memory_hierarchy, output_within,
-    privileged, read_line_within, serial, trace_one_kill,
+    HumanWatch, MemCgroup, Tracer, docker::*, expect_summary, field, memory_hierarchy, serial,
+    trace_one_kill,
 };
 use serde_json::Value;
 
-const MIB: u64 = 1 << 20;
-const IMAGE: &str = "oomtrace-busybox:latest";
-/// Allocates and touches 200 MiB at once: OOM-killed in a 32 or 64 MiB container.
-const DD: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"];
-/// The same, for `sh -c`.
-const DD_SH: &str = "dd if=/dev/zero of=/dev/null bs=200M count=1";
-/// The exit code of a process killed by SIGKILL, as Docker reports it.
-const KILLED: i32 = 128 + libc::SIGKILL;
-/// Any one `docker` command: the slowest, `docker stop --time 10`, takes about 10 s.
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
-
 fn hog_path() -> PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
-}
-
-/// `docker ARGS` to its end within [`DOCKER_TIMEOUT`]; the error names the command.
-fn try_docker(args: &[&str]) -> Result<Output, String> {
-    output_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
-}
-
-/// [`try_docker`], failing the test on a docker that cannot start or hangs.
-fn run_docker(args: &[&str]) -> Output {
-    try_docker(args).unwrap_or_else(|e| panic!("{e}: is Docker set up (`cargo xtask setup`)?"))
-}
-
-/// `docker ARGS`, which must succeed; its trimmed stdout.
-fn docker(args: &[&str]) -> String {
-    let output = run_docker(args);
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed with {:?}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// `docker ARGS`, which may fail: its exit code and stderr.
-fn docker_code(args: &[&str]) -> (Option<i32>, String) {
-    let output = run_docker(args);
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    )
-}
-
-/// True when the test may go on: root (see [`privileged`]), a Docker Engine that answers and
-/// the test image. A missing daemon or image fails, with or without CI: `cargo xtask setup`
-/// provides both.
-fn docker_ready(test: &str) -> bool {
-    if !privileged(test) {
-        return false;
-    }
-    let (code, stderr) = docker_code(&["version", "--format", "{{.Server.Version}}"]);
-    assert_eq!(
-        code,
-        Some(0),
-        "{test} needs a running Docker Engine, and `docker version` failed ({stderr}): run `cargo xtask setup`"
-    );
-    let (code, _) = docker_code(&["image", "inspect", IMAGE]);
-    assert_eq!(
-        code,
-        Some(0),
-        "{test} needs the image {IMAGE}, which is missing: run `cargo xtask setup` to build it"
-    );
-    true
-}
-
-/// The containers a test creates, removed with `docker rm -f` when it ends, passed or not.
-#[derive(Default)]
-struct Containers(Vec<String>);
-
-impl Containers {
-    /// A name unique to this test run, owned by the guard; a leftover of a crashed earlier run
-    /// with the same name is removed first.
-    fn name(&mut self, tag: &str) -> String {
-        let name = format!("oomtrace-e2e-{tag}-{}", std::process::id());
-        let _ = docker_code(&["rm", "-f", &name]);
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let mut args = vec!["rm", "-f"];
-        args.extend(self.0.iter().map(String::as_str));
-        // Not run_docker: a panic while the test is already unwinding would abort the run.
-        if let Err(e) = try_docker(&args) {
-            eprintln!("could not remove the test's containers: {e}");
-        }
-    }
-}
-
-/// A scratch directory (cid files, a bind mount), removed when the test ends.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn create(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("oomtrace-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        Self(dir)
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.0.join(file).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What `docker inspect` says about a container.
-#[derive(Debug)]
-struct Inspected {
-    id: String,
-    /// Without Docker's leading slash.
-    name: String,
-    /// Host pid of its PID 1; 0 when it is not running.
-    pid: u64,
-}
-
-fn inspect(container: &str) -> Inspected {
-    let out = docker(&[
-        "inspect",
-        "-f",
-        "{{.Id}} {{.Name}} {{.State.Pid}}",
-        container,
-    ]);
-    let mut words = out.split_whitespace();
-    let (Some(id), Some(name), Some(pid)) = (words.next(), words.next(), words.next()) else {
-        panic!("unexpected docker inspect output for {container}: {out:?}");
-    };
-    Inspected {
-        id: id.to_owned(),
-        name: name.trim_start_matches('/').to_owned(),
-        pid: pid.parse().expect("State.Pid"),
-    }
-}
-
-/// The container's memory cgroup, relative to the hierarchy's root, as the daemon's cgroup
-/// driver names it.
-fn docker_cgroup(id: &str) -> String {
-    if docker(&["info", "--format", "{{.CgroupDriver}}"]) == "systemd" {
-        format!("/system.slice/docker-{id}.scope")
-    } else {
-        format!("/docker/{id}")
-    }
-}
-
-/// The id Docker wrote into a `--cidfile`.
-fn cid(file: &str) -> String {
-    let id = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read cid file {file}: {e}"));
-    let id = id.trim().to_owned();
-    assert!(
-        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{file} holds no container id: {id:?}"
-    );
-    id
-}
-
-/// Whether a report is about the container `id`, by what oomtrace attributed or by the cgroup.
-fn about(report: &Value, id: &str) -> bool {
-    report["container"]["id"] == id
-        || report["cgroup"]["path"]
-            .as_str()
-            .is_some_and(|path| path.contains(id))
-}
-
-fn reports_about<'a>(reports: &'a [Value], id: &str) -> Vec<&'a Value> {
-    reports.iter().filter(|r| about(r, id)).collect()
-}
-
-/// `at` as `docker events --since` and `--until` take it: seconds since the epoch.
-fn docker_time(at: SystemTime) -> String {
-    let since_epoch = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    format!(
-        "{}.{:09}",
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos()
-    )
-}
-
-/// `docker events` about one container, from `since` (replayed) until `timeout` from now:
-/// the daemon's own notification of what happened to it, read line by line as it comes.
-struct Events {
-    child: KillOnDrop,
-    stdout: BufReader<ChildStdout>,
-    until: Instant,
-}
-
-impl Events {
-    /// Events named `event` (`die`, `destroy`) about `container`, one `Action` a line.
-    fn watch(container: &str, event: &str, since: SystemTime, timeout: Duration) -> Self {
-        let until = Instant::now() + timeout;
-        let mut child = Command::new("docker")
-            .args(["events", "--format", "{{.Action}}"])
-            .args(["--since", &docker_time(since)])
-            .args(["--until", &docker_time(SystemTime::now() + timeout)])
-            .args(["--filter", &format!("container={container}")])
-            .args(["--filter", &format!("event={event}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run docker events: {e}"));
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child: KillOnDrop(child),
-            stdout,
-            until,
-        }
-    }
-
-    /// The next event, or `None` once `docker events` reached its `--until` and ended.
-    fn next(&mut self) -> Option<String> {
-        // docker events ends by itself at --until; a few seconds more only bound a bug.
-        let left = self.until.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
-        let what = format!("docker events (pid {})", self.child.id());
-        read_line_within(&mut self.stdout, left, &what)
-    }
-}
-
-/// Waits (on Docker's `destroy` event, at most 10 s) until Docker has removed the `--rm`
-/// container `id`, created after `since`, and checks that `docker inspect` no longer knows it.
-fn wait_gone(id: &str, since: SystemTime) {
-    let mut events = Events::watch(id, "destroy", since, Duration::from_secs(10));
-    assert_eq!(
-        events.next().as_deref(),
-        Some("destroy"),
-        "{id} is still known to Docker 10 s after its --rm run ended"
-    );
-    assert_ne!(
-        docker_code(&["inspect", id]).0,
-        Some(0),
-        "Docker still knows {id} after destroying it"
-    );
-}
-
-/// `docker run --rm --memory=32m --name NAME --cidfile FILE IMAGE dd ...`, which the OOM killer
-/// must end; the container's id.
-fn run_rm_hog(name: &str, cidfile: &str) -> String {
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--memory=32m",
-        "--name",
-        name,
-        "--cidfile",
-        cidfile,
-        IMAGE,
-    ];
-    args.extend(DD);
-    let (code, stderr) = docker_code(&args);
-    assert_eq!(
-        code,
-        Some(KILLED),
-        "dd in {name} must be OOM-killed: {stderr}"
-    );
-    cid(cidfile)
-}
-
-fn assert_stopped_cleanly(stopped: &oomtrace_tests::Stopped) {
-    assert!(
-        stopped.status.success(),
-        "oomtrace exited with {:?}: {:?}",
-        stopped.status,
-        stopped.stderr
-    );
-}
-
-fn unavailable_lines(stderr: &[String]) -> Vec<&String> {
-    stderr
-        .iter()
-        .filter(|l| l.starts_with("oomtrace: Docker enrichment is unavailable"))
-        .collect()
 }
 
 /// The case oomtrace exists for: a child in a container is OOM-killed, PID 1 lives on and
@@ -403,13 +119,113 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
     assert_eq!(field(report, "container.memory_limit_bytes"), 64 * MIB);
     assert!(field(report, "container.restart_policy").is_null());
     assert!(field(report, "container.pod").is_null());
+    assert_eq!(field(report, "victim.is_container_main"), false);
+    assert_eq!(
+        field(report, "victim.parent_in_container"),
+        false,
+        "docker exec"
+    );
+
+    // Why: the container's own limit, nearly full, killed by SIGKILL.
+    assert_eq!(field(report, "oom.memcg"), cgroup.as_str());
+    assert_eq!(field(report, "oom.memcg_limit_bytes"), 64 * MIB);
+    assert_eq!(field(report, "oom.kind"), "killed");
+    assert!(field(report, "oom.memcg_usage_bytes").as_u64().unwrap() > 48 * MIB);
+
+    // What the container did next, as Docker said it: exit 0, and OOMKilled.
+    let exits: Vec<&Value> = stopped
+        .exits
+        .iter()
+        .filter(|e| e["container"]["id"] == container.id.as_str())
+        .collect();
+    assert_eq!(exits.len(), 1, "{:#?}", stopped.exits);
+    let exit = exits[0];
+    assert_eq!(field(exit, "schema"), 1);
+    assert_eq!(field(exit, "exit_code"), 0);
+    assert_eq!(field(exit, "runtime_oom_killed"), true);
+    assert_eq!(field(exit, "restart_count"), 0);
+    assert_eq!(field(exit, "container.name"), container.name.as_str());
+    assert_eq!(
+        field(exit, "kills"),
+        &Value::from(vec![field(report, "oom.id").clone()])
+    );
 }
 
-/// PID 1 is the hog, and Docker restarts it twice: three kills, three reports, each of the
-/// container's init in a new incarnation, all naming the same container.
+/// `docker run --init`: PID 1 is Docker's init shim, and the app it runs is what the OOM
+/// killer takes. The container exits 137, and no line may say its main process survived or
+/// predict an exit code: the shim passes the app's death on.
 #[test]
-fn pid1_hog_with_restart_policy() {
-    let test = "pid1_hog_with_restart_policy";
+fn init_shim_app_killed_exits_137() {
+    let test = "init_shim_app_killed_exits_137";
+    if !docker_ready(test) {
+        return;
+    }
+    let _serial = serial();
+    let mut containers = Containers::default();
+    let name = containers.name("init");
+    let tracer = Tracer::start(&[]);
+    let human = HumanWatch::start(&[]);
+    let mut args = vec!["run", "--init", "--memory=32m", "--name", &name, IMAGE];
+    args.extend(DD);
+    let (code, stderr) = docker_code(&args);
+    assert_eq!(
+        code,
+        Some(KILLED),
+        "the app's death is the container's: {stderr}"
+    );
+    let id = inspect(&name).id;
+    tracer.wait_for_exit(1, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    human.wait_until(Duration::from_secs(10), |lines| {
+        lines.iter().any(|l| l.contains(" exited "))
+    });
+    let stopped = tracer.stop();
+    let (lines, _) = human.stop();
+    assert_stopped_cleanly(&stopped);
+
+    let ours = reports_about(&stopped.reports, &id);
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    let report = ours[0];
+    assert_eq!(field(report, "victim.comm"), "dd");
+    assert_eq!(field(report, "victim.is_container_init"), false, "{report}");
+    assert_eq!(field(report, "victim.is_container_main"), true, "{report}");
+    assert_eq!(field(report, "container.main_command"), "docker-init");
+    let exit = stopped
+        .exits
+        .iter()
+        .find(|e| e["container"]["id"] == id.as_str())
+        .expect("a container_exit");
+    assert_eq!(field(exit, "exit_code"), KILLED);
+    assert_eq!(field(exit, "runtime_oom_killed"), true);
+
+    let ours: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&name) || l.starts_with("    "))
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("the container's main process, run by docker-init as PID 1")),
+        "{ours:#?}"
+    );
+    for line in &ours {
+        for wrong in ["survived", "exit code will", "will be"] {
+            assert!(!line.contains(wrong), "{line}");
+        }
+    }
+    assert!(
+        ours.iter().any(|l| l.contains(&format!(
+            "container {name} exited {KILLED} (Docker: OOMKilled=true)"
+        ))),
+        "{ours:#?}"
+    );
+}
+
+/// The restart loop (seed 001): PID 1 is the hog, and `on-failure:3` lets Docker restart it
+/// three times, then stop. Four kills, all naming the same container; four exits whose
+/// restart count grows; and no line says what Docker will do next. The fourth kill's line
+/// once said the policy "restarts it into the same limit" when Docker did not.
+#[test]
+fn restart_loop_is_told_from_facts() {
+    let test = "restart_loop_is_told_from_facts";
     if !docker_ready(test) {
         return;
     }
@@ -417,12 +233,13 @@ fn pid1_hog_with_restart_policy() {
     let mut containers = Containers::default();
     let name = containers.name("restart");
     let tracer = Tracer::start(&[]);
+    let human = HumanWatch::start(&[]);
     let created = SystemTime::now();
     let mut args = vec![
         "run",
         "-d",
         "--memory=32m",
-        "--restart=on-failure:2",
+        "--restart=on-failure:3",
         "--name",
         &name,
         IMAGE,
@@ -440,31 +257,34 @@ fn pid1_hog_with_restart_policy() {
             &name,
         ])
     };
-    let mut dies = Events::watch(&id, "die", created, Duration::from_secs(60));
+    let mut dies = Events::watch(&id, "die", created, Duration::from_secs(90));
     let state = loop {
-        let event = dies.next();
+        let event = dies.next_event();
         let state = state();
-        if state.starts_with("false false 2 ") {
+        if state.starts_with("false false 3 ") {
             break state;
         }
         assert!(
             event.is_some(),
-            "{name} did not finish restarting within 60 s: {state}"
+            "{name} did not finish restarting within 90 s: {state}"
         );
     };
-    assert_eq!(state, format!("false false 2 {KILLED} true"));
+    assert_eq!(state, format!("false false 3 {KILLED} true"));
     let container = inspect(&name);
     assert_eq!(container.id, id);
 
-    tracer.wait_for(3, Duration::from_secs(5), |r| about(r, &id));
+    tracer.wait_for_exit(4, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    human.wait_until(Duration::from_secs(10), |lines| {
+        lines.iter().filter(|l| l.contains(" exited ")).count() >= 4
+    });
     let stopped = tracer.stop();
+    let (lines, _) = human.stop();
     assert_stopped_cleanly(&stopped);
-    expect_summary(&stopped, None);
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(
         ours.len(),
-        3,
-        "one report per run (1 + 2 restarts): {ours:#?}"
+        4,
+        "one report per run (1 + 3 restarts): {ours:#?}"
     );
     let cgroup = docker_cgroup(&id);
     let mut pids = Vec::new();
@@ -476,6 +296,8 @@ fn pid1_hog_with_restart_policy() {
         assert_eq!(field(report, "container.id"), id.as_str());
         assert_eq!(field(report, "container.name"), container.name.as_str());
         assert_eq!(field(report, "container.image"), IMAGE);
+        assert_eq!(field(report, "container.restart_policy"), "on-failure");
+        assert_eq!(field(report, "container.restart_max_retries"), 3);
         let victim = field(report, "victim.pid").as_u64().expect("victim.pid");
         // The main pid, when the report has one, is this incarnation's: the victim itself.
         let main_pid = field(report, "container.main_pid");
@@ -487,7 +309,65 @@ fn pid1_hog_with_restart_policy() {
     }
     pids.sort_unstable();
     pids.dedup();
-    assert_eq!(pids.len(), 3, "three incarnations, three pids: {pids:?}");
+    assert_eq!(pids.len(), 4, "four incarnations, four pids: {pids:?}");
+
+    // The exits: Docker's own words for each run's end. Docker counts a restart when it
+    // decides on it, before it announces the exit: 1, 2, 3 while restarting, then 3, stopped.
+    let exits: Vec<&serde_json::Value> = stopped
+        .exits
+        .iter()
+        .filter(|e| e["container"]["id"] == id)
+        .collect();
+    assert_eq!(exits.len(), 4, "{exits:#?}");
+    for (run, exit) in exits.iter().enumerate() {
+        assert_eq!(field(exit, "exit_code"), KILLED, "{exit}");
+        assert_eq!(field(exit, "runtime_oom_killed"), true, "{exit}");
+        // An exit Docker followed at once with the next run may be seen only once that run
+        // began: then the count is not this run's, and is null.
+        let count = field(exit, "restart_count");
+        assert!(count.is_null() || *count == (run + 1).min(3), "{exit}");
+        let restarting = field(exit, "restarting");
+        assert!(
+            if run < 3 {
+                *restarting == true
+            } else {
+                *restarting != true
+            },
+            "{exit}"
+        );
+        assert_eq!(field(exit, "container.name"), container.name.as_str());
+        assert_eq!(field(exit, "kills").as_array().map(Vec::len), Some(1));
+    }
+
+    // The human view: four kills, numbered, of the same container; no forecast anywhere.
+    let kills: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&name) && l.contains("dd (pid ") && !l.contains(" exited "))
+        .collect();
+    assert_eq!(kills.len(), 4, "{lines:#?}");
+    assert!(kills[3].contains("4th kill in "), "{}", kills[3]);
+    for line in &lines {
+        for forecast in ["restarts it", "will ", "exit code will"] {
+            assert!(!line.contains(forecast), "a forecast: {line}");
+        }
+    }
+    let last_exit = lines
+        .iter()
+        .rfind(|l| l.contains(&format!("container {name} exited {KILLED}")))
+        .expect("the last exit line");
+    assert!(
+        last_exit.contains("(Docker: OOMKilled=true)") && last_exit.ends_with("3 restarts so far"),
+        "{last_exit}"
+    );
+    let restarting = lines
+        .iter()
+        .filter(|l| l.contains("; Docker is restarting it"))
+        .count();
+    assert_eq!(restarting, 3, "{lines:#?}");
+    let policy = lines
+        .iter()
+        .find(|l| l.contains("restart policy on-failure with at most 3 retries"));
+    assert!(policy.is_some(), "the policy, as a fact: {lines:#?}");
 }
 
 /// `docker run --rm` whose PID 1 is killed at once: the container is gone from the API before

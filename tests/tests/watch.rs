@@ -10,8 +10,8 @@ use std::{
 };
 
 use oomtrace_tests::{
-    Hog, MemCgroup, Tracer, field, oomtrace_bin, privileged, read_line_within, run_within,
-    serial, spawn_until_ready, wait_timeout,
+    Hog, MemCgroup, Tracer, field, oomtrace_bin, privileged, read_line_within, run_within, serial,
+    spawn_until_ready, wait_timeout,
 };
 use serde_json::Value;
 
@@ -40,7 +40,9 @@ fn a_reader_that_leaves_ends_the_watch_at_once() {
     }
     let _serial = serial();
     let mut command = Command::new(oomtrace_bin());
-    command.args(["--json", "--no-enrich"]);
+    // Nothing else may speak on stderr: not Docker enrichment, not the journal, and not the
+    // warning of a host whose root cannot lower its own oom_score_adj.
+    command.args(["--json", "--no-enrich", "--no-journal", "--no-oom-protect"]);
     let mut started = spawn_until_ready(command);
     // The reader leaves without a single kill to write.
     drop(started.stdout);
