@@ -7,7 +7,7 @@
 //! - [`attribution`]: from a cgroup to a container, and what its runtime says about it;
 //! - [`report`]: the one model every source builds and every output renders;
 //! - [`output`]: rendering, filters and sinks;
-//! - [`commands`]: `oomtrace`, `oomtrace check`, `oomtrace history`.
+//! - [`commands`]: `oomtrace`, `oomtrace check`, `oomtrace history`, `oomtrace explain`.
 
 pub mod attribution;
 pub mod cli;
@@ -18,5 +18,7 @@ pub mod report;
 pub mod source;
 pub mod time;
 
+#[cfg(test)]
+mod readme_tests;
 #[cfg(test)]
 mod testing;
