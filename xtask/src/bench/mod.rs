@@ -226,11 +226,12 @@ fn profile(toolchain: &Toolchain, oomtrace: &Path) -> Result<()> {
     std::fs::write(&out, format!("{text}\n{report}"))
         .with_context(|| format!("could not write {}", out.display()))?;
     println!("{text}");
+    // perf pads each line with empty columns: only the percentage, object and symbol matter.
     for line in report
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
-        println!("{line}");
+        println!("{}", line.trim_end().trim_end_matches([' ', '-']));
     }
     progress(format_args!(
         "wrote {} and {}",
