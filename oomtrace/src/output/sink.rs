@@ -6,6 +6,8 @@
 //! written.
 //!
 //! Lines are rendered once on the event loop and shared between destinations as [`Bytes`].
+//! Stdout, when it is a pipe, takes a line straight from the event loop when that cannot block
+//! or overtake a queued one, so a report does not wait for a thread to wake.
 
 use std::{
     fs::{File, OpenOptions},
@@ -58,10 +60,15 @@ pub(super) struct Destination {
     refused: u64,
     /// Lines refused or failed so far, read live by the metrics.
     lost: Arc<AtomicU64>,
+    /// Stdout as a pipe: a line may be written straight from the event loop.
+    direct: bool,
 }
 
 impl Destination {
     fn send(&mut self, line: Line) {
+        if self.direct && self.write_now(&line) {
+            return;
+        }
         let Some(queue) = &self.queue else {
             self.refuse();
             return;
@@ -72,6 +79,35 @@ impl Destination {
             // The thread ended (stdout closed): the event loop is told separately.
             Err(TrySendError::Disconnected(_)) => self.refuse(),
         }
+    }
+
+    /// Writes `line` to stdout from the event loop when that cannot block and cannot overtake
+    /// a queued line: the queue is empty, and the pipe has room for the whole line (POSIX
+    /// writes up to PIPE_BUF bytes to a pipe whole or not at all). That saves the writer
+    /// thread's wake-up on the way to the reader. Anything else goes through the queue.
+    fn write_now(&mut self, line: &Line) -> bool {
+        if self.queue.is_none()
+            || line.bytes.len() > libc::PIPE_BUF
+            || self.written.load(Ordering::Acquire) != self.queued
+            || !writable_now(1)
+        {
+            return false;
+        }
+        // The writer thread is idle, its buffer flushed; the lock keeps it so meanwhile.
+        let _idle = io::stdout().lock();
+        // SAFETY: writes our own bytes to fd 1.
+        let n = unsafe { libc::write(1, line.bytes.as_ptr().cast(), line.bytes.len()) };
+        if usize::try_from(n) != Ok(line.bytes.len()) {
+            // Nothing written (a pipe's write of this size is whole or nothing): the thread
+            // writes it, and meets the same error if there is one.
+            return false;
+        }
+        self.queued += 1;
+        self.written.fetch_add(1, Ordering::Release);
+        if line.kill {
+            self.kills_written.fetch_add(1, Ordering::Relaxed);
+        }
+        true
     }
 
     fn refuse(&mut self) {
@@ -245,7 +281,7 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
                 let mut out = stdout.lock();
                 match out.write_all(&line.bytes).and_then(|()| out.flush()) {
                     Ok(()) => {
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        counter.fetch_add(1, Ordering::Release);
                         if line.kill {
                             kill_counter.fetch_add(1, Ordering::Relaxed);
                         }
@@ -273,7 +309,33 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
         queued: 0,
         refused: 0,
         lost,
+        direct: is_pipe(1),
     }
+}
+
+/// Whether `fd` is a pipe. Not a terminal, whose writes can block part-way when it is paused,
+/// nor a file, which a full disk can leave with half a line.
+fn is_pipe(fd: i32) -> bool {
+    // SAFETY: fstat fills the struct for an fd we hold.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return false;
+    }
+    stat.st_mode & libc::S_IFMT == libc::S_IFIFO
+}
+
+/// Whether a write to `fd` would not block now: for a pipe, PIPE_BUF bytes of room.
+fn writable_now(fd: i32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    ready == 1
+        && pollfd.revents & libc::POLLOUT != 0
+        && pollfd.revents & (libc::POLLERR | libc::POLLHUP) == 0
 }
 
 /// Blocks until `fd` hangs up (a pipe whose reader closed, a terminal that went away, a
@@ -379,6 +441,7 @@ pub(super) fn spawn_writer(
         queued: 0,
         refused: 0,
         lost,
+        direct: false,
     }
 }
 
@@ -428,6 +491,7 @@ mod tests {
             queued: 0,
             refused: 0,
             lost: Arc::new(AtomicU64::new(0)),
+            direct: false,
         };
         for _ in 0..5 {
             destination.send(Line {

@@ -57,6 +57,9 @@ pub struct EbpfSetup {
 
 pub struct EbpfFeed {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Readable when the kernel logs something: a duplicate of the follower's descriptor, the
+    /// same open file (and so the same reading position).
+    log_ready: Option<AsyncFd<File>>,
     dropped: PerCpuArray<MapData, u64>,
     /// Keeps the program attached; dropping it detaches.
     attached: Option<Attached>,
@@ -74,8 +77,17 @@ impl EbpfFeed {
         // AsyncFd, which owns the RingBuf, is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
             .map_err(|e| anyhow!("cannot watch the ring buffer: {}", e.into_parts().1))?;
+        let log_ready = setup
+            .log
+            .as_ref()
+            .and_then(|log| log.file().try_clone().ok())
+            // SAFETY: the File owns its fd until the AsyncFd, which owns the File, is dropped.
+            .and_then(|file| {
+                unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()
+            });
         Ok(Self {
             ring,
+            log_ready,
             dropped,
             kind_known: attached.signal_failure.is_none(),
             attached: Some(attached),
@@ -85,15 +97,29 @@ impl EbpfFeed {
         })
     }
 
-    /// Waits for records, then decodes every one waiting.
+    /// Waits for records, then decodes every one waiting. Meanwhile it reads the kernel log
+    /// as the kernel writes it: an OOM's report comes before its victim is marked, so the
+    /// record finds the report parsed instead of reading it on the way to the line.
     pub async fn next(&mut self) -> anyhow::Result<Drained> {
-        let mut guard = self
-            .ring
-            .readable_mut()
-            .await
-            .context("cannot wait on the ring buffer")?;
-        guard.clear_ready();
-        Ok(self.drain())
+        loop {
+            tokio::select! {
+                biased;
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard.context("cannot wait on the ring buffer")?;
+                    guard.clear_ready();
+                    return Ok(self.drain());
+                }
+                logged = log_written(self.log_ready.as_ref()) => match logged {
+                    Ok(()) => {
+                        if let Some(log) = &mut self.setup.log {
+                            log.catch_up();
+                        }
+                    }
+                    // Then the log is read when records arrive, as before.
+                    Err(_) => self.log_ready = None,
+                },
+            }
+        }
     }
 
     /// Decodes every record waiting, without waiting.
@@ -191,6 +217,20 @@ impl EbpfFeed {
                 0
             }
         }
+    }
+}
+
+/// Waits until the kernel log has records to read; never, without one to follow.
+async fn log_written(log: Option<&AsyncFd<File>>) -> std::io::Result<()> {
+    match log {
+        Some(log) => {
+            let mut guard = log.readable().await?;
+            // Cleared before the follower reads up to EAGAIN: a record logged meanwhile makes
+            // the descriptor readable again, so none is left waiting.
+            guard.clear_ready();
+            Ok(())
+        }
+        None => std::future::pending().await,
     }
 }
 
