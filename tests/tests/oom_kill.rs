@@ -11,8 +11,8 @@ use std::{
 
 use oomtrace_tests::{
     Hog, MemCgroup, Staged, Started, TempDir, Tracer, field, not_applicable, oomtrace_bin,
-    privileged, read_line_within, run_within, serial, skip, spawn_until_ready, trace_one_kill,
-    wait_timeout,
+    privileged, read_line_within, run_within, serial, skip, spawn_ready, spawn_until_ready,
+    trace_one_kill, wait_timeout,
 };
 use serde_json::Value;
 
@@ -287,6 +287,75 @@ fn closed_stdout_ends_quietly() {
         stderr.len(),
         1,
         "only the ready line, nothing after: {stderr:?}"
+    );
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE, which lowering an oom_score_adj needs.
+fn holds_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("CapEff");
+    effective & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+/// oomtrace's oom_score_adj once it is ready, started at 321 with `flags`, and its stderr.
+fn oom_score_adj_once_ready(flags: &[&str]) -> (i32, Vec<String>) {
+    let mut command = Command::new(oomtrace_bin());
+    command
+        .args(["--json", "--no-enrich", "--no-journal"])
+        .args(flags);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"321".as_ptr().cast(), 3);
+            libc::close(fd);
+            if written != 3 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.stdout(Stdio::null());
+    let (child, stderr) = spawn_ready(command);
+    let file = format!("/proc/{}/oom_score_adj", child.id());
+    let score = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {file}: {e}"));
+    let lines = stderr.snapshot();
+    drop(child);
+    (score.trim().parse().expect("a score"), lines)
+}
+
+/// oomtrace lowers its own oom_score_adj to -1000, so that the OOM it reports does not take
+/// the witness too; `--no-oom-protect` leaves it where it was. Without CAP_SYS_RESOURCE it
+/// cannot, and `metrics.rs` checks the one-line warning that says so.
+#[test]
+fn the_tracer_protects_itself_from_the_oom_killer_unless_told_not_to() {
+    let test = "the_tracer_protects_itself_from_the_oom_killer_unless_told_not_to";
+    if !privileged(test) {
+        return;
+    }
+    if !holds_cap_sys_resource() {
+        not_applicable(
+            test,
+            "root here holds no CAP_SYS_RESOURCE; the kernel matrix's guests run it",
+        );
+        return;
+    }
+    let _serial = serial();
+    let (score, stderr) = oom_score_adj_once_ready(&["--no-oom-protect"]);
+    assert_eq!(score, 321, "--no-oom-protect leaves it alone: {stderr:?}");
+    let (score, stderr) = oom_score_adj_once_ready(&[]);
+    assert_eq!(score, -1000, "{stderr:?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("oom_score_adj")),
+        "{stderr:?}"
     );
 }
 
