@@ -324,9 +324,9 @@ fn unescape_unit_name(escaped: &str) -> Option<String> {
                 if bytes.get(at + 1) != Some(&b'x') {
                     return None;
                 }
-                let high = hex_value(*bytes.get(at + 2)?)?;
-                let low = hex_value(*bytes.get(at + 3)?)?;
-                name.push((high << 4) | low);
+                let high = char::from(*bytes.get(at + 2)?).to_digit(16)?;
+                let low = char::from(*bytes.get(at + 3)?).to_digit(16)?;
+                name.push(u8::try_from((high << 4) | low).ok()?);
                 at += 4;
             }
             b if b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.') => {
@@ -339,15 +339,6 @@ fn unescape_unit_name(escaped: &str) -> Option<String> {
     let name = String::from_utf8(name).ok()?;
     let usable = !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_control);
     usable.then_some(name)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn is_lower_hex(b: u8) -> bool {

@@ -300,10 +300,7 @@ fn attach(
         AttachMode::RawTp => None,
         AttachMode::Tracepoint => {
             if !targets.tracepoint_available {
-                return Err(
-                    "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
-                        .into(),
-                );
+                return Err(crate::kernel::tracefs::NOT_MOUNTED.into());
             }
             None
         }

@@ -99,10 +99,7 @@ pub fn build(only: Option<AttachMode>, btf_path: Option<&Path>, pid_only: bool) 
     let mut missing_tracepoint = Vec::new();
     let mut tracepoint_ids = TracepointIds::default();
     let tracepoint_reason = match tracefs::root() {
-        None => Some(
-            "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
-                .to_string(),
-        ),
+        None => Some(tracefs::NOT_MOUNTED.to_string()),
         Some(root) => {
             let path = tracefs::mark_victim_format_path(&root);
             match std::fs::read_to_string(&path) {

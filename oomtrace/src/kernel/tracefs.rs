@@ -7,6 +7,10 @@ use std::{
 };
 
 /// Where tracefs is mounted on current systems, then the old debugfs location.
+/// Why a classic tracepoint cannot be used where [`root`] finds no tracefs.
+pub const NOT_MOUNTED: &str =
+    "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing`";
+
 const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The tracefs root, if one is mounted: recognised by the `events` directory, because an

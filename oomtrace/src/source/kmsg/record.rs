@@ -143,9 +143,13 @@ pub fn unescape(text: &str) -> String {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
             && bytes[i + 1] == b'x'
-            && let (Some(high), Some(low)) = (hex_digit(bytes[i + 2]), hex_digit(bytes[i + 3]))
+            && let (Some(high), Some(low)) = (
+                char::from(bytes[i + 2]).to_digit(16),
+                char::from(bytes[i + 3]).to_digit(16),
+            )
+            && let Ok(byte) = u8::try_from(high << 4 | low)
         {
-            out.push(high << 4 | low);
+            out.push(byte);
             i += 4;
             continue;
         }
@@ -153,15 +157,6 @@ pub fn unescape(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_digit(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A plain decimal number: no sign, no spaces, no `+`, which `str::parse` would accept.
