@@ -1184,26 +1184,46 @@ impl KernelLog {
     /// count as `/proc/vmstat` (and unlike the OOM report around it, never rate-limited), so a
     /// `memory.oom.group` kill's chosen victim appears twice.
     pub fn killed_pids(&mut self) -> Vec<u32> {
-        let mut pids = Vec::new();
+        self.messages()
+            .iter()
+            .filter_map(|message| {
+                message
+                    .split_once("Killed process ")
+                    .and_then(|(_, rest)| rest.split_once(' '))
+                    .and_then(|(pid, _)| pid.parse().ok())
+            })
+            .collect()
+    }
+
+    /// Whether the log, since it was opened or last read, lists process `pid` in an OOM
+    /// report's task dump (`[  pid]   uid  tgid total_vm ...`). The kernel prints its reports
+    /// at most 10 times in 5 s, so a kill soon after others may have none.
+    pub fn dumped_task(&mut self, pid: u32) -> bool {
+        self.messages().iter().any(|message| {
+            message
+                .trim_start()
+                .strip_prefix('[')
+                .and_then(|rest| rest.split_once(']'))
+                .is_some_and(|(dumped, _)| dumped.trim().parse() == Ok(pid))
+        })
+    }
+
+    /// Every record's message since the log was opened or last read, in order.
+    fn messages(&mut self) -> Vec<String> {
+        let mut messages = Vec::new();
         // Each read(2) returns exactly one record, which must fit: the kernel's records are at
         // most 8 KiB with their prefix.
         let mut record = vec![0u8; 16 * 1024];
         loop {
             match self.kmsg.read(&mut record) {
-                Ok(0) => return pids,
+                Ok(0) => return messages,
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&record[..n]);
                     // `<prio>,<seq>,<usec>,<flags>;<message>`: the message follows the `;`.
                     let message = text.split_once(';').map_or(&*text, |(_, m)| m);
-                    if let Some(pid) = message
-                        .split_once("Killed process ")
-                        .and_then(|(_, rest)| rest.split_once(' '))
-                        .and_then(|(pid, _)| pid.parse().ok())
-                    {
-                        pids.push(pid);
-                    }
+                    messages.push(message.to_string());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return pids,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return messages,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // EPIPE: the ring buffer overwrote records before they were read, so a kill
                 // may be missing from the count.
