@@ -2,6 +2,7 @@
 //! told to stop.
 
 mod feeds;
+mod memory;
 mod names;
 mod pipeline;
 mod protect;
@@ -230,6 +231,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let ends_at = args.timeout.map(|t| Instant::now() + t);
+    // Start-up is activity too: its memory is given back once it has settled.
+    let mut quiet_at = Some(Instant::now() + memory::SETTLES);
     let stop = loop {
         if args
             .count
@@ -250,6 +253,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let mut drained = drained?;
                 // A kill both replayed and seen live is reported once: as replayed.
                 drained.reports.retain(|r| !seen_before.take(r));
+                if !drained.reports.is_empty() {
+                    quiet_at = Some(Instant::now() + memory::SETTLES);
+                }
                 take(&mut pipeline, drained);
                 // The kernel drops only while the ring is full, which wakes this drain.
                 if let (Some(metrics), Feed::Ebpf(feed)) = (&pipeline.context.metrics, &feed) {
@@ -266,9 +272,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Some(event) = lifecycle(&mut pipeline) => {
                 pipeline.lifecycle(event, Instant::now());
+                quiet_at = Some(Instant::now() + memory::SETTLES);
             }
             () = sleep_until(holding_until), if holding_until.is_some() => {
                 pipeline.release(Instant::now());
+            }
+            () = sleep_until(quiet_at), if quiet_at.is_some() => {
+                memory::release();
+                quiet_at = None;
             }
         }
     };
