@@ -97,6 +97,8 @@ pub struct MemoryFigures {
     pub idle: Memory,
     pub warm: Memory,
     pub after: Memory,
+    /// [`SETTLED_AFTER`] after the last kill: the steady state a watch returns to.
+    pub settled: Memory,
     pub warm_kills: usize,
     pub kills: usize,
     /// Of `kills`, those the tool reported.
@@ -113,6 +115,10 @@ pub struct MemoryFigures {
     /// The binary and every shared object it maps.
     pub mapped_files: Vec<PathBuf>,
 }
+
+/// How long after the last kill the steady RSS is read: oomtrace gives back what a burst of
+/// kills mapped once it has been quiet for 2 s.
+pub const SETTLED_AFTER: Duration = Duration::from_secs(3);
 
 /// Both tools side by side: RSS after `idle_rss` of idling, CPU ticks over the next
 /// `idle_cpu`, then RSS after `warm_kills` kills and after `memory_kills`, with the kernel
@@ -179,6 +185,9 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
     let after = each(&running, |r| sys::memory(r.pid))?;
     let progs_after = each(&running, |r| mark_victim_prog(r.pid))?;
     drop(stats);
+    // The quiet after the kills is the measurement itself: nothing is being waited for.
+    std::thread::sleep(SETTLED_AFTER);
+    let settled = each(&running, |r| sys::memory(r.pid))?;
     let mapped = each(&running, |r| sys::mapped_files(r.pid))?;
 
     let mut figures = Vec::new();
@@ -208,6 +217,7 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
             idle: idle[k],
             warm: warm[k],
             after: after[k],
+            settled: settled[k],
             warm_kills: config.warm_kills,
             kills,
             reported: reported[k],

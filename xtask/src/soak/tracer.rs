@@ -146,6 +146,20 @@ impl Tracer {
         kib(&status, "VmRSS:")
     }
 
+    /// VmRSS, read every [`SAMPLE_EVERY`] until it is at most `budget` KiB or `within` has
+    /// passed: the last reading, or `None` if oomtrace is gone.
+    pub fn rss_at_rest(&self, budget: u64, within: Duration) -> Option<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            let rss = self.rss()?;
+            if rss <= budget || Instant::now() >= deadline {
+                return Some(rss);
+            }
+            // The sampling period, not a wait for anything.
+            std::thread::sleep(SAMPLE_EVERY);
+        }
+    }
+
     /// How oomtrace ended, if it has: during the soak it must not.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.exited()
