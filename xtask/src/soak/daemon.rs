@@ -76,8 +76,14 @@ impl Daemon {
 
     fn launch(&mut self) -> Result<()> {
         let dockerd = which("dockerd").context("dockerd is missing: run `cargo xtask setup`")?;
-        let mut command = Command::new(dockerd);
+        let unshare = which("unshare").context("unshare (util-linux) is missing")?;
+        // In a network namespace of its own: a dockerd told `--bridge=none` deletes any link
+        // named docker0 it can see, and in the host's namespace that is the host daemon's
+        // bridge, which every `docker run` on the default network then fails without.
+        let mut command = Command::new(unshare);
         command
+            .args(["--net", "--"])
+            .arg(dockerd)
             .arg("--config-file")
             .arg(self.dir.join("daemon.json"))
             .arg("--data-root")
@@ -88,8 +94,7 @@ impl Daemon {
             .arg(self.dir.join("docker.pid"))
             .arg("--host")
             .arg(&self.docker.host)
-            // No bridge and no iptables rules: the host's own daemon owns those, and the
-            // soak's containers need no network.
+            // No bridge and no iptables rules: the soak's containers need no network.
             .args(["--bridge=none", "--iptables=false"])
             // Copies the few MiB of busybox per container; needs no FUSE nor overlay support
             // from whatever filesystem the scratch directory is on.
