@@ -11,42 +11,8 @@ use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 
 use crate::report::{
     Cgroup, Container, ContainerExit, KillSummary, MemcgStat, OomContext, Pod, RawText, Report,
-    TopTask, Trigger, Victim, kernel_text,
+    KNOWN_WORDS, TopTask, Trigger, Victim, kernel_text,
 };
-
-/// The schema's fixed words, as `report.rs` lists them for the journal reader (privately).
-/// A word written that the reader does not know comes back as "unknown" and fails the round
-/// trip: if the two lists part, that is a finding, not noise.
-const WORDS: [&str; 28] = [
-    "oom_kill",
-    "container_exit",
-    "tp_btf",
-    "raw_tp",
-    "tracepoint",
-    "kmsg",
-    "v1",
-    "v2",
-    "docker",
-    "containerd",
-    "cri-o",
-    "podman",
-    "nerdctl",
-    "lxc",
-    "systemd-nspawn",
-    "kubernetes",
-    "guaranteed",
-    "burstable",
-    "besteffort",
-    "killed",
-    "marked",
-    "unknown",
-    "",
-    "journal",
-    "kmsg+journal",
-    "oom",
-    "host",
-    "container",
-];
 
 /// The last second humantime writes (9999-12-31T23:59:59Z). Past it its `Display` fails and
 /// serde_json panics on that; before the epoch humantime panics. oomtrace's times are wall-
@@ -66,7 +32,7 @@ const IDS: [&str; 3] = [
 ];
 
 fn word(u: &mut Unstructured) -> Result<&'static str> {
-    u.choose(&WORDS).copied()
+    u.choose(&KNOWN_WORDS).copied()
 }
 
 fn maybe<T>(

@@ -1233,6 +1233,19 @@ impl KernelLog {
     }
 }
 
+/// The capability that lowering an oom_score_adj needs.
+pub const CAP_SYS_RESOURCE: u32 = 24;
+
+/// One of this process's capability sets (`CapEff`, `CapBnd`, ...) from `/proc/self/status`.
+pub fn capabilities(set: &str) -> u64 {
+    let status = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no {set} in /proc/self/status"))
+}
+
 /// Sets this process's `oom_score_adj` (which the processes it starts from then on inherit)
 /// and puts the old value back on drop.
 pub struct OomScoreAdj {

@@ -14,25 +14,18 @@ use std::{
     io::Write as _,
     os::unix::{fs::PermissionsExt as _, prelude::OsStrExt as _},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use oomtrace_tests::{
-    PipeLines, Started, TempDir, output_within, privileged, run_within, serial, skip,
-    spawn_until_ready,
+    CAP_SYS_RESOURCE, PipeLines, Started, TempDir, capabilities,
+    docker::{Containers, DD_SH, IMAGE, KILLED, docker, try_docker},
+    privileged, run_within, serial, skip, spawn_until_ready,
 };
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// The test image for the victim, built by `cargo xtask setup`.
-const BUSYBOX: &str = "oomtrace-busybox:latest";
-/// Allocates and touches 200 MiB at once: OOM-killed in a 32 MiB container.
-const DD_SH: &str = "dd if=/dev/zero of=/dev/null bs=200M count=1";
-/// The exit code of a process killed by SIGKILL, as Docker reports it.
-const KILLED: i32 = 128 + libc::SIGKILL;
-/// Any one `docker` command: the slowest, `docker stop --time 10`, takes about 10 s.
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The benchmark budget (BENCHMARKS.md) for oomtrace's peak RSS, in a storm; steady, 4 MiB.
 const PEAK_RSS_BUDGET: u64 = 12 << 20;
 /// The metrics port the DaemonSet serves and annotates.
@@ -456,60 +449,14 @@ fn systemd_unit_verifies() {
     );
 }
 
-/// `docker ARGS` to its end within [`DOCKER_TIMEOUT`]; the error names the command.
-fn try_docker(args: &[&str]) -> Result<Output, String> {
-    output_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
-}
-
-/// `docker ARGS`, which must succeed; its trimmed stdout.
-fn docker(args: &[&str]) -> String {
-    let output = try_docker(args).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed with {:?}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 fn docker_succeeds(args: &[&str]) -> bool {
     try_docker(args).is_ok_and(|o| o.status.success())
-}
-
-/// The containers a test creates, removed with `docker rm -f` when it ends, passed or not.
-#[derive(Default)]
-struct Containers(Vec<String>);
-
-impl Containers {
-    fn name(&mut self, tag: &str) -> String {
-        let name = format!("oomtrace-e2e-{tag}-{}", std::process::id());
-        let _ = try_docker(&["rm", "-f", &name]);
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let mut args = vec!["rm", "-f"];
-        args.extend(self.0.iter().map(String::as_str));
-        if let Err(e) = try_docker(&args) {
-            eprintln!("could not remove the test's containers: {e}");
-        }
-    }
 }
 
 /// Whether this host's root may lower an oom_score_adj: CAP_SYS_RESOURCE (bit 24) in the
 /// bounding set, which the Docker daemon shares. Some VMs withhold it even from root.
 fn root_has_sys_resource() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let bounding = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .expect("CapBnd in /proc/self/status");
-    bounding & (1 << 24) != 0
+    capabilities("CapBnd") & (1 << CAP_SYS_RESOURCE) != 0
 }
 
 /// The documented command, run as written but for what a test must own: the container's name,
@@ -562,8 +509,8 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
         "{test} needs the image {tag}: build it with `cargo xtask image`"
     );
     assert!(
-        docker_succeeds(&["image", "inspect", BUSYBOX]),
-        "{test} needs the image {BUSYBOX}: build it with `cargo xtask setup`"
+        docker_succeeds(&["image", "inspect", IMAGE]),
+        "{test} needs the image {IMAGE}: build it with `cargo xtask setup`"
     );
     let _serial = serial();
     let mut containers = Containers::default();
@@ -617,7 +564,7 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
         &victim,
         "--volume",
         &volume,
-        BUSYBOX,
+        IMAGE,
         "sh",
         "-c",
         &script,
@@ -672,7 +619,7 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
     let report = ours[0];
     let field = |path: &str| path.split('.').fold(report, |v, key| &v[key]).clone();
     assert_eq!(field("container.name"), victim.as_str(), "{report}");
-    assert_eq!(field("container.image"), BUSYBOX, "{report}");
+    assert_eq!(field("container.image"), IMAGE, "{report}");
     assert_eq!(
         field("victim.pid"),
         pid,

@@ -10,9 +10,9 @@ use std::{
 };
 
 use oomtrace_tests::{
-    Hog, MemCgroup, Staged, Started, TempDir, Tracer, field, not_applicable, oomtrace_bin,
-    privileged, read_line_within, run_within, serial, skip, spawn_ready, spawn_until_ready,
-    trace_one_kill, wait_timeout,
+    CAP_SYS_RESOURCE, Hog, MemCgroup, Staged, Started, TempDir, Tracer, capabilities, field,
+    not_applicable, oomtrace_bin, privileged, read_line_within, run_within, serial, skip,
+    spawn_ready, spawn_until_ready, trace_one_kill, wait_timeout,
 };
 use serde_json::Value;
 
@@ -292,14 +292,7 @@ fn closed_stdout_ends_quietly() {
 
 /// Whether this process holds CAP_SYS_RESOURCE, which lowering an oom_score_adj needs.
 fn holds_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .expect("CapEff");
-    effective & (1 << CAP_SYS_RESOURCE) != 0
+    capabilities("CapEff") & (1 << CAP_SYS_RESOURCE) != 0
 }
 
 /// oomtrace's oom_score_adj once it is ready, started at 321 with `flags`, and its stderr.

@@ -25,7 +25,7 @@ use jiff::{Timestamp, tz::TimeZone};
 
 use crate::{
     output::escape::{push_visible, push_visible_bytes, visible},
-    report::{Container, ContainerExit, Report},
+    report::{Container, ContainerExit, Report, TopTask},
 };
 
 /// Kills remembered per container or cgroup, for "3rd kill in 40 s"; bounded.
@@ -429,18 +429,7 @@ fn detail(report: &Report) -> Option<String> {
         }
     }
     if let Some(tasks) = oom.top_tasks.as_ref().filter(|t| !t.is_empty()) {
-        let top: Vec<String> = tasks
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} {} (pid {})",
-                    visible(&t.comm),
-                    bytes(t.rss_bytes),
-                    t.pid
-                )
-            })
-            .collect();
-        parts.push(format!("biggest: {}", top.join(", ")));
+        parts.push(format!("biggest: {}", top_tasks(tasks)));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }
@@ -480,6 +469,22 @@ pub fn plural(n: u64) -> &'static str {
 }
 
 /// `209715200` → `200.0 MiB`.
+/// The biggest processes at a kill, as `comm 12.0 MiB (pid 42), ...`.
+pub fn top_tasks(tasks: &[TopTask]) -> String {
+    let top: Vec<String> = tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} (pid {})",
+                visible(&t.comm),
+                bytes(t.rss_bytes),
+                t.pid
+            )
+        })
+        .collect();
+    top.join(", ")
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {

@@ -2,7 +2,7 @@
 //! kernel ABI is a package of its own, so the newest is picked by dpkg's version order.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -174,28 +174,8 @@ fn newest_cached(series: &Series, cache: &Path) -> Option<Kernel> {
 /// done in a scratch directory renamed into place at the end, so an interrupted download is
 /// never mistaken for a cached kernel.
 fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
-    // Hidden and named apart from `<package>_<version>`, so no cache lookup ever picks it.
-    let name = dir.file_name().context("a kernel directory has a name")?;
-    let scratch = dir.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch)
-        .with_context(|| format!("could not create {}", scratch.display()))?;
-    progress(format_args!("downloading kernel {package} {version}"));
-    run(Command::new("apt-get")
-        .arg("download")
-        // stdout is the matrix's: `cargo xtask vm-test > matrix.txt` gets nothing else.
-        .stdout(std::io::stderr())
-        // As root, apt would otherwise warn that its sandbox user cannot write here.
-        .args(["-o", "APT::Sandbox::User=root"])
-        .arg(format!("{package}={version}"))
-        .current_dir(&scratch))
-    .with_context(|| format!("could not download {package} {version}"))?;
-    let deb = fs::read_dir(&scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| format!("apt-get download left no .deb in {}", scratch.display()))?;
-    let root = scratch.join("root");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    let Unpacked { scratch, root, deb } =
+        download_and_unpack(package, version, dir, format_args!("kernel"))?;
     let boot = root.join("boot");
     let mut image = None;
     for entry in fs::read_dir(&boot).with_context(|| format!("{package} has no /boot"))? {
@@ -220,6 +200,50 @@ fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
         dir.join("vmlinuz").display()
     ));
     Ok(())
+}
+
+/// A Debian package unpacked in a scratch directory beside its cache directory.
+pub(super) struct Unpacked {
+    /// Becomes the cache directory once its contents are complete.
+    pub scratch: PathBuf,
+    /// The package's files.
+    pub root: PathBuf,
+    /// The package itself, inside `scratch`.
+    pub deb: PathBuf,
+}
+
+/// Downloads `package` at `version` with apt and unpacks it, in a scratch directory beside
+/// `dir` that is hidden and named apart from `<package>_<version>`, so no cache lookup ever
+/// picks a half-made one. `what` names it in the progress lines.
+pub(super) fn download_and_unpack(
+    package: &str,
+    version: &str,
+    dir: &Path,
+    what: std::fmt::Arguments,
+) -> Result<Unpacked> {
+    let name = dir.file_name().context("a cache directory has a name")?;
+    let scratch = dir.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)
+        .with_context(|| format!("could not create {}", scratch.display()))?;
+    progress(format_args!("{what}: downloading {package} {version}"));
+    run(Command::new("apt-get")
+        .arg("download")
+        // stdout is the matrix's: `cargo xtask vm-test > matrix.txt` gets nothing else.
+        .stdout(std::io::stderr())
+        // As root, apt would otherwise warn that its sandbox user cannot write here.
+        .args(["-o", "APT::Sandbox::User=root"])
+        .arg(format!("{package}={version}"))
+        .current_dir(&scratch))
+    .with_context(|| format!("could not download {package} {version}"))?;
+    let deb = fs::read_dir(&scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download left no .deb in {}", scratch.display()))?;
+    let root = scratch.join("root");
+    progress(format_args!("{what}: unpacking {package} {version}"));
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    Ok(Unpacked { scratch, root, deb })
 }
 
 /// dpkg's version order (`dpkg --compare-versions`): epoch, then upstream version, then

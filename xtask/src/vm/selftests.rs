@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::debian::{candidates, compare_versions};
+use super::debian::{Unpacked, candidates, compare_versions, download_and_unpack};
 use super::guest::needs_loader;
 use crate::cmd::{self, progress, run, which};
 use crate::host;
@@ -173,33 +173,12 @@ fn newest_cached(cache: &Path) -> Option<PathBuf> {
 /// a scratch directory renamed into place at the end, so an interrupted download is never
 /// mistaken for a cached tree.
 fn download(version: &str, dir: &Path) -> Result<()> {
-    // Hidden and named apart from `<package>_<version>`, so no cache lookup ever picks it.
-    let name = dir.file_name().context("a source directory has a name")?;
-    let scratch = dir.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch)
-        .with_context(|| format!("could not create {}", scratch.display()))?;
-    progress(format_args!(
-        "kernel selftests: downloading {PACKAGE} {version} (about 150 MB, once)"
-    ));
-    run(Command::new("apt-get")
-        .arg("download")
-        // stdout is the matrix's: `cargo xtask vm-test > matrix.txt` gets nothing else.
-        .stdout(std::io::stderr())
-        // As root, apt would otherwise warn that its sandbox user cannot write here.
-        .args(["-o", "APT::Sandbox::User=root"])
-        .arg(format!("{PACKAGE}={version}"))
-        .current_dir(&scratch))
-    .with_context(|| format!("could not download {PACKAGE} {version}"))?;
-    let deb = fs::read_dir(&scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| format!("apt-get download left no .deb in {}", scratch.display()))?;
-    let root = scratch.join("root");
-    progress(format_args!(
-        "kernel selftests: unpacking the cgroup selftests from {PACKAGE} {version}"
-    ));
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    let Unpacked { scratch, root, .. } = download_and_unpack(
+        PACKAGE,
+        version,
+        dir,
+        format_args!("kernel selftests (about 150 MB, once)"),
+    )?;
     let tarball = root.join(TARBALL);
     if !tarball.is_file() {
         bail!("{PACKAGE} {version} holds no /{TARBALL}");

@@ -11,7 +11,7 @@ use super::story::{Explanation, comm, plural, program, rss, size};
 use crate::{
     output::{
         escape::visible,
-        human::{abbreviate_ids, bytes},
+        human::{abbreviate_ids, bytes, top_tasks},
     },
     report::Report,
 };
@@ -283,24 +283,12 @@ fn why_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) -> Ve
             .max_by_key(|r| (r.oom.as_ref().and_then(|o| o.memcg_usage_bytes), r.time))
     };
     if let Some(kill) = detailed(|r| r.oom.as_ref().is_some_and(|o| o.top_tasks.is_some())) {
-        let tasks = kill.oom.as_ref().and_then(|o| o.top_tasks.as_ref());
-        let top: Vec<String> = tasks
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                format!(
-                    "{} {} (pid {})",
-                    visible(&t.comm),
-                    bytes(t.rss_bytes),
-                    t.pid
-                )
-            })
-            .collect();
-        if !top.is_empty() {
+        let tasks = kill.oom.as_ref().and_then(|o| o.top_tasks.as_deref());
+        if let Some(tasks) = tasks.filter(|t| !t.is_empty()) {
             lines.push(format!(
                 "Biggest processes at the kill at {}: {}.",
                 time(kill.time),
-                top.join(", ")
+                top_tasks(tasks)
             ));
         }
     }
