@@ -98,8 +98,10 @@ impl EbpfFeed {
     }
 
     /// Waits for records, then decodes every one waiting. Meanwhile it reads the kernel log
-    /// as the kernel writes it: an OOM's report comes before its victim is marked, so the
-    /// record finds the report parsed instead of reading it on the way to the line.
+    /// as the kernel writes it: an OOM's report is logged before its victim is marked, so
+    /// where the report takes longer than a tick to log (a long task dump), the record finds
+    /// most of it parsed. The kernel wakes log readers at its next tick, so a short report
+    /// usually becomes readable together with the record and is read in `drain`.
     pub async fn next(&mut self) -> anyhow::Result<Drained> {
         loop {
             tokio::select! {
