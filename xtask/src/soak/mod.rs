@@ -94,7 +94,7 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
     })
 }
 
-/// The containers of the soak `cargo xtask test` runs: three waves, ten kills, a Docker
+/// The containers of the soak `cargo xtask test` runs: two waves of 15, ten kills, a Docker
 /// restart and a full disk in under a minute.
 pub const CI_CONTAINERS: usize = 30;
 
