@@ -78,6 +78,71 @@ pub fn docker_ready(test: &str) -> bool {
     true
 }
 
+/// PID 1 of an idle container: it waits until `docker stop`, then exits 0, as seed 000's did.
+/// The sleep is its idle loop (sh runs the trap between commands), not synchronisation.
+pub const IDLE_MAIN: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
+
+/// `docker run -d` of a container named `name` with a `memory` limit (`64m`) whose PID 1 is
+/// [`IDLE_MAIN`]: its id. No network is needed, and none can then be missing.
+pub fn run_idle(name: &str, memory: &str) -> String {
+    docker(&[
+        "run",
+        "-d",
+        &format!("--memory={memory}"),
+        "--network=none",
+        "--name",
+        name,
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE_MAIN,
+    ])
+}
+
+/// `docker run -d --memory=32m --restart=on-failure:3` of a container named `name` whose PID 1
+/// is dd, OOM-killed at every run: its id, once Docker has given up restarting it, which must
+/// happen `within` the time given. Checks Docker's final word on it: exited 137, OOMKilled,
+/// 3 restarts.
+pub fn run_restart_loop(name: &str, within: Duration) -> String {
+    let created = SystemTime::now();
+    let mut args = vec![
+        "run",
+        "-d",
+        "--network=none",
+        "--memory=32m",
+        "--restart=on-failure:3",
+        "--name",
+        name,
+        IMAGE,
+    ];
+    args.extend(DD);
+    let id = docker(&args);
+    // Each exit is a `die` event, sent after Docker recorded the exit and its decision to
+    // restart or not: the state is re-read at each, until the last run has ended for good.
+    let state = || {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}} {{.State.OOMKilled}}",
+            name,
+        ])
+    };
+    let mut dies = Events::watch(&id, "die", created, within);
+    let state = loop {
+        let event = dies.next_event();
+        let state = state();
+        if state.starts_with("false false 3 ") {
+            break state;
+        }
+        assert!(
+            event.is_some(),
+            "{name} did not finish restarting within {within:?}: {state}"
+        );
+    };
+    assert_eq!(state, format!("false false 3 {KILLED} true"));
+    id
+}
+
 /// The containers a test creates, removed with `docker rm -f` when it ends, passed or not.
 #[derive(Default)]
 pub struct Containers(Vec<String>);
@@ -279,15 +344,6 @@ pub fn run_rm_hog(name: &str, cidfile: &str) -> String {
         "dd in {name} must be OOM-killed: {stderr}"
     );
     cid(cidfile)
-}
-
-pub fn assert_stopped_cleanly(stopped: &crate::Stopped) {
-    assert!(
-        stopped.status.success(),
-        "oomtrace exited with {:?}: {:?}",
-        stopped.status,
-        stopped.stderr
-    );
 }
 
 pub fn unavailable_lines(stderr: &[String]) -> Vec<&String> {

@@ -581,6 +581,30 @@ pub struct Stopped {
     pub stderr: Vec<String>,
 }
 
+impl Stopped {
+    /// Fails the test unless oomtrace exited 0, naming its status and stderr.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "oomtrace exited with {:?}: {:?}",
+            self.status,
+            self.stderr
+        );
+    }
+
+    /// Once oomtrace has exited with `status`: everything its readers collected, joined.
+    fn after(status: ExitStatus, reports: PipeLines<Value>, stderr: PipeLines<String>) -> Self {
+        let (reports, exits): (Vec<Value>, Vec<Value>) =
+            reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
+        Self {
+            status,
+            stderr: stderr.finish(PIPE_GRACE),
+            exits: exits.into_iter().filter(is_exit).collect(),
+            reports,
+        }
+    }
+}
+
 fn is_kill(value: &Value) -> bool {
     value["event"] == "oom_kill"
 }
@@ -696,14 +720,7 @@ impl Tracer {
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = wait_timeout(&mut child, Duration::from_secs(10))
             .unwrap_or_else(|| panic!("oomtrace did not exit within 10 s of signal {signal}"));
-        let (reports, exits): (Vec<Value>, Vec<Value>) =
-            reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
-        Stopped {
-            status,
-            stderr: stderr.finish(PIPE_GRACE),
-            exits: exits.into_iter().filter(is_exit).collect(),
-            reports,
-        }
+        Stopped::after(status, reports, stderr)
     }
 
     /// Waits at most `timeout` for oomtrace to end by itself (`--count`, `--timeout`), and
@@ -716,14 +733,7 @@ impl Tracer {
         } = self;
         let status = wait_timeout(&mut child, timeout)
             .unwrap_or_else(|| panic!("oomtrace did not end by itself within {timeout:?}"));
-        let (reports, exits): (Vec<Value>, Vec<Value>) =
-            reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
-        Stopped {
-            status,
-            stderr: stderr.finish(PIPE_GRACE),
-            exits: exits.into_iter().filter(is_exit).collect(),
-            reports,
-        }
+        Stopped::after(status, reports, stderr)
     }
 
     pub fn stop(self) -> Stopped {
@@ -1110,12 +1120,7 @@ pub fn trace_one_kill(args: &[&str], cgroup: &MemCgroup, hog: &Path) -> (u32, St
     tracer.wait_for(1, Duration::from_secs(5), is_ours);
     child.expect_oom_killed();
     let stopped = tracer.stop();
-    assert!(
-        stopped.status.success(),
-        "oomtrace exited with {:?}: {:?}",
-        stopped.status,
-        stopped.stderr
-    );
+    stopped.assert_success();
     let ours: Vec<&Value> = stopped.reports.iter().filter(|r| is_ours(r)).collect();
     assert_eq!(
         ours.len(),

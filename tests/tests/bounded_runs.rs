@@ -43,7 +43,7 @@ fn count_ends_the_watch_after_that_many_reports() {
     tracer.wait_for(1, PROMPTLY, |r| r["victim"]["pid"] == first);
     let second = kill_one(&cgroup);
     let stopped = tracer.wait_exit(PROMPTLY);
-    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    stopped.assert_success();
     let pids: Vec<&Value> = stopped
         .reports
         .iter()
@@ -65,7 +65,7 @@ fn timeout_ends_the_watch() {
     let tracer = Tracer::start(&["--timeout", "2s", "--comm", "oomtrace-e2e-nobody"]);
     let stopped = tracer.wait_exit(Duration::from_secs(2) + PROMPTLY);
     let took = started.elapsed();
-    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    stopped.assert_success();
     assert!(took >= Duration::from_secs(2), "ended after {took:?}");
     assert!(
         stopped
@@ -89,7 +89,7 @@ fn sighup_ends_the_watch_like_sigterm() {
     let pid = kill_one(&cgroup);
     tracer.wait_for(1, PROMPTLY, |r| r["victim"]["pid"] == pid);
     let stopped = tracer.stop_with(libc::SIGHUP);
-    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    stopped.assert_success();
     assert!(
         stopped.reports.iter().any(|r| r["victim"]["pid"] == pid),
         "{:?}",

@@ -35,19 +35,8 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("seed0");
-    docker(&[
-        "run",
-        "-d",
-        "--memory=64m",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        // PID 1 idles until `docker stop` and then exits 0: seed 000 exactly. Its sleep is
-        // the idle loop (sh runs the trap between commands), not synchronisation.
-        "trap 'exit 0' TERM; while true; do sleep 1; done",
-    ]);
+    // PID 1 idles until `docker stop` and then exits 0: seed 000 exactly.
+    run_idle(&name, "64m");
     let container = inspect(&name);
     assert!(container.pid > 0, "{name} is not running: {container:?}");
     let cgroup = docker_cgroup(&container.id);
@@ -74,7 +63,7 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
     );
 
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     expect_summary(&stopped, None);
     assert!(
         unavailable_lines(&stopped.stderr).is_empty(),
@@ -180,7 +169,7 @@ fn init_shim_app_killed_exits_137() {
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
 
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(ours.len(), 1, "{ours:#?}");
@@ -234,42 +223,7 @@ fn restart_loop_is_told_from_facts() {
     let name = containers.name("restart");
     let tracer = Tracer::start(&[]);
     let human = HumanWatch::start(&[]);
-    let created = SystemTime::now();
-    let mut args = vec![
-        "run",
-        "-d",
-        "--memory=32m",
-        "--restart=on-failure:3",
-        "--name",
-        &name,
-        IMAGE,
-    ];
-    args.extend(DD);
-    let id = docker(&args);
-
-    // Each exit is a `die` event, sent after Docker recorded the exit and its decision to
-    // restart or not: the state is re-read at each, until the last run has ended for good.
-    let state = || {
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}} {{.State.OOMKilled}}",
-            &name,
-        ])
-    };
-    let mut dies = Events::watch(&id, "die", created, Duration::from_secs(90));
-    let state = loop {
-        let event = dies.next_event();
-        let state = state();
-        if state.starts_with("false false 3 ") {
-            break state;
-        }
-        assert!(
-            event.is_some(),
-            "{name} did not finish restarting within 90 s: {state}"
-        );
-    };
-    assert_eq!(state, format!("false false 3 {KILLED} true"));
+    let id = run_restart_loop(&name, Duration::from_secs(90));
     let container = inspect(&name);
     assert_eq!(container.id, id);
 
@@ -279,7 +233,7 @@ fn restart_loop_is_told_from_facts() {
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(
         ours.len(),
@@ -389,7 +343,7 @@ fn rm_container_killed_at_once_is_still_named() {
 
     tracer.wait_for(1, Duration::from_secs(5), |r| about(r, &id));
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     expect_summary(&stopped, None);
     let ours = reports_about(&stopped.reports, &id);
     assert_eq!(ours.len(), 1, "exactly one kill in {name}: {ours:#?}");
@@ -482,7 +436,7 @@ fn two_containers_oom_at_once_each_attributed() {
         started.iter().any(|c| about(r, &c.id))
     });
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     expect_summary(&stopped, None);
     let mut times = Vec::new();
     for container in &started {
@@ -592,7 +546,7 @@ fn docker_unreachable_reports_arrive_without_names_and_without_delay() {
     }
 
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     expect_summary(&stopped, None);
     for id in &ids {
         let ours = reports_about(&stopped.reports, id);
@@ -645,7 +599,7 @@ fn filters() {
 
     // The second kill is in the ring buffer already; the stop drains it after detaching.
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     assert!(
         reports_about(&stopped.reports, &other_id).is_empty(),
         "{other} was filtered out: {:#?}",

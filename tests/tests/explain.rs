@@ -11,7 +11,7 @@ use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use oomtrace_tests::{
@@ -22,9 +22,6 @@ use serde_json::Value;
 
 /// `history` and `explain` read the kernel log and ask Docker: seconds, not minutes.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// PID 1 idles until `docker stop`, then exits 0: seed 000's main process. Its sleep is the
-/// idle loop (sh runs the trap between commands), not synchronisation.
-const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 /// Runs dd 20 times in a row, each OOM-killed (about 1.5 s for all of them, well inside the
 /// kernel log's 10-per-5-s limit), then prints how many were killed and exits 0.
 const BURST: &str = "n=0; i=0; while [ $i -lt 20 ]; do \
@@ -158,7 +155,7 @@ fn a_burst_in_a_removed_container_keeps_every_name() {
     let seen = tracer.wait_for(killed, Duration::from_secs(10), |r| about(r, &id));
     tracer.wait_for_exit(1, Duration::from_secs(10), |e| about(e, &id));
     let stopped = tracer.stop();
-    assert_stopped_cleanly(&stopped);
+    stopped.assert_success();
     assert_eq!(
         seen.len(),
         killed,
@@ -211,18 +208,7 @@ fn explain_seed_000_after_the_container_is_gone() {
     let name = containers.name("explain-seed0");
     let dir = TempDir::create("explain-seed0", 0o700);
     let (_, journal) = journal_in(&dir);
-    let id = docker(&[
-        "run",
-        "-d",
-        "--network=none",
-        "--memory=64m",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
+    let id = run_idle(&name, "64m");
     let tracer = Tracer::start(&["--journal", &journal]);
     let mut exec = vec!["exec", name.as_str()];
     exec.extend(DD);
@@ -234,7 +220,7 @@ fn explain_seed_000_after_the_container_is_gone() {
     docker(&["stop", "--time", "10", &name]);
     let exits = tracer.wait_for_exit(1, Duration::from_secs(10), |e| about(e, &id));
     assert_eq!(exits.len(), 1, "no container_exit for {name}");
-    assert_stopped_cleanly(&tracer.stop());
+    tracer.stop().assert_success();
     docker(&["rm", &name]);
 
     let told = oomtrace(&["explain", &name, "--journal", &journal]);
@@ -282,45 +268,11 @@ fn explain_a_restart_loop() {
     let dir = TempDir::create("explain-loop", 0o700);
     let (_, journal) = journal_in(&dir);
     let tracer = Tracer::start(&["--journal", &journal]);
-    let created = SystemTime::now();
-    let mut args = vec![
-        "run",
-        "-d",
-        "--network=none",
-        "--memory=32m",
-        "--restart=on-failure:3",
-        "--name",
-        &name,
-        IMAGE,
-    ];
-    args.extend(DD);
-    let id = docker(&args);
-    // Each exit is a `die` event, sent once Docker recorded the exit and whether it restarts.
-    let state = || {
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}} {{.State.OOMKilled}}",
-            &name,
-        ])
-    };
-    let mut dies = Events::watch(&id, "die", created, Duration::from_secs(60));
-    let state = loop {
-        let event = dies.next_event();
-        let state = state();
-        if state.starts_with("false false 3 ") {
-            break state;
-        }
-        assert!(
-            event.is_some(),
-            "{name} did not finish restarting within 60 s: {state}"
-        );
-    };
-    assert_eq!(state, format!("false false 3 {KILLED} true"));
+    let id = run_restart_loop(&name, Duration::from_secs(60));
     let seen = tracer.wait_for(4, Duration::from_secs(10), |r| about(r, &id));
     assert_eq!(seen.len(), 4, "one kill per run: {seen:#?}");
     tracer.wait_for_exit(4, Duration::from_secs(10), |e| about(e, &id));
-    assert_stopped_cleanly(&tracer.stop());
+    tracer.stop().assert_success();
 
     let told = oomtrace(&["explain", &name, "--journal", &journal]);
     assert_eq!(told.code, Some(0), "stderr: {}", told.stderr);
@@ -385,7 +337,7 @@ fn without_the_journal_the_kernel_log_tells_what_it_can() {
     let seen = tracer.wait_for(1, Duration::from_secs(5), |r| about(r, &id));
     let pid = field(&seen[0], "victim.pid").as_u64().expect("victim.pid");
     tracer.wait_for_exit(1, Duration::from_secs(10), |e| about(e, &id));
-    assert_stopped_cleanly(&tracer.stop());
+    tracer.stop().assert_success();
     remove_journal(&path);
 
     let (kills, ran) = history_about(&["--journal", &journal], &id);
@@ -446,18 +398,7 @@ fn explain_a_container_never_killed_and_one_that_does_not_exist() {
     let name = containers.name("explain-calm");
     let dir = TempDir::create("explain-calm", 0o700);
     let (_, journal) = journal_in(&dir);
-    docker(&[
-        "run",
-        "-d",
-        "--network=none",
-        "--memory=64m",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
+    run_idle(&name, "64m");
 
     let told = oomtrace(&["explain", &name, "--journal", &journal]);
     assert_eq!(told.code, Some(0), "stderr: {}", told.stderr);

@@ -13,7 +13,9 @@ use std::{
 
 use oomtrace_tests::{
     Sample, Tracer,
-    docker::{Containers, DD, IMAGE, KILLED, about, docker, docker_code, docker_ready, inspect},
+    docker::{
+        Containers, DD, IMAGE, KILLED, about, docker, docker_code, docker_ready, inspect, run_idle,
+    },
     http_get, metrics_addr, oomtrace_bin, privileged, run_within, samples, serial, spawn_ready,
 };
 
@@ -46,24 +48,6 @@ fn kill_in(tracer: &Tracer, name: &str, id: &str, reports_so_far: usize) {
         reports_so_far + 1,
         "no report of the kill in {name}"
     );
-}
-
-/// `docker run -d` of a container whose PID 1 idles until stopped; its id.
-fn idle_container(name: &str) -> String {
-    docker(&[
-        "run",
-        "-d",
-        "--memory=64m",
-        // No network is needed, and none can then be missing.
-        "--network=none",
-        "--name",
-        name,
-        IMAGE,
-        "sh",
-        "-c",
-        // The sleep is PID 1's idle loop (sh runs the trap between commands), not a wait.
-        "trap 'exit 0' TERM; while true; do sleep 1; done",
-    ])
 }
 
 /// cAdvisor's OOM counter starts over when a container is recreated (cadvisor#3015).
@@ -107,7 +91,7 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
     }
     assert!(kills_of(&body, &name).is_empty(), "{body}");
 
-    let first = idle_container(&name);
+    let first = run_idle(&name, "64m");
     kill_in(&tracer, &name, &first, 0);
     let body = scrape();
     let series = kills_of(&body, &name);
@@ -131,7 +115,7 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
 
     // A new container of the same name: a new id, the same workload.
     docker(&["rm", "-f", &name]);
-    let second = idle_container(&name);
+    let second = run_idle(&name, "64m");
     assert_ne!(second, first);
     kill_in(&tracer, &name, &second, 0);
     let body = scrape();
@@ -161,7 +145,7 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
     );
 
     let stopped = tracer.stop();
-    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    stopped.assert_success();
 }
 
 /// oomtrace started with oom_score_adj 321 (by a shell that then execs it) and without

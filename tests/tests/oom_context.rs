@@ -112,7 +112,7 @@ fn twenty_kills_and_the_kernel_agrees() {
         r["cgroup"]["path"] == cgroup.path.as_str()
     });
     let stopped = tracer.stop();
-    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    stopped.assert_success();
     assert_eq!(ours.len(), 20, "{:?}", stopped.stderr);
     for pid in &pids {
         let reported = ours.iter().filter(|r| r["victim"]["pid"] == *pid).count();

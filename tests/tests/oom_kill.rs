@@ -923,12 +923,7 @@ fn kernel_memcg_oom_selftests() {
         killed_by_case.push(pids);
     }
     let stopped = tracer.stop();
-    assert!(
-        stopped.status.success(),
-        "oomtrace exited with {:?}: {:?}",
-        stopped.status,
-        stopped.stderr
-    );
+    stopped.assert_success();
 
     let mut ids = Vec::new();
     for (case, pids) in MEMCG_SELFTEST_CASES.iter().zip(&killed_by_case) {

@@ -10,7 +10,7 @@ use std::{
 
 use oomtrace_tests::{
     Hog, MemCgroup,
-    docker::{Containers, IMAGE, KILLED, docker, docker_code, docker_ready, inspect},
+    docker::{Containers, KILLED, docker, docker_code, docker_ready, inspect, run_idle},
     oomtrace_bin, run_within, serial,
 };
 
@@ -132,17 +132,7 @@ fn a_kill_and_its_container_s_exit_as_the_terminal_shows_them() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("tmux");
-    docker(&[
-        "run",
-        "-d",
-        "--memory=32m",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while :; do sleep 1; done",
-    ]);
+    run_idle(&name, "32m");
     let main = inspect(&name);
     let tmux = Tmux::start(&format!("{} --no-journal", oomtrace_bin().display()));
     tmux.wait_for("the ready line", |s| {
