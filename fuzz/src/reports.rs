@@ -10,7 +10,7 @@ use jiff::tz::{Offset, TimeZone};
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 
 use crate::report::{
-    Cgroup, Container, ContainerExit, KillSummary, MemcgStat, OomContext, Pod, RawText, Report,
+    Cgroup, Container, ContainerExit, Host, KillSummary, MemcgStat, OomContext, Pod, RawText, Report,
     KNOWN_WORDS, TopTask, Trigger, Victim, kernel_text,
 };
 
@@ -184,6 +184,15 @@ fn oom(u: &mut Unstructured) -> Result<OomContext> {
     })
 }
 
+/// The node and boot an event happened on.
+fn host(u: &mut Unstructured) -> Result<Host> {
+    Ok(Host {
+        name: maybe(u, text)?,
+        name_from: maybe(u, word)?,
+        boot_id: maybe(u, text)?,
+    })
+}
+
 /// A kill report. `facts` stays empty: no renderer reads it.
 pub fn report(u: &mut Unstructured) -> Result<Report> {
     let (comm, raw_comm) = kernel(u)?;
@@ -229,6 +238,7 @@ pub fn report(u: &mut Unstructured) -> Result<Report> {
         oom: maybe(u, oom)?,
         source: word(u)?,
         past: u.arbitrary()?,
+        host: maybe(u, host)?,
         raw: RawText {
             comm: raw_comm,
             thread_comm: raw_thread_comm,
@@ -253,6 +263,7 @@ pub fn exit(u: &mut Unstructured) -> Result<ContainerExit> {
         kills: (0..u.int_in_range(0..=8u8)?)
             .map(|_| u.arbitrary())
             .collect::<Result<_>>()?,
+        host: maybe(u, host)?,
         last_kill: maybe(u, |u| {
             Ok(KillSummary {
                 comm: text(u)?,

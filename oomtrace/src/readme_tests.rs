@@ -59,6 +59,7 @@ fn full_exit() -> ContainerExit {
         restart_count: Some(0),
         restarting: Some(false),
         kills: vec![Some(1)],
+        host: None,
         last_kill: Some(KillSummary::of(&report)),
     }
 }

@@ -35,6 +35,9 @@ pub struct Report {
     /// and the kernel log.
     #[serde(default)]
     pub past: bool,
+    /// The node and the boot the kill happened in; `null` in journals written before it was.
+    #[serde(default)]
+    pub host: Option<Host>,
     /// Kernel strings that were not valid UTF-8, byte for byte.
     #[serde(skip)]
     pub raw: RawText,
@@ -90,6 +93,9 @@ pub struct ContainerExit {
     pub restarting: Option<bool>,
     /// The `oom.id`s of the container's kills since it started, `null` where unknown.
     pub kills: Vec<Option<u64>>,
+    /// The node and the boot the exit happened in.
+    #[serde(default)]
+    pub host: Option<Host>,
     /// The last of those kills, for the human line.
     #[serde(skip)]
     pub last_kill: Option<KillSummary>,
@@ -254,6 +260,18 @@ pub struct Container {
     pub pod: Option<Pod>,
 }
 
+/// Which node and which boot of it an event happened on (see `source::host`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// The node's name; `null` where it cannot be told from the container's.
+    pub name: Option<String>,
+    /// Where the name came from: `"env"` (`OOMTRACE_NODE_NAME`) or `"uts"` (the host's hostname).
+    #[serde(deserialize_with = "known_option")]
+    pub name_from: Option<Label>,
+    /// The kernel's id of the boot the event happened in.
+    pub boot_id: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pod {
     pub uid: String,
@@ -273,7 +291,7 @@ fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::O
 /// Every value a `&'static str` field of the schema takes; reading a journal maps each back
 /// to it, and anything else to `"unknown"` rather than a made-up value. The renderers' fuzz
 /// target writes these words and reads them back.
-pub const KNOWN_WORDS: [&str; 28] = [
+pub const KNOWN_WORDS: [&str; 30] = [
     "oom_kill",
     "container_exit",
     "tp_btf",
@@ -302,6 +320,8 @@ pub const KNOWN_WORDS: [&str; 28] = [
     "oom",
     "host",
     "container",
+    "env",
+    "uts",
 ];
 
 fn intern(text: &str) -> &'static str {

@@ -128,6 +128,8 @@ fn docker_run_command_is_complete_and_names_the_image() {
     for (flag, value) in [
         ("--pid", "host"),
         ("--cgroupns", "host"),
+        // The host's hostname is the node's name in every report (`host.name`).
+        ("--uts", "host"),
         ("--cap-drop", "ALL"),
         ("--device", "/dev/kmsg:/dev/kmsg:r"),
     ] {
@@ -235,6 +237,15 @@ fn daemonset_parses_and_names_the_image() {
         at(c, "ports.0.containerPort").as_i64(),
         Some(METRICS_PORT),
         "the container port"
+    );
+    // The node's name from the downward API: the pod's hostname is the pod's own.
+    let node_name = list(c, "env")
+        .iter()
+        .find(|e| text(e, "name") == "OOMTRACE_NODE_NAME")
+        .expect("an OOMTRACE_NODE_NAME variable");
+    assert_eq!(
+        text(node_name, "valueFrom.fieldRef.fieldPath"),
+        "spec.nodeName"
     );
     // Keys with dots: indexed directly, not through `at`.
     let annotations = at(ds, "spec.template.metadata.annotations");
@@ -601,6 +612,7 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
         "Docker enrichment is unavailable",
         "the kernel log cannot be followed",
         "eBPF cannot be used",
+        "the node's name is unknown",
     ] {
         assert!(
             !stderr.iter().any(|l| l.contains(wrong)),
@@ -630,6 +642,12 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
     assert_eq!(field("victim.comm"), "dd", "{report}");
     let main_pid = field("container.main_pid");
     assert!(main_pid.is_null() || main_pid == pid, "{report}");
+    // The node, as the host itself names it, and the boot, as the kernel numbers it.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(field("host.name"), hostname.trim(), "{report}");
+    assert_eq!(field("host.name_from"), "uts", "{report}");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot_id");
+    assert_eq!(field("host.boot_id"), boot_id.trim(), "{report}");
     let cgroup = field("cgroup.path");
     assert!(
         cgroup.as_str().is_some_and(|p| p.contains(id.as_str())),

@@ -279,6 +279,7 @@ fn a_container_exit_is_told_from_docker_s_facts() {
         restart_count: Some(0),
         restarting: Some(false),
         kills: vec![Some(5)],
+        host: None,
         last_kill: Some(KillSummary::of(&report)),
     };
     let mut out = String::new();
@@ -303,6 +304,7 @@ fn a_restart_is_told_as_docker_states_it() {
         restart_count,
         restarting,
         kills: vec![Some(5)],
+        host: None,
         last_kill: None,
     };
     let cases = [

@@ -146,6 +146,7 @@ pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeErr
         }),
         source: mode.name(),
         past: false,
+        host: None,
         raw,
         facts: Some(Box::new(facts(event, page_shift))),
     })

@@ -2,6 +2,7 @@
 //! still says about a victim.
 
 pub mod ebpf;
+pub mod host;
 pub mod journal;
 pub mod kmsg;
 pub mod past;

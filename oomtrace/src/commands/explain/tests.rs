@@ -92,6 +92,7 @@ fn exit(secs: u64, code: i64, restarts: u32, kills: usize) -> ContainerExit {
         restart_count: Some(restarts),
         restarting: None,
         kills: vec![None; kills],
+        host: None,
         last_kill: None,
     }
 }

@@ -117,6 +117,7 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
         oom: Some(oom_context(kill)),
         source: "kmsg",
         past: false,
+        host: None,
         raw: RawText::default(),
         facts: None,
     }
