@@ -12,6 +12,7 @@
 pub mod attribution;
 pub mod cli;
 pub mod commands;
+pub mod identity;
 pub mod kernel;
 pub mod output;
 pub mod report;

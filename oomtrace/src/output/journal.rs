@@ -4,28 +4,48 @@
 //! reaches [`MAX_BYTES`] it becomes `<path>.1` (replacing the older one) and a new file starts,
 //! so the journal never holds more than twice that.
 //!
+//! Several watches may keep one journal (the service's, and a person's during an incident):
+//! each event goes in once, whichever writes it first. Every append happens under an advisory
+//! lock on `<path>.lock`, after reading what the others appended since this watch last looked,
+//! and a line whose event ([`EventId`]) is already there is not written again. The lock is
+//! held for one append, so no watch waits on another for longer than a write, and a watch
+//! that ends hands nothing over: the others were writing all along.
+//!
 //! Each line is appended with one `write`, whole or not at all, so a reader that opens the file
 //! while it is written, or after a crash, finds whole lines and at most one torn last line,
-//! which it skips (`source::journal`), and which the next watch cuts off before appending.
+//! which it skips (`source::journal`), and which the next writer cuts off before appending.
 
 use std::{
     fs::{File, OpenOptions},
     io::{self, Read as _, Seek as _, SeekFrom},
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{DirBuilderExt as _, FileExt as _, MetadataExt as _, OpenOptionsExt as _},
+    },
     path::{Path, PathBuf},
 };
 
 use super::sink::{LineFile, append_whole};
+use crate::identity::{EventId, Recent};
 
 pub const DEFAULT_PATH: &str = "/var/lib/oomtrace/journal.jsonl";
 /// Past this size the journal is rotated.
 pub const MAX_BYTES: u64 = 16 << 20;
+/// Events remembered to keep out duplicates: far more than watches side by side see at once.
+const REMEMBERED: usize = 4096;
+/// How much of the journal's end a watch reads when it opens it: the events another watch may
+/// have written since this one began to see them. A line is a few KiB.
+const TAIL_WINDOW: u64 = 256 << 10;
 
 pub struct Journal {
     path: PathBuf,
+    /// `<path>.lock`, held around each append.
+    lock: File,
     file: File,
-    size: u64,
+    /// How much of `file` this watch has read or written: the rest is other watches'.
+    offset: u64,
     max_bytes: u64,
+    recent: Recent,
 }
 
 impl Journal {
@@ -40,13 +60,26 @@ impl Journal {
                 .mode(0o700)
                 .create(dir)?;
         }
+        let lock = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(Self::lock_path(path))?;
+        let held = Held::exclusive(&lock)?;
         let mut file = open_append(path)?;
         let size = cut_torn_tail(&mut file)?;
+        let mut recent = Recent::new(REMEMBERED);
+        let start = size.saturating_sub(TAIL_WINDOW);
+        remember(&mut recent, &read_range(&file, start, size)?, start > 0);
+        drop(held);
         Ok(Self {
             path: path.to_owned(),
+            lock,
             file,
-            size,
+            offset: size,
             max_bytes,
+            recent,
         })
     }
 
@@ -57,22 +90,130 @@ impl Journal {
         PathBuf::from(name)
     }
 
+    /// The file whose lock writers take in turn.
+    pub fn lock_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Reads what other watches appended since this one last looked, following a rotation one
+    /// of them made; cuts off a torn line a writer that crashed left.
+    fn catch_up(&mut self) -> io::Result<()> {
+        let current = match std::fs::metadata(&self.path) {
+            Ok(meta) => Some(meta),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        let ours = self.file.metadata()?;
+        let replaced = current
+            .as_ref()
+            .is_none_or(|m| (m.dev(), m.ino()) != (ours.dev(), ours.ino()));
+        if replaced {
+            // Rotated by another watch: the rest of the old file, then the new one from its start.
+            let rest = read_range(&self.file, self.offset, ours.len())?;
+            remember(&mut self.recent, &rest, false);
+            self.file = open_append(&self.path)?;
+            self.offset = 0;
+        }
+        let len = self.file.metadata()?.len();
+        if len < self.offset {
+            // Cut by someone else: read it all again.
+            self.offset = 0;
+        }
+        let new = read_range(&self.file, self.offset, len)?;
+        remember(&mut self.recent, &new, false);
+        let whole = new.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+        if whole < new.len() {
+            // A torn line can only be a crashed writer's: the lock is ours.
+            self.file.set_len(self.offset + whole as u64)?;
+        }
+        self.offset += whole as u64;
+        Ok(())
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         std::fs::rename(&self.path, Self::rotated_path(&self.path))?;
         self.file = open_append(&self.path)?;
-        self.size = 0;
+        self.offset = 0;
         Ok(())
     }
 }
 
 impl LineFile for Journal {
     fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+        let _held = Held::exclusive(&self.lock)?;
+        self.catch_up()?;
+        let id = EventId::of_line(line);
+        if id.as_ref().is_some_and(|id| self.recent.contains(id)) {
+            // Another watch recorded it: the journal holds it once.
+            return Ok(());
+        }
+        if self.offset > 0 && self.offset + line.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
         append_whole(&mut self.file, line)?;
-        self.size += line.len() as u64;
+        self.offset += line.len() as u64;
+        if let Some(id) = id {
+            self.recent.insert(id);
+        }
         Ok(())
+    }
+}
+
+/// An advisory lock held until dropped. It keeps the fd, not a borrow of the file, so that
+/// the journal can change while it holds its own lock file's lock.
+struct Held(std::os::fd::RawFd);
+
+impl Held {
+    fn exclusive(file: &File) -> io::Result<Self> {
+        loop {
+            // SAFETY: flock on an fd we hold open.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Self(file.as_raw_fd()));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: unlocks the lock file's fd, which its owner keeps open longer than this.
+        unsafe { libc::flock(self.0, libc::LOCK_UN) };
+    }
+}
+
+/// Bytes `start..end` of `file`.
+fn read_range(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; end.saturating_sub(start) as usize];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match file.read_at(&mut bytes[filled..], start + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
+/// Remembers the events of the whole lines in `bytes`; `mid_line` when `bytes` may begin
+/// inside a line, whose rest is then skipped.
+fn remember(recent: &mut Recent, bytes: &[u8], mid_line: bool) {
+    let mut lines = bytes.split(|&b| b == b'\n');
+    if mid_line {
+        lines.next();
+    }
+    for line in lines.filter(|l| !l.is_empty()) {
+        if let Some(id) = EventId::of_line(line) {
+            recent.insert(id);
+        }
     }
 }
 
@@ -115,7 +256,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::testing::TempDir;
+    use crate::testing::{TempDir, report};
 
     #[test]
     fn it_is_created_private_with_its_directory() {
@@ -172,17 +313,126 @@ mod tests {
     #[test]
     fn a_full_disk_fails_the_line_without_a_half_line() {
         // /dev/full fails every write with ENOSPC, as a full disk does.
-        let Ok(file) = OpenOptions::new().append(true).open("/dev/full") else {
+        let Ok(file) = OpenOptions::new().append(true).read(true).open("/dev/full") else {
             return;
         };
+        let dir = TempDir::new("journal-full");
+        let lock = File::create(dir.path().join("lock")).unwrap();
         let mut journal = Journal {
             path: PathBuf::from("/dev/full"),
+            lock,
             file,
-            size: 0,
+            offset: 0,
             max_bytes: MAX_BYTES,
+            recent: Recent::new(8),
         };
         let err = journal.append(b"{\"n\":1}\n").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
-        assert_eq!(journal.size, 0, "a line not written is not counted");
+        assert_eq!(journal.offset, 0, "a line not written is not counted");
+    }
+
+    /// A kill line as a watch writes it, of the victim `tid` marked at `boot_ns`.
+    fn kill_line(boot_ns: u64, tid: u32, name: Option<&str>) -> Vec<u8> {
+        let mut report = report();
+        report.boot_ns = Some(boot_ns);
+        report.victim.tid = Some(tid);
+        report.host = Some(crate::report::Host {
+            boot_id: Some("5b4c8e3a-1f2d-4c6b-9a7e-0d1c2b3a4f5e".into()),
+            ..Default::default()
+        });
+        report.container = name.map(|name| crate::report::Container {
+            runtime: "docker",
+            id: "4f2c".into(),
+            name: Some(name.into()),
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        crate::output::json::json_line(&report, &mut out);
+        out
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn two_writers_record_each_event_once_whoever_writes_first() {
+        let dir = TempDir::new("journal-two");
+        let path = dir.path().join("journal.jsonl");
+        let mut first = Journal::open(&path).unwrap();
+        let mut second = Journal::open(&path).unwrap();
+        first.append(&kill_line(1, 10, Some("web"))).unwrap();
+        // The other watch's kernel program read the clock a little later.
+        second.append(&kill_line(40_000, 10, Some("web"))).unwrap();
+        second.append(&kill_line(2, 11, None)).unwrap();
+        first.append(&kill_line(2, 11, None)).unwrap();
+        // Another boot's kill at the same moment is another kill.
+        let mut other_boot = kill_line(1, 10, None);
+        let at = other_boot.windows(4).position(|w| w == b"5b4c").unwrap();
+        other_boot[at] = b'6';
+        first.append(&other_boot).unwrap();
+        assert_eq!(lines(&path).len(), 3, "{:#?}", lines(&path));
+        // A watch opened later knows what is already there.
+        let mut third = Journal::open(&path).unwrap();
+        third.append(&kill_line(2, 11, None)).unwrap();
+        assert_eq!(lines(&path).len(), 3);
+    }
+
+    #[test]
+    fn a_rotation_by_one_writer_is_followed_by_the_other() {
+        let dir = TempDir::new("journal-rotate-two");
+        let path = dir.path().join("journal.jsonl");
+        let line_len = kill_line(1, 10, None).len() as u64;
+        let mut first = Journal::open_bounded(&path, line_len * 2).unwrap();
+        let mut second = Journal::open_bounded(&path, line_len * 2).unwrap();
+        for n in 0..5 {
+            first.append(&kill_line(1, 10 + n, None)).unwrap();
+            second.append(&kill_line(1, 10 + n, None)).unwrap();
+        }
+        let rotated = lines(&Journal::rotated_path(&path));
+        let current = lines(&path);
+        assert_eq!(
+            rotated.len() + current.len(),
+            3,
+            "the newest three, each once"
+        );
+        second.append(&kill_line(1, 14, None)).unwrap();
+        assert_eq!(lines(&path), current);
+    }
+
+    #[test]
+    fn writers_in_threads_never_interleave_or_double() {
+        let dir = TempDir::new("journal-threads");
+        let path = dir.path().join("journal.jsonl");
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut journal = Journal::open(&path).unwrap();
+                    for n in 0..200 {
+                        journal.append(&kill_line(1_000, n, Some("web"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let written = lines(&path);
+        assert_eq!(written.len(), 200, "each kill once");
+        let mut ids: Vec<u64> = written
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("whole lines");
+                v["victim"]["tid"].as_u64().unwrap()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
     }
 }

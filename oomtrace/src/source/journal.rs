@@ -140,7 +140,9 @@ mod tests {
             let mut journal = Journal::open_bounded(&writer_path, 64 << 10).unwrap();
             for n in 0..2000 {
                 let mut r = report();
+                // Each a kill of its own: the journal holds an event once.
                 r.victim.pid = Some(n);
+                r.victim.tid = Some(n);
                 journal.append(&line(&r)).unwrap();
             }
         });
