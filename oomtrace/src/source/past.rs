@@ -6,14 +6,11 @@
 use std::{path::Path, time::SystemTime};
 
 use crate::{
+    identity::{self, same_kill},
     kernel::cgroups::CgroupMode,
-    report::{Container, ContainerExit, Report},
-    source::{journal, kmsg::device as kmsg_device},
+    report::{Container, ContainerExit, Host, Report},
+    source::{host, journal, kmsg::device as kmsg_device},
 };
-
-/// How far apart a journal report and a log line may be and still be one kill: the two
-/// clocks agree to within milliseconds; a process id is not reused that fast.
-const SAME_KILL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The kills and container exits from before, oldest first, and what could not be read.
 #[derive(Debug, Default)]
@@ -74,8 +71,8 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
         },
     }
     past.journal = entries.found;
-    past.kills = merge(entries.kills, logged);
-    past.exits = entries.exits;
+    past.kills = merge(entries.kills, logged, &host::current());
+    past.exits = identity::dedupe_exits(entries.exits);
     if let Some(since) = since {
         past.kills.retain(|r| r.time.is_some_and(|t| t >= since));
         past.exits.retain(|e| e.time.is_some_and(|t| t >= since));
@@ -83,10 +80,12 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
     past
 }
 
-/// One report per kill: a log kill the journal has too is the journal's report, with what
-/// only the log printed added; the rest of the log is named where the journal knew its
-/// container. Oldest first.
-pub fn merge(journaled: Vec<Report>, logged: Vec<Report>) -> Vec<Report> {
+/// One report per kill: the journal's records of one kill are one report (however many
+/// watches wrote it); a log kill the journal has too is the journal's report, with what only
+/// the log printed added; the rest of the log, which is this boot's on this `host`, is named
+/// where the journal knew its container. Oldest first.
+pub fn merge(journaled: Vec<Report>, logged: Vec<Report>, host: &Host) -> Vec<Report> {
+    let journaled = identity::dedupe_kills(journaled);
     let names: Vec<Container> = journaled
         .iter()
         .filter_map(|r| r.container.clone())
@@ -98,23 +97,15 @@ pub fn merge(journaled: Vec<Report>, logged: Vec<Report>) -> Vec<Report> {
         let twin = kills[..journal_len].iter_mut().find(|j| same_kill(j, &log));
         match twin {
             Some(journal) => complete_from_log(journal, &log),
-            None => kills.push(named(log, &names)),
+            None => {
+                let mut log = named(log, &names);
+                log.host = Some(host.clone());
+                kills.push(log);
+            }
         }
     }
     kills.sort_by_key(|r| r.time);
     kills
-}
-
-/// A journal report and a log line about the same kill: the log names the victim by its
-/// thread id, the journal has it, and the two happened within [`SAME_KILL`].
-fn same_kill(journal: &Report, log: &Report) -> bool {
-    let pid = log.victim.pid;
-    let same_victim = pid.is_some() && (journal.victim.tid == pid || journal.victim.pid == pid);
-    let close = match (journal.time, log.time) {
-        (Some(a), Some(b)) => a.duration_since(b).unwrap_or_else(|e| e.duration()) <= SAME_KILL,
-        _ => false,
-    };
-    same_victim && close
 }
 
 /// What only the log has: the report it printed when the journal's has none.
@@ -206,6 +197,7 @@ mod tests {
                 // A host process.
                 logged(103, 40, Some("/user.slice")),
             ],
+            &Host::default(),
         );
         let pids: Vec<Option<u32>> = kills.iter().map(|r| r.victim.pid).collect();
         assert_eq!(pids, [Some(100), Some(101), Some(102), Some(103)]);
@@ -230,7 +222,11 @@ mod tests {
 
     #[test]
     fn the_same_pid_far_apart_is_two_kills() {
-        let kills = merge(vec![journaled(100, 10)], vec![logged(100, 500, None)]);
+        let kills = merge(
+            vec![journaled(100, 10)],
+            vec![logged(100, 500, None)],
+            &Host::default(),
+        );
         assert_eq!(kills.len(), 2);
     }
 }
