@@ -152,6 +152,11 @@ pub struct Args {
     #[arg(long, global = true)]
     pub no_journal: bool,
 
+    /// Read the journal (for --since) but add nothing to it: the watch's reports go only to
+    /// its own outputs.
+    #[arg(long, global = true)]
+    pub no_journal_write: bool,
+
     /// Serve Prometheus metrics at ADDR:PORT (a bare port binds 127.0.0.1; port 0 picks a
     /// free one, named on stderr). Kills are counted as shown: after the filters, without
     /// those --since replays.
@@ -206,6 +211,7 @@ impl Args {
         note("--timeout", self.timeout.is_some());
         note("--journal", self.journal.is_some());
         note("--no-journal", self.no_journal);
+        note("--no-journal-write", self.no_journal_write);
         note("--metrics-addr", self.metrics_addr.is_some());
         note("--no-oom-protect", self.no_oom_protect);
         given
@@ -274,6 +280,11 @@ impl Cli {
         if a.no_enrich && a.docker_socket.is_some() {
             return Some(
                 "--no-enrich asks no container runtime, and --docker-socket says where to ask Docker: give one or the other".into(),
+            );
+        }
+        if a.no_journal && a.no_journal_write {
+            return Some(
+                "--no-journal already keeps no journal; --no-journal-write reads it without writing: give one or the other".into(),
             );
         }
         if a.no_journal && a.journal.is_some() {
@@ -356,7 +367,7 @@ mod tests {
     /// without a word.
     #[test]
     fn an_option_applies_wherever_it_is_written_or_is_refused() {
-        let ok: [&[&str]; 12] = [
+        let ok: [&[&str]; 13] = [
             &["--json", "history"],
             &["history", "--json"],
             &["--container", "s0", "history"],
@@ -369,11 +380,12 @@ mod tests {
             &["history", "--no-journal"],
             &["--metrics-addr", "9633"],
             &["--verbose", "history"],
+            &["--no-journal-write", "--since", "1h"],
         ];
         for args in ok {
             assert_eq!(problem(args), None, "{args:?}");
         }
-        let refused: [(&[&str], &str); 9] = [
+        let refused: [(&[&str], &str); 11] = [
             (
                 &["check", "--json"],
                 "--json does not apply to `oomtrace check`",
@@ -404,6 +416,14 @@ mod tests {
                 "give one or the other",
             ),
             (&["-n", "0"], "at least 1"),
+            (
+                &["history", "--no-journal-write"],
+                "--no-journal-write does not apply to `oomtrace history`",
+            ),
+            (
+                &["--no-journal", "--no-journal-write"],
+                "give one or the other",
+            ),
         ];
         for (args, want) in refused {
             let got = problem(args).unwrap_or_default();

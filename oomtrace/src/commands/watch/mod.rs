@@ -35,6 +35,7 @@ use crate::{
         sink::{SinkEvent, Sinks},
     },
     source::{
+        host,
         kmsg::{device as kmsg_device, follow::LogFollower},
         procfs,
     },
@@ -142,9 +143,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = open_feed(&args)?;
     // After the attach, so that a refusal (not root) is the only line, not a journal warning.
     let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
-    let journal = journal_path(&args);
+    let journal = journal_path(&args).filter(|_| !args.no_journal_write);
     let sinks =
         Sinks::start(&args.outputs, journal.as_deref(), sink_events_tx).map_err(|e| anyhow!(e))?;
+    let host = host::current();
+    if host.name.is_none() {
+        crate::say!("{}", host::NAME_UNKNOWN);
+    }
     // After everything that can refuse to start: a refusal is the only line.
     if !args.no_oom_protect {
         protect::protect_self();
@@ -214,6 +219,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         format,
         metrics,
+        host,
     };
     let mut docker_changes = context.docker.as_ref().map(|d| d.cache.subscribe());
     let mut docker_status = context.docker.as_ref().map(|d| d.status.clone());
@@ -223,11 +229,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let kernel_count_before = summary::kernel_oom_kills();
     let mut seen_before = match args.since {
-        Some(since) => replay(
-            &mut pipeline,
-            &args,
-            since.moment(std::time::SystemTime::now()),
-        ),
+        Some(since) => {
+            let replayed = replay(
+                &mut pipeline,
+                &args,
+                since.moment(std::time::SystemTime::now()),
+            );
+            name_check.also_known(replayed.containers);
+            replayed.recent
+        }
         None => Vec::new(),
     };
     let ends_at = args.timeout.map(|t| Instant::now() + t);
@@ -251,8 +261,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
             drained = feed.next() => {
                 let mut drained = drained?;
-                // A kill both replayed and seen live is reported once: as replayed.
-                drained.reports.retain(|r| !seen_before.take(r));
+                // A kill both replayed and seen live is reported once: as replayed. The journal
+                // still gets the live report, which it holds once whoever wrote it first.
+                let (again, new): (Vec<_>, Vec<_>) =
+                    drained.reports.into_iter().partition(|r| seen_before.take(r));
+                drained.reports = new;
+                for report in again {
+                    pipeline.record_only(report);
+                }
                 if !drained.reports.is_empty() {
                     quiet_at = Some(Instant::now() + memory::SETTLES);
                 }
@@ -359,9 +375,18 @@ fn proc_view_usable(victims_need_it: bool) -> bool {
     false
 }
 
-/// `--since`: the kills from before, from the journal and the kernel log, marked as past.
-/// Returns the ones so recent that the live feed may report them again.
-fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) -> Vec<u32> {
+/// What a replay learnt.
+struct Replayed {
+    /// Thread or process ids of kills so recent that the live feed may report them again.
+    recent: Vec<u32>,
+    /// The containers the journal and the kernel log name, for `--container` values that
+    /// Docker no longer knows.
+    containers: Vec<(String, Option<String>)>,
+}
+
+/// `--since`: the kills from before, from the journal and the kernel log, marked as past and
+/// named as the journal named them.
+fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) -> Replayed {
     let past = crate::source::past::gather(journal_path(args).as_deref(), Some(since));
     for gap in &past.gaps {
         crate::say!("{gap}");
@@ -373,6 +398,13 @@ fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) ->
     );
     let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
     let mut seen = Vec::new();
+    let containers = past
+        .kills
+        .iter()
+        .filter_map(|r| r.container.as_ref())
+        .chain(past.exits.iter().map(|e| &e.container))
+        .map(|c| (c.id.clone(), c.name.clone()))
+        .collect();
     let now = Instant::now();
     for mut report in past.kills {
         report.past = true;
@@ -383,7 +415,10 @@ fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) ->
         }
         pipeline.push(report, now);
     }
-    seen
+    Replayed {
+        recent: seen,
+        containers,
+    }
 }
 
 /// Thread or process ids of kills replayed that the live feed may report again.

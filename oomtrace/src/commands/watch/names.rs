@@ -1,6 +1,7 @@
-//! `--container` values checked against what Docker knows, said once each: a name Docker
-//! cannot resolve because it is away, and a value that matches no container it knows. Neither
-//! stops the watch; the filter keeps applying as documented.
+//! `--container` values checked against what Docker knows, and what a `--since` replay read
+//! from the journal and the kernel log, said once each: a name Docker cannot resolve because
+//! it is away, and a value that matches no container any of them knows. Neither stops the
+//! watch; the filter keeps applying as documented.
 
 use crate::attribution::docker::{Cache, Status};
 
@@ -9,9 +10,17 @@ use crate::attribution::docker::{Cache, Status};
 pub struct NameCheck {
     said_unreachable: bool,
     checked: bool,
+    /// Containers (id, name) a replay found in the journal and the kernel log.
+    replayed: Option<Vec<(String, Option<String>)>>,
 }
 
 impl NameCheck {
+    /// Adds the containers a `--since` replay named: a removed container's kills are found by
+    /// the name the journal kept.
+    pub fn also_known(&mut self, containers: Vec<(String, Option<String>)>) {
+        self.replayed.get_or_insert_default().extend(containers);
+    }
+
     /// Called whenever Docker's status changes.
     pub fn on_status(&mut self, status: Status, cache: &Cache, wanted: &[String]) {
         if wanted.is_empty() {
@@ -26,9 +35,16 @@ impl NameCheck {
             }
             Status::Synced if !self.checked => {
                 self.checked = true;
-                for value in unknown_to(cache, wanted) {
+                let mut known = names_in(cache);
+                known.extend(self.replayed.iter().flatten().cloned());
+                let sources = if self.replayed.is_some() {
+                    "Docker, the journal or the kernel log knows"
+                } else {
+                    "Docker knows"
+                };
+                for value in unknown_to(&known, wanted) {
                     crate::say!(
-                        "--container {} matches no container Docker knows: no name equals it and no id starts with it",
+                        "--container {} matches no container {sources}: no name equals it and no id starts with it",
                         crate::output::escape::visible(value)
                     );
                 }
@@ -38,15 +54,23 @@ impl NameCheck {
     }
 }
 
-/// The `--container` values that match neither a name nor an id prefix in `cache`.
-fn unknown_to<'a>(cache: &Cache, wanted: &'a [String]) -> Vec<&'a str> {
-    let known = cache.all();
+fn names_in(cache: &Cache) -> Vec<(String, Option<String>)> {
+    cache
+        .all()
+        .into_iter()
+        .map(|(id, meta)| (id, meta.name))
+        .collect()
+}
+
+/// The `--container` values that match neither a name nor an id prefix of the `known`
+/// containers (id, name).
+fn unknown_to<'a>(known: &[(String, Option<String>)], wanted: &'a [String]) -> Vec<&'a str> {
     wanted
         .iter()
         .map(|value| value.trim_start_matches('/'))
         .filter(|value| {
-            !known.iter().any(|(id, meta)| {
-                meta.name.as_deref() == Some(*value) || (!value.is_empty() && id.starts_with(value))
+            !known.iter().any(|(id, name)| {
+                name.as_deref() == Some(*value) || (!value.is_empty() && id.starts_with(value))
             })
         })
         .collect()
@@ -70,6 +94,13 @@ mod tests {
             .iter()
             .map(|v| v.to_string())
             .collect();
-        assert_eq!(unknown_to(&cache, &wanted), ["db", "28f3", "we", ""]);
+        assert_eq!(
+            unknown_to(&names_in(&cache), &wanted),
+            ["db", "28f3", "we", ""]
+        );
+        // A container removed before the watch, named by the journal.
+        let mut known = names_in(&cache);
+        known.push(("9a1b".into(), Some("db".into())));
+        assert_eq!(unknown_to(&known, &wanted), ["28f3", "we", ""]);
     }
 }

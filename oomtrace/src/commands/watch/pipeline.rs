@@ -7,7 +7,7 @@
 //! kills, and is written only if one of them was.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -26,7 +26,7 @@ use crate::{
         metrics::Metrics,
         sink::Sinks,
     },
-    report::{ContainerExit, KillSummary, Report, SCHEMA},
+    report::{ContainerExit, Host, KillSummary, Report, SCHEMA},
 };
 
 /// How long a report waits for Docker to name a container it has not seen yet. A healthy
@@ -36,8 +36,8 @@ pub const NAME_WAIT: Duration = Duration::from_millis(250);
 pub const FILTER_NAME_WAIT: Duration = Duration::from_secs(10);
 /// Items held at once; past this the oldest goes out as it is.
 const MAX_HELD: usize = 4096;
-/// Container runs remembered for their exit; past this the ones without kills waiting go.
-const MAX_RUNS: usize = 4096;
+/// Kills remembered for their container's exit; past this the ones no held item waits on go.
+const MAX_FILED: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StdoutFormat {
@@ -50,7 +50,7 @@ pub enum StdoutFormat {
 pub struct Tally {
     /// Kills that passed the filters and went to stdout's queue (for `--count`).
     pub shown: u64,
-    /// Kills replayed from before the watch (`--since`), shown or not.
+    /// Kills replayed from before the watch (`--since`) and shown.
     pub past: u64,
     /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
     pub filtered: u64,
@@ -72,21 +72,29 @@ pub struct Context {
     pub format: StdoutFormat,
     /// `--metrics-addr`: counts the kills shown.
     pub metrics: Option<Arc<Metrics>>,
+    /// This node and boot, for every event seen live.
+    pub host: Host,
 }
 
-/// A container's run: its kills, for the exit line.
-#[derive(Debug, Default)]
-struct Run {
-    kills: Vec<Option<u64>>,
-    last: Option<KillSummary>,
-    shown: u32,
+/// A kill in a container, kept for the exit that ends the container's run: the first exit
+/// Docker reports at or after the kill's time claims it. A run ends when its PID 1 has died
+/// and the container's processes with it, so a kill after an exit is the next run's, whatever
+/// order Docker's events and the kernel's records arrive in.
+#[derive(Debug)]
+struct Filed {
+    container: String,
+    oom_id: Option<u64>,
+    time: Option<SystemTime>,
+    summary: KillSummary,
+    claimed: bool,
+    shown: bool,
 }
-
-type RunKey = (String, u64);
 
 enum Item {
-    Kill(Box<Report>, Option<RunKey>),
-    Exit(Box<ContainerExit>, RunKey),
+    /// A kill, and the serial it is filed under for its container's exit.
+    Kill(Box<Report>, Option<u64>),
+    /// An exit, and the serials of the kills it claimed.
+    Exit(Box<ContainerExit>, Vec<u64>),
 }
 
 struct Held {
@@ -100,9 +108,12 @@ pub struct Pipeline {
     pub tally: Tally,
     human: HumanView,
     held: VecDeque<Held>,
-    /// Each container's current run (counted by its starts), and the runs with kills.
-    generation: HashMap<String, u64>,
-    runs: HashMap<RunKey, Run>,
+    /// Kills in containers, by serial, waiting for their container's exit.
+    filed: BTreeMap<u64, Filed>,
+    next_serial: u64,
+    /// Each container's latest exit as Docker timed it: a kill from before it that arrives
+    /// after it belongs to a run already told, never to the next one.
+    ended: HashMap<String, SystemTime>,
     last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
@@ -117,8 +128,9 @@ impl Pipeline {
             tally: Tally::default(),
             human,
             held: VecDeque::new(),
-            generation: HashMap::new(),
-            runs: HashMap::new(),
+            filed: BTreeMap::new(),
+            next_serial: 0,
+            ended: HashMap::new(),
             last_group_kill: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
@@ -126,9 +138,12 @@ impl Pipeline {
         }
     }
 
-    /// Takes a report from a source.
+    /// Takes a report from a source, or a replay of one (`report.past`).
     pub fn push(&mut self, mut report: Report, now: Instant) {
-        enrich::annotate(&mut report, cache(&self.context));
+        if !report.past {
+            report.host = Some(self.context.host.clone());
+        }
+        attribute(&mut report, &self.context);
         let run = self.note_kill(&report);
         let until = match name_wait(&self.context, &report) {
             Some(wait) if docker_answers(&self.context) => {
@@ -145,45 +160,55 @@ impl Pipeline {
 
     /// Takes a container's start or death from Docker.
     pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
-        match event {
-            Lifecycle::Started { id } => {
-                if self.generation.len() >= MAX_RUNS && !self.generation.contains_key(&id) {
-                    // Only a container with a run on file needs its count of starts kept.
-                    let with_runs: std::collections::HashSet<&String> =
-                        self.runs.keys().map(|(id, _)| id).collect();
-                    self.generation.retain(|known, _| with_runs.contains(known));
-                }
-                *self.generation.entry(id).or_default() += 1;
-            }
-            Lifecycle::Died {
-                id,
-                time,
-                exit_code,
-                oom_killed,
-                restart_count,
-                restarting,
-            } => {
-                let key = (id.clone(), self.generation.get(&id).copied().unwrap_or(0));
-                let Some(run) = self.runs.get(&key) else {
-                    return;
-                };
-                let container = self.container(&id);
-                let exit = ContainerExit {
-                    schema: SCHEMA,
-                    event: "container_exit",
-                    time: time.or(Some(SystemTime::now())),
-                    container,
-                    exit_code,
-                    runtime_oom_killed: oom_killed,
-                    restart_count,
-                    restarting,
-                    kills: run.kills.clone(),
-                    last_kill: run.last.clone(),
-                };
-                self.hold(Item::Exit(Box::new(exit), key), now);
-                self.release(now);
-            }
+        let Lifecycle::Died {
+            id,
+            time,
+            exit_code,
+            oom_killed,
+            restart_count,
+            restarting,
+        } = event
+        else {
+            return;
+        };
+        let time = time.unwrap_or_else(SystemTime::now);
+        if self.ended.len() >= MAX_FILED {
+            let filed: std::collections::HashSet<&String> =
+                self.filed.values().map(|f| &f.container).collect();
+            self.ended.retain(|id, _| filed.contains(id));
         }
+        self.ended.insert(id.clone(), time);
+        let claimed: Vec<u64> = self
+            .filed
+            .iter_mut()
+            .filter(|(_, f)| {
+                !f.claimed && f.container == id && f.time.is_none_or(|killed| killed <= time)
+            })
+            .map(|(serial, f)| {
+                f.claimed = true;
+                *serial
+            })
+            .collect();
+        let Some(last) = claimed.last().and_then(|s| self.filed.get(s)) else {
+            return;
+        };
+        let last_kill = Some(last.summary.clone());
+        let kills = claimed.iter().map(|s| self.filed[s].oom_id).collect();
+        let exit = ContainerExit {
+            schema: SCHEMA,
+            event: "container_exit",
+            time: Some(time),
+            container: self.container(&id),
+            exit_code,
+            runtime_oom_killed: oom_killed,
+            restart_count,
+            restarting,
+            kills,
+            host: Some(self.context.host.clone()),
+            last_kill,
+        };
+        self.hold(Item::Exit(Box::new(exit), claimed), now);
+        self.release(now);
     }
 
     /// The container as the last kill report and the cache describe it.
@@ -203,30 +228,50 @@ impl Pipeline {
         container
     }
 
-    /// Files a kill under its container's current run.
-    fn note_kill(&mut self, report: &Report) -> Option<RunKey> {
+    /// Files a kill in a Docker container for the exit that will end its run. A replayed kill
+    /// is not filed: its run ended before the watch, or the journal has its exit.
+    fn note_kill(&mut self, report: &Report) -> Option<u64> {
+        if report.past {
+            return None;
+        }
         let id = report
             .container
             .as_ref()
             .filter(|c| c.runtime == "docker")?
             .id
             .clone();
-        let key = (id.clone(), self.generation.get(&id).copied().unwrap_or(0));
-        if self.runs.len() >= MAX_RUNS && !self.runs.contains_key(&key) {
-            let waiting: Vec<RunKey> = self
+        let run_told = self
+            .ended
+            .get(&id)
+            .is_some_and(|ended| report.time.is_none_or(|killed| killed <= *ended));
+        if run_told {
+            return None;
+        }
+        if self.filed.len() >= MAX_FILED {
+            let waiting: std::collections::HashSet<u64> = self
                 .held
                 .iter()
-                .filter_map(|h| match &h.item {
-                    Item::Kill(_, Some(k)) | Item::Exit(_, k) => Some(k.clone()),
-                    Item::Kill(_, None) => None,
+                .flat_map(|h| match &h.item {
+                    Item::Kill(_, serial) => serial.iter().copied().collect::<Vec<_>>(),
+                    Item::Exit(_, serials) => serials.clone(),
                 })
                 .collect();
-            self.runs.retain(|k, _| waiting.contains(k));
+            self.filed.retain(|serial, _| waiting.contains(serial));
         }
-        let run = self.runs.entry(key.clone()).or_default();
-        run.kills.push(report.oom.as_ref().and_then(|o| o.id));
-        run.last = Some(KillSummary::of(report));
-        Some(key)
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.filed.insert(
+            serial,
+            Filed {
+                container: id,
+                oom_id: report.oom.as_ref().and_then(|o| o.id),
+                time: report.time,
+                summary: KillSummary::of(report),
+                claimed: false,
+                shown: false,
+            },
+        );
+        Some(serial)
     }
 
     fn hold(&mut self, item: Item, until: Instant) {
@@ -240,7 +285,7 @@ impl Pipeline {
     pub fn release(&mut self, now: Instant) {
         while let Some(front) = self.held.front_mut() {
             if let Item::Kill(report, _) = &mut front.item {
-                enrich::annotate(report, cache(&self.context));
+                attribute(report, &self.context);
                 let waiting = name_wait(&self.context, report).is_some()
                     && docker_answers(&self.context)
                     && now < front.until;
@@ -273,16 +318,19 @@ impl Pipeline {
             return;
         };
         match held.item {
-            Item::Kill(mut report, run) => {
-                enrich::annotate(&mut report, cache(&self.context));
+            Item::Kill(mut report, serial) => {
+                attribute(&mut report, &self.context);
                 if self.deliver_kill(&report)
-                    && let Some(run) = run.and_then(|key| self.runs.get_mut(&key))
+                    && let Some(filed) = serial.and_then(|s| self.filed.get_mut(&s))
                 {
-                    run.shown += 1;
+                    filed.shown = true;
                 }
             }
-            Item::Exit(exit, key) => {
-                let shown = self.runs.remove(&key).is_some_and(|run| run.shown > 0);
+            Item::Exit(exit, claimed) => {
+                let shown = claimed
+                    .iter()
+                    .filter_map(|s| self.filed.remove(s))
+                    .any(|filed| filed.shown);
                 self.deliver_exit(&exit, shown);
             }
         }
@@ -294,8 +342,12 @@ impl Pipeline {
         self.json.clear();
         json::write_line(report, (&mut self.json).writer());
         let json = self.json.split().freeze();
-        // The journal keeps every kill, shown or not: history filters when it is read.
-        self.sinks.record(&json, true);
+        // The journal keeps every kill, shown or not: history filters when it is read. A
+        // replayed kill came from the journal or the kernel log: journaling it again would
+        // double it.
+        if !report.past {
+            self.sinks.record(&json, true);
+        }
         match self.context.filter.verdict(report) {
             Verdict::Shown => {}
             Verdict::Hidden => {
@@ -328,14 +380,27 @@ impl Pipeline {
         }
         self.sinks.send(&json, shown, true);
         self.tally.shown += 1;
+        if report.past {
+            self.tally.past += 1;
+        }
         true
+    }
+
+    /// Journals a kill seen live that a replay already showed, without showing it again: the
+    /// replay may have had it from the kernel log alone, and the journal must hold it.
+    pub fn record_only(&mut self, mut report: Report) {
+        report.host = Some(self.context.host.clone());
+        attribute(&mut report, &self.context);
+        self.json.clear();
+        json::write_line(&report, (&mut self.json).writer());
+        let json = self.json.split().freeze();
+        self.sinks.record(&json, true);
     }
 
     /// Counts what the kernel did, for the summary's comparison with its own count.
     fn count(&mut self, report: &Report) {
         // Kills from before the watch are not in the kernel's count over it.
         if report.past {
-            self.tally.past += 1;
             return;
         }
         let oom = report.oom.as_ref();
@@ -372,6 +437,17 @@ impl Pipeline {
             }
         };
         self.sinks.send(&json, shown, false);
+    }
+}
+
+/// From the cgroup to the container. A kill seen live is attributed from its cgroup and what
+/// Docker says now; a replayed one keeps what the journal recorded (a removed container's
+/// name, whether the victim was its main process), and Docker fills only what it lacks.
+fn attribute(report: &mut Report, context: &Context) {
+    match (report.past, cache(context)) {
+        (false, docker) => enrich::annotate(report, docker),
+        (true, Some(docker)) => enrich::fill_missing(report, docker),
+        (true, None) => {}
     }
 }
 
