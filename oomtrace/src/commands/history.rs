@@ -10,7 +10,7 @@ use crate::{
     cli::Args,
     commands::watch::journal_path,
     output::{filter::Filter, human::HumanView, json},
-    report::Report,
+    report::{ContainerExit, KillSummary, Report},
     source::past,
 };
 
@@ -29,17 +29,25 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let total = kills.len();
     kills.retain(|report| filter.accepts(report));
+    let exits = exits_of(past.exits, &kills);
 
     let mut out = Vec::with_capacity(kills.len() * 512);
     let mut human = HumanView::new(args.verbose);
     let mut line = String::new();
-    for report in &kills {
-        if args.json {
-            json::write_line(report, &mut out);
-        } else {
-            line.clear();
-            human.kill(report, now, &mut line);
-            out.extend_from_slice(line.as_bytes());
+    for event in in_order(&kills, &exits) {
+        match (event, args.json) {
+            (Event::Kill(report), true) => json::write_line(report, &mut out),
+            (Event::Exit(exit), true) => json::write_exit(exit, &mut out),
+            (Event::Kill(report), false) => {
+                line.clear();
+                human.kill(report, now, &mut line);
+                out.extend_from_slice(line.as_bytes());
+            }
+            (Event::Exit(exit), false) => {
+                line.clear();
+                human.exit(exit, now, &mut line);
+                out.extend_from_slice(line.as_bytes());
+            }
         }
     }
     let mut stdout = std::io::stdout().lock();
@@ -69,6 +77,48 @@ pub fn run(args: &Args) -> ExitCode {
         crate::output::human::plural(shown as u64)
     );
     ExitCode::SUCCESS
+}
+
+/// One line of history.
+enum Event<'a> {
+    Kill(&'a Report),
+    Exit(&'a ContainerExit),
+}
+
+/// The exits of the containers whose kills are listed: a watch recorded an exit only after a
+/// kill, and history tells it after them, as the watch did.
+fn exits_of(exits: Vec<ContainerExit>, kills: &[Report]) -> Vec<ContainerExit> {
+    let listed: std::collections::HashSet<&str> = kills
+        .iter()
+        .filter_map(|r| r.container.as_ref().map(|c| c.id.as_str()))
+        .collect();
+    let mut exits: Vec<ContainerExit> = exits
+        .into_iter()
+        .filter(|e| listed.contains(e.container.id.as_str()))
+        .collect();
+    for exit in &mut exits {
+        // The human line names the kill before the exit, as a watch's does.
+        exit.last_kill = kills
+            .iter()
+            .filter(|r| {
+                r.container.as_ref().is_some_and(|c| c.id == exit.container.id)
+                    && r.time.zip(exit.time).is_some_and(|(k, e)| k <= e)
+            })
+            .next_back()
+            .map(KillSummary::of);
+    }
+    exits
+}
+
+/// Kills and exits by time, a kill before an exit of the same moment; oldest first.
+fn in_order<'a>(kills: &'a [Report], exits: &'a [ContainerExit]) -> Vec<Event<'a>> {
+    let mut events: Vec<(Option<SystemTime>, u8, Event<'a>)> = kills
+        .iter()
+        .map(|k| (k.time, 0, Event::Kill(k)))
+        .chain(exits.iter().map(|e| (e.time, 1, Event::Exit(e))))
+        .collect();
+    events.sort_by_key(|(time, rank, _)| (*time, *rank));
+    events.into_iter().map(|(_, _, event)| event).collect()
 }
 
 /// What Docker says about the containers it still knows, for reports without names; and
