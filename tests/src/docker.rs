@@ -104,13 +104,19 @@ pub fn run_idle(name: &str, memory: &str) -> String {
 /// happen `within` the time given. Checks Docker's final word on it: exited 137, OOMKilled,
 /// 3 restarts.
 pub fn run_restart_loop(name: &str, within: Duration) -> String {
+    run_restart_loop_of(name, 3, within)
+}
+
+/// [`run_restart_loop`] with `on-failure:RETRIES`: `retries + 1` runs, each OOM-killed.
+pub fn run_restart_loop_of(name: &str, retries: u32, within: Duration) -> String {
     let created = SystemTime::now();
+    let policy = format!("--restart=on-failure:{retries}");
     let mut args = vec![
         "run",
         "-d",
         "--network=none",
         "--memory=32m",
-        "--restart=on-failure:3",
+        &policy,
         "--name",
         name,
         IMAGE,
@@ -127,11 +133,12 @@ pub fn run_restart_loop(name: &str, within: Duration) -> String {
             name,
         ])
     };
+    let given_up = format!("false false {retries} ");
     let mut dies = Events::watch(&id, "die", created, within);
     let state = loop {
         let event = dies.next_event();
         let state = state();
-        if state.starts_with("false false 3 ") {
+        if state.starts_with(&given_up) {
             break state;
         }
         assert!(
@@ -139,7 +146,7 @@ pub fn run_restart_loop(name: &str, within: Duration) -> String {
             "{name} did not finish restarting within {within:?}: {state}"
         );
     };
-    assert_eq!(state, format!("false false 3 {KILLED} true"));
+    assert_eq!(state, format!("{given_up}{KILLED} true"));
     id
 }
 

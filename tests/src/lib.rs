@@ -27,6 +27,7 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod record;
 
 /// The file `cargo xtask test` (and the kernel matrix's init) names here collects one line per
 /// test that returned without testing: `skipped\tTEST\tWHY` or `n/a\tTEST\tWHY`. libtest counts

@@ -7,60 +7,22 @@
 //! Containers run with `--network=none`: they need no network, and a host whose Docker bridge
 //! is missing still runs them.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use oomtrace_tests::{
-    TempDir, Tracer, docker::*, field, oomtrace_bin, output_within, serial,
-    wait_out_oom_log_ratelimit,
+    TempDir, Tracer,
+    docker::*,
+    field,
+    record::{Ran, journal_in, oomtrace},
+    serial, wait_out_oom_log_ratelimit,
 };
 use serde_json::Value;
 
-/// `history` and `explain` read the kernel log and ask Docker: seconds, not minutes.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs dd 20 times in a row, each OOM-killed (about 1.5 s for all of them, well inside the
 /// kernel log's 10-per-5-s limit), then prints how many were killed and exits 0.
 const BURST: &str = "n=0; i=0; while [ $i -lt 20 ]; do \
     dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; \
     [ $? -eq 137 ] && n=$((n+1)); i=$((i+1)); done; echo killed $n";
-
-/// What one run of oomtrace left.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    /// The stdout with every run of white space as one space: explain wraps its sentences.
-    fn text(&self) -> String {
-        self.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
-
-    fn expect_says(&self, parts: &[&str]) {
-        let text = self.text();
-        for part in parts {
-            assert!(
-                text.contains(part),
-                "no {part:?} in what oomtrace said:\n{}\nstderr: {}",
-                self.stdout,
-                self.stderr
-            );
-        }
-    }
-
-    /// The one JSON object `--json` printed.
-    fn object(&self) -> Value {
-        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
-        let lines: Vec<&str> = self.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "exactly one line: {}", self.stdout);
-        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", lines[0]))
-    }
-}
 
 /// The value at a JSON pointer of explain's object, naming the pointer (not the whole object,
 /// which holds every kill) when it is not there.
@@ -68,24 +30,6 @@ fn at<'a>(object: &'a Value, pointer: &str) -> &'a Value {
     object
         .pointer(pointer)
         .unwrap_or_else(|| panic!("explain's object has no {pointer}"))
-}
-
-/// `oomtrace ARGS`, to its end within [`COMMAND_TIMEOUT`].
-fn oomtrace(args: &[&str]) -> Ran {
-    let output = output_within(Command::new(oomtrace_bin()).args(args), COMMAND_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    Ran {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// A journal path in a scratch directory of its own.
-fn journal_in(dir: &TempDir) -> (PathBuf, String) {
-    let path = dir.path().join("journal.jsonl");
-    let text = path.to_string_lossy().into_owned();
-    (path, text)
 }
 
 fn remove_journal(path: &Path) {
@@ -102,10 +46,9 @@ fn history_about(args: &[&str], id: &str) -> (Vec<Value>, Ran) {
     let ran = oomtrace(&all);
     assert_eq!(ran.code, Some(0), "history failed: {}", ran.stderr);
     let kills = ran
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .filter(|r: &Value| about(r, id))
+        .objects()
+        .into_iter()
+        .filter(|r| r["event"] == "oom_kill" && about(r, id))
         .collect();
     (kills, ran)
 }
