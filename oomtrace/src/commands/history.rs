@@ -59,7 +59,7 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         String::new()
     };
-    let sources = if past.journal {
+    let sources = if past.journal.is_read() {
         "the journal and the kernel log"
     } else {
         "the kernel log"

@@ -419,3 +419,76 @@ fn a_screen_wraps_at_100_columns() {
         );
     }
 }
+
+#[test]
+fn no_match_names_the_sources_asked_and_why_the_others_were_not() {
+    use super::{Listing, unknown};
+    use crate::source::{journal::Denied, past::Past};
+
+    const JOURNAL: &str = "/var/lib/oomtrace/journal.jsonl";
+    const LOG: &str = "the kernel log cannot be read: reading /dev/kmsg needs root or CAP_SYSLOG: run oomtrace with sudo";
+    let denied = JournalRead::Unreadable(Denied {
+        file: JOURNAL.into(),
+        older: false,
+        why: "permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read".into(),
+    });
+    let listed = || Listing::Listed {
+        socket: "/run/docker.sock".into(),
+        containers: Vec::new(),
+    };
+    let past = |log: bool| Past {
+        kernel_log: log,
+        gaps: if log { Vec::new() } else { vec![LOG.into()] },
+        ..Past::default()
+    };
+    let none = "no container named \"x\" or with an id starting with \"x\" is known to";
+    let cases = [
+        (
+            listed(),
+            JournalRead::Read,
+            true,
+            format!("{none} Docker, the journal or the kernel log"),
+        ),
+        (
+            listed(),
+            denied.clone(),
+            true,
+            format!(
+                "{none} Docker or the kernel log; cannot read the journal at {JOURNAL}: permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            listed(),
+            JournalRead::Absent(JOURNAL.into()),
+            true,
+            format!(
+                "{none} Docker or the kernel log; there is no journal at {JOURNAL} (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            Listing::NotAsked,
+            JournalRead::NotRead,
+            true,
+            format!(
+                "{none} the kernel log; Docker was not asked (--no-enrich); the journal was not read (--no-journal) (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            listed(),
+            JournalRead::Read,
+            false,
+            format!("{none} Docker or the journal; {LOG}"),
+        ),
+        (
+            Listing::Unreachable("permission denied on /run/docker.sock".into()),
+            denied.clone(),
+            false,
+            format!(
+                "no source could be asked about \"x\": Docker does not answer (permission denied on /run/docker.sock); cannot read the journal at {JOURNAL}: permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read; {LOG}"
+            ),
+        ),
+    ];
+    for (listing, journal, log, want) in cases {
+        assert_eq!(unknown("x", &listing, &journal, &past(log)), want);
+    }
+}
