@@ -5,10 +5,10 @@
 
 use super::{
     runs::Run,
-    story::{Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
+    story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
 use crate::{
-    output::human::{INIT_SHIMS, abbreviate_ids},
+    output::human::{INIT_SHIMS, abbreviate_ids, retries_used_up},
     report::{Container, Report},
 };
 
@@ -229,23 +229,24 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
         "Docker restarted the container {count} time{}",
         plural(count as usize)
     );
-    if let Some(policy) = &c.restart_policy {
+    // Docker keeps `Running` true while it restarts a container: stopped, it is not.
+    let restarting = (f.docker_running == Some(false)).then_some(false);
+    let last_exit = match &f.evidence.docker {
+        DockerView::Present(meta) if meta.running == Some(false) => meta.last_exit,
+        _ => None,
+    };
+    if let Some(used) = retries_used_up(c, Some(count), restarting, last_exit) {
+        text.push_str(&format!(", then stopped restarting it: {used}"));
+    } else if let Some(policy) = &c.restart_policy {
         text.push_str(&format!(" (restart policy {}", (f.show)(policy)));
         if let Some(max) = c
             .restart_max_retries
             .filter(|&m| m > 0 && policy == "on-failure")
         {
             text.push_str(&format!(
-                ", at most {max} retr{}",
+                ", at most {max} retr{})",
                 if max == 1 { "y" } else { "ies" }
             ));
-            if count >= max && f.docker_running == Some(false) {
-                text.push_str(
-                    "): it has made every retry the policy allows and left the container stopped",
-                );
-            } else {
-                text.push(')');
-            }
         } else {
             text.push(')');
         }

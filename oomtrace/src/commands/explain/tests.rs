@@ -150,6 +150,19 @@ fn restart_loop() -> Evidence {
     e
 }
 
+/// The restart loop, seen while Docker's count is `restarts` and the container runs or not.
+fn restart_loop_at(restarts: u32, running: bool) -> Evidence {
+    let mut e = restart_loop();
+    e.kills.truncate(restarts as usize + 1);
+    e.exits.truncate(restarts as usize);
+    e.docker = docker(running, 137, true, restarts);
+    if let DockerView::Present(meta) = &mut e.docker {
+        meta.restart_policy = Some("on-failure".into());
+        meta.restart_max_retries = Some(3);
+    }
+    e
+}
+
 /// Each case: the evidence, what the screen must say, and what it must not.
 #[test]
 fn the_story_follows_from_the_facts() {
@@ -200,17 +213,38 @@ fn the_story_follows_from_the_facts() {
             restart_loop(),
             &[
                 "Exited 137, OOMKilled=true.",
-                "Restart policy on-failure (at most 3 retries); 3 restarts so far.",
+                "Docker stopped restarting it: on-failure:3 used all 3 retries.",
                 "04:47:30  dd (pid 100)  PID 1, the main process",
                 "04:47:40  dd (pid 101)",
                 "04:47:50  dd (pid 102)",
                 "04:48:00  dd (pid 103)",
                 "A watch recorded 4 exits:",
                 "main process, its PID 1: dd (4 kills)",
-                "it has made every retry the policy allows and left the container stopped",
+                "Docker restarted the container 3 times, then stopped restarting it: on-failure:3 used all 3 retries; a restart keeps the same memory limit.",
                 "Raise the memory limit above the peak seen (peak usage 64.0 MiB of the 64.0 MiB limit)",
             ],
-            &["Exit code 0", "The service itself"],
+            &["Exit code 0", "The service itself", "restarts so far."],
+        ),
+        (
+            "a restart loop Docker is still in",
+            restart_loop_at(2, true),
+            &[
+                "Restart policy on-failure (at most 3 retries); 2 restarts so far.",
+                "Docker restarted the container 2 times (restart policy on-failure, at most 3 retries)",
+            ],
+            &["stopped restarting", "used all"],
+        ),
+        (
+            "on-failure:3 used up by a run that exited 0",
+            {
+                let mut e = restart_loop();
+                if let DockerView::Present(meta) = &mut e.docker {
+                    meta.last_exit = Some(0);
+                }
+                e
+            },
+            &["Restart policy on-failure (at most 3 retries); 3 restarts so far."],
+            &["stopped restarting", "used all"],
         ),
         (
             "never killed",
