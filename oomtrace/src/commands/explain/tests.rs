@@ -163,6 +163,13 @@ fn restart_loop_at(restarts: u32, running: bool) -> Evidence {
     e
 }
 
+/// A kill of `comm`, not the container's main process.
+fn kill_of(comm: &str, pid: u32, secs: u64) -> Report {
+    let mut r = kill(pid, secs, Some(false));
+    r.victim.comm = Some(comm.into());
+    r
+}
+
 /// Each case: the evidence, what the screen must say, and what it must not.
 #[test]
 fn the_story_follows_from_the_facts() {
@@ -245,6 +252,35 @@ fn the_story_follows_from_the_facts() {
             },
             &["Restart policy on-failure (at most 3 retries); 3 restarts so far."],
             &["stopped restarting", "used all"],
+        ),
+        (
+            "several programs killed, none the main process",
+            evidence(
+                vec![
+                    kill_of("tail", 10, 0),
+                    kill_of("dd", 11, 1),
+                    kill_of("dd", 12, 2),
+                ],
+                vec![],
+                docker(true, 0, false, 0),
+            ),
+            &[
+                "The service itself is not what gets killed: tail and dd (3 kills) are. Give the container room for them next to the service (peak usage 64.0 MiB of the 64.0 MiB limit), or limit or fix those processes.",
+            ],
+            &[" is. ", "room for it ", "that process"],
+        ),
+        (
+            "one program killed three times, not the main process",
+            evidence(
+                (0..3).map(|n| kill_of("dd", 10 + n, n as u64)).collect(),
+                vec![],
+                docker(true, 0, false, 0),
+            ),
+            &[
+                "The service itself is not what gets killed: dd (3 kills) is. Give the container room for it next to the service",
+                "or limit or fix that process.",
+            ],
+            &[" are. "],
         ),
         (
             "never killed",
