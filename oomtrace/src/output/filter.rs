@@ -82,6 +82,13 @@ impl Filter {
     }
 }
 
+/// Whether the `--container` value `wanted` names the container `id` called `name`, as
+/// [`Filter::verdict`] matches it: by exact name, or by id prefix.
+pub fn names_container(wanted: &str, id: &str, name: Option<&str>) -> bool {
+    let wanted = wanted.trim_start_matches('/');
+    (!wanted.is_empty() && id.starts_with(wanted)) || name == Some(wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +160,34 @@ mod tests {
             filter(&["web"], &[]).verdict(&report(None)),
             Verdict::Hidden
         );
+    }
+
+    #[test]
+    fn a_value_names_a_container_exactly_when_the_filter_shows_its_kills() {
+        let containers = [("4f2c5e6a7b8c", Some("web")), ("9a0b1c2d3e4f", None)];
+        for wanted in [
+            "web",
+            "/web",
+            "4f2c",
+            "4f2c5e6a7b8c",
+            "9a",
+            "we",
+            "db",
+            "",
+            "/",
+        ] {
+            for (id, name) in containers {
+                let filter = Filter {
+                    containers: vec![wanted.to_owned()],
+                    ..Filter::default()
+                };
+                let shown = filter.accepts(&report(Some((id, name))));
+                assert_eq!(
+                    names_container(wanted, id, name),
+                    shown,
+                    "{wanted:?} and {id} {name:?}"
+                );
+            }
+        }
     }
 }

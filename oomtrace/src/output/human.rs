@@ -152,9 +152,19 @@ impl HumanView {
                 let _ = write!(out, "; Docker is restarting it (restart {count})");
             }
             (Some(true), None) => out.push_str("; Docker is restarting it"),
-            (_, Some(count)) => {
-                let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
-            }
+            (_, Some(count)) => match retries_used_up(
+                &exit.container,
+                Some(count),
+                exit.restarting,
+                exit.exit_code,
+            ) {
+                Some(used) => {
+                    let _ = write!(out, "; Docker stopped restarting it: {used}");
+                }
+                None => {
+                    let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
+                }
+            },
             (_, None) => {}
         }
         out.push('\n');
@@ -405,6 +415,33 @@ fn restart_facts(c: &Container) -> Option<String> {
         let _ = write!(text, ", {count} restart{} so far", plural(count as u64));
     }
     Some(text)
+}
+
+/// `on-failure:3 used all 3 retries`, why Docker stopped restarting a container, when its
+/// state says so: it is not restarting the container after a failed run (exit code not 0),
+/// and its `on-failure` policy's retries are all used. `None` otherwise: a count below the
+/// maximum says nothing of what Docker will do.
+pub fn retries_used_up(
+    c: &Container,
+    restart_count: Option<u32>,
+    restarting: Option<bool>,
+    exit_code: Option<i64>,
+) -> Option<String> {
+    let max = c
+        .restart_max_retries
+        .filter(|&max| max > 0 && c.restart_policy.as_deref() == Some("on-failure"))?;
+    let failed = exit_code.is_some_and(|code| code != 0);
+    let used_up = restart_count.is_some_and(|count| count >= max);
+    (restarting == Some(false) && failed && used_up).then(|| {
+        format!(
+            "on-failure:{max} used {}",
+            if max == 1 {
+                "its 1 retry".to_owned()
+            } else {
+                format!("all {max} retries")
+            }
+        )
+    })
 }
 
 /// The limited cgroup's breakdown and biggest processes, for `--verbose`.

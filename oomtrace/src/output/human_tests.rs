@@ -326,6 +326,132 @@ fn a_restart_is_told_as_docker_states_it() {
 }
 
 #[test]
+fn a_restart_loop_s_end_is_docker_s_own_fact_and_only_when_its_state_says_so() {
+    let report = seed0(true);
+    let exit = |policy: Option<&str>, max, count, restarting, code| {
+        let mut container = report.container.clone().unwrap();
+        container.restart_policy = policy.map(str::to_owned);
+        container.restart_max_retries = max;
+        ContainerExit {
+            schema: 1,
+            event: "container_exit",
+            time: report.time,
+            container,
+            exit_code: code,
+            runtime_oom_killed: Some(true),
+            restart_count: count,
+            restarting,
+            kills: vec![Some(5)],
+            host: None,
+            last_kill: None,
+        }
+    };
+    let gave_up = "; Docker stopped restarting it: on-failure:3 used all 3 retries\n";
+    let on_failure = Some("on-failure");
+    let cases = [
+        // Docker's state: not restarting, every retry used, after a failed run.
+        (
+            on_failure,
+            Some(3),
+            Some(3),
+            Some(false),
+            Some(137),
+            gave_up,
+        ),
+        (on_failure, Some(3), Some(4), Some(false), Some(1), gave_up),
+        (
+            on_failure,
+            Some(1),
+            Some(1),
+            Some(false),
+            Some(137),
+            "; Docker stopped restarting it: on-failure:1 used its 1 retry\n",
+        ),
+        // Retries left: a count, never what Docker will do.
+        (
+            on_failure,
+            Some(3),
+            Some(2),
+            Some(false),
+            Some(137),
+            "; 2 restarts so far\n",
+        ),
+        // The last retry under way.
+        (
+            on_failure,
+            Some(3),
+            Some(3),
+            Some(true),
+            Some(137),
+            "; Docker is restarting it (restart 3)\n",
+        ),
+        // Whether it restarts is not known, or exit 0 stops on-failure whatever the count.
+        (
+            on_failure,
+            Some(3),
+            Some(3),
+            None,
+            Some(137),
+            "; 3 restarts so far\n",
+        ),
+        (
+            on_failure,
+            Some(3),
+            Some(3),
+            Some(false),
+            Some(0),
+            "; 3 restarts so far\n",
+        ),
+        (
+            on_failure,
+            Some(3),
+            Some(3),
+            Some(false),
+            None,
+            "; 3 restarts so far\n",
+        ),
+        // No maximum, or another policy: nothing is used up.
+        (
+            on_failure,
+            Some(0),
+            Some(3),
+            Some(false),
+            Some(137),
+            "; 3 restarts so far\n",
+        ),
+        (
+            Some("always"),
+            Some(3),
+            Some(3),
+            Some(false),
+            Some(137),
+            "; 3 restarts so far\n",
+        ),
+        (
+            None,
+            None,
+            Some(3),
+            Some(false),
+            Some(137),
+            "; 3 restarts so far\n",
+        ),
+    ];
+    for (policy, max, count, restarting, code, tail) in cases {
+        let mut out = String::new();
+        utc().exit(
+            &exit(policy, max, count, restarting, code),
+            today(),
+            &mut out,
+        );
+        assert!(
+            out.ends_with(tail),
+            "{policy:?}:{max:?} count {count:?} restarting {restarting:?} exit {code:?}: {out}"
+        );
+        assert!(!out.contains("will"), "no forecast: {out}");
+    }
+}
+
+#[test]
 fn untrusted_strings_reach_the_terminal_escaped() {
     let mut report = seed0(false);
     report.victim.comm = Some("\x1b]0;pwned\x07evil".into());

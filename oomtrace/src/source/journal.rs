@@ -2,7 +2,13 @@
 //! one, line by line. A line that is not whole (the last one, while a watch writes it, or
 //! after a crash) is skipped; one that does not parse is counted, never guessed at.
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::HashSet,
+    fmt::Write as _,
+    io,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use crate::{
     output::journal::Journal,
@@ -16,25 +22,165 @@ pub struct Entries {
     pub exits: Vec<ContainerExit>,
     /// Whole lines that were not a report of this schema.
     pub unreadable: u64,
-    /// Whether there was a journal to read at all.
+    /// Whether any part of the journal was read.
     pub found: bool,
+    /// The parts that are there and could not be read, current half first.
+    pub denied: Vec<Denied>,
 }
 
-/// Reads the journal at `path` (and its rotated half). A journal that does not exist is
-/// empty; one that cannot be read is an error.
-pub fn read(path: &Path) -> Result<Entries, String> {
-    let mut entries = Entries::default();
-    let mut seen = HashSet::new();
-    for file in [Journal::rotated_path(path), path.to_owned()] {
-        let text = match std::fs::read(&file) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(format!("cannot read the journal {}: {err}", file.display())),
-        };
-        entries.found = true;
-        parse_into(&text, &mut entries, &mut seen);
+/// A part of the journal that could not be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub file: PathBuf,
+    /// Whether it is the older half, `<path>.1`.
+    pub older: bool,
+    /// The reason, and what to do about it when the reader can do something.
+    pub why: String,
+}
+
+impl Denied {
+    /// `cannot read the journal at /var/lib/oomtrace/journal.jsonl: permission denied (…)`.
+    pub fn sentence(&self) -> String {
+        format!(
+            "cannot read {} at {}: {}",
+            if self.older {
+                "the journal's older half"
+            } else {
+                "the journal"
+            },
+            self.file.display(),
+            self.why
+        )
     }
-    Ok(entries)
+}
+
+/// What became of reading the journal, for history and explain to word.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum State {
+    /// `--no-journal`.
+    #[default]
+    NotRead,
+    /// Read, whole or in part (a part that could not be read is among the gaps).
+    Read,
+    /// There is no journal at this path: no watch kept one there.
+    Absent(PathBuf),
+    /// It may be there and could not be read.
+    Unreadable(Denied),
+}
+
+impl State {
+    /// The state reading `path` left: read if any part was, else why not.
+    pub fn of(path: &Path, entries: &Entries) -> Self {
+        match entries.denied.first() {
+            _ if entries.found => Self::Read,
+            Some(denied) => Self::Unreadable(denied.clone()),
+            None => Self::Absent(path.to_owned()),
+        }
+    }
+
+    pub fn is_read(&self) -> bool {
+        *self == Self::Read
+    }
+}
+
+/// Reads the journal at `path` and its rotated half. A journal that does not exist is empty;
+/// a part that cannot be read is named in `denied`, except a rotated half that may not exist.
+pub fn read(path: &Path) -> Entries {
+    let mut entries = Entries::default();
+    let rotated = Journal::rotated_path(path);
+    // The current half first: a rotation between the two reads then moves lines into the
+    // older half, where they are read again (and dropped as seen), never past both reads.
+    let current = std::fs::read(path);
+    let older = std::fs::read(&rotated);
+    let mut texts = Vec::new();
+    for (file, result, is_older) in [(&rotated, older, true), (&path.to_owned(), current, false)] {
+        match result {
+            Ok(text) => texts.push(text),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            // A name in a directory this user cannot search answers EACCES whether the file
+            // is there or not: the older half is named only when it is known to be there.
+            Err(_) if is_older && std::fs::symlink_metadata(file).is_err() => {}
+            Err(err) => entries.denied.push(Denied {
+                file: file.clone(),
+                older: is_older,
+                why: reason(file, &err, euid()),
+            }),
+        }
+    }
+    entries.denied.reverse();
+    entries.found = !texts.is_empty();
+    let mut seen = HashSet::new();
+    for text in &texts {
+        parse_into(text, &mut entries, &mut seen);
+    }
+    entries
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no failure mode.
+    unsafe { libc::geteuid() }
+}
+
+/// Why `file` could not be read, and what to do: for a refusal, whose file or directory
+/// refused and with what mode, which says who may read it.
+fn reason(file: &Path, err: &io::Error, euid: u32) -> String {
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => refusal(refuser(file), euid),
+        io::ErrorKind::IsADirectory => "it is a directory: give --journal the file".into(),
+        _ => {
+            let text = err.to_string();
+            // `Input/output error (os error 5)`: the number says nothing more to a person.
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            text.to_lowercase()
+        }
+    }
+}
+
+/// A refusal in words: who refused with what mode, when the modes say; and, for a user other
+/// than root, the two ways to read it.
+fn refusal(refuser: Option<(String, u32, u32)>, euid: u32) -> String {
+    let mut text = String::from("permission denied");
+    if let Some((what, owner, mode)) = refuser {
+        let _ = write!(text, " ({what} is {}, mode {mode:04o})", owner_of(owner));
+    }
+    if euid != 0 {
+        text.push_str(": run oomtrace as root, or give --journal a copy you can read");
+    }
+    text
+}
+
+/// Which of `file` and its directories refuses this user: `("it", uid, mode)` for a file
+/// others may not read, `("its directory /x", uid, mode)` for the first directory on the way
+/// this user may not search; `None` when the modes do not say (an LSM refused, say).
+fn refuser(file: &Path) -> Option<(String, u32, u32)> {
+    if let Ok(meta) = std::fs::metadata(file) {
+        return (meta.mode() & 0o004 == 0).then(|| ("it".into(), meta.uid(), meta.mode() & 0o7777));
+    }
+    // `dir/.` can be looked up only by a user who may search `dir`.
+    let mut dirs: Vec<&Path> = file.ancestors().skip(1).collect();
+    dirs.reverse();
+    dirs.into_iter()
+        .filter(|d| !d.as_os_str().is_empty())
+        .find_map(|dir| {
+            let meta = std::fs::metadata(dir).ok()?;
+            let searchable = std::fs::metadata(dir.join("."));
+            match searchable {
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Some((
+                    format!("its directory {}", dir.display()),
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                )),
+                _ => None,
+            }
+        })
+}
+
+fn owner_of(uid: u32) -> String {
+    if uid == 0 {
+        "root's".into()
+    } else {
+        format!("uid {uid}'s")
+    }
 }
 
 /// Adds the whole lines of `text` to `entries`; `seen` drops a line met twice (read from both
@@ -87,7 +233,7 @@ mod tests {
         let mut journal = Journal::open(&path).unwrap();
         let original = report();
         journal.append(&line(&original)).unwrap();
-        let entries = read(&path).unwrap();
+        let entries = read(&path);
         assert!(entries.found);
         assert_eq!(entries.kills.len(), 1);
         let mut expected = original;
@@ -109,7 +255,7 @@ mod tests {
         let mut current = line(&second);
         current.extend_from_slice(b"{\"schema\":1,\"event\":\"oom_ki");
         std::fs::write(&path, &current).unwrap();
-        let entries = read(&path).unwrap();
+        let entries = read(&path);
         let pids: Vec<Option<u32>> = entries.kills.iter().map(|r| r.victim.pid).collect();
         assert_eq!(pids, [Some(1), Some(2)]);
         assert_eq!(entries.unreadable, 0, "a torn last line is not counted");
@@ -126,9 +272,125 @@ mod tests {
     #[test]
     fn no_journal_is_empty_not_an_error() {
         let dir = TempDir::new("journal-none");
-        let entries = read(&dir.path().join("journal.jsonl")).unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let entries = read(&path);
         assert!(!entries.found);
         assert!(entries.kills.is_empty());
+        assert!(entries.denied.is_empty());
+        assert_eq!(State::of(&path, &entries), State::Absent(path));
+    }
+
+    #[test]
+    fn a_part_that_cannot_be_read_is_named_only_when_it_is_there() {
+        let dir = TempDir::new("journal-denied");
+        // A directory where the older half should be: there, and not readable as a file.
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(&path, line(&report())).unwrap();
+        std::fs::create_dir(Journal::rotated_path(&path)).unwrap();
+        let entries = read(&path);
+        assert_eq!(entries.kills.len(), 1, "the current half is still read");
+        assert_eq!(State::of(&path, &entries), State::Read);
+        let older = Journal::rotated_path(&path);
+        assert_eq!(
+            entries
+                .denied
+                .iter()
+                .map(Denied::sentence)
+                .collect::<Vec<_>>(),
+            [format!(
+                "cannot read the journal's older half at {}: it is a directory: give --journal the file",
+                older.display()
+            )]
+        );
+
+        // A path under a regular file: neither half can be looked up, so neither is known
+        // to be there, and only the journal asked for is named.
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("journal.jsonl");
+        let entries = read(&path);
+        assert!(!entries.found);
+        let named: Vec<&Path> = entries.denied.iter().map(|d| d.file.as_path()).collect();
+        assert_eq!(named, [path.as_path()]);
+        match State::of(&path, &entries) {
+            State::Unreadable(denied) => assert_eq!(
+                denied.sentence(),
+                format!(
+                    "cannot read the journal at {}: not a directory",
+                    path.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_who_refused_and_what_to_do() {
+        let file = |what: &str, uid, mode| Some((what.to_owned(), uid, mode));
+        let cases = [
+            (
+                file("it", 0, 0o600),
+                1000,
+                "permission denied (it is root's, mode 0600): run oomtrace as root, or give --journal a copy you can read",
+            ),
+            (
+                file("its directory /var/lib/oomtrace", 0, 0o700),
+                65534,
+                "permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read",
+            ),
+            (
+                file("it", 1000, 0o600),
+                65534,
+                "permission denied (it is uid 1000's, mode 0600): run oomtrace as root, or give --journal a copy you can read",
+            ),
+            // Root refused: the modes are not why, and running as root is no way out.
+            (None, 0, "permission denied"),
+            (
+                None,
+                1000,
+                "permission denied: run oomtrace as root, or give --journal a copy you can read",
+            ),
+        ];
+        for (refuser, euid, expected) in cases {
+            assert_eq!(
+                refusal(refuser.clone(), euid),
+                expected,
+                "{refuser:?} as {euid}"
+            );
+        }
+        let err = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            reason(Path::new("/j"), &err, 0),
+            "input/output error",
+            "the errno's number is left out"
+        );
+    }
+
+    #[test]
+    fn the_state_is_read_if_any_part_was() {
+        let path = Path::new("/var/lib/oomtrace/journal.jsonl");
+        let denied = Denied {
+            file: path.to_owned(),
+            older: false,
+            why: "permission denied".into(),
+        };
+        let entries = |found, denied: &[Denied]| Entries {
+            found,
+            denied: denied.to_vec(),
+            ..Entries::default()
+        };
+        let cases = [
+            (entries(false, &[]), State::Absent(path.to_owned())),
+            (entries(true, &[]), State::Read),
+            (entries(true, std::slice::from_ref(&denied)), State::Read),
+            (
+                entries(false, std::slice::from_ref(&denied)),
+                State::Unreadable(denied.clone()),
+            ),
+        ];
+        for (entries, expected) in cases {
+            assert_eq!(State::of(path, &entries), expected, "{entries:?}");
+        }
     }
 
     #[test]
@@ -148,12 +410,12 @@ mod tests {
         });
         let mut reads = 0;
         while !writer.is_finished() || reads == 0 {
-            let entries = read(&path).unwrap();
+            let entries = read(&path);
             assert_eq!(entries.unreadable, 0, "a reader saw a broken line");
             reads += 1;
         }
         writer.join().unwrap();
-        let entries = read(&path).unwrap();
+        let entries = read(&path);
         assert_eq!(entries.unreadable, 0);
         // Rotation keeps the newest ones, in order.
         let pids: Vec<u32> = entries.kills.iter().filter_map(|r| r.victim.pid).collect();

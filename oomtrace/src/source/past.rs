@@ -19,8 +19,10 @@ pub struct Past {
     pub exits: Vec<ContainerExit>,
     /// What this account lacks, each one sentence: no journal, no kernel log, records lost.
     pub gaps: Vec<String>,
-    /// Whether the journal was there to read.
-    pub journal: bool,
+    /// What became of reading the journal.
+    pub journal: journal::State,
+    /// Whether the kernel log could be read.
+    pub kernel_log: bool,
 }
 
 /// Reads the journal at `journal` (unless `None`) and the kernel log, keeping what happened
@@ -30,6 +32,7 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
     let mut logged = Vec::new();
     match kmsg_device::logged_kills() {
         Ok((kills, lost)) => {
+            past.kernel_log = true;
             let clock = kmsg_device::log_clock();
             let cgroups = CgroupMode::of_host();
             logged = kills
@@ -51,26 +54,29 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
         None => past
             .gaps
             .push("the journal is not read (--no-journal)".into()),
-        Some(path) => match journal::read(path) {
-            Ok(read) => {
-                if !read.found {
-                    past.gaps.push(format!(
+        Some(path) => {
+            entries = journal::read(path);
+            past.journal = journal::State::of(path, &entries);
+            if let journal::State::Absent(_) = past.journal {
+                past.gaps.push(if past.kernel_log {
+                    format!(
                         "there is no journal at {}: only the kernel log tells, without container names for containers Docker no longer knows, or the kills its rate limit cut short",
                         path.display()
-                    ));
-                }
-                if read.unreadable > 0 {
-                    past.gaps.push(format!(
-                        "{} journal lines were not reports and are left out",
-                        read.unreadable
-                    ));
-                }
-                entries = read;
+                    )
+                } else {
+                    format!("there is no journal at {}", path.display())
+                });
             }
-            Err(why) => past.gaps.push(why),
-        },
+            past.gaps
+                .extend(entries.denied.iter().map(journal::Denied::sentence));
+            if entries.unreadable > 0 {
+                past.gaps.push(format!(
+                    "{} journal lines were not reports and are left out",
+                    entries.unreadable
+                ));
+            }
+        }
     }
-    past.journal = entries.found;
     past.kills = merge(entries.kills, logged, &host::current());
     past.exits = identity::dedupe_exits(entries.exits);
     if let Some(since) = since {

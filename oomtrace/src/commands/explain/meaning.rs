@@ -5,10 +5,10 @@
 
 use super::{
     runs::Run,
-    story::{Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
+    story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
 use crate::{
-    output::human::{INIT_SHIMS, abbreviate_ids},
+    output::human::{INIT_SHIMS, abbreviate_ids, retries_used_up},
     report::{Container, Report},
 };
 
@@ -22,6 +22,23 @@ pub struct Facts<'a> {
     pub show: Show,
 }
 
+/// The victims' names, each once, in the order they were killed.
+fn names<'a>(kills: &[&'a Report]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for kill in kills {
+        if !names.contains(&comm(kill)) {
+            names.push(comm(kill));
+        }
+    }
+    names
+}
+
+/// `is` for `dd (3 kills)`, `are` for `dd and python3 (5 kills)`: the verb agrees with the
+/// names [`victims`] joins, not with the count of kills.
+fn is_are(kills: &[&Report]) -> &'static str {
+    if names(kills).len() > 1 { "are" } else { "is" }
+}
+
 /// `dd (pid 4242)`, or `dd (3 kills)`, or `dd and python3 (5 kills)`.
 fn victims(kills: &[&Report], show: Show) -> String {
     if let [one] = kills {
@@ -30,12 +47,7 @@ fn victims(kills: &[&Report], show: Show) -> String {
             None => show(comm(one)),
         };
     }
-    let mut names: Vec<&str> = Vec::new();
-    for kill in kills {
-        if !names.contains(&comm(kill)) {
-            names.push(comm(kill));
-        }
-    }
+    let names = names(kills);
     let shown: Vec<String> = names.iter().take(3).map(|n| show(n)).collect();
     let mut text = match shown.as_slice() {
         [one] => one.clone(),
@@ -229,23 +241,24 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
         "Docker restarted the container {count} time{}",
         plural(count as usize)
     );
-    if let Some(policy) = &c.restart_policy {
+    // Docker keeps `Running` true while it restarts a container: stopped, it is not.
+    let restarting = (f.docker_running == Some(false)).then_some(false);
+    let last_exit = match &f.evidence.docker {
+        DockerView::Present(meta) if meta.running == Some(false) => meta.last_exit,
+        _ => None,
+    };
+    if let Some(used) = retries_used_up(c, Some(count), restarting, last_exit) {
+        text.push_str(&format!(", then stopped restarting it: {used}"));
+    } else if let Some(policy) = &c.restart_policy {
         text.push_str(&format!(" (restart policy {}", (f.show)(policy)));
         if let Some(max) = c
             .restart_max_retries
             .filter(|&m| m > 0 && policy == "on-failure")
         {
             text.push_str(&format!(
-                ", at most {max} retr{}",
+                ", at most {max} retr{})",
                 if max == 1 { "y" } else { "ies" }
             ));
-            if count >= max && f.docker_running == Some(false) {
-                text.push_str(
-                    "): it has made every retry the policy allows and left the container stopped",
-                );
-            } else {
-                text.push(')');
-            }
         } else {
             text.push(')');
         }
@@ -318,10 +331,18 @@ fn limits(
     }
     // Every kill's role known, from its record or from the exit 0 that ended its run.
     if main_kills.is_empty() && child_kills.len() == all.len() {
+        let several = is_are(child_kills) == "are";
         advice.push(format!(
-            "The service itself is not what gets killed: {} is. Give the container room for it next to the service{}, or limit or fix that process{}.",
+            "The service itself is not what gets killed: {} {}. Give the container room for {} next to the service{}, or limit or fix {}{}.",
             victims(child_kills, show),
+            is_are(child_kills),
+            if several { "them" } else { "it" },
             peak.map(|p| format!(" ({p})")).unwrap_or_default(),
+            if several {
+                "those processes"
+            } else {
+                "that process"
+            },
             if exited_0 {
                 "; and alert on OOMKilled or on oomtrace's reports, since the exit code stays 0"
             } else {

@@ -5,8 +5,9 @@
 //! knows it by id) and without a journal, saying what it therefore cannot know.
 //!
 //! Exit status: 0 when the story is told, a container never OOM-killed included; 1 when no
-//! container matches; 2 when CONTAINER is empty or the start of several containers' ids: the
-//! command as written cannot be carried out, and giving more of the id fixes it.
+//! container matches, or no source (Docker, the journal, the kernel log) could be asked; 2
+//! when CONTAINER is empty or the start of several containers' ids: the command as written
+//! cannot be carried out, and giving more of the id fixes it.
 
 mod meaning;
 mod render;
@@ -51,7 +52,7 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
     let journal = journal_path(args);
     // Every record, whatever --since says: a container is found by its whole history.
     let past = past::gather(journal.as_deref(), None);
-    let journal = journal_state(journal, &past);
+    let journal = past.journal.clone();
     let listing = list_docker(args);
     let known = known(&past, &listing);
     let (id, same_name) = match resolve::resolve(wanted, &known) {
@@ -103,18 +104,8 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
     }
 }
 
-fn journal_state(path: Option<PathBuf>, past: &Past) -> JournalRead {
-    match path {
-        None => JournalRead::Off,
-        Some(_) if past.journal => JournalRead::Read,
-        // There, but not readable: the reason is among the gaps.
-        Some(path) if path.exists() => JournalRead::Unreadable,
-        Some(path) => JournalRead::Absent(path),
-    }
-}
-
 /// What Docker's list says, or why it could not be asked.
-enum Listing {
+pub(crate) enum Listing {
     NotAsked,
     Unreachable(String),
     Listed {
@@ -124,7 +115,7 @@ enum Listing {
     },
 }
 
-fn list_docker(args: &Args) -> Listing {
+pub(crate) fn list_docker(args: &Args) -> Listing {
     if args.no_enrich {
         return Listing::NotAsked;
     }
@@ -297,7 +288,8 @@ fn gather(
     }
 }
 
-/// One sentence: no source knows the container, and which sources could not be asked.
+/// One sentence: no source knows the container, and which sources could not be asked and
+/// why; or, when none could be, that the container cannot be told.
 fn unknown(wanted: &str, listing: &Listing, journal: &JournalRead, past: &Past) -> String {
     let mut asked = Vec::new();
     let mut not = Vec::new();
@@ -309,34 +301,39 @@ fn unknown(wanted: &str, listing: &Listing, journal: &JournalRead, past: &Past) 
     match journal {
         JournalRead::Read => asked.push("the journal".into()),
         JournalRead::Absent(path) => not.push(format!("there is no journal at {}", path.display())),
-        JournalRead::Unreadable => not.push("the journal cannot be read".into()),
-        JournalRead::Off => not.push("the journal was not read (--no-journal)".into()),
+        JournalRead::Unreadable(denied) => not.push(denied.sentence()),
+        JournalRead::NotRead => not.push("the journal was not read (--no-journal)".into()),
     }
-    let log_read = !past
-        .gaps
-        .iter()
-        .any(|g| g.starts_with("the kernel log cannot be read"));
-    if log_read {
+    if past.kernel_log {
         asked.push("the kernel log".into());
     } else {
-        not.push("the kernel log cannot be read".into());
+        // The gap says why, and what to do.
+        let why = past
+            .gaps
+            .iter()
+            .find(|g| g.starts_with("the kernel log cannot be read"))
+            .cloned();
+        not.push(why.unwrap_or_else(|| "the kernel log cannot be read".into()));
     }
+    let wanted = visible(wanted);
+    let Some((last, rest)) = asked.split_last() else {
+        return format!(
+            "no source could be asked about \"{wanted}\": {}",
+            not.join("; ")
+        );
+    };
     let mut sentence = format!(
-        "no container named \"{0}\" or with an id starting with \"{0}\" is known",
-        visible(wanted)
+        "no container named \"{wanted}\" or with an id starting with \"{wanted}\" is known to "
     );
-    if let Some((last, rest)) = asked.split_last() {
-        sentence.push_str(" to ");
-        if !rest.is_empty() {
-            sentence.push_str(&rest.join(", "));
-            sentence.push_str(" or ");
-        }
-        sentence.push_str(last);
+    if !rest.is_empty() {
+        sentence.push_str(&rest.join(", "));
+        sentence.push_str(" or ");
     }
+    sentence.push_str(last);
     if !not.is_empty() {
         sentence.push_str("; ");
-        sentence.push_str(&not.join(", and "));
-        if journal != &JournalRead::Read && log_read {
+        sentence.push_str(&not.join("; "));
+        if !journal.is_read() && past.kernel_log {
             sentence.push_str(" (the kernel log knows containers by id only)");
         }
     }

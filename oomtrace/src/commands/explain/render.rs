@@ -11,7 +11,7 @@ use super::story::{Explanation, comm, plural, program, rss, size};
 use crate::{
     output::{
         escape::visible,
-        human::{abbreviate_ids, bytes, top_tasks},
+        human::{abbreviate_ids, bytes, retries_used_up, top_tasks},
     },
     report::Report,
 };
@@ -164,7 +164,12 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
                     d.oom_killed.map_or("unknown".into(), |f| f.to_string()),
                 )),
             }
-            lines.push(capitalized(&policy(d.restart_count)) + ".");
+            // Docker keeps `Running` true while it restarts a container: stopped, it is not.
+            let restarting = (d.running == Some(false)).then_some(false);
+            match retries_used_up(c, d.restart_count, restarting, d.exit_code) {
+                Some(used) => lines.push(format!("Docker stopped restarting it: {used}.")),
+                None => lines.push(capitalized(&policy(d.restart_count)) + "."),
+            }
             lines.push(capitalized(&limit(d.memory_limit_bytes)) + ".");
         }
         state => {
@@ -203,8 +208,20 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
                 exit.runtime_oom_killed
                     .map_or("unknown".into(), |f| f.to_string()),
             );
-            if let Some(count) = exit.restart_count {
-                let _ = write!(text, ", {count} restart{} so far", plural(count as usize));
+            let used = retries_used_up(
+                &exit.container,
+                exit.restart_count,
+                exit.restarting,
+                exit.exit_code,
+            );
+            match (used, exit.restart_count) {
+                (Some(used), _) => {
+                    let _ = write!(text, ", Docker stopped restarting it: {used}");
+                }
+                (None, Some(count)) => {
+                    let _ = write!(text, ", {count} restart{} so far", plural(count as usize));
+                }
+                (None, None) => {}
             }
             lines.push(text);
         }

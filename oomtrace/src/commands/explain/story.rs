@@ -3,7 +3,7 @@
 //! and what to change follows from those facts; where a fact is missing the sentence is left
 //! out, and the gap is named under `missing`, never filled in with a likely value.
 
-use std::{path::PathBuf, time::SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -30,16 +30,8 @@ pub enum DockerView {
     Present(ContainerMeta),
 }
 
-/// Whether the journal was there to read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JournalRead {
-    Read,
-    Absent(PathBuf),
-    /// There, and could not be read: the reason is among the gaps.
-    Unreadable,
-    /// `--no-journal`.
-    Off,
-}
+/// Whether the journal was read, and if not, why.
+pub use crate::source::journal::State as JournalRead;
 
 /// Everything known about one container, gathered; [`build`] makes the explanation of it.
 #[derive(Clone, Debug)]

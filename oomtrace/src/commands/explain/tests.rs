@@ -151,6 +151,26 @@ fn restart_loop() -> Evidence {
     e
 }
 
+/// The restart loop, seen while Docker's count is `restarts` and the container runs or not.
+fn restart_loop_at(restarts: u32, running: bool) -> Evidence {
+    let mut e = restart_loop();
+    e.kills.truncate(restarts as usize + 1);
+    e.exits.truncate(restarts as usize);
+    e.docker = docker(running, 137, true, restarts);
+    if let DockerView::Present(meta) = &mut e.docker {
+        meta.restart_policy = Some("on-failure".into());
+        meta.restart_max_retries = Some(3);
+    }
+    e
+}
+
+/// A kill of `comm`, not the container's main process.
+fn kill_of(comm: &str, pid: u32, secs: u64) -> Report {
+    let mut r = kill(pid, secs, Some(false));
+    r.victim.comm = Some(comm.into());
+    r
+}
+
 /// Each case: the evidence, what the screen must say, and what it must not.
 #[test]
 fn the_story_follows_from_the_facts() {
@@ -201,17 +221,67 @@ fn the_story_follows_from_the_facts() {
             restart_loop(),
             &[
                 "Exited 137, OOMKilled=true.",
-                "Restart policy on-failure (at most 3 retries); 3 restarts so far.",
+                "Docker stopped restarting it: on-failure:3 used all 3 retries.",
                 "04:47:30  dd (pid 100)  PID 1, the main process",
                 "04:47:40  dd (pid 101)",
                 "04:47:50  dd (pid 102)",
                 "04:48:00  dd (pid 103)",
                 "A watch recorded 4 exits:",
                 "main process, its PID 1: dd (4 kills)",
-                "it has made every retry the policy allows and left the container stopped",
+                "Docker restarted the container 3 times, then stopped restarting it: on-failure:3 used all 3 retries; a restart keeps the same memory limit.",
                 "Raise the memory limit above the peak seen (peak usage 64.0 MiB of the 64.0 MiB limit)",
             ],
-            &["Exit code 0", "The service itself"],
+            &["Exit code 0", "The service itself", "restarts so far."],
+        ),
+        (
+            "a restart loop Docker is still in",
+            restart_loop_at(2, true),
+            &[
+                "Restart policy on-failure (at most 3 retries); 2 restarts so far.",
+                "Docker restarted the container 2 times (restart policy on-failure, at most 3 retries)",
+            ],
+            &["stopped restarting", "used all"],
+        ),
+        (
+            "on-failure:3 used up by a run that exited 0",
+            {
+                let mut e = restart_loop();
+                if let DockerView::Present(meta) = &mut e.docker {
+                    meta.last_exit = Some(0);
+                }
+                e
+            },
+            &["Restart policy on-failure (at most 3 retries); 3 restarts so far."],
+            &["stopped restarting", "used all"],
+        ),
+        (
+            "several programs killed, none the main process",
+            evidence(
+                vec![
+                    kill_of("tail", 10, 0),
+                    kill_of("dd", 11, 1),
+                    kill_of("dd", 12, 2),
+                ],
+                vec![],
+                docker(true, 0, false, 0),
+            ),
+            &[
+                "The service itself is not what gets killed: tail and dd (3 kills) are. Give the container room for them next to the service (peak usage 64.0 MiB of the 64.0 MiB limit), or limit or fix those processes.",
+            ],
+            &[" is. ", "room for it ", "that process"],
+        ),
+        (
+            "one program killed three times, not the main process",
+            evidence(
+                (0..3).map(|n| kill_of("dd", 10 + n, n as u64)).collect(),
+                vec![],
+                docker(true, 0, false, 0),
+            ),
+            &[
+                "The service itself is not what gets killed: dd (3 kills) is. Give the container room for it next to the service",
+                "or limit or fix that process.",
+            ],
+            &[" are. "],
         ),
         (
             "never killed",
@@ -418,5 +488,78 @@ fn a_screen_wraps_at_100_columns() {
             !first.ends_with("iB"),
             "a size split from its unit: {line:?}"
         );
+    }
+}
+
+#[test]
+fn no_match_names_the_sources_asked_and_why_the_others_were_not() {
+    use super::{Listing, unknown};
+    use crate::source::{journal::Denied, past::Past};
+
+    const JOURNAL: &str = "/var/lib/oomtrace/journal.jsonl";
+    const LOG: &str = "the kernel log cannot be read: reading /dev/kmsg needs root or CAP_SYSLOG: run oomtrace with sudo";
+    let denied = JournalRead::Unreadable(Denied {
+        file: JOURNAL.into(),
+        older: false,
+        why: "permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read".into(),
+    });
+    let listed = || Listing::Listed {
+        socket: "/run/docker.sock".into(),
+        containers: Vec::new(),
+    };
+    let past = |log: bool| Past {
+        kernel_log: log,
+        gaps: if log { Vec::new() } else { vec![LOG.into()] },
+        ..Past::default()
+    };
+    let none = "no container named \"x\" or with an id starting with \"x\" is known to";
+    let cases = [
+        (
+            listed(),
+            JournalRead::Read,
+            true,
+            format!("{none} Docker, the journal or the kernel log"),
+        ),
+        (
+            listed(),
+            denied.clone(),
+            true,
+            format!(
+                "{none} Docker or the kernel log; cannot read the journal at {JOURNAL}: permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            listed(),
+            JournalRead::Absent(JOURNAL.into()),
+            true,
+            format!(
+                "{none} Docker or the kernel log; there is no journal at {JOURNAL} (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            Listing::NotAsked,
+            JournalRead::NotRead,
+            true,
+            format!(
+                "{none} the kernel log; Docker was not asked (--no-enrich); the journal was not read (--no-journal) (the kernel log knows containers by id only)"
+            ),
+        ),
+        (
+            listed(),
+            JournalRead::Read,
+            false,
+            format!("{none} Docker or the journal; {LOG}"),
+        ),
+        (
+            Listing::Unreachable("permission denied on /run/docker.sock".into()),
+            denied.clone(),
+            false,
+            format!(
+                "no source could be asked about \"x\": Docker does not answer (permission denied on /run/docker.sock); cannot read the journal at {JOURNAL}: permission denied (its directory /var/lib/oomtrace is root's, mode 0700): run oomtrace as root, or give --journal a copy you can read; {LOG}"
+            ),
+        ),
+    ];
+    for (listing, journal, log, want) in cases {
+        assert_eq!(unknown("x", &listing, &journal, &past(log)), want);
     }
 }
