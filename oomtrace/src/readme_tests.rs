@@ -40,6 +40,7 @@ fn full_report() -> Report {
         top_tasks: Some(vec![TopTask {
             pid: 1,
             comm: "dd".into(),
+            comm_bytes: None,
             rss_bytes: 4096,
         }]),
         ..OomContext::default()

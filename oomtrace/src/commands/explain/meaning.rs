@@ -8,8 +8,8 @@ use super::{
     story::{Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
 use crate::{
-    output::human::{INIT_SHIMS, abbreviate_ids},
-    report::{Container, Report},
+    output::human::{INIT_SHIMS, abbreviate_id_bytes},
+    report::{Container, Report, exact},
 };
 
 pub struct Facts<'a> {
@@ -30,7 +30,7 @@ fn victims(kills: &[&Report], show: Show) -> String {
             None => show(comm(one)),
         };
     }
-    let mut names: Vec<&str> = Vec::new();
+    let mut names: Vec<&[u8]> = Vec::new();
     for kill in kills {
         if !names.contains(&comm(kill)) {
             names.push(comm(kill));
@@ -49,9 +49,9 @@ fn victims(kills: &[&Report], show: Show) -> String {
 }
 
 fn main_name(c: &Container, show: Show) -> String {
-    c.main_command
-        .as_deref()
-        .map_or_else(String::new, |m| format!(" ({})", show(program(m))))
+    c.main_command.as_deref().map_or_else(String::new, |m| {
+        format!(" ({})", show(program(m).as_bytes()))
+    })
 }
 
 pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
@@ -164,7 +164,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             .filter(|p| INIT_SHIMS.contains(p));
         let role = match (all_init, shim) {
             (true, _) => ", its PID 1".to_owned(),
-            (false, Some(shim)) => format!(", the app {} runs as PID 1", show(shim)),
+            (false, Some(shim)) => format!(", the app {} runs as PID 1", show(shim.as_bytes())),
             _ => String::new(),
         };
         let n = main_kills.len();
@@ -230,7 +230,7 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
         plural(count as usize)
     );
     if let Some(policy) = &c.restart_policy {
-        text.push_str(&format!(" (restart policy {}", (f.show)(policy)));
+        text.push_str(&format!(" (restart policy {}", (f.show)(policy.as_bytes())));
         if let Some(max) = c
             .restart_max_retries
             .filter(|&m| m > 0 && policy == "on-failure")
@@ -271,7 +271,7 @@ fn limits(
     let memcg = limit
         .memcg
         .as_deref()
-        .map(|m| show(&abbreviate_ids(m)))
+        .map(|m| show(&abbreviate_id_bytes(exact(m, limit.memcg_bytes.as_deref()))))
         .unwrap_or_default();
     let largest = all
         .iter()
@@ -343,7 +343,7 @@ fn journal_advice(e: &Evidence, e_show: Show, advice: &mut Vec<String>) {
     if let JournalRead::Absent(path) = &e.journal {
         advice.push(format!(
             "Keep oomtrace watching: it writes the journal ({}), so the next kill is recorded with its container, its OOM context and how the container exited.",
-            (e_show)(&path.display().to_string())
+            (e_show)(path.as_os_str().as_encoded_bytes())
         ));
     }
 }
