@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use oomtrace_fuzz::{
     output::{escape, human::HumanView, json},
-    report::{ContainerExit, RawText, Report},
+    report::{ContainerExit, Report},
     reports,
     unescape::{acts_on_terminal, unescape},
 };
@@ -57,7 +57,7 @@ fn kill(view: &mut HumanView, report: &Report, now: SystemTime) {
     for line in &lines[1..] {
         assert!(line.starts_with("    "), "{shown:?}");
     }
-    if report.raw.comm.is_none()
+    if report.victim.comm_bytes.is_none()
         && let Some(comm) = &report.victim.comm
     {
         shown_as_is(comm, first);
@@ -66,16 +66,18 @@ fn kill(view: &mut HumanView, report: &Report, now: SystemTime) {
     for text in reports::strings(report) {
         escapes_read_back(text);
     }
-    let RawText {
-        comm,
-        thread_comm,
-        trigger_comm,
-        cgroup_path,
-    } = &report.raw;
-    for raw in [comm, thread_comm, trigger_comm, cgroup_path]
-        .into_iter()
-        .flatten()
-    {
+    let oom = report.oom.as_ref();
+    let tasks = oom.and_then(|o| o.top_tasks.as_deref()).unwrap_or_default();
+    let raws = [
+        &report.victim.comm_bytes,
+        &report.victim.thread_comm_bytes,
+        &report.trigger.comm_bytes,
+        &report.cgroup.path_bytes,
+    ]
+    .into_iter()
+    .chain(oom.map(|o| &o.memcg_bytes))
+    .chain(tasks.iter().map(|t| &t.comm_bytes));
+    for raw in raws.flatten() {
         let mut escaped = String::new();
         escape::push_visible_bytes(&mut escaped, raw);
         assert!(
@@ -88,10 +90,9 @@ fn kill(view: &mut HumanView, report: &Report, now: SystemTime) {
     let mut line = Vec::new();
     json::json_line(report, &mut line);
     let back: Report = read_back(&line);
-    // What JSON does not carry: the raw bytes (the strings hold them with U+FFFD) and the
-    // kernel's readings.
+    // What JSON does not carry: the kernel's readings. Names that are not UTF-8 come back
+    // byte for byte, from their `_hex` fields.
     let sent = Report {
-        raw: RawText::default(),
         facts: None,
         ..report.clone()
     };

@@ -10,8 +10,8 @@ use jiff::tz::{Offset, TimeZone};
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 
 use crate::report::{
-    Cgroup, Container, ContainerExit, Host, KillSummary, MemcgStat, OomContext, Pod, RawText, Report,
-    KNOWN_WORDS, TopTask, Trigger, Victim, kernel_text,
+    Cgroup, Container, ContainerExit, Host, KNOWN_WORDS, KillSummary, MemcgStat, OomContext, Pod, Report,
+    TopTask, Trigger, Victim, kernel_text,
 };
 
 /// The last second humantime writes (9999-12-31T23:59:59Z). Past it its `Display` fails and
@@ -145,6 +145,7 @@ fn container(u: &mut Unstructured) -> Result<Container> {
 }
 
 fn oom(u: &mut Unstructured) -> Result<OomContext> {
+    let (memcg, memcg_bytes) = kernel(u)?;
     Ok(OomContext {
         // Few incidents, so group-kill members follow their victim.
         id: maybe(u, |u| u.int_in_range(0..=3u64))?,
@@ -156,7 +157,8 @@ fn oom(u: &mut Unstructured) -> Result<OomContext> {
             }
         })?,
         constraint: maybe(u, text)?,
-        memcg: maybe(u, text)?,
+        memcg,
+        memcg_bytes,
         memcg_limit_bytes: u.arbitrary()?,
         memcg_usage_bytes: u.arbitrary()?,
         global: u.arbitrary()?,
@@ -173,9 +175,11 @@ fn oom(u: &mut Unstructured) -> Result<OomContext> {
         top_tasks: maybe(u, |u| {
             (0..u.int_in_range(0..=5u8)?)
                 .map(|_| {
+                    let (comm, comm_bytes) = kernel(u)?;
                     Ok(TopTask {
                         pid: u.arbitrary()?,
-                        comm: text(u)?,
+                        comm: comm.unwrap_or_default(),
+                        comm_bytes,
                         rss_bytes: u.arbitrary()?,
                     })
                 })
@@ -209,7 +213,9 @@ pub fn report(u: &mut Unstructured) -> Result<Report> {
             tid: u.arbitrary()?,
             ns_pid: u.arbitrary()?,
             comm,
+            comm_bytes: raw_comm,
             thread_comm,
+            thread_comm_bytes: raw_thread_comm,
             uid: u.arbitrary()?,
             oom_score_adj: u.arbitrary()?,
             rss_anon_bytes: byte_count(u)?,
@@ -227,11 +233,13 @@ pub fn report(u: &mut Unstructured) -> Result<Report> {
             pid: u.arbitrary()?,
             tid: u.arbitrary()?,
             comm: trigger_comm,
+            comm_bytes: raw_trigger_comm,
             cgroup_id: u.arbitrary()?,
         },
         cgroup: Cgroup {
             id: u.arbitrary()?,
             path,
+            path_bytes: raw_path,
             mode: maybe(u, word)?,
         },
         container: maybe(u, container)?,
@@ -239,12 +247,6 @@ pub fn report(u: &mut Unstructured) -> Result<Report> {
         source: word(u)?,
         past: u.arbitrary()?,
         host: maybe(u, host)?,
-        raw: RawText {
-            comm: raw_comm,
-            thread_comm: raw_thread_comm,
-            trigger_comm: raw_trigger_comm,
-            cgroup_path: raw_path,
-        },
         facts: None,
     })
 }
@@ -265,8 +267,10 @@ pub fn exit(u: &mut Unstructured) -> Result<ContainerExit> {
             .collect::<Result<_>>()?,
         host: maybe(u, host)?,
         last_kill: maybe(u, |u| {
+            let (comm, comm_bytes) = kernel(u)?;
             Ok(KillSummary {
-                comm: text(u)?,
+                comm: comm.unwrap_or_default(),
+                comm_bytes,
                 pid: u.arbitrary()?,
                 time: maybe(u, time)?,
                 is_container_main: u.arbitrary()?,

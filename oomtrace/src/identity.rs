@@ -287,18 +287,11 @@ pub fn dedupe_exits(records: Vec<ContainerExit>) -> Vec<ContainerExit> {
     exits
 }
 
-/// Two reports of one kill as one: the fuller, with what only the other has.
+/// Two reports of one kill as one: the fuller, with what only the other has. The kernel
+/// program's readings are not in JSON, so they are carried over by hand.
 pub fn fuller_kill(a: Report, b: Report) -> Report {
-    let (raw, facts) = (a.raw.clone(), a.facts.clone().or(b.facts.clone()));
-    let raw = if raw == Default::default() {
-        b.raw.clone()
-    } else {
-        raw
-    };
+    let facts = a.facts.clone().or(b.facts.clone());
     let mut merged = fuller(a, b);
-    if merged.raw == Default::default() {
-        merged.raw = raw;
-    }
     merged.facts = merged.facts.or(facts);
     merged
 }
@@ -468,7 +461,9 @@ mod tests {
     fn an_older_journal_s_duplicates_are_each_kill_once_the_fuller_record_winning() {
         let mut replayed = marked(5, 10, None, false);
         replayed.past = true;
-        let cases: Vec<(&str, Vec<Report>, Vec<(Option<u32>, Option<&str>)>)> = vec![
+        // (case, the journal's records, each kill read back as (pid, container name))
+        type Case<'a> = (&'a str, Vec<Report>, Vec<(Option<u32>, Option<&'a str>)>);
+        let cases: Vec<Case> = vec![
             (
                 "two watches, then a replay without the name",
                 vec![

@@ -35,11 +35,19 @@ fn full_report() -> Report {
         }),
         ..Container::default()
     });
+    // Names that are not UTF-8, so that their `_hex` fields are written too.
+    let not_utf8 = || Some(b"d\xffd".to_vec());
+    report.victim.comm_bytes = not_utf8();
+    report.victim.thread_comm_bytes = not_utf8();
+    report.trigger.comm_bytes = not_utf8();
+    report.cgroup.path_bytes = not_utf8();
     report.oom = Some(OomContext {
+        memcg_bytes: not_utf8(),
         memcg_stat: Some(MemcgStat::default()),
         top_tasks: Some(vec![TopTask {
             pid: 1,
-            comm: "dd".into(),
+            comm: "d\u{fffd}d".into(),
+            comm_bytes: not_utf8(),
             rss_bytes: 4096,
         }]),
         ..OomContext::default()

@@ -38,9 +38,6 @@ pub struct Report {
     /// The node and the boot the kill happened in; `null` in journals written before it was.
     #[serde(default)]
     pub host: Option<Host>,
-    /// Kernel strings that were not valid UTF-8, byte for byte.
-    #[serde(skip)]
-    pub raw: RawText,
     /// What the kernel program read that the OOM context is worked out from.
     #[serde(skip)]
     pub facts: Option<Box<KernelFacts>>,
@@ -105,6 +102,8 @@ pub struct ContainerExit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KillSummary {
     pub comm: String,
+    /// `comm`'s exact bytes, where they are not UTF-8.
+    pub comm_bytes: Option<Vec<u8>>,
     pub pid: Option<u32>,
     pub time: Option<SystemTime>,
     pub is_container_main: Option<bool>,
@@ -113,24 +112,19 @@ pub struct KillSummary {
 impl KillSummary {
     pub fn of(report: &Report) -> Self {
         let v = &report.victim;
+        let (comm, comm_bytes) = match (&v.comm, &v.thread_comm) {
+            (Some(comm), _) => (comm.clone(), v.comm_bytes.clone()),
+            (None, Some(comm)) => (comm.clone(), v.thread_comm_bytes.clone()),
+            (None, None) => (String::new(), None),
+        };
         Self {
-            comm: v.comm.clone().or(v.thread_comm.clone()).unwrap_or_default(),
+            comm,
+            comm_bytes,
             pid: v.pid.or(v.tid),
             time: report.time,
             is_container_main: v.is_container_main,
         }
     }
-}
-
-/// The exact bytes of kernel-given strings that were not valid UTF-8. JSON carries such a
-/// string with U+FFFD in place of each invalid sequence; the human view shows these bytes
-/// escaped one by one. `None` where the string was valid UTF-8 (or absent).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawText {
-    pub comm: Option<Vec<u8>>,
-    pub thread_comm: Option<Vec<u8>>,
-    pub trigger_comm: Option<Vec<u8>>,
-    pub cgroup_path: Option<Vec<u8>>,
 }
 
 /// Decodes kernel bytes: the string (U+FFFD for what is not UTF-8) and, only when something
@@ -142,6 +136,62 @@ pub fn kernel_text(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
             String::from_utf8_lossy(bytes).into_owned(),
             Some(bytes.to_vec()),
         ),
+    }
+}
+
+/// The exact bytes of a kernel-given string: `bytes`, its `_hex` sibling, when `text` is what
+/// they read as with U+FFFD, else `text`'s own. A pair that disagrees (a journal line edited by
+/// hand) shows what the string says rather than bytes of unknown origin.
+pub fn exact<'a>(text: &'a str, bytes: Option<&'a [u8]>) -> &'a [u8] {
+    match bytes {
+        Some(bytes) if String::from_utf8_lossy(bytes) == text => bytes,
+        _ => text.as_bytes(),
+    }
+}
+
+/// `1b5b33`: every byte as two lowercase hex digits, the form of the `_hex` fields.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The bytes a `_hex` field holds; `None` for anything but pairs of lowercase hex digits, and
+/// for bytes that are UTF-8 (their string is exact, so such a field is not oomtrace's).
+pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    let pairs = hex.as_bytes().chunks(2);
+    let bytes = pairs
+        .map(|pair| match *pair {
+            [high, low] => Some(digit(high)? << 4 | digit(low)?),
+            _ => None,
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    std::str::from_utf8(&bytes).is_err().then_some(bytes)
+}
+
+/// Serde for the `_hex` siblings of kernel-given strings: written only where the string is
+/// not exact; read back as `None` when absent, `null` or malformed, never as a guess.
+pub mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&super::to_hex(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let hex = Option::<String>::deserialize(d)?;
+        Ok(hex.as_deref().and_then(super::from_hex))
     }
 }
 
@@ -158,6 +208,14 @@ pub struct OomContext {
     pub constraint: Option<String>,
     /// The cgroup whose limit was hit: the victim's own, or an ancestor's (a pod's slice).
     pub memcg: Option<String>,
+    /// `memcg`'s exact bytes, where they are not UTF-8.
+    #[serde(
+        rename = "memcg_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub memcg_bytes: Option<Vec<u8>>,
     /// That cgroup's limit and charge at the kill.
     pub memcg_limit_bytes: Option<u64>,
     pub memcg_usage_bytes: Option<u64>,
@@ -185,6 +243,14 @@ pub struct MemcgStat {
 pub struct TopTask {
     pub pid: u32,
     pub comm: String,
+    /// `comm`'s exact bytes, where they are not UTF-8.
+    #[serde(
+        rename = "comm_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub comm_bytes: Option<Vec<u8>>,
     pub rss_bytes: u64,
 }
 
@@ -195,9 +261,24 @@ pub struct Victim {
     pub tid: Option<u32>,
     /// The pid inside the victim's own pid namespace (1 for a container's init).
     pub ns_pid: Option<u32>,
-    /// The process (thread group leader) name.
+    /// The process (thread group leader) name; U+FFFD for each sequence that is not UTF-8.
     pub comm: Option<String>,
+    /// `comm`'s exact bytes, only where they are not UTF-8; JSON has them as `comm_hex`.
+    #[serde(
+        rename = "comm_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub comm_bytes: Option<Vec<u8>>,
     pub thread_comm: Option<String>,
+    #[serde(
+        rename = "thread_comm_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub thread_comm_bytes: Option<Vec<u8>>,
     pub uid: Option<u32>,
     pub oom_score_adj: Option<i32>,
     pub rss_anon_bytes: Option<u64>,
@@ -224,6 +305,13 @@ pub struct Trigger {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<String>,
+    #[serde(
+        rename = "comm_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub comm_bytes: Option<Vec<u8>>,
     pub cgroup_id: Option<u64>,
 }
 
@@ -232,6 +320,13 @@ pub struct Cgroup {
     pub id: Option<u64>,
     /// The victim's memory cgroup, relative to its hierarchy's root.
     pub path: Option<String>,
+    #[serde(
+        rename = "path_hex",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex"
+    )]
+    pub path_bytes: Option<Vec<u8>>,
     /// `v1` or `v2`: the hierarchy `path` is in.
     #[serde(deserialize_with = "known_option")]
     pub mode: Option<Label>,
@@ -346,4 +441,60 @@ fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D
     let text = Option::<String>::deserialize(d)?;
     text.map(|t| humantime::parse_rfc3339(&t).map_err(serde::de::Error::custom))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_every_byte_in_lowercase() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"\x1b[31mEV\xffIL", "1b5b33316d4556ff494c"),
+            (b"\xff", "ff"),
+            (b"\x00\x0a\xfe\xc3", "000afec3"),
+            (b"", ""),
+        ];
+        for (bytes, hex) in cases {
+            assert_eq!(to_hex(bytes), hex);
+            let back = from_hex(hex);
+            if std::str::from_utf8(bytes).is_err() {
+                assert_eq!(back.as_deref(), Some(bytes), "{hex}");
+            } else {
+                assert_eq!(back, None, "{hex}: UTF-8, so its string is exact");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_hex_is_no_bytes_rather_than_a_guess() {
+        for hex in [
+            "f", "fff", "gg", "ff0", "FF", "fF", " ff", "ff ", "0x", "+f", "é1", "ff\n",
+            // Pairs of hex digits, but UTF-8: not a field oomtrace writes.
+            "41", "c3a9",
+        ] {
+            assert_eq!(from_hex(hex), None, "{hex:?}");
+        }
+    }
+
+    #[test]
+    fn the_exact_bytes_are_used_only_for_their_own_string() {
+        let bytes: &[u8] = b"a\xffb";
+        // The string, its bytes, what is shown.
+        type Case<'a> = (&'a str, Option<&'a [u8]>, &'a [u8]);
+        let cases: [Case; 4] = [
+            ("a\u{fffd}b", Some(bytes), bytes),
+            ("a\u{fffd}b", None, "a\u{fffd}b".as_bytes()),
+            // A hand-edited pair: the string is what JSON says, so it is what is shown.
+            ("xyz", Some(bytes), b"xyz"),
+            (
+                "a\u{fffd}\u{fffd}b",
+                Some(bytes),
+                "a\u{fffd}\u{fffd}b".as_bytes(),
+            ),
+        ];
+        for (text, raw, want) in cases {
+            assert_eq!(exact(text, raw), want, "{text:?}");
+        }
+    }
 }

@@ -103,6 +103,7 @@ fn biggest_processes(dir: &Path) -> Option<Vec<TopTask>> {
             (rss_bytes > 0).then_some(TopTask {
                 pid,
                 comm,
+                comm_bytes: None,
                 rss_bytes,
             })
         })

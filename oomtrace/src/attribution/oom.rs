@@ -15,8 +15,8 @@
 
 use crate::{
     kernel::symbols::StackReading,
-    report::{KernelFacts, MemcgReading, MemcgStat, OomContext, Report, TopTask},
-    source::kmsg::KmsgKill,
+    report::{KernelFacts, MemcgReading, MemcgStat, OomContext, Report, TopTask, kernel_text},
+    source::kmsg::{KmsgKill, LogText},
 };
 
 /// The largest charge the memcg OOM killer acts on: `PAGE_ALLOC_COSTLY_ORDER` (3) pages.
@@ -41,7 +41,9 @@ pub fn complete(report: &mut Report, stack: StackReading, log: Option<&KmsgKill>
         if report.cgroup.path.is_none()
             && let Some(task_memcg) = &log.task_memcg
         {
-            report.cgroup.path = Some(task_memcg.clone());
+            let (path, bytes) = task_memcg.clone().into_parts();
+            report.cgroup.path = Some(path);
+            report.cgroup.path_bytes = bytes;
         }
     }
     // The log's `Killed process` line comes even when its report was rate-limited away, so
@@ -60,6 +62,14 @@ pub fn complete(report: &mut Report, stack: StackReading, log: Option<&KmsgKill>
         && let (Some(facts), Some(path)) = (report.facts.as_deref(), report.cgroup.path.as_deref())
         && let Some(hit) = limit_hit(facts, path, page_size)
     {
+        // The ancestor's exact name is a prefix of the victim's exact path: U+FFFD never
+        // stands for a `/`, so both have the same components.
+        oom.memcg_bytes = report
+            .cgroup
+            .path_bytes
+            .as_deref()
+            .and_then(|exact| ancestor_bytes(exact, &facts.cgroup_ids, hit.id))
+            .and_then(|bytes| kernel_text(&bytes).1);
         oom.memcg = Some(hit.path);
         oom.memcg_limit_bytes = Some(hit.limit_bytes);
         oom.memcg_usage_bytes = Some(hit.usage_bytes);
@@ -70,7 +80,10 @@ pub fn complete(report: &mut Report, stack: StackReading, log: Option<&KmsgKill>
 /// What the kernel log printed about the invocation.
 pub fn from_log(oom: &mut OomContext, log: &KmsgKill) {
     oom.constraint = log.constraint.clone();
-    oom.memcg = log.oom_memcg.clone();
+    (oom.memcg, oom.memcg_bytes) = match log.oom_memcg.clone().map(LogText::into_parts) {
+        Some((memcg, bytes)) => (Some(memcg), bytes),
+        None => (None, None),
+    };
     oom.global = Some(log.global);
     oom.group_kill = Some(log.group_kill);
     oom.memcg_limit_bytes = log.memcg_limit_kb.map(|kb| kb << 10);
@@ -86,10 +99,14 @@ pub fn from_log(oom: &mut OomContext, log: &KmsgKill) {
         let mut tasks: Vec<TopTask> = log
             .tasks
             .iter()
-            .map(|t| TopTask {
-                pid: t.pid,
-                comm: t.comm.clone(),
-                rss_bytes: t.rss_bytes,
+            .map(|t| {
+                let (comm, comm_bytes) = t.comm.clone().into_parts();
+                TopTask {
+                    pid: t.pid,
+                    comm,
+                    comm_bytes,
+                    rss_bytes: t.rss_bytes,
+                }
             })
             .collect();
         tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
@@ -140,9 +157,15 @@ fn binding_counter(level: &MemcgReading, threshold: u64) -> Option<(u64, u64)> {
 /// The path of the ancestor of `path` (or `path` itself) whose cgroup id is `id`; `ids` are
 /// the path's components' ids, leaf first.
 pub fn ancestor_path(path: &str, ids: &[u64], id: u64) -> Option<String> {
-    let components: Vec<&str> = path
-        .strip_prefix('/')?
-        .split('/')
+    let bytes = ancestor_bytes(path.as_bytes(), ids, id)?;
+    Some(kernel_text(&bytes).0)
+}
+
+/// [`ancestor_path`] of a path's exact bytes, which need not be UTF-8.
+fn ancestor_bytes(path: &[u8], ids: &[u64], id: u64) -> Option<Vec<u8>> {
+    let components: Vec<&[u8]> = path
+        .strip_prefix(b"/")?
+        .split(|&b| b == b'/')
         .filter(|c| !c.is_empty())
         .collect();
     if components.len() != ids.len() {
@@ -150,7 +173,7 @@ pub fn ancestor_path(path: &str, ids: &[u64], id: u64) -> Option<String> {
     }
     let from_leaf = ids.iter().position(|&i| i == id)?;
     let depth = components.len() - from_leaf;
-    Some(format!("/{}", components[..depth].join("/")))
+    Some([&b"/"[..], &components[..depth].join(&b'/')].concat())
 }
 
 /// The id of `memcg`, an ancestor of (or the same as) the victim's cgroup `path`, from the
@@ -366,6 +389,11 @@ mod tests {
             ancestor_path("/a/b", &ids, 10),
             None,
             "ids and path disagree"
+        );
+        assert_eq!(
+            ancestor_bytes(b"/a\xff/b/c", &ids, 20).as_deref(),
+            Some(&b"/a\xff/b"[..]),
+            "a name that is not UTF-8 is kept byte for byte"
         );
         assert_eq!(ancestor_id("/a/b/c", &ids, "/a/b"), Some(20));
         assert_eq!(ancestor_id("/a/b/c", &ids, "/a/b/c"), Some(30));

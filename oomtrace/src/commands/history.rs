@@ -140,13 +140,12 @@ fn exits_of(exits: Vec<ContainerExit>, kills: &[Report]) -> Vec<ContainerExit> {
         // The human line names the kill before the exit, as a watch's does.
         exit.last_kill = kills
             .iter()
-            .filter(|r| {
+            .rfind(|r| {
                 r.container
                     .as_ref()
                     .is_some_and(|c| c.id == exit.container.id)
                     && r.time.zip(exit.time).is_some_and(|(k, e)| k <= e)
             })
-            .next_back()
             .map(KillSummary::of);
     }
     exits

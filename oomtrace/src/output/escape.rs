@@ -34,6 +34,13 @@ pub fn push_visible_bytes(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// `bytes` made visible; see [`push_visible_bytes`].
+pub fn visible_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    push_visible_bytes(&mut out, bytes);
+    out
+}
+
 fn push_char(out: &mut String, c: char) {
     match c {
         '\\' => out.push_str("\\\\"),

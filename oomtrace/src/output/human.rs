@@ -24,8 +24,8 @@ use std::{
 use jiff::{Timestamp, tz::TimeZone};
 
 use crate::{
-    output::escape::{push_visible, push_visible_bytes, visible},
-    report::{Container, ContainerExit, Report, TopTask},
+    output::escape::{push_visible_bytes, visible, visible_bytes},
+    report::{Container, ContainerExit, Report, TopTask, exact},
 };
 
 /// Kills remembered per container or cgroup, for "3rd kill in 40 s"; bounded.
@@ -133,7 +133,8 @@ impl HumanView {
             } else {
                 out.push_str(" after");
             }
-            let _ = write!(out, " {} (pid ", visible(&last.comm));
+            let comm = exact(&last.comm, last.comm_bytes.as_deref());
+            let _ = write!(out, " {} (pid ", visible_bytes(comm));
             match last.pid {
                 Some(pid) => {
                     let _ = write!(out, "{pid}");
@@ -174,7 +175,9 @@ impl HumanView {
     fn count(&mut self, report: &Report) -> Option<(u32, SystemTime)> {
         let key = match (&report.container, &report.cgroup.path) {
             (Some(c), _) => c.id.clone(),
-            (None, Some(path)) => path.clone(),
+            // Escaped, which reads back one way: two names that differ only in bytes that are
+            // not UTF-8 stay two cgroups.
+            (None, Some(path)) => visible_bytes(exact(path, report.cgroup.path_bytes.as_deref())),
             (None, None) => return None,
         };
         let time = report.time?;
@@ -231,10 +234,10 @@ fn place(report: &Report, out: &mut String) {
         }
         (None, Some(path)) => {
             out.push_str("cgroup ");
-            match &report.raw.cgroup_path {
-                Some(raw) => push_visible_bytes(out, raw),
-                None => push_visible(out, &abbreviate_ids(path)),
-            }
+            out.push_str(&shown_path(exact(
+                path,
+                report.cgroup.path_bytes.as_deref(),
+            )));
         }
         (None, None) => match report.cgroup.id {
             Some(id) => {
@@ -260,15 +263,10 @@ fn short_id(id: &str) -> &str {
 /// Who: the process name and pid (and thread, where another thread was marked).
 fn who(report: &Report, out: &mut String) {
     let v = &report.victim;
-    match (
-        &v.comm,
-        &report.raw.comm,
-        &v.thread_comm,
-        &report.raw.thread_comm,
-    ) {
-        (Some(_), Some(raw), _, _) | (None, _, Some(_), Some(raw)) => push_visible_bytes(out, raw),
-        (Some(name), None, _, _) | (None, _, Some(name), None) => push_visible(out, name),
-        (None, _, None, _) => out.push('?'),
+    match (&v.comm, &v.thread_comm) {
+        (Some(name), _) => push_visible_bytes(out, exact(name, v.comm_bytes.as_deref())),
+        (None, Some(name)) => push_visible_bytes(out, exact(name, v.thread_comm_bytes.as_deref())),
+        (None, None) => out.push('?'),
     }
     match (v.pid, v.tid) {
         (Some(pid), Some(tid)) if pid != tid => {
@@ -312,14 +310,18 @@ fn limit(report: &Report, out: &mut String) {
 fn meaning(report: &Report) -> Vec<String> {
     let mut said = Vec::new();
     let oom = report.oom.as_ref();
-    if let (Some(memcg), Some(own)) = (oom.and_then(|o| o.memcg.as_deref()), &report.cgroup.path)
-        && memcg != own
+    if let (Some(oom), Some(own)) = (oom, &report.cgroup.path)
+        && let Some(memcg) = &oom.memcg
     {
-        said.push(format!(
-            "limit of {} hit, the victim lived in {}",
-            visible(&abbreviate_ids(memcg)),
-            visible(&abbreviate_ids(own))
-        ));
+        let memcg = exact(memcg, oom.memcg_bytes.as_deref());
+        let own = exact(own, report.cgroup.path_bytes.as_deref());
+        if memcg != own {
+            said.push(format!(
+                "limit of {} hit, the victim lived in {}",
+                shown_path(memcg),
+                shown_path(own)
+            ));
+        }
     }
     if let Some(container) = &report.container {
         said.push(role(report, container));
@@ -331,10 +333,9 @@ fn meaning(report: &Report) -> Vec<String> {
     let trigger = &report.trigger;
     if trigger.pid.is_some() && trigger.pid != v.pid && trigger.tid != v.tid {
         let mut text = String::from("triggered by ");
-        match (&trigger.comm, &report.raw.trigger_comm) {
-            (_, Some(raw)) => push_visible_bytes(&mut text, raw),
-            (Some(comm), None) => push_visible(&mut text, comm),
-            (None, None) => text.push('?'),
+        match &trigger.comm {
+            Some(comm) => push_visible_bytes(&mut text, exact(comm, trigger.comm_bytes.as_deref())),
+            None => text.push('?'),
         }
         if let Some(pid) = trigger.pid {
             let _ = write!(text, " (pid {pid})");
@@ -513,7 +514,7 @@ pub fn top_tasks(tasks: &[TopTask]) -> String {
         .map(|t| {
             format!(
                 "{} {} (pid {})",
-                visible(&t.comm),
+                visible_bytes(exact(&t.comm, t.comm_bytes.as_deref())),
                 bytes(t.rss_bytes),
                 t.pid
             )
@@ -536,28 +537,35 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A cgroup path given as its exact bytes, container ids shortened, escaped for the terminal.
+pub fn shown_path(path: &[u8]) -> String {
+    visible_bytes(&abbreviate_id_bytes(path))
+}
+
 /// Shortens every run of 64 hex digits (container ids) to its first 12, as `docker ps` does.
 pub fn abbreviate_ids(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    // Only ASCII runs are replaced, by ASCII and `…`: valid UTF-8 stays valid.
+    String::from_utf8_lossy(&abbreviate_id_bytes(path.as_bytes())).into_owned()
+}
+
+/// [`abbreviate_ids`] on a path's exact bytes, which need not be UTF-8.
+pub fn abbreviate_id_bytes(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let run = bytes[i..]
+    while i < path.len() {
+        let run = path[i..]
             .iter()
             .take_while(|b| b.is_ascii_hexdigit())
             .count();
-        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        let starts_word = i == 0 || !path[i - 1].is_ascii_alphanumeric();
         if run == 64 && starts_word {
-            out.push_str(&path[i..i + 12]);
-            out.push('…');
+            out.extend_from_slice(&path[i..i + 12]);
+            out.extend_from_slice("…".as_bytes());
             i += 64;
         } else {
             let step = run.max(1);
-            let end = (i + step..=bytes.len())
-                .find(|&e| path.is_char_boundary(e))
-                .unwrap_or(bytes.len());
-            out.push_str(&path[i..end]);
-            i = end;
+            out.extend_from_slice(&path[i..i + step]);
+            i += step;
         }
     }
     out

@@ -222,11 +222,13 @@ fn verbose_adds_the_breakdown_and_the_biggest_processes() {
         TopTask {
             pid: 10390,
             comm: "dd".into(),
+            comm_bytes: None,
             rss_bytes: 63 * MIB,
         },
         TopTask {
             pid: 10000,
             comm: "sh".into(),
+            comm_bytes: None,
             rss_bytes: 68 << 10,
         },
     ]);
@@ -469,7 +471,7 @@ fn untrusted_strings_reach_the_terminal_escaped() {
 
     let mut report = fixtures::report();
     report.cgroup.path = Some("/a\u{fffd}b".into());
-    report.raw.cgroup_path = Some(b"/a\xffb".to_vec());
+    report.cgroup.path_bytes = Some(b"/a\xffb".to_vec());
     let line = render(&mut utc(), &report);
     assert!(line.contains("cgroup /a\\xffb"), "{line}");
 }
@@ -516,4 +518,76 @@ fn abbreviates_only_whole_container_ids() {
     for (path, want) in cases {
         assert_eq!(abbreviate_ids(&path), want);
     }
+}
+
+/// Issue 16: the kill line escaped a name's bytes that are not UTF-8, the "biggest" part
+/// showed U+FFFD. Every line shows the same bytes the same way, live and read back from JSON.
+#[test]
+fn names_that_are_not_utf8_are_escaped_alike_on_every_line() {
+    let mut report = fixtures::report();
+    report.container = None;
+    let name: &[u8] = b"\x1b[31mEV\xffIL";
+    let lossy = String::from_utf8_lossy(name).into_owned();
+    report.victim.comm = Some(lossy.clone());
+    report.victim.comm_bytes = Some(name.to_vec());
+    report.trigger.pid = Some(7);
+    report.trigger.tid = Some(7);
+    report.trigger.comm = Some("tr\u{fffd}g".into());
+    report.trigger.comm_bytes = Some(b"tr\xfeg".to_vec());
+    report.cgroup.path = Some("/a\u{fffd}/b".into());
+    report.cgroup.path_bytes = Some(b"/a\xff/b".to_vec());
+    report.oom = Some(OomContext {
+        memcg: Some("/a\u{fffd}".into()),
+        memcg_bytes: Some(b"/a\xfe".to_vec()),
+        top_tasks: Some(vec![TopTask {
+            pid: 10390,
+            comm: lossy,
+            comm_bytes: Some(name.to_vec()),
+            rss_bytes: 63 * MIB,
+        }]),
+        ..OomContext::default()
+    });
+    let mut line = Vec::new();
+    crate::output::json::write_line(&report, &mut line);
+    let back: Report = serde_json::from_slice(&line).unwrap();
+
+    for report in [&report, &back] {
+        let shown = render(&mut HumanView::in_zone(TimeZone::UTC, true), report);
+        let want = [
+            "cgroup /a\\xff/b  \\x1b[31mEV\\xffIL (pid 10390, thread 10391)",
+            // `/a\xfe` and `/a\xff` read alike as strings; as bytes they are two cgroups.
+            "limit of /a\\xfe hit, the victim lived in /a\\xff/b",
+            "triggered by tr\\xfeg (pid 7)",
+            "biggest: \\x1b[31mEV\\xffIL 63.0 MiB (pid 10390)",
+        ];
+        for part in want {
+            assert!(shown.contains(part), "no {part:?} in {shown}");
+        }
+        assert!(
+            !shown
+                .chars()
+                .any(|c| (c != '\n' && c.is_control()) || c == '\u{fffd}'),
+            "{shown:?}"
+        );
+    }
+
+    let exit = ContainerExit {
+        schema: 1,
+        event: "container_exit",
+        time: report.time,
+        container: Container::default(),
+        exit_code: Some(137),
+        runtime_oom_killed: Some(true),
+        restart_count: None,
+        restarting: None,
+        kills: vec![None],
+        host: None,
+        last_kill: Some(KillSummary::of(&back)),
+    };
+    let mut out = String::new();
+    utc().exit(&exit, today(), &mut out);
+    assert!(
+        out.contains(" \\x1b[31mEV\\xffIL (pid 10390) was OOM-killed"),
+        "{out}"
+    );
 }

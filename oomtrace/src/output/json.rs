@@ -97,4 +97,104 @@ mod tests {
         assert!(json["cgroup"]["path"].is_null());
         assert!(json["cgroup"]["mode"].is_null());
     }
+
+    /// A report whose every kernel-given name holds bytes that are not UTF-8.
+    fn with_names_that_are_not_utf8() -> Report {
+        let mut report = report();
+        let set = |text: &mut Option<String>, slot: &mut Option<Vec<u8>>, bytes: &[u8]| {
+            let (lossy, raw) = crate::report::kernel_text(bytes);
+            (*text, *slot) = (Some(lossy), raw);
+        };
+        let v = &mut report.victim;
+        set(&mut v.comm, &mut v.comm_bytes, b"\x1b[31mEV\xffIL");
+        set(&mut v.thread_comm, &mut v.thread_comm_bytes, b"t\xfe");
+        let t = &mut report.trigger;
+        set(&mut t.comm, &mut t.comm_bytes, b"\xc3");
+        let c = &mut report.cgroup;
+        set(&mut c.path, &mut c.path_bytes, b"/docker/a\xffb");
+        let mut oom = crate::report::OomContext::default();
+        set(&mut oom.memcg, &mut oom.memcg_bytes, b"/docker");
+        oom.top_tasks = Some(vec![crate::report::TopTask {
+            pid: 10390,
+            comm: "\u{1b}[31mEV\u{fffd}IL".into(),
+            comm_bytes: Some(b"\x1b[31mEV\xffIL".to_vec()),
+            rss_bytes: 4096,
+        }]);
+        report.oom = Some(oom);
+        report
+    }
+
+    /// Issue 16: JSON had only the string with U+FFFD, and a journal read back lost the bytes.
+    #[test]
+    fn names_that_are_not_utf8_keep_every_byte_as_hex() {
+        let report = with_names_that_are_not_utf8();
+        let mut out = Vec::new();
+        write_line(&report, &mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let cases = [
+            (
+                "victim",
+                "comm",
+                "\u{1b}[31mEV\u{fffd}IL",
+                Some("1b5b33316d4556ff494c"),
+            ),
+            ("victim", "thread_comm", "t\u{fffd}", Some("74fe")),
+            ("trigger", "comm", "\u{fffd}", Some("c3")),
+            (
+                "cgroup",
+                "path",
+                "/docker/a\u{fffd}b",
+                Some("2f646f636b65722f61ff62"),
+            ),
+            // Valid UTF-8: the string is exact, and no `_hex` is written.
+            ("oom", "memcg", "/docker", None),
+        ];
+        for (object, key, text, hex) in cases {
+            assert_eq!(json[object][key], text, "{object}.{key}");
+            let field = json[object].get(format!("{key}_hex"));
+            assert_eq!(field.and_then(|h| h.as_str()), hex, "{object}.{key}_hex");
+        }
+        let task = &json["oom"]["top_tasks"][0];
+        assert_eq!(task["comm_hex"], "1b5b33316d4556ff494c");
+
+        // Read back, as history and explain read the journal: the same report, bytes and all.
+        let back: Report = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            back,
+            Report {
+                facts: None,
+                ..report
+            }
+        );
+    }
+
+    #[test]
+    fn an_ordinary_report_writes_no_hex_fields() {
+        let mut out = Vec::new();
+        write_line(&report(), &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(!line.contains("_hex"), "{line}");
+    }
+
+    #[test]
+    fn malformed_hex_reads_back_as_no_bytes() {
+        let mut out = Vec::new();
+        write_line(&with_names_that_are_not_utf8(), &mut out);
+        let line = String::from_utf8(out).unwrap();
+        for bad in [
+            "1b5b33316d4556ff494",
+            "1b5b33316d4556ff49zz",
+            "1B5B33316D4556FF494C",
+        ] {
+            let edited = line.replace("1b5b33316d4556ff494c", bad);
+            let back: Report = serde_json::from_str(&edited).expect("the line still reads");
+            assert_eq!(back.victim.comm_bytes, None, "{bad}");
+            assert_eq!(back.victim.comm.as_deref(), Some("\u{1b}[31mEV\u{fffd}IL"));
+            let tasks = back.oom.and_then(|o| o.top_tasks).unwrap();
+            assert_eq!(tasks[0].comm_bytes, None, "{bad}");
+        }
+        let nulled = line.replace("\"1b5b33316d4556ff494c\"", "null");
+        let back: Report = serde_json::from_str(&nulled).unwrap();
+        assert_eq!(back.victim.comm_bytes, None);
+    }
 }

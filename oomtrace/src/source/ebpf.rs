@@ -9,8 +9,7 @@ use oomtrace_common::{
 use crate::{
     kernel::{cgroups::CgroupMode, loader::AttachMode},
     report::{
-        Cgroup, KernelFacts, MemcgReading, OomContext, RawText, Report, SCHEMA, Trigger, Victim,
-        kernel_text,
+        Cgroup, KernelFacts, MemcgReading, OomContext, Report, SCHEMA, Trigger, Victim, kernel_text,
     },
     time::ClockPair,
 };
@@ -79,20 +78,22 @@ pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeErr
         .ok_or(DecodeError::UnknownAttachMode(event.attach_mode))?;
     let has = |bit: u32| event.fields & bit != 0;
     let rss = has(field::RSS);
-    let mut raw = RawText::default();
-    let text = |slot: &mut Option<Vec<u8>>, (text, bytes): (String, Option<Vec<u8>>)| {
-        *slot = bytes;
-        text
-    };
+    let (process_comm, process_comm_bytes) = has(field::PROCESS_COMM)
+        .then(|| comm(&event.victim_process_comm))
+        .unzip();
+    let (thread_comm, thread_comm_bytes) = has(field::THREAD_COMM)
+        .then(|| comm(&event.victim_thread_comm))
+        .unzip();
+    let (trigger_comm, trigger_comm_bytes) = comm(&event.trigger_comm);
 
     let victim = Victim {
         pid: has(field::TGID).then_some(event.victim_tgid),
         tid: has(field::TID).then_some(event.victim_tid),
         ns_pid: has(field::NS_PID).then_some(event.victim_ns_pid),
-        comm: has(field::PROCESS_COMM)
-            .then(|| text(&mut raw.comm, comm(&event.victim_process_comm))),
-        thread_comm: has(field::THREAD_COMM)
-            .then(|| text(&mut raw.thread_comm, comm(&event.victim_thread_comm))),
+        comm: process_comm,
+        comm_bytes: process_comm_bytes.flatten(),
+        thread_comm,
+        thread_comm_bytes: thread_comm_bytes.flatten(),
         uid: has(field::UID).then_some(event.victim_uid),
         oom_score_adj: has(field::OOM_SCORE_ADJ).then_some(event.oom_score_adj),
         rss_anon_bytes: rss.then_some(event.rss_anon_bytes),
@@ -111,21 +112,22 @@ pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeErr
     let trigger = Trigger {
         pid: Some(event.trigger_tgid),
         tid: Some(event.trigger_tid),
-        comm: Some(text(&mut raw.trigger_comm, comm(&event.trigger_comm))),
+        comm: Some(trigger_comm),
+        comm_bytes: trigger_comm_bytes,
         cgroup_id: has(field::TRIGGER_CGROUP_ID).then_some(event.trigger_cgroup_id),
     };
     // A truncated path would name a different cgroup: better none than a wrong one.
     let path_ok = has(field::CGROUP_PATH) && !has(field::CGROUP_PATH_TRUNCATED);
-    let path = path_ok.then(|| {
-        let bytes = cgroup_path_bytes(&event.cgroup_names, event.cgroup_depth);
-        text(&mut raw.cgroup_path, kernel_text(&bytes))
-    });
+    let (path, path_bytes) = path_ok
+        .then(|| kernel_text(&cgroup_path_bytes(&event.cgroup_names, event.cgroup_depth)))
+        .unzip();
     let cgroup = Cgroup {
         id: has(field::CGROUP_ID).then_some(event.cgroup_id),
         mode: (path.is_some() || has(field::CGROUP_ID))
             .then(|| cgroups.json_name())
             .flatten(),
         path,
+        path_bytes: path_bytes.flatten(),
     };
     let oom_kind = (kind_known && has(field::KIND)).then_some(match event.kind {
         kind::KILLED => "killed",
@@ -147,7 +149,6 @@ pub fn decode(event: &OomEvent, decoding: &Decoding) -> Result<Report, DecodeErr
         source: mode.name(),
         past: false,
         host: None,
-        raw,
         facts: Some(Box::new(facts(event, page_shift))),
     })
 }
@@ -332,7 +333,13 @@ mod tests {
         event.victim_process_comm[..4].copy_from_slice(b"a\xffb\x1b");
         let report = decode(&event, &decoding(CgroupMode::V1)).unwrap();
         assert_eq!(report.victim.comm.as_deref(), Some("a\u{fffd}b\x1b"));
-        assert_eq!(report.raw.comm.as_deref(), Some(&b"a\xffb\x1b"[..]));
-        assert_eq!(report.raw.thread_comm, None, "valid UTF-8 keeps no copy");
+        assert_eq!(
+            report.victim.comm_bytes.as_deref(),
+            Some(&b"a\xffb\x1b"[..])
+        );
+        assert_eq!(
+            report.victim.thread_comm_bytes, None,
+            "valid UTF-8 keeps no copy"
+        );
     }
 }

@@ -2,9 +2,12 @@
 //! prints `joined`, then touches memory until the OOM killer stops it.
 //!
 //! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child] [--name NAME]
+//!            [--name-hex HEX]
 //!
 //! `--name` renames the hog's thread (its comm) to NAME, escape bytes included: a victim
-//! controls its own name, and the tests check how oomtrace shows one.
+//! controls its own name, and the tests check how oomtrace shows one. `--name-hex` gives the
+//! name as lowercase hex, for bytes that are not UTF-8, which an argument of a test's
+//! `&str` list cannot hold.
 //!
 //! A hog that has touched all its memory without being killed lingers until its stdin ends,
 //! then exits 3. The tests hold its stdin: they decide how long it lives, not a timer, and a
@@ -21,7 +24,7 @@ struct Args {
     oom_score_adj: Option<i32>,
     mib: usize,
     child: bool,
-    name: Option<String>,
+    name: Option<Vec<u8>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,7 +45,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--mib" => args.mib = value()?.parse().map_err(|e| format!("{e}"))?,
             "--child" => args.child = true,
-            "--name" => args.name = Some(value()?),
+            "--name" => args.name = Some(value()?.into_bytes()),
+            "--name-hex" => args.name = Some(from_hex(&value()?)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -65,7 +69,7 @@ fn main() {
     if let Some(name) = &args.name {
         let mut comm = [0u8; 16];
         let len = name.len().min(15);
-        comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        comm[..len].copy_from_slice(&name[..len]);
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
     }
@@ -118,6 +122,18 @@ fn allocate(mib: usize) -> ! {
     while matches!(std::io::stdin().read(&mut byte), Ok(1..)) {}
     // Not killed: the limit was not enforced. Exit with a code the tests recognise.
     std::process::exit(3)
+}
+
+fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("--name-hex {hex:?} is not pairs of hex digits"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| {
+            u8::from_str_radix(&hex[at..at + 2], 16).map_err(|e| format!("--name-hex {hex:?}: {e}"))
+        })
+        .collect()
 }
 
 fn fail(message: &str) -> ! {

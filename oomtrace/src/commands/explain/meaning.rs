@@ -8,8 +8,8 @@ use super::{
     story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
 use crate::{
-    output::human::{INIT_SHIMS, abbreviate_ids, retries_used_up},
-    report::{Container, Report},
+    output::human::{INIT_SHIMS, abbreviate_id_bytes, retries_used_up},
+    report::{Container, Report, exact},
 };
 
 pub struct Facts<'a> {
@@ -23,8 +23,8 @@ pub struct Facts<'a> {
 }
 
 /// The victims' names, each once, in the order they were killed.
-fn names<'a>(kills: &[&'a Report]) -> Vec<&'a str> {
-    let mut names: Vec<&str> = Vec::new();
+fn names<'a>(kills: &[&'a Report]) -> Vec<&'a [u8]> {
+    let mut names: Vec<&[u8]> = Vec::new();
     for kill in kills {
         if !names.contains(&comm(kill)) {
             names.push(comm(kill));
@@ -61,9 +61,9 @@ fn victims(kills: &[&Report], show: Show) -> String {
 }
 
 fn main_name(c: &Container, show: Show) -> String {
-    c.main_command
-        .as_deref()
-        .map_or_else(String::new, |m| format!(" ({})", show(program(m))))
+    c.main_command.as_deref().map_or_else(String::new, |m| {
+        format!(" ({})", show(program(m).as_bytes()))
+    })
 }
 
 pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
@@ -176,7 +176,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             .filter(|p| INIT_SHIMS.contains(p));
         let role = match (all_init, shim) {
             (true, _) => ", its PID 1".to_owned(),
-            (false, Some(shim)) => format!(", the app {} runs as PID 1", show(shim)),
+            (false, Some(shim)) => format!(", the app {} runs as PID 1", show(shim.as_bytes())),
             _ => String::new(),
         };
         let n = main_kills.len();
@@ -250,7 +250,7 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
     if let Some(used) = retries_used_up(c, Some(count), restarting, last_exit) {
         text.push_str(&format!(", then stopped restarting it: {used}"));
     } else if let Some(policy) = &c.restart_policy {
-        text.push_str(&format!(" (restart policy {}", (f.show)(policy)));
+        text.push_str(&format!(" (restart policy {}", (f.show)(policy.as_bytes())));
         if let Some(max) = c
             .restart_max_retries
             .filter(|&m| m > 0 && policy == "on-failure")
@@ -284,7 +284,7 @@ fn limits(
     let memcg = limit
         .memcg
         .as_deref()
-        .map(|m| show(&abbreviate_ids(m)))
+        .map(|m| show(&abbreviate_id_bytes(exact(m, limit.memcg_bytes.as_deref()))))
         .unwrap_or_default();
     let largest = all
         .iter()
@@ -364,7 +364,7 @@ fn journal_advice(e: &Evidence, e_show: Show, advice: &mut Vec<String>) {
     if let JournalRead::Absent(path) = &e.journal {
         advice.push(format!(
             "Keep oomtrace watching: it writes the journal ({}), so the next kill is recorded with its container, its OOM context and how the container exited.",
-            (e_show)(&path.display().to_string())
+            (e_show)(path.as_os_str().as_encoded_bytes())
         ));
     }
 }

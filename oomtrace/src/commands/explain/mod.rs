@@ -35,7 +35,7 @@ use crate::{
     attribution::{docker, enrich},
     cli::Args,
     commands::watch::journal_path,
-    output::escape::visible,
+    output::escape::{visible, visible_bytes},
     source::past::{self, Past},
 };
 
@@ -86,7 +86,7 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
     let (view, cache) = docker_view(&listing, &id, &past);
     let since = args.since.map(|since| since.moment(now));
     let evidence = gather(past, &id, view, cache, journal, same_name, since);
-    let explanation = story::build(evidence, if args.json { str::to_owned } else { visible });
+    let explanation = story::build(evidence, if args.json { lossy } else { visible_bytes });
     let out = if args.json {
         let mut out = serde_json::to_vec(&explanation).unwrap_or_default();
         out.push(b'\n');
@@ -102,6 +102,12 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// A name in a JSON sentence: the string a report has for it (its exact bytes stay in the
+/// report's `_hex` fields).
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// What Docker's list says, or why it could not be asked.

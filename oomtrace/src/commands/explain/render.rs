@@ -10,10 +10,10 @@ use jiff::{Timestamp, tz::TimeZone};
 use super::story::{Explanation, comm, plural, program, rss, size};
 use crate::{
     output::{
-        escape::visible,
-        human::{abbreviate_ids, bytes, retries_used_up, top_tasks},
+        escape::{visible, visible_bytes},
+        human::{bytes, retries_used_up, shown_path, top_tasks},
     },
-    report::Report,
+    report::{Report, exact},
 };
 
 /// Kills listed one by one; past this, the first and the last few.
@@ -231,7 +231,7 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
 
 fn kill_line(kill: &Report, time: &dyn Fn(Option<SystemTime>) -> String, out: &mut String) {
     let v = &kill.victim;
-    let _ = write!(out, "  {}  {}", time(kill.time), visible(comm(kill)));
+    let _ = write!(out, "  {}  {}", time(kill.time), visible_bytes(comm(kill)));
     match v.pid.or(v.tid) {
         Some(pid) => {
             let _ = write!(out, " (pid {pid})");
@@ -262,7 +262,10 @@ fn why_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) -> Ve
     let Some(limit) = &x.limit else {
         return lines;
     };
-    let memcg = limit.memcg.as_deref().map(|m| visible(&abbreviate_ids(m)));
+    let memcg = limit
+        .memcg
+        .as_deref()
+        .map(|m| shown_path(exact(m, limit.memcg_bytes.as_deref())));
     let usage = limit.peak_usage_bytes.map(|u| {
         if x.kills.len() == 1 {
             format!(", {} in use at the kill", bytes(u))

@@ -10,11 +10,12 @@ use serde::Serialize;
 use crate::{
     attribution::docker::ContainerMeta,
     output::human::bytes,
-    report::{Container, ContainerExit, Report, SCHEMA},
+    report::{Container, ContainerExit, Report, SCHEMA, exact},
 };
 
-/// How a text shows an untrusted string: escaped for a terminal, or exact for JSON.
-pub type Show = fn(&str) -> String;
+/// How a text shows an untrusted string, given as its exact bytes (a kernel-given name need
+/// not be UTF-8): escaped for a terminal, or as the string JSON has.
+pub type Show = fn(&[u8]) -> String;
 
 /// What Docker answered about the container.
 #[derive(Clone, Debug)]
@@ -103,6 +104,13 @@ pub struct DockerFacts {
 pub struct LimitFacts {
     /// The cgroup whose limit the latest kill hit, as the kernel names it.
     pub memcg: Option<String>,
+    /// Its exact bytes, where they are not UTF-8, as a report's `oom.memcg_hex`.
+    #[serde(
+        rename = "memcg_hex",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::report::hex::serialize"
+    )]
+    pub memcg_bytes: Option<Vec<u8>>,
     pub whose: &'static str,
     pub limit_bytes: Option<u64>,
     pub peak_usage_bytes: Option<u64>,
@@ -116,12 +124,20 @@ pub fn rss(report: &Report) -> Option<u64> {
         .map(|anon| anon + v.rss_file_bytes.unwrap_or(0) + v.rss_shmem_bytes.unwrap_or(0))
 }
 
-pub fn comm(report: &Report) -> &str {
+/// The victim's name, as its exact bytes.
+pub fn comm(report: &Report) -> &[u8] {
     let v = &report.victim;
-    v.comm
-        .as_deref()
-        .or(v.thread_comm.as_deref())
-        .unwrap_or("?")
+    match (&v.comm, &v.thread_comm) {
+        (Some(comm), _) => exact(comm, v.comm_bytes.as_deref()),
+        (None, Some(comm)) => exact(comm, v.thread_comm_bytes.as_deref()),
+        (None, None) => b"?",
+    }
+}
+
+/// The cgroup whose limit a kill hit, as its exact bytes.
+fn memcg(report: &Report) -> Option<&[u8]> {
+    let oom = report.oom.as_ref()?;
+    Some(exact(oom.memcg.as_deref()?, oom.memcg_bytes.as_deref()))
 }
 
 /// The program's file name.
@@ -135,14 +151,16 @@ pub fn whose(report: &Report) -> &'static str {
     if oom.and_then(|o| o.global) == Some(true) {
         return "host";
     }
-    match (
-        oom.and_then(|o| o.memcg.as_deref()),
-        report.cgroup.path.as_deref(),
-    ) {
+    let own = report
+        .cgroup
+        .path
+        .as_deref()
+        .map(|own| exact(own, report.cgroup.path_bytes.as_deref()));
+    match (memcg(report), own) {
         (Some(memcg), Some(own)) if memcg == own => "own",
         (Some(memcg), Some(own))
             if own.starts_with(memcg)
-                && (memcg.ends_with('/') || own[memcg.len()..].starts_with('/')) =>
+                && (memcg.ends_with(b"/") || own[memcg.len()..].starts_with(b"/")) =>
         {
             "parent"
         }
@@ -264,10 +282,12 @@ fn docker_facts(view: &DockerView) -> DockerFacts {
 fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
     let latest = kills.last()?;
     let whose = whose(latest);
-    let memcg = latest.oom.as_ref().and_then(|o| o.memcg.clone());
-    let same = kills
-        .iter()
-        .filter(|r| r.oom.as_ref().and_then(|o| o.memcg.as_ref()) == memcg.as_ref());
+    let oom = latest.oom.as_ref();
+    let (memcg_text, memcg_bytes) = (
+        oom.and_then(|o| o.memcg.clone()),
+        oom.and_then(|o| o.memcg_bytes.clone()),
+    );
+    let same = kills.iter().filter(|r| memcg(r) == memcg(latest));
     let limit_bytes = same
         .clone()
         .rev()
@@ -281,7 +301,8 @@ fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
             .max()
     };
     Some(LimitFacts {
-        memcg: memcg.filter(|_| whose != "host"),
+        memcg: memcg_text.filter(|_| whose != "host"),
+        memcg_bytes: memcg_bytes.filter(|_| whose != "host"),
         whose,
         limit_bytes,
         peak_usage_bytes,

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     attribution::docker::ContainerMeta,
-    output::escape::visible,
+    output::escape::visible_bytes,
     report::{Container, ContainerExit, MemcgStat, OomContext, Report, TopTask},
     testing,
 };
@@ -65,6 +65,7 @@ fn kill(pid: u32, secs: u64, main: Option<bool>) -> Report {
         top_tasks: Some(vec![TopTask {
             pid,
             comm: "dd".into(),
+            comm_bytes: None,
             rss_bytes: 63 * MIB,
         }]),
         ..OomContext::default()
@@ -128,7 +129,7 @@ fn evidence(kills: Vec<Report>, exits: Vec<ContainerExit>, docker: DockerView) -
 
 fn human(evidence: Evidence) -> String {
     let now = at(3600).unwrap();
-    render(&build(evidence, visible), &TimeZone::UTC, now)
+    render(&build(evidence, visible_bytes), &TimeZone::UTC, now)
 }
 
 fn restart_loop() -> Evidence {
@@ -383,7 +384,8 @@ fn json_is_one_object_with_exact_strings() {
     let screen = human(e.clone());
     assert!(!screen.contains('\x1b'), "{screen}");
     assert!(screen.contains("\\x1b[2Jevil (pid 4242)"), "{screen}");
-    let text = serde_json::to_string(&build(e, str::to_owned)).unwrap();
+    let text =
+        serde_json::to_string(&build(e, |b| String::from_utf8_lossy(b).into_owned())).unwrap();
     assert!(!text.contains('\n'));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["schema"], 1);

@@ -9,7 +9,7 @@ use super::lines::{
     KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
     killed_body, parse_killed, parse_summary, prefix_kind, summary_is_complete,
 };
-use super::record::{Record, parse_record, parse_record_full, unescape};
+use super::record::{LogText, Record, parse_record, parse_record_full, unescape};
 
 /// One OOM kill as the kernel log tells it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -18,7 +18,7 @@ pub struct KmsgKill {
     pub seq: u64,
     pub usec: u64,
     pub pid: u32,
-    pub comm: String,
+    pub comm: LogText,
     pub uid: Option<u32>,
     pub total_vm_kb: Option<u64>,
     pub anon_rss_kb: Option<u64>,
@@ -30,9 +30,9 @@ pub struct KmsgKill {
     /// E.g. "CONSTRAINT_MEMCG", from the oom-kill: summary.
     pub constraint: Option<String>,
     /// Cgroup whose limit was hit; None for a global OOM (and when the summary was not printed).
-    pub oom_memcg: Option<String>,
+    pub oom_memcg: Option<LogText>,
     /// Victim's memcg path. None for a memory.oom.group member: the log names only the group.
-    pub task_memcg: Option<String>,
+    pub task_memcg: Option<LogText>,
     /// "Out of memory:" / global_oom.
     pub global: bool,
     /// Killed as a member of a memory.oom.group cgroup. The chosen victim itself is reported
@@ -40,7 +40,7 @@ pub struct KmsgKill {
     /// `group_kill == false`; its repeat among the group members is dropped.
     pub group_kill: bool,
     /// From `<comm> invoked oom-killer`.
-    pub trigger_comm: Option<String>,
+    pub trigger_comm: Option<LogText>,
     /// When the invocation this kill belongs to began (its `invoked oom-killer` header, or
     /// without one its first kill), on the log's clock: the same for every member of a
     /// `memory.oom.group` kill, so it names the invocation.
@@ -68,12 +68,12 @@ pub struct KillAssembler {
     /// Kills ready to hand out, oldest first (at most one or two at a time).
     ready: VecDeque<KmsgKill>,
     /// State of the current OOM invocation, from "invoked oom-killer" on.
-    trigger_comm: Option<String>,
+    trigger_comm: Option<LogText>,
     summary: Option<Summary>,
     /// The text of a summary that came cut short, while its pieces may still come.
     summary_text: Option<String>,
     /// Before 5.0: "Task in <task_memcg> killed as a result of limit of <oom_memcg>".
-    legacy_memcgs: Option<(String, String)>,
+    legacy_memcgs: Option<(LogText, LogText)>,
     /// Before 5.3: `<Memory cgroup out of memory|Out of memory>: Kill process ...`.
     legacy_kind: Option<OomKind>,
     /// Set by "Tasks in /g are going to be killed due to memory.oom.group set".
@@ -516,7 +516,7 @@ struct PendingKilled {
 #[derive(Clone, Debug)]
 struct GroupContext {
     constraint: Option<String>,
-    oom_memcg: Option<String>,
+    oom_memcg: Option<LogText>,
     global: Option<bool>,
 }
 
@@ -649,7 +649,7 @@ mod tests {
                     seq: num(w[0]).expect("seq"),
                     usec: num(w[1]).expect("usec"),
                     pid: num(w[2]).expect("pid"),
-                    comm: w[3].to_owned(),
+                    comm: w[3].into(),
                     uid: num(w[4]),
                     total_vm_kb: num(w[5]),
                     anon_rss_kb: num(w[6]),
@@ -658,11 +658,11 @@ mod tests {
                     pgtables_kb: num(w[9]),
                     oom_score_adj: num(w[10]),
                     constraint: opt(w[11]),
-                    oom_memcg: opt(w[12]),
-                    task_memcg: opt(w[13]),
+                    oom_memcg: opt(w[12]).map(LogText::from),
+                    task_memcg: opt(w[13]).map(LogText::from),
                     global: w[14] == "global",
                     group_kill: w[14] == "member",
-                    trigger_comm: opt(w[15]),
+                    trigger_comm: opt(w[15]).map(LogText::from),
                     ..KmsgKill::default()
                 }
             })
@@ -698,7 +698,7 @@ mod tests {
                     let t: Vec<&str> = task.split(':').collect();
                     LoggedTask {
                         pid: t[0].parse().expect("tgid"),
-                        comm: t[1].to_owned(),
+                        comm: t[1].into(),
                         rss_bytes: t[2].parse::<u64>().expect("rss") * 4096,
                         oom_score_adj: t[3].parse().expect("oom_score_adj"),
                     }
@@ -1004,6 +1004,51 @@ mod tests {
             &line("Web Content"),
         ]));
         assert_eq!(kills[0].trigger_comm.as_deref(), Some("Web Content"));
+    }
+
+    /// Issue 16: a name with a byte that is not UTF-8 lost it in every line of the log but the
+    /// kill line's human view.
+    #[test]
+    fn names_keep_bytes_that_are_not_utf8_in_every_line() {
+        // /dev/kmsg escapes bytes below 0x20, from 0x7f and `\` as `\xNN`.
+        let name = r"\x1b[31mEV\xffIL";
+        let exact: &[u8] = b"\x1b[31mEV\xffIL";
+        let header = HEADER_142.replace("memhog", name);
+        let row = ROW_142.replace("memhog", name);
+        let summary = SUMMARY_142
+            .replace("=/plain", r"=/pl\xe9in")
+            .replace("task=memhog", &format!("task={name}"));
+        let killed = KILLED_142.replace("(memhog)", &format!("({name})"));
+        let kills = kills_in(&dump(&[
+            &header,
+            TASKS_HEADER_6_12,
+            &row,
+            &summary,
+            &killed,
+        ]));
+        assert_eq!(kills.len(), 1);
+        let k = &kills[0];
+        let cgroup: &[u8] = b"/pl\xe9in";
+        let cases: [(&str, Option<&LogText>, &[u8]); 5] = [
+            ("the kill line's comm", Some(&k.comm), exact),
+            ("the header's trigger", k.trigger_comm.as_ref(), exact),
+            ("the summary's oom_memcg", k.oom_memcg.as_ref(), cgroup),
+            ("the summary's task_memcg", k.task_memcg.as_ref(), cgroup),
+            (
+                "the task dump's comm",
+                k.tasks.first().map(|t| &t.comm),
+                exact,
+            ),
+        ];
+        for (what, text, bytes) in cases {
+            let text = text.unwrap_or_else(|| panic!("{what}: none"));
+            assert_eq!(text.raw(), Some(bytes), "{what}");
+            assert_eq!(text.as_str(), String::from_utf8_lossy(bytes), "{what}");
+        }
+        assert_eq!(
+            (k.tasks.len(), k.tasks[0].pid, k.tasks[0].rss_bytes),
+            (1, 142, 8322 * 4096)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use std::num::NonZeroU64;
 
 use super::lines::MAX_JOIN;
-use super::record::{parse_u64, unescape};
+use super::record::{LogText, parse_u64, unescape};
 
 /// The task dump counts memory in pages. 4 KiB is the page size of x86-64 and of most arm64
 /// kernels; these parsers use only std, which cannot ask the kernel, so a reader on a kernel
@@ -55,7 +55,7 @@ pub struct LoggedTask {
     /// The `tgid` column: the process, which is what a kill acts on.
     pub pid: u32,
     /// Unescaped; may hold spaces.
-    pub comm: String,
+    pub comm: LogText,
     /// The `rss` column, pages times the page size.
     pub rss_bytes: u64,
     pub oom_score_adj: i32,
@@ -93,7 +93,7 @@ const STATS_FOR: &str = "Memory cgroup stats for ";
 pub(super) fn parse_stats_header(message: &str) -> Option<StatsHeader> {
     let rest = message.strip_prefix(STATS_FOR)?;
     Some(if let Some(path) = rest.strip_suffix(':') {
-        StatsHeader::Path(unescape(path))
+        StatsHeader::Path(unescape(path).into_string())
     } else if rest.contains(": ") {
         StatsHeader::OneLine
     } else {

@@ -11,8 +11,8 @@ use std::{
 
 use crate::{
     kernel::cgroups::CgroupMode,
-    report::{Cgroup, OomContext, RawText, Report, SCHEMA, Trigger, Victim},
-    source::kmsg::{KillAssembler, KmsgKill},
+    report::{Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
+    source::kmsg::{KillAssembler, KmsgKill, LogText},
     time::{ClockPair, clock_ns},
 };
 
@@ -87,6 +87,10 @@ fn printk_clock() -> Result<ClockPair, String> {
 /// Turns a kill the kernel logged into a report. Only what the log says is filled.
 pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode) -> Report {
     let kib = |v: Option<u64>| v.map(|kb| kb << 10);
+    let (comm, comm_bytes) = kill.comm.clone().into_parts();
+    let (trigger_comm, trigger_comm_bytes) =
+        kill.trigger_comm.clone().map(LogText::into_parts).unzip();
+    let (path, path_bytes) = kill.task_memcg.clone().map(LogText::into_parts).unzip();
     Report {
         schema: SCHEMA,
         event: "oom_kill",
@@ -94,7 +98,8 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
         boot_ns: None,
         victim: Victim {
             pid: Some(kill.pid),
-            comm: Some(kill.comm.clone()),
+            comm: Some(comm),
+            comm_bytes,
             uid: kill.uid,
             oom_score_adj: kill.oom_score_adj,
             rss_anon_bytes: kib(kill.anon_rss_kb),
@@ -105,20 +110,21 @@ pub fn report_from_kill(kill: &KmsgKill, clock: &ClockPair, cgroups: CgroupMode)
             ..Victim::default()
         },
         trigger: Trigger {
-            comm: kill.trigger_comm.clone(),
+            comm: trigger_comm,
+            comm_bytes: trigger_comm_bytes.flatten(),
             ..Trigger::default()
         },
         cgroup: Cgroup {
             id: None,
-            mode: kill.task_memcg.as_ref().and_then(|_| cgroups.json_name()),
-            path: kill.task_memcg.clone(),
+            mode: path.as_ref().and_then(|_| cgroups.json_name()),
+            path,
+            path_bytes: path_bytes.flatten(),
         },
         container: None,
         oom: Some(oom_context(kill)),
         source: "kmsg",
         past: false,
         host: None,
-        raw: RawText::default(),
         facts: None,
     }
 }
@@ -304,6 +310,71 @@ mod tests {
         assert_eq!(oom.global, Some(true));
         assert_eq!(oom.memcg, None);
         assert_eq!(oom.constraint.as_deref(), Some("CONSTRAINT_NONE"));
+    }
+
+    /// Issue 16: the kernel log's names reached the report with U+FFFD and no bytes.
+    #[test]
+    fn a_logged_name_that_is_not_utf8_keeps_its_bytes_in_the_report() {
+        let name = r"\x1b[31mEV\xffIL";
+        let exact: &[u8] = b"\x1b[31mEV\xffIL";
+        let dump = [
+            format!("{name} invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"),
+            "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name".into(),
+            format!("[    142]     0   142     8469     8322     8160        0       162   110592        0             0 {name}"),
+            format!(r"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a\xfe,task_memcg=/a\xfe/b,task={name},pid=142,uid=0"),
+            format!("Memory cgroup out of memory: Killed process 142 ({name}) total-vm:33876kB, anon-rss:32640kB, file-rss:0kB, shmem-rss:648kB, UID:0 pgtables:108kB oom_score_adj:0"),
+        ];
+        let records: String = dump
+            .iter()
+            .enumerate()
+            .map(|(i, message)| format!("6,{},{},-;{message}\n", i + 1, (i + 1) * 10))
+            .collect();
+        let kills = kills_in(&records);
+        let clock = ClockPair {
+            realtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+            kernel_ns: 1_000_000_000,
+        };
+        let report = report_from_kill(&kills[0], &clock, CgroupMode::V2);
+        let oom = report.oom.as_ref().expect("the log's OOM context");
+        let tasks = oom.top_tasks.as_deref().expect("the task dump");
+        // The field, its string, its bytes, the bytes the log gave.
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a [u8]>, &'a [u8]);
+        let cases: [Case; 5] = [
+            (
+                "victim.comm",
+                report.victim.comm.as_deref(),
+                report.victim.comm_bytes.as_deref(),
+                exact,
+            ),
+            (
+                "trigger.comm",
+                report.trigger.comm.as_deref(),
+                report.trigger.comm_bytes.as_deref(),
+                exact,
+            ),
+            (
+                "cgroup.path",
+                report.cgroup.path.as_deref(),
+                report.cgroup.path_bytes.as_deref(),
+                b"/a\xfe/b",
+            ),
+            (
+                "oom.memcg",
+                oom.memcg.as_deref(),
+                oom.memcg_bytes.as_deref(),
+                b"/a\xfe",
+            ),
+            (
+                "oom.top_tasks[0].comm",
+                Some(tasks[0].comm.as_str()),
+                tasks[0].comm_bytes.as_deref(),
+                exact,
+            ),
+        ];
+        for (what, text, bytes, want) in cases {
+            assert_eq!(bytes, Some(want), "{what}");
+            assert_eq!(text, Some(String::from_utf8_lossy(want).as_ref()), "{what}");
+        }
     }
 
     /// The finding behind `Gaps`: an overrun was counted as one lost record, however many the

@@ -85,7 +85,8 @@ impl LogFollower {
     /// not get it), else what the invocation printed before marking it.
     pub fn context_for(&mut self, tid: u32, comm: Option<&str>) -> Option<KmsgKill> {
         // The log names the victim by thread id and thread name, as the tracepoint does.
-        let same = |kill: &KmsgKill| kill.pid == tid && comm.is_none_or(|c| c == kill.comm);
+        let same =
+            |kill: &KmsgKill| kill.pid == tid && comm.is_none_or(|c| c == kill.comm.as_str());
         if let Some(at) = self.completed.iter().rposition(|(_, k)| same(k)) {
             return self.completed.remove(at).map(|(_, kill)| kill);
         }

@@ -5,7 +5,7 @@
 //! A line may come cut short (the kernel prints some in `pr_cont()` pieces, and a reader may
 //! see only the first), so every parser keeps only the values that are provably whole.
 
-use super::record::{parse_u64, unescape};
+use super::record::{LogText, parse_u64, unescape};
 
 /// Longest text built out of pieces; bounds both joining and what a cut comm may grow to.
 pub(super) const MAX_JOIN: usize = 4096;
@@ -84,7 +84,7 @@ pub(super) struct KilledLine {
     /// None while the pid may be cut short.
     pub(super) pid: Option<u32>,
     /// None until `) total-vm:` ends it.
-    pub(super) comm: Option<String>,
+    pub(super) comm: Option<LogText>,
     /// Only values that are whole.
     pub(super) fields: KillFields,
     /// Ends where this kernel's layout ends.
@@ -328,8 +328,8 @@ fn parse_i32(text: &str) -> Option<i32> {
 pub(super) struct Summary {
     pub(super) constraint: Option<String>,
     pub(super) global: Option<bool>,
-    pub(super) oom_memcg: Option<String>,
-    pub(super) task_memcg: Option<String>,
+    pub(super) oom_memcg: Option<LogText>,
+    pub(super) task_memcg: Option<LogText>,
     pub(super) pid: Option<u32>,
     pub(super) uid: Option<u32>,
 }

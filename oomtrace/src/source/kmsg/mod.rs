@@ -48,5 +48,5 @@ pub mod record;
 pub use assembler::{KillAssembler, KmsgKill, fuzz_one, kills_in};
 pub use context::{DEFAULT_PAGE_SIZE, LoggedTask, MAX_TASKS, MemcgStat};
 pub use record::{
-    MalformedRecord, Record, RecordHeader, parse_record, parse_record_full, unescape,
+    LogText, MalformedRecord, Record, RecordHeader, parse_record, parse_record_full, unescape,
 };

@@ -133,9 +133,89 @@ fn header_number(text: Option<&str>, field: &'static str) -> Result<u64, Malform
     })
 }
 
-/// Undoes `/dev/kmsg`'s `\xNN` escaping. The kernel escapes `\` itself, so this is exact; bytes
-/// that are not UTF-8 become U+FFFD. A `\x` without two hex digits is kept as it is.
-pub fn unescape(text: &str) -> String {
+/// Text the kernel logged, unescaped: a string, and the exact bytes where they are not UTF-8.
+/// The names the log prints (comms, cgroup paths) are bytes to the kernel, not text: a process
+/// may name itself with any 15 bytes, and the string alone would keep only U+FFFD for those
+/// that are not UTF-8.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogText {
+    text: String,
+    /// `None` when `text` is exact.
+    bytes: Option<Vec<u8>>,
+}
+
+impl LogText {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => LogText { text, bytes: None },
+            Err(err) => {
+                let bytes = err.into_bytes();
+                LogText {
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    bytes: Some(bytes),
+                }
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The exact bytes, only when they are not UTF-8 (otherwise the string is exact).
+    pub fn raw(&self) -> Option<&[u8]> {
+        self.bytes.as_deref()
+    }
+
+    /// The string (U+FFFD for what is not UTF-8) and, only when something was replaced, the
+    /// exact bytes.
+    pub fn into_parts(self) -> (String, Option<Vec<u8>>) {
+        (self.text, self.bytes)
+    }
+
+    pub fn into_string(self) -> String {
+        self.text
+    }
+}
+
+impl std::ops::Deref for LogText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<&str> for LogText {
+    fn from(text: &str) -> Self {
+        LogText {
+            text: text.to_owned(),
+            bytes: None,
+        }
+    }
+}
+
+impl From<String> for LogText {
+    fn from(text: String) -> Self {
+        LogText { text, bytes: None }
+    }
+}
+
+impl PartialEq<str> for LogText {
+    fn eq(&self, other: &str) -> bool {
+        self.bytes.is_none() && self.text == other
+    }
+}
+
+impl PartialEq<&str> for LogText {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+/// Undoes `/dev/kmsg`'s `\xNN` escaping. The kernel escapes `\` itself, so this is exact,
+/// bytes that are not UTF-8 included. A `\x` without two hex digits is kept as it is.
+pub fn unescape(text: &str) -> LogText {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -156,7 +236,7 @@ pub fn unescape(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    LogText::from_bytes(out)
 }
 
 /// A plain decimal number: no sign, no spaces, no `+`, which `str::parse` would accept.
@@ -286,7 +366,28 @@ mod tests {
         assert_eq!(unescape(r"ends with \x"), r"ends with \x");
         assert_eq!(unescape(r"\x4"), r"\x4");
         assert_eq!(unescape(r"\xzz"), r"\xzz");
-        assert_eq!(unescape(r"\xff"), "\u{fffd}");
         assert_eq!(unescape(r"\xc3\xa9"), "é");
+    }
+
+    /// Issue 16: a byte that is not UTF-8 came out as U+FFFD, and the name was lost.
+    #[test]
+    fn unescaping_keeps_bytes_that_are_not_utf8() {
+        let cases: [(&str, &str, Option<&[u8]>); 5] = [
+            (r"\xff", "\u{fffd}", Some(b"\xff")),
+            (
+                r"\x1b[31mEV\xffIL",
+                "\x1b[31mEV\u{fffd}IL",
+                Some(b"\x1b[31mEV\xffIL"),
+            ),
+            (r"a\xc3", "a\u{fffd}", Some(b"a\xc3")),
+            (r"\xc3\xa9\x1b", "é\x1b", None),
+            (r"plain", "plain", None),
+        ];
+        for (escaped, text, raw) in cases {
+            let got = unescape(escaped);
+            assert_eq!((got.as_str(), got.raw()), (text, raw), "{escaped}");
+            // Text that is not exact never equals a string, U+FFFD or not.
+            assert_eq!(got == text, raw.is_none(), "{escaped}");
+        }
     }
 }
