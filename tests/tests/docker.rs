@@ -310,7 +310,8 @@ fn restart_loop_is_told_from_facts() {
         .rfind(|l| l.contains(&format!("container {name} exited {KILLED}")))
         .expect("the last exit line");
     assert!(
-        last_exit.contains("(Docker: OOMKilled=true)") && last_exit.ends_with("3 restarts so far"),
+        last_exit.contains("(Docker: OOMKilled=true)")
+            && last_exit.ends_with("Docker stopped restarting it: on-failure:3 used all 3 retries"),
         "{last_exit}"
     );
     let restarting = lines

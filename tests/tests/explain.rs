@@ -221,7 +221,8 @@ fn explain_a_restart_loop() {
     assert_eq!(told.code, Some(0), "stderr: {}", told.stderr);
     let mut parts = vec![
         "Exited 137, OOMKilled=true.".to_owned(),
-        "Restart policy on-failure (at most 3 retries); 3 restarts so far.".into(),
+        // Docker's own state: not restarting, with every retry of on-failure:3 made.
+        "Docker stopped restarting it: on-failure:3 used all 3 retries.".into(),
         "Memory limit 32.0 MiB.".into(),
         "What the kernel did: 4 OOM kills".into(),
         "The container's own memory limit was hit: 32.0 MiB".into(),
