@@ -226,6 +226,59 @@ mod tests {
         assert!(kills[3].container.is_none());
     }
 
+    /// A journal the version before identities wrote (03b6e59), as it wrote it: two watches
+    /// on it, each appending every kill (their kernel programs' `boot_ns` 50 us apart) and
+    /// every exit; then a `--since 1h` watch appending every kill it replayed, the kills only
+    /// the kernel log told (`boot_ns` null) and the `--rm` container's without its name.
+    /// 43 lines for 23 kills and 4 exits.
+    const OLD_JOURNAL: &[u8] =
+        include_bytes!("../../tests/fixtures/journal-03b6e59-two-watches-and-a-replay.jsonl");
+
+    #[test]
+    fn a_journal_older_versions_wrote_twice_is_each_kill_and_exit_once() {
+        let mut entries = journal::Entries::default();
+        journal::parse_into(OLD_JOURNAL, &mut entries, &mut Default::default());
+        assert_eq!((entries.kills.len(), entries.exits.len()), (35, 8));
+        let kills = merge(entries.kills, Vec::new(), &Host::default());
+        let exits = identity::dedupe_exits(entries.exits);
+        assert_eq!(
+            kills.len(),
+            23,
+            "4 seen by the watches, 19 by the kernel log alone"
+        );
+        assert!(kills.iter().all(|k| !k.past), "a record is not a replay");
+        let named = |name: &str| -> Vec<u32> {
+            kills
+                .iter()
+                .filter(|k| k.container.as_ref().and_then(|c| c.name.as_deref()) == Some(name))
+                .filter_map(|k| k.victim.tid)
+                .collect()
+        };
+        assert_eq!(
+            named("nt-loop"),
+            [20301, 20456],
+            "a restart loop's two kills"
+        );
+        assert_eq!(
+            named("nt-rm"),
+            [20394],
+            "the removed container keeps its name"
+        );
+        assert_eq!(named("nt-seed0"), [20619]);
+        let seed0 = kills.iter().find(|k| k.victim.tid == Some(20619)).unwrap();
+        assert_eq!(seed0.victim.is_container_main, Some(false));
+        let exits_of = |name: &str| {
+            exits
+                .iter()
+                .filter(|e| e.container.name.as_deref() == Some(name))
+                .count()
+        };
+        assert_eq!(
+            (exits_of("nt-loop"), exits_of("nt-rm"), exits_of("nt-seed0")),
+            (2, 1, 1)
+        );
+    }
+
     #[test]
     fn the_same_pid_far_apart_is_two_kills() {
         let kills = merge(
