@@ -67,6 +67,21 @@ pub fn oomtrace(args: &[&str]) -> Ran {
     }
 }
 
+/// `history --json ARGS`, which must succeed: its events of `event` (`oom_kill`,
+/// `container_exit`) about the container `id`, and the run itself.
+pub fn history_of(args: &[&str], event: &str, id: &str) -> (Vec<Value>, Ran) {
+    let mut all = vec!["history", "--json"];
+    all.extend(args);
+    let ran = oomtrace(&all);
+    assert_eq!(ran.code, Some(0), "history failed: {}", ran.stderr);
+    let events = ran
+        .objects()
+        .into_iter()
+        .filter(|r| r["event"] == event && crate::docker::about(r, id))
+        .collect();
+    (events, ran)
+}
+
 /// A journal path in a scratch directory of its own.
 pub fn journal_in(dir: &TempDir) -> (PathBuf, String) {
     let path = dir.path().join("journal.jsonl");

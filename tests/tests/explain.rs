@@ -13,7 +13,7 @@ use oomtrace_tests::{
     TempDir, Tracer,
     docker::*,
     field,
-    record::{Ran, journal_in, oomtrace},
+    record::{history_of, journal_in, oomtrace},
     serial, wait_out_oom_log_ratelimit,
 };
 use serde_json::Value;
@@ -37,20 +37,6 @@ fn remove_journal(path: &Path) {
     let mut rotated = path.as_os_str().to_owned();
     rotated.push(".1");
     let _ = std::fs::remove_file(rotated);
-}
-
-/// `history --json ARGS`: the kills about the container `id`.
-fn history_about(args: &[&str], id: &str) -> (Vec<Value>, Ran) {
-    let mut all = vec!["history", "--json"];
-    all.extend(args);
-    let ran = oomtrace(&all);
-    assert_eq!(ran.code, Some(0), "history failed: {}", ran.stderr);
-    let kills = ran
-        .objects()
-        .into_iter()
-        .filter(|r| r["event"] == "oom_kill" && about(r, id))
-        .collect();
-    (kills, ran)
 }
 
 fn pids(reports: &[Value]) -> BTreeSet<u64> {
@@ -107,7 +93,7 @@ fn a_burst_in_a_removed_container_keeps_every_name() {
     );
     docker(&["rm", &name]);
 
-    let (kills, _) = history_about(&["--journal", &journal], &id);
+    let (kills, _) = history_of(&["--journal", &journal], "oom_kill", &id);
     assert_eq!(
         pids(&kills),
         pids(&seen),
@@ -284,7 +270,7 @@ fn without_the_journal_the_kernel_log_tells_what_it_can() {
     tracer.stop().assert_success();
     remove_journal(&path);
 
-    let (kills, ran) = history_about(&["--journal", &journal], &id);
+    let (kills, ran) = history_of(&["--journal", &journal], "oom_kill", &id);
     assert_eq!(pids(&kills), BTreeSet::from([pid]), "{}", ran.stdout);
     assert!(
         ran.stderr

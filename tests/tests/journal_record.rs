@@ -12,7 +12,7 @@ use oomtrace_tests::{
     TempDir, Tracer,
     docker::*,
     field,
-    record::{journal_in, journal_lines, oomtrace},
+    record::{history_of, journal_in, journal_lines, oomtrace},
     serial,
 };
 use serde_json::Value;
@@ -28,14 +28,7 @@ fn journaled(lines: &[Value], event: &str, id: &str) -> Vec<Value> {
 
 /// `history --json ARGS`: its events of `event` about the container `id`.
 fn history(args: &[&str], event: &str, id: &str) -> Vec<Value> {
-    let mut all = vec!["history", "--json"];
-    all.extend(args);
-    let ran = oomtrace(&all);
-    assert_eq!(ran.code, Some(0), "history failed: {}", ran.stderr);
-    ran.objects()
-        .into_iter()
-        .filter(|l| l["event"] == event && about(l, id))
-        .collect()
+    history_of(args, event, id).0
 }
 
 /// Two watches at once on one journal, as the service's and a person's run during an incident;

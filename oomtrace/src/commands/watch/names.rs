@@ -38,7 +38,7 @@ impl NameCheck {
                 let mut known = names_in(cache);
                 known.extend(self.replayed.iter().flatten().cloned());
                 let sources = if self.replayed.is_some() {
-                    "Docker, the journal or the kernel log knows"
+                    "Docker knows, nor any the journal and the kernel log name since --since"
                 } else {
                     "Docker knows"
                 };
