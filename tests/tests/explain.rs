@@ -213,7 +213,7 @@ fn explain_a_restart_loop() {
         "What the kernel did: 4 OOM kills".into(),
         "The container's own memory limit was hit: 32.0 MiB".into(),
         "The OOM killer killed the container's main process, its PID 1: dd (4 kills).".into(),
-        "it has made every retry the policy allows and left the container stopped".into(),
+        "Docker restarted the container 3 times, then stopped restarting it: on-failure:3 used all 3 retries".into(),
         "Raise the memory limit above the peak seen (peak usage".into(),
     ];
     for pid in pids(&seen) {
