@@ -198,7 +198,9 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         .collect();
     if !exec.is_empty() {
         meaning.push(format!(
-            "{} entered the container from outside, as docker exec does: not a process the container's own processes started.",
+            "{} {} entered the container from outside, as docker exec does: not one the container's own processes started.",
+            // Begins with a word of ours: a sentence capitalised would change a process's name.
+            if names(&exec).len() > 1 { "The processes" } else { "The process" },
             victims(&exec, show)
         ));
     }

@@ -198,7 +198,8 @@ fn the_story_follows_from_the_facts() {
                 "What the kernel did: 1 OOM kill\n  04:47:30  dd (pid 4242)  not the main process, entered from outside (docker exec)  rss 63.0 MiB\n",
                 "The container's own memory limit was hit: 64.0 MiB",
                 "Exit code 0 and OOMKilled=true hold at once: the OOM killer killed dd (pid 4242), not the container's main process; the main process (sh) went on and exited 0 by itself.",
-                "entered the container from outside, as docker exec does",
+                // The name as the kernel gave it, never capitalised.
+                "The process dd (pid 4242) entered the container from outside, as docker exec does",
                 "The service itself is not what gets killed: dd (pid 4242) is.",
                 "since the exit code stays 0",
             ],
