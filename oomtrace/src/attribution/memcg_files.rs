@@ -11,7 +11,7 @@ use std::{
 use crate::{
     attribution::oom::TOP_TASKS,
     kernel::cgroups::{CgroupMode, cgroup_dir},
-    report::{MemcgStat, TopTask},
+    report::{MemcgStat, TopTask, kernel_text},
 };
 
 /// Processes looked at, at most: a cgroup of thousands is still read in milliseconds.
@@ -98,14 +98,9 @@ fn biggest_processes(dir: &Path) -> Option<Vec<TopTask>> {
     let mut tasks: Vec<TopTask> = pids
         .into_iter()
         .filter_map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let (comm, rss_bytes) = name_and_rss(&status)?;
-            (rss_bytes > 0).then_some(TopTask {
-                pid,
-                comm,
-                comm_bytes: None,
-                rss_bytes,
-            })
+            let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+            let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+            task(pid, &status, &comm)
         })
         .collect();
     tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
@@ -139,19 +134,34 @@ fn collect_pids(dir: &Path, depth: usize, pids: &mut Vec<u32>) {
     }
 }
 
-/// `Name` and `VmRSS` (kB) from `/proc/<pid>/status`.
-pub fn name_and_rss(status: &str) -> Option<(String, u64)> {
+/// A process with memory of its own, from its `status` and `comm` files as bytes: a name that
+/// is not UTF-8 must not drop its process from the list, and `comm` holds the name's exact
+/// bytes where `status` escapes some of them.
+fn task(pid: u32, status: &[u8], comm: &[u8]) -> Option<TopTask> {
+    let rss_bytes = vm_rss(&String::from_utf8_lossy(status))?;
+    let (comm, comm_bytes) = kernel_text(comm.strip_suffix(b"\n").unwrap_or(comm));
+    (rss_bytes > 0).then_some(TopTask {
+        pid,
+        comm,
+        comm_bytes,
+        rss_bytes,
+    })
+}
+
+/// `VmRSS` in bytes from `/proc/<pid>/status`: 0 for a process without memory of its own (a
+/// kernel thread), `None` for what is not a status file.
+pub fn vm_rss(status: &str) -> Option<u64> {
     let field = |key: &str| {
         status
             .lines()
             .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
             .map(str::trim)
     };
-    let name = field("Name")?.to_owned();
+    field("Name")?;
     let rss_kb: u64 = field("VmRSS")
         .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    Some((name, rss_kb << 10))
+    Some(rss_kb << 10)
 }
 
 #[cfg(test)]
@@ -181,14 +191,27 @@ mod tests {
     }
 
     #[test]
-    fn reads_name_and_rss_from_status() {
+    fn reads_rss_from_status() {
         let status = "Name:\tpython3\nState:\tS (sleeping)\nVmRSS:\t   31744 kB\n";
-        assert_eq!(name_and_rss(status), Some(("python3".into(), 31744 << 10)));
+        assert_eq!(vm_rss(status), Some(31744 << 10));
+        assert_eq!(vm_rss("Name:\tkthreadd\n"), Some(0));
+        assert_eq!(vm_rss("garbage"), None);
+    }
+
+    #[test]
+    fn a_process_whose_name_is_not_utf8_is_listed_with_its_bytes() {
+        let status = b"Name:\tEV\xffIL\nVmRSS:\t   2048 kB\n";
+        let listed = task(7, status, b"EV\xffIL\n").expect("listed");
+        assert_eq!(listed.comm, "EV\u{fffd}IL");
+        assert_eq!(listed.comm_bytes.as_deref(), Some(&b"EV\xffIL"[..]));
+        assert_eq!(listed.rss_bytes, 2048 << 10);
+        let plain = task(8, b"Name:\tsh\nVmRSS:\t4 kB\n", b"sh\n").expect("listed");
+        assert_eq!((plain.comm.as_str(), plain.comm_bytes), ("sh", None));
         assert_eq!(
-            name_and_rss("Name:\tkthreadd\n"),
-            Some(("kthreadd".into(), 0))
+            task(9, b"Name:\tkthreadd\n", b"kthreadd\n"),
+            None,
+            "no memory"
         );
-        assert_eq!(name_and_rss("garbage"), None);
     }
 
     #[test]
