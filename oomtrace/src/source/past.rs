@@ -120,7 +120,11 @@ fn complete_from_log(journal: &mut Report, log: &Report) {
         return;
     };
     oom.constraint = oom.constraint.take().or(logged.constraint.clone());
-    oom.memcg = oom.memcg.take().or(logged.memcg.clone());
+    if oom.memcg.is_none() {
+        // The name and its exact bytes come together, or not at all.
+        oom.memcg = logged.memcg.clone();
+        oom.memcg_bytes = logged.memcg_bytes.clone();
+    }
     oom.memcg_limit_bytes = oom.memcg_limit_bytes.or(logged.memcg_limit_bytes);
     oom.memcg_usage_bytes = oom.memcg_usage_bytes.or(logged.memcg_usage_bytes);
     oom.memcg_stat = oom.memcg_stat.take().or(logged.memcg_stat.clone());
@@ -277,6 +281,16 @@ mod tests {
             (exits_of("nt-loop"), exits_of("nt-rm"), exits_of("nt-seed0")),
             (2, 1, 1)
         );
+    }
+
+    #[test]
+    fn the_log_s_limited_cgroup_comes_with_its_exact_bytes() {
+        let mut log = logged(100, 10, Some("/a\u{fffd}b"));
+        log.oom.as_mut().unwrap().memcg_bytes = Some(b"/a\xffb".to_vec());
+        let kills = merge(vec![journaled(100, 10)], vec![log], &Host::default());
+        let oom = kills[0].oom.as_ref().unwrap();
+        assert_eq!(oom.memcg.as_deref(), Some("/a\u{fffd}b"));
+        assert_eq!(oom.memcg_bytes.as_deref(), Some(&b"/a\xffb"[..]));
     }
 
     #[test]
