@@ -3,7 +3,10 @@
 //! it is away, and a value that matches no container any of them knows. Neither stops the
 //! watch; the filter keeps applying as documented.
 
-use crate::attribution::docker::{Cache, Status};
+use crate::{
+    attribution::docker::{Cache, Status},
+    output::filter::names_container,
+};
 
 /// What has been said, so each warning is given once.
 #[derive(Debug, Default)]
@@ -69,9 +72,9 @@ fn unknown_to<'a>(known: &[(String, Option<String>)], wanted: &'a [String]) -> V
         .iter()
         .map(|value| value.trim_start_matches('/'))
         .filter(|value| {
-            !known.iter().any(|(id, name)| {
-                name.as_deref() == Some(*value) || (!value.is_empty() && id.starts_with(value))
-            })
+            !known
+                .iter()
+                .any(|(id, name)| names_container(value, id, name.as_deref()))
         })
         .collect()
 }
