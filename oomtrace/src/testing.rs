@@ -127,3 +127,31 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether `test` may load eBPF programs here: as root it may. Otherwise it says so and returns
+/// false, and the caller returns at once; under `CI=true` it fails instead, as the end-to-end
+/// tests' `privileged` does, since CI runs as root and a skip there hides a broken machine.
+/// The skip is recorded where `cargo xtask test` counts skips, so it is not counted as passed.
+pub fn may_load_bpf(test: &str) -> bool {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} cannot run here (it needs root to load eBPF), and CI must run it"
+    );
+    eprintln!("skipped {test}: it needs root to load eBPF");
+    if let Some(path) = std::env::var_os("OOMTRACE_TEST_SKIPS") {
+        use std::io::Write as _;
+        // One short line in one O_APPEND write, as the end-to-end tests record theirs.
+        let line = format!("skipped\t{test}\tit needs root to load eBPF\n");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot record the skip of {test}: {e}"));
+    }
+    false
+}

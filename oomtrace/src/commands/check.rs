@@ -224,3 +224,65 @@ fn ask_docker(socket: &Path) -> Result<String, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{cli::Cli, testing::may_load_bpf};
+
+    const TEST: &str = "commands::check::tests::check_closes_every_descriptor_it_opens";
+    /// Set in the process the test runs itself in.
+    const ALONE: &str = "OOMTRACE_TEST_FDS_ALONE";
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// check attaches twice, the forced mode and plain oomtrace's, and detaches: a descriptor
+    /// left open would hold a program attached, or its maps, for as long as the process runs.
+    #[test]
+    fn check_closes_every_descriptor_it_opens() {
+        if !may_load_bpf("check_closes_every_descriptor_it_opens") {
+            return;
+        }
+        if std::env::var_os(ALONE).is_some() {
+            // --no-enrich: Docker is not this test's business.
+            let cli =
+                Cli::try_parse_from(["oomtrace", "check", "--no-enrich", "--attach", "raw_tp"])
+                    .unwrap();
+            let before = open_fds();
+            let mut out = String::new();
+            describe(&cli.args, &mut out);
+            let after = open_fds();
+            assert!(out.contains("--attach raw_tp works here"), "{out}");
+            assert!(out.contains("plain oomtrace here: "), "{out}");
+            assert_eq!(
+                after, before,
+                "descriptors open before and after check:\n{out}"
+            );
+            println!("{before} descriptors open before check and after");
+            return;
+        }
+        // The other tests of this binary open files on other threads: the count is only
+        // meaningful in a process that runs this test alone.
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--test-threads=1", "--nocapture"])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{text}");
+        assert!(
+            text.contains("descriptors open before check and after"),
+            "{text}"
+        );
+    }
+}
