@@ -315,7 +315,7 @@ fn attach(
         name,
         attach_btf_id: attach_btf_id.unwrap_or(0),
     })
-    .map_err(|err| err.describe())?;
+    .map_err(|err| err.to_string())?;
     let link = match mode {
         AttachMode::TpBtf => sys::raw_tracepoint_open(None, program.as_raw_fd()),
         AttachMode::RawTp => sys::raw_tracepoint_open(Some(tracepoint.name), program.as_raw_fd()),

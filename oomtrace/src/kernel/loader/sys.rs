@@ -19,8 +19,11 @@ const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
-/// The verifier log kept when a program is refused.
+/// The verifier log first asked for when a program is refused.
 const LOG_BYTES: usize = 1 << 20;
+/// The largest log asked for, grown fourfold from [`LOG_BYTES`] while the kernel says it
+/// is too small: kernels before 5.2 refuse a `log_size` over `u32::MAX >> 8`, as aya knows.
+const LOG_BYTES_MAX: usize = (u32::MAX >> 8) as usize;
 
 fn bpf<T>(cmd: u32, attr: &mut T) -> std::io::Result<i64> {
     // SAFETY: `attr` is a repr(C) bpf_attr prefix of the size passed; the kernel reads
@@ -158,27 +161,65 @@ struct ProgLoadAttr {
     attach_btf_id: u32,
 }
 
-/// A refused load: the error, and the verifier's log if it gave one.
+/// A refused load: the kernel's error, and the verifier's log if it gave one.
+#[derive(Debug)]
 pub struct LoadFailure {
-    error: std::io::Error,
-    log: String,
+    pub error: std::io::Error,
+    /// The verifier's log, empty when it wrote none (or was not asked, after EPERM).
+    pub log: String,
+    /// The log filled [`LOG_BYTES_MAX`]: before Linux 6.4 the kernel keeps the start of the
+    /// log, so its end, where the verifier says why it refused, is what is missing.
+    pub log_cut: bool,
 }
 
-impl LoadFailure {
-    /// One sentence for the common failures; the verifier's log in full for a rejection.
-    pub fn describe(&self) -> String {
-        if self.log.trim().is_empty() {
-            format!(
+/// How many of the log's last lines an error shows: the verifier's reason is at the end, and
+/// a log of megabytes does not belong in one message.
+const LOG_TAIL_LINES: usize = 40;
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = self.log.trim_end();
+        if self.error.raw_os_error() == Some(libc::EPERM) {
+            return write!(
+                f,
+                "the kernel refused to load it ({}): loading eBPF needs CAP_BPF and CAP_PERFMON, and no lockdown or security module forbidding it",
+                self.error
+            );
+        }
+        if log.trim().is_empty() {
+            return write!(
+                f,
                 "the kernel refused to load it ({}) and gave no verifier log",
                 self.error
-            )
-        } else {
-            format!(
-                "the verifier rejected it ({}):\n{}",
-                self.error,
-                self.log.trim_end()
-            )
+            );
         }
+        write!(f, "the verifier rejected it ({})", self.error)?;
+        if self.log_cut {
+            write!(
+                f,
+                " and its log outgrew {} MiB, so its end may be missing",
+                LOG_BYTES_MAX >> 20
+            )?;
+        }
+        let lines: Vec<&str> = log.lines().collect();
+        let skipped = lines.len().saturating_sub(LOG_TAIL_LINES);
+        f.write_str(":")?;
+        if skipped > 0 {
+            write!(
+                f,
+                "\n[{skipped} earlier lines of the verifier's log left out]"
+            )?;
+        }
+        for line in &lines[skipped..] {
+            write!(f, "\n{line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -214,19 +255,42 @@ pub fn prog_load(p: &ProgLoad<'_>) -> Result<OwnedFd, LoadFailure> {
     };
     // Without a log first: the verifier is faster when it writes none, and the program
     // loads on every kernel oomtrace supports. Refused, it is loaded again for the log.
-    attempt(&mut []).or_else(|error| {
-        let mut log = vec![0u8; LOG_BYTES];
+    let error = match attempt(&mut []) {
+        Ok(fd) => return Ok(fd),
+        Err(error) => error,
+    };
+    // EPERM is a matter of privilege, decided before the verifier runs: it writes no log,
+    // and asking again cannot change the answer.
+    if error.raw_os_error() == Some(libc::EPERM) {
+        return Err(LoadFailure {
+            error,
+            log: String::new(),
+            log_cut: false,
+        });
+    }
+    let mut log = vec![0u8; LOG_BYTES];
+    loop {
         match attempt(&mut log) {
-            Ok(fd) => Ok(fd),
-            Err(_) => {
+            Ok(fd) => return Ok(fd),
+            // ENOSPC: the log did not fit. The kernel says so whatever else went wrong, so
+            // `error`, from the load without a log, stays the one reported.
+            Err(again)
+                if again.raw_os_error() == Some(libc::ENOSPC) && log.len() < LOG_BYTES_MAX =>
+            {
+                let grown = (log.len() * 4).min(LOG_BYTES_MAX);
+                log = vec![0u8; grown];
+            }
+            Err(again) => {
+                let log_cut = again.raw_os_error() == Some(libc::ENOSPC);
                 let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                Err(LoadFailure {
+                return Err(LoadFailure {
                     error,
                     log: String::from_utf8_lossy(&log[..len]).into_owned(),
-                })
+                    log_cut,
+                });
             }
         }
-    })
+    }
 }
 
 #[repr(C)]
