@@ -6,8 +6,6 @@ pub const PROG_TYPE_TRACEPOINT: u32 = 5;
 pub const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 pub const PROG_TYPE_TRACING: u32 = 26;
 pub const TRACE_RAW_TP: u32 = 23;
-pub const MAP_TYPE_ARRAY: u32 = 2;
-pub const F_RDONLY_PROG: u32 = 1 << 7;
 
 const MAP_CREATE: u32 = 0;
 const MAP_UPDATE_ELEM: u32 = 2;
@@ -20,7 +18,7 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 /// The verifier log first asked for when a program is refused.
-const LOG_BYTES: usize = 1 << 20;
+pub const LOG_BYTES: usize = 1 << 20;
 /// The largest log asked for, grown fourfold from [`LOG_BYTES`] while the kernel says it
 /// is too small: kernels before 5.2 refuse a `log_size` over `u32::MAX >> 8`, as aya knows.
 const LOG_BYTES_MAX: usize = (u32::MAX >> 8) as usize;
@@ -175,6 +173,14 @@ pub struct LoadFailure {
 /// How many of the log's last lines an error shows: the verifier's reason is at the end, and
 /// a log of megabytes does not belong in one message.
 const LOG_TAIL_LINES: usize = 40;
+
+impl LoadFailure {
+    /// The verifier's last line, where it says why it refused.
+    #[cfg(test)]
+    pub fn last_line(&self) -> Option<&str> {
+        self.log.lines().rev().find(|l| !l.trim().is_empty())
+    }
+}
 
 impl std::fmt::Display for LoadFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
