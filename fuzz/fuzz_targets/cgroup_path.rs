@@ -4,7 +4,7 @@
 //! made below a container's belongs to it, and an outer container never hides an inner one.
 #![no_main]
 
-use oomtrace_fuzz::attribution::cgroup_path::{ContainerRef, QosClass, Runtime, attribute};
+use oomtrace_core::attribution::cgroup_path::{ContainerRef, QosClass, Runtime, attribute};
 
 /// An outer Docker container to nest the input in.
 const OUTER_ID: &str = "28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604";

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    oomtrace_fuzz::kmsg::fuzz_one(data);
+    oomtrace_core::testing::kmsg::fuzz_one(data);
 });

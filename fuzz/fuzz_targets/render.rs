@@ -7,9 +7,11 @@
 use std::time::SystemTime;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
-use oomtrace_fuzz::{
+use oomtrace_core::{
     output::{escape, human::HumanView, json},
     report::{ContainerExit, Report},
+};
+use oomtrace_fuzz::{
     reports,
     unescape::{acts_on_terminal, unescape},
 };

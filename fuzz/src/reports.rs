@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use jiff::tz::{Offset, TimeZone};
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 
-use crate::report::{
+use oomtrace_core::report::{
     Cgroup, Container, ContainerExit, Host, KNOWN_WORDS, KillSummary, MemcgStat, OomContext, Pod, Report,
     TopTask, Trigger, Victim, kernel_text,
 };

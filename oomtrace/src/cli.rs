@@ -6,7 +6,16 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::{kernel::loader::AttachMode, time::Since};
+use oomtrace_core::kernel::attach_mode::AttachMode;
+use oomtrace_core::time::Since;
+
+/// `--attach`'s values, each with what it reads.
+fn attach_modes() -> impl clap::builder::TypedValueParser<Value = AttachMode> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    let values = AttachMode::ALL.map(|mode| PossibleValue::new(mode.name()).help(mode.reads()));
+    PossibleValuesParser::new(values)
+        .map(|name| AttachMode::from_name(&name).expect("clap accepts only the modes' names"))
+}
 
 const AFTER_HELP: &str = "\
 Filters (--container, --pid, --comm) show only matching kills; kinds are ANDed, values of one
@@ -94,7 +103,7 @@ pub struct Args {
     pub backend: Option<Backend>,
 
     /// Use only this attach mode instead of the richest that works.
-    #[arg(long, short = 'a', value_enum, value_name = "MODE", global = true)]
+    #[arg(long, short = 'a', value_parser = attach_modes(), value_name = "MODE", global = true)]
     pub attach: Option<AttachMode>,
 
     /// In tracepoint mode, read only the thread id, as on kernels before 6.9 [default: auto].

@@ -12,14 +12,9 @@
 pub mod attribution;
 pub mod cli;
 pub mod commands;
-pub mod identity;
 pub mod kernel;
 pub mod output;
-pub mod report;
 pub mod source;
-pub mod time;
 
 #[cfg(test)]
 mod readme_tests;
-#[cfg(test)]
-mod testing;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::report::{
+use oomtrace_core::report::{
     Container, ContainerExit, KillSummary, MemcgStat, OomContext, Pod, Report, TopTask,
 };
 
@@ -21,7 +21,7 @@ const DOCUMENTED_WHOLE: [&str; 4] = [
 
 /// A report with every object present, so every key is written.
 fn full_report() -> Report {
-    let mut report = crate::testing::report();
+    let mut report = oomtrace_core::testing::report();
     report.container = Some(Container {
         runtime: "docker",
         id: "4f2c".repeat(16),

@@ -1,11 +1,9 @@
 //! From cgroup to container: attributes a report to the container that owns its cgroup, then
 //! adds what the runtime's cache knows. Reads the cache only; never waits on a runtime.
 
-use crate::{
-    attribution::{
-        cgroup_path::{self as container, ContainerRef, QosClass},
-        docker::{Cache, ContainerMeta},
-    },
+use crate::attribution::docker::{Cache, ContainerMeta};
+use oomtrace_core::{
+    attribution::cgroup_path::{self as container, ContainerRef, QosClass},
     output::human::INIT_SHIMS,
     report::{Container, Pod, Report, Victim},
 };
@@ -178,7 +176,7 @@ mod tests {
     const ID: &str = "6a3ad1b3b2a5f0e9d7c4b1a8f5e2d9c6b3a0f7e4d1c8b5a2f9e6d3c0b7a4f1e8";
 
     fn report_in(path: &str, pid: u32, ns_pid: u32) -> Report {
-        let mut report = crate::testing::report();
+        let mut report = oomtrace_core::testing::report();
         report.cgroup.path = Some(path.to_owned());
         report.victim.pid = Some(pid);
         report.victim.ns_pid = Some(ns_pid);

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
+use oomtrace_core::{
     attribution::oom::TOP_TASKS,
     kernel::cgroups::{CgroupMode, cgroup_dir},
     report::{MemcgStat, TopTask, kernel_text},

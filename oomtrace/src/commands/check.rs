@@ -232,7 +232,9 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::{cli::Cli, testing::may_load_bpf};
+    use oomtrace_core::testing::skips;
+
+    use crate::cli::Cli;
 
     const TEST: &str = "commands::check::tests::check_closes_every_descriptor_it_opens";
     /// Set in the process the test runs itself in.
@@ -246,7 +248,10 @@ mod tests {
     /// left open would hold a program attached, or its maps, for as long as the process runs.
     #[test]
     fn check_closes_every_descriptor_it_opens() {
-        if !may_load_bpf("check_closes_every_descriptor_it_opens") {
+        if !skips::as_root(
+            "check_closes_every_descriptor_it_opens",
+            "it needs root to load eBPF",
+        ) {
             return;
         }
         if std::env::var_os(ALONE).is_some() {

@@ -6,12 +6,17 @@
 use std::{io::Write as _, process::ExitCode, time::SystemTime};
 
 use crate::{
-    attribution::{cgroup_path, docker, enrich},
+    attribution::{docker, enrich},
     cli::Args,
     commands::{
         explain::{Listing, list_docker},
         watch::journal_path,
     },
+    source::past,
+};
+use oomtrace_core::{
+    attribution::cgroup_path,
+    journal::State as JournalState,
     output::{
         escape::visible,
         filter::{Filter, names_container},
@@ -19,7 +24,6 @@ use crate::{
         json,
     },
     report::{Container, ContainerExit, KillSummary, Report},
-    source::{journal, past},
 };
 
 pub fn run(args: &Args) -> ExitCode {
@@ -113,7 +117,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     crate::say!(
         "{shown} OOM kill{} in {}{filtered}",
-        crate::output::human::plural(shown as u64),
+        oomtrace_core::output::human::plural(shown as u64),
         read.sources()
     );
     ExitCode::SUCCESS
@@ -164,7 +168,7 @@ fn in_order<'a>(kills: &'a [Report], exits: &'a [ContainerExit]) -> Vec<Event<'a
 
 /// Which sources history could read.
 struct Read<'a> {
-    journal: &'a journal::State,
+    journal: &'a JournalState,
     kernel_log: bool,
 }
 
@@ -203,10 +207,10 @@ impl Read<'_> {
             return None;
         }
         let why = match self.journal {
-            journal::State::NotRead => {
+            JournalState::NotRead => {
                 "the kernel log cannot be read, and the journal is not read (--no-journal)"
             }
-            journal::State::Absent(_) => "the kernel log cannot be read, and there is no journal",
+            JournalState::Absent(_) => "the kernel log cannot be read, and there is no journal",
             _ => "neither the journal nor the kernel log can be read",
         };
         Some(format!("no OOM kills can be listed: {why}"))
@@ -316,7 +320,7 @@ pub fn docker_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::journal::{Denied, State};
+    use oomtrace_core::journal::{Denied, State};
 
     #[test]
     fn the_sources_named_are_the_ones_read() {
@@ -408,7 +412,7 @@ mod tests {
     fn a_container_value_matches_what_any_source_knows() {
         const OLD: &str = "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80";
         const EXITED: &str = "9a0b1c2d3e4f";
-        let mut killed = crate::testing::report();
+        let mut killed = oomtrace_core::testing::report();
         killed.container = Some(Container {
             runtime: "docker",
             id: OLD.into(),

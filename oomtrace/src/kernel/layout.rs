@@ -4,11 +4,9 @@
 
 use oomtrace_common::{ABSENT, KernelLayout, tp_args};
 
-use crate::kernel::{
-    btf::{Btf, Kind, TypeId},
-    cgroups::CgroupMode,
-    tracefs::Format,
-};
+use oomtrace_core::kernel::{cgroups::CgroupMode, tracefs::Format};
+
+use crate::kernel::btf::{Btf, Kind, TypeId};
 
 /// A kernel fact a field needs and the running kernel does not have.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -415,8 +413,8 @@ mod tests {
 
     #[test]
     fn reads_tracepoint_offsets_for_both_prototypes() {
-        let rich = crate::kernel::tracefs::parse_format(include_str!(
-            "../../tests/fixtures/mark_victim-format-6.18.txt"
+        let rich = oomtrace_core::kernel::tracefs::parse_format(include_str!(
+            "../../../oomtrace-core/tests/fixtures/mark_victim-format-6.18.txt"
         ))
         .unwrap();
         let mut layout = KernelLayout::UNKNOWN;
@@ -434,8 +432,8 @@ mod tests {
         );
         assert_eq!(layout.tp_oom_score_adj, 64);
 
-        let old = crate::kernel::tracefs::parse_format(include_str!(
-            "../../tests/fixtures/mark_victim-format-pid-only-reconstructed.txt"
+        let old = oomtrace_core::kernel::tracefs::parse_format(include_str!(
+            "../../../oomtrace-core/tests/fixtures/mark_victim-format-pid-only-reconstructed.txt"
         ))
         .unwrap();
         let mut layout = KernelLayout::UNKNOWN;
@@ -450,7 +448,7 @@ mod tests {
     #[test]
     fn a_field_of_the_wrong_size_is_missing_not_guessed() {
         let text = "name: mark_victim\nID: 1\n\tfield:int oom_score_adj;\toffset:64;\tsize:4;\tsigned:1;\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
-        let format = crate::kernel::tracefs::parse_format(text).unwrap();
+        let format = oomtrace_core::kernel::tracefs::parse_format(text).unwrap();
         let mut layout = KernelLayout::UNKNOWN;
         let (_, missing) = from_tracepoint_format(&format, &mut layout);
         assert_eq!(layout.tp_oom_score_adj, ABSENT);
@@ -512,8 +510,8 @@ mod tests {
 
     #[test]
     fn reads_signal_generate_offsets() {
-        let format = crate::kernel::tracefs::parse_format(include_str!(
-            "../../tests/fixtures/signal_generate-format-6.18.txt"
+        let format = oomtrace_core::kernel::tracefs::parse_format(include_str!(
+            "../../../oomtrace-core/tests/fixtures/signal_generate-format-6.18.txt"
         ))
         .unwrap();
         let mut layout = KernelLayout::UNKNOWN;
@@ -526,7 +524,7 @@ mod tests {
             ),
             (8, 16, 36)
         );
-        let short = crate::kernel::tracefs::parse_format(
+        let short = oomtrace_core::kernel::tracefs::parse_format(
             "name: signal_generate\nID: 1\n\tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;\n",
         )
         .unwrap();

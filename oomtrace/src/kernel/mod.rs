@@ -3,10 +3,8 @@
 
 pub mod attach;
 pub mod btf;
-pub mod cgroups;
 pub mod layout;
 pub mod loader;
 pub mod plan;
 pub mod preflight;
 pub mod symbols;
-pub mod tracefs;

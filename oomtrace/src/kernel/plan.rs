@@ -5,12 +5,11 @@ use std::path::Path;
 
 use oomtrace_common::{ABSENT, KernelLayout, cgroup_mode, tp_args};
 
+use oomtrace_core::kernel::{attach_mode::AttachMode, cgroups::CgroupMode, tracefs};
+
 use crate::kernel::{
     btf::{Btf, Kind, TypeId, VMLINUX_BTF},
-    cgroups::CgroupMode,
     layout::{self, Missing},
-    loader::AttachMode,
-    tracefs,
 };
 
 pub struct Plan {

@@ -12,14 +12,7 @@ use std::{
     ops::Range,
 };
 
-/// What a stack says about the OOM.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackReading {
-    /// True: a cgroup's limit was hit; false: the machine ran out.
-    pub memcg: Option<bool>,
-    /// Killed as a member of a `memory.oom.group` kill, after its chosen victim.
-    pub group_member: Option<bool>,
-}
+pub use oomtrace_core::attribution::oom::StackReading;
 
 /// Where a function the reading looks for lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

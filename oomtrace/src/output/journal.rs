@@ -26,7 +26,7 @@ use std::{
 };
 
 use super::sink::{LineFile, append_whole};
-use crate::identity::{EventId, Recent};
+use oomtrace_core::identity::{EventId, Recent};
 
 pub const DEFAULT_PATH: &str = "/var/lib/oomtrace/journal.jsonl";
 /// Past this size the journal is rotated.
@@ -256,11 +256,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::testing::{TempDir, report};
+    use oomtrace_core::testing::report;
 
     #[test]
     fn it_is_created_private_with_its_directory() {
-        let dir = TempDir::new("journal-create");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("state/journal.jsonl");
         let mut journal = Journal::open(&path).unwrap();
         journal.append(b"{\"a\":1}\n").unwrap();
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn it_rotates_into_one_older_file() {
-        let dir = TempDir::new("journal-rotate");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let mut journal = Journal::open_bounded(&path, 30).unwrap();
         for n in 0..7 {
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_cut_off_before_appending() {
-        let dir = TempDir::new("journal-torn");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         std::fs::write(&path, "{\"n\":1}\n{\"n\":2}\n{\"n\":").unwrap();
         let mut journal = Journal::open(&path).unwrap();
@@ -316,7 +316,7 @@ mod tests {
         let Ok(file) = OpenOptions::new().append(true).read(true).open("/dev/full") else {
             return;
         };
-        let dir = TempDir::new("journal-full");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let lock = File::create(dir.path().join("lock")).unwrap();
         let mut journal = Journal {
             path: PathBuf::from("/dev/full"),
@@ -336,18 +336,18 @@ mod tests {
         let mut report = report();
         report.boot_ns = Some(boot_ns);
         report.victim.tid = Some(tid);
-        report.host = Some(crate::report::Host {
+        report.host = Some(oomtrace_core::report::Host {
             boot_id: Some("5b4c8e3a-1f2d-4c6b-9a7e-0d1c2b3a4f5e".into()),
             ..Default::default()
         });
-        report.container = name.map(|name| crate::report::Container {
+        report.container = name.map(|name| oomtrace_core::report::Container {
             runtime: "docker",
             id: "4f2c".into(),
             name: Some(name.into()),
             ..Default::default()
         });
         let mut out = Vec::new();
-        crate::output::json::json_line(&report, &mut out);
+        oomtrace_core::output::json::json_line(&report, &mut out);
         out
     }
 
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn two_writers_record_each_event_once_whoever_writes_first() {
-        let dir = TempDir::new("journal-two");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let mut first = Journal::open(&path).unwrap();
         let mut second = Journal::open(&path).unwrap();
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_rotation_by_one_writer_is_followed_by_the_other() {
-        let dir = TempDir::new("journal-rotate-two");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let line_len = kill_line(1, 10, None).len() as u64;
         let mut first = Journal::open_bounded(&path, line_len * 2).unwrap();
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn writers_in_threads_never_interleave_or_double() {
-        let dir = TempDir::new("journal-threads");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let writers: Vec<_> = (0..3)
             .map(|_| {

@@ -32,7 +32,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::report::Report;
+use oomtrace_core::report::Report;
 
 pub use http::{Listener, bind};
 

@@ -5,7 +5,7 @@ use std::{
 };
 
 use super::*;
-use crate::report::{Container, OomContext, Pod};
+use oomtrace_core::report::{Container, OomContext, Pod};
 
 fn metrics() -> Metrics {
     Metrics::new(
@@ -20,7 +20,7 @@ fn metrics() -> Metrics {
 }
 
 fn kill_in(name: Option<&str>, id: &str, labels: &[(&str, &str)]) -> Report {
-    let mut report = crate::testing::report();
+    let mut report = oomtrace_core::testing::report();
     report.container = Some(Container {
         runtime: "docker",
         id: id.to_owned(),
@@ -69,7 +69,7 @@ fn a_recreated_container_keeps_its_series() {
     let mut second = kinded(kill_in(Some("shop-web-1"), "bbbb", &compose), "killed");
     second.time = Some(at + Duration::from_secs(60));
     metrics.record_kill(&second, SystemTime::now());
-    let mut host = kinded(crate::testing::report(), "marked");
+    let mut host = kinded(oomtrace_core::testing::report(), "marked");
     host.container = None;
     host.time = Some(at);
     metrics.record_kill(&host, SystemTime::now());

@@ -2,11 +2,7 @@
 //! render it, [`filter`] decides whether it is shown at all, [`sink`] writes it out, and
 //! [`metrics`] counts it for Prometheus.
 
-pub mod escape;
-pub mod filter;
-pub mod human;
 pub mod journal;
-pub mod json;
 pub mod metrics;
 pub mod sink;
 pub mod stderr;

@@ -9,7 +9,7 @@
 //! process is in the initial UTS namespace, the host's own; else it is `null`, never the
 //! container's name.
 
-pub use crate::report::Host;
+pub use oomtrace_core::report::Host;
 
 /// The variable that names the node, as Kubernetes' downward API sets it in the DaemonSet.
 pub const NODE_NAME_ENV: &str = "OOMTRACE_NODE_NAME";

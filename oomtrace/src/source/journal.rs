@@ -2,86 +2,11 @@
 //! one, line by line. A line that is not whole (the last one, while a watch writes it, or
 //! after a crash) is skipped; one that does not parse is counted, never guessed at.
 
-use std::{
-    collections::HashSet,
-    fmt::Write as _,
-    io,
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashSet, fmt::Write as _, io, os::unix::fs::MetadataExt as _, path::Path};
 
-use crate::{
-    output::journal::Journal,
-    report::{ContainerExit, Report},
-};
+use oomtrace_core::journal::{Denied, Entries, parse_into};
 
-/// What the journal holds.
-#[derive(Debug, Default)]
-pub struct Entries {
-    pub kills: Vec<Report>,
-    pub exits: Vec<ContainerExit>,
-    /// Whole lines that were not a report of this schema.
-    pub unreadable: u64,
-    /// Whether any part of the journal was read.
-    pub found: bool,
-    /// The parts that are there and could not be read, current half first.
-    pub denied: Vec<Denied>,
-}
-
-/// A part of the journal that could not be read, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied {
-    pub file: PathBuf,
-    /// Whether it is the older half, `<path>.1`.
-    pub older: bool,
-    /// The reason, and what to do about it when the reader can do something.
-    pub why: String,
-}
-
-impl Denied {
-    /// `cannot read the journal at /var/lib/oomtrace/journal.jsonl: permission denied (…)`.
-    pub fn sentence(&self) -> String {
-        format!(
-            "cannot read {} at {}: {}",
-            if self.older {
-                "the journal's older half"
-            } else {
-                "the journal"
-            },
-            self.file.display(),
-            self.why
-        )
-    }
-}
-
-/// What became of reading the journal, for history and explain to word.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum State {
-    /// `--no-journal`.
-    #[default]
-    NotRead,
-    /// Read, whole or in part (a part that could not be read is among the gaps).
-    Read,
-    /// There is no journal at this path: no watch kept one there.
-    Absent(PathBuf),
-    /// It may be there and could not be read.
-    Unreadable(Denied),
-}
-
-impl State {
-    /// The state reading `path` left: read if any part was, else why not.
-    pub fn of(path: &Path, entries: &Entries) -> Self {
-        match entries.denied.first() {
-            _ if entries.found => Self::Read,
-            Some(denied) => Self::Unreadable(denied.clone()),
-            None => Self::Absent(path.to_owned()),
-        }
-    }
-
-    pub fn is_read(&self) -> bool {
-        *self == Self::Read
-    }
-}
+use crate::output::journal::Journal;
 
 /// Reads the journal at `path` and its rotated half. A journal that does not exist is empty;
 /// a part that cannot be read is named in `denied`, except a rotated half that may not exist.
@@ -183,42 +108,11 @@ fn owner_of(uid: u32) -> String {
     }
 }
 
-/// Adds the whole lines of `text` to `entries`; `seen` drops a line met twice (read from both
-/// halves while the journal rotated).
-pub fn parse_into(text: &[u8], entries: &mut Entries, seen: &mut HashSet<Vec<u8>>) {
-    let whole = match text.iter().rposition(|&b| b == b'\n') {
-        Some(end) => &text[..=end],
-        None => return,
-    };
-    for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if !seen.insert(line.to_vec()) {
-            continue;
-        }
-        let event = serde_json::from_slice::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned));
-        let parsed = match event.as_deref() {
-            Some("oom_kill") => serde_json::from_slice::<Report>(line)
-                .map(|r| entries.kills.push(r))
-                .is_ok(),
-            Some("container_exit") => serde_json::from_slice::<ContainerExit>(line)
-                .map(|e| entries.exits.push(e))
-                .is_ok(),
-            _ => false,
-        };
-        if !parsed {
-            entries.unreadable += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        output::{journal::Journal, json, sink::LineFile as _},
-        testing::{TempDir, report},
-    };
+    use crate::output::{journal::Journal, sink::LineFile as _};
+    use oomtrace_core::{journal::State, output::json, report::Report, testing::report};
 
     fn line(report: &Report) -> Vec<u8> {
         let mut out = Vec::new();
@@ -228,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_journal_round_trips_its_reports() {
-        let dir = TempDir::new("journal-read");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let mut journal = Journal::open(&path).unwrap();
         let original = report();
@@ -245,7 +139,7 @@ mod tests {
 
     #[test]
     fn both_halves_are_read_oldest_first_and_a_torn_line_is_skipped() {
-        let dir = TempDir::new("journal-halves");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let mut first = report();
         first.victim.pid = Some(1);
@@ -262,16 +156,8 @@ mod tests {
     }
 
     #[test]
-    fn lines_that_are_not_reports_are_counted_not_guessed() {
-        let mut entries = Entries::default();
-        let text = b"garbage\n{\"event\":\"oom_kill\",\"schema\":\"x\"}\n{\"event\":\"other\"}\n";
-        parse_into(text, &mut entries, &mut HashSet::new());
-        assert_eq!((entries.kills.len(), entries.unreadable), (0, 3));
-    }
-
-    #[test]
     fn no_journal_is_empty_not_an_error() {
-        let dir = TempDir::new("journal-none");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let entries = read(&path);
         assert!(!entries.found);
@@ -282,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_part_that_cannot_be_read_is_named_only_when_it_is_there() {
-        let dir = TempDir::new("journal-denied");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         // A directory where the older half should be: there, and not readable as a file.
         let path = dir.path().join("journal.jsonl");
         std::fs::write(&path, line(&report())).unwrap();
@@ -367,35 +253,8 @@ mod tests {
     }
 
     #[test]
-    fn the_state_is_read_if_any_part_was() {
-        let path = Path::new("/var/lib/oomtrace/journal.jsonl");
-        let denied = Denied {
-            file: path.to_owned(),
-            older: false,
-            why: "permission denied".into(),
-        };
-        let entries = |found, denied: &[Denied]| Entries {
-            found,
-            denied: denied.to_vec(),
-            ..Entries::default()
-        };
-        let cases = [
-            (entries(false, &[]), State::Absent(path.to_owned())),
-            (entries(true, &[]), State::Read),
-            (entries(true, std::slice::from_ref(&denied)), State::Read),
-            (
-                entries(false, std::slice::from_ref(&denied)),
-                State::Unreadable(denied.clone()),
-            ),
-        ];
-        for (entries, expected) in cases {
-            assert_eq!(State::of(path, &entries), expected, "{entries:?}");
-        }
-    }
-
-    #[test]
     fn a_reader_never_sees_half_a_line_while_a_watch_writes() {
-        let dir = TempDir::new("journal-concurrent");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("journal.jsonl");
         let writer_path = path.clone();
         let writer = std::thread::spawn(move || {

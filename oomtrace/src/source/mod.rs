@@ -1,7 +1,6 @@
 //! The sources of reports: records from the kernel program, the kernel log, and what `/proc`
 //! still says about a victim.
 
-pub mod ebpf;
 pub mod host;
 pub mod journal;
 pub mod kmsg;

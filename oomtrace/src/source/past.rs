@@ -5,11 +5,12 @@
 
 use std::{path::Path, time::SystemTime};
 
-use crate::{
+use crate::source::{host, journal, kmsg::device as kmsg_device};
+use oomtrace_core::{
     identity::{self, same_kill},
+    journal as journal_format,
     kernel::cgroups::CgroupMode,
     report::{Container, ContainerExit, Host, Report},
-    source::{host, journal, kmsg::device as kmsg_device},
 };
 
 /// The kills and container exits from before, oldest first, and what could not be read.
@@ -20,7 +21,7 @@ pub struct Past {
     /// What this account lacks, each one sentence: no journal, no kernel log, records lost.
     pub gaps: Vec<String>,
     /// What became of reading the journal.
-    pub journal: journal::State,
+    pub journal: journal_format::State,
     /// Whether the kernel log could be read.
     pub kernel_log: bool,
 }
@@ -49,15 +50,15 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
             .gaps
             .push(format!("the kernel log cannot be read: {why}")),
     }
-    let mut entries = journal::Entries::default();
+    let mut entries = journal_format::Entries::default();
     match journal {
         None => past
             .gaps
             .push("the journal is not read (--no-journal)".into()),
         Some(path) => {
             entries = journal::read(path);
-            past.journal = journal::State::of(path, &entries);
-            if let journal::State::Absent(_) = past.journal {
+            past.journal = journal_format::State::of(path, &entries);
+            if let journal_format::State::Absent(_) = past.journal {
                 past.gaps.push(if past.kernel_log {
                     format!(
                         "there is no journal at {}: only the kernel log tells, without container names for containers Docker no longer knows, or the kills its rate limit cut short",
@@ -68,7 +69,7 @@ pub fn gather(journal: Option<&Path>, since: Option<SystemTime>) -> Past {
                 });
             }
             past.gaps
-                .extend(entries.denied.iter().map(journal::Denied::sentence));
+                .extend(entries.denied.iter().map(journal_format::Denied::sentence));
             if entries.unreadable > 0 {
                 past.gaps.push(format!(
                     "{} journal lines were not reports and are left out",
@@ -150,7 +151,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{report::OomContext, testing::report};
+    use oomtrace_core::{report::OomContext, testing::report};
 
     const ID: &str = "4f2c5e6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80";
 
@@ -240,8 +241,8 @@ mod tests {
 
     #[test]
     fn a_journal_older_versions_wrote_twice_is_each_kill_and_exit_once() {
-        let mut entries = journal::Entries::default();
-        journal::parse_into(OLD_JOURNAL, &mut entries, &mut Default::default());
+        let mut entries = journal_format::Entries::default();
+        journal_format::parse_into(OLD_JOURNAL, &mut entries, &mut Default::default());
         assert_eq!((entries.kills.len(), entries.exits.len()), (35, 8));
         let kills = merge(entries.kills, Vec::new(), &Host::default());
         let exits = identity::dedupe_exits(entries.exits);

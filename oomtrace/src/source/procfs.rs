@@ -20,7 +20,7 @@
 
 use std::path::Path;
 
-use crate::{kernel::cgroups::CgroupMode, report::Report};
+use oomtrace_core::{kernel::cgroups::CgroupMode, report::Report};
 
 /// `PF_EXITING` in `/proc/<pid>/stat`'s flags: the task has begun to exit.
 const PF_EXITING: u32 = 0x4;
@@ -221,7 +221,7 @@ fn resolve_in(
     let cgroup_id = match (cgroup_root, &cgroup_path) {
         (Some(root), Some(path)) => {
             use std::os::unix::fs::MetadataExt as _;
-            std::fs::metadata(crate::kernel::cgroups::cgroup_dir(root, path))
+            std::fs::metadata(oomtrace_core::kernel::cgroups::cgroup_dir(root, path))
                 .ok()
                 .map(|m| m.ino())
         }
@@ -578,7 +578,7 @@ mod tests {
         let me = std::process::id();
         let killed = Killed {
             tid: me,
-            boot_ns: crate::time::clock_ns(libc::CLOCK_BOOTTIME),
+            boot_ns: oomtrace_core::time::clock_ns(libc::CLOCK_BOOTTIME),
             thread_comm: None,
         };
         let info = resolve(killed, CgroupMode::of_host(), None);

@@ -7,7 +7,7 @@ use super::{
     runs::Run,
     story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
-use crate::{
+use oomtrace_core::{
     output::human::{INIT_SHIMS, abbreviate_id_bytes, retries_used_up},
     report::{Container, Report, exact},
 };

@@ -35,9 +35,9 @@ use crate::{
     attribution::{docker, enrich},
     cli::Args,
     commands::watch::journal_path,
-    output::escape::{visible, visible_bytes},
     source::past::{self, Past},
 };
+use oomtrace_core::output::escape::{visible, visible_bytes};
 
 /// How long Docker gets to answer each question.
 const DOCKER_WAIT: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::{fmt::Write as _, time::SystemTime};
 use jiff::{Timestamp, tz::TimeZone};
 
 use super::story::{Explanation, comm, plural, program, rss, size};
-use crate::{
+use oomtrace_core::{
     output::{
         escape::{visible, visible_bytes},
         human::{bytes, retries_used_up, shown_path, top_tasks},

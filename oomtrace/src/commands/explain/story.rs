@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::{
-    attribution::docker::ContainerMeta,
+use crate::attribution::docker::ContainerMeta;
+use oomtrace_core::{
     output::human::bytes,
     report::{Container, ContainerExit, Report, SCHEMA, exact},
 };
@@ -32,7 +32,7 @@ pub enum DockerView {
 }
 
 /// Whether the journal was read, and if not, why.
-pub use crate::source::journal::State as JournalRead;
+pub use oomtrace_core::journal::State as JournalRead;
 
 /// Everything known about one container, gathered; [`build`] makes the explanation of it.
 #[derive(Clone, Debug)]
@@ -108,7 +108,7 @@ pub struct LimitFacts {
     #[serde(
         rename = "memcg_hex",
         skip_serializing_if = "Option::is_none",
-        serialize_with = "crate::report::hex::serialize"
+        serialize_with = "oomtrace_core::report::hex::serialize"
     )]
     pub memcg_bytes: Option<Vec<u8>>,
     pub whose: &'static str,
@@ -393,7 +393,7 @@ fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
 }
 
 pub fn plural(n: usize) -> &'static str {
-    crate::output::human::plural(n as u64)
+    oomtrace_core::output::human::plural(n as u64)
 }
 
 /// `64.0 MiB`, or `an unknown amount`.

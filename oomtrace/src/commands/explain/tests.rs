@@ -8,8 +8,8 @@ use super::{
     runs::{End, split},
     story::{DockerView, Evidence, JournalRead, build},
 };
-use crate::{
-    attribution::docker::ContainerMeta,
+use crate::attribution::docker::ContainerMeta;
+use oomtrace_core::{
     output::escape::visible_bytes,
     report::{Container, ContainerExit, MemcgStat, OomContext, Report, TopTask},
     testing,
@@ -497,7 +497,9 @@ fn a_screen_wraps_at_100_columns() {
 #[test]
 fn no_match_names_the_sources_asked_and_why_the_others_were_not() {
     use super::{Listing, unknown};
-    use crate::source::{journal::Denied, past::Past};
+    use oomtrace_core::journal::Denied;
+
+    use crate::source::past::Past;
 
     const JOURNAL: &str = "/var/lib/oomtrace/journal.jsonl";
     const LOG: &str = "the kernel log cannot be read: reading /dev/kmsg needs root or CAP_SYSLOG: run oomtrace with sudo";

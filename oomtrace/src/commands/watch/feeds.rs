@@ -9,24 +9,26 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    attribution::{
-        memcg_files,
-        oom::{self, Invocations},
-    },
+    attribution::memcg_files,
     kernel::{
-        cgroups::CgroupMode,
         loader::Attached,
         symbols::{StackReading, Symbols},
     },
-    report::Report,
     source::{
-        ebpf::{self, Decoding},
         kmsg::{
-            KillAssembler,
             device::{self as kmsg_device, Gaps, Read},
             follow::LogFollower,
         },
         procfs,
+    },
+};
+use oomtrace_core::{
+    attribution::oom::{self, Invocations},
+    kernel::cgroups::CgroupMode,
+    report::Report,
+    source::{
+        ebpf::{self, Decoding},
+        kmsg::KillAssembler,
     },
     time::ClockPair,
 };
@@ -177,9 +179,10 @@ impl EbpfFeed {
             && let (Some(root), Some(path)) = (&setup.cgroup_root, &report.cgroup.path)
         {
             use std::os::unix::fs::MetadataExt as _;
-            report.cgroup.id = std::fs::metadata(crate::kernel::cgroups::cgroup_dir(root, path))
-                .ok()
-                .map(|m| m.ino());
+            report.cgroup.id =
+                std::fs::metadata(oomtrace_core::kernel::cgroups::cgroup_dir(root, path))
+                    .ok()
+                    .map(|m| m.ino());
             report.cgroup.mode = setup.cgroups.json_name();
         }
         let id = self.invocations.id_for(report, stack);

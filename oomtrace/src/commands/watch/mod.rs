@@ -19,18 +19,13 @@ use tokio::{
     sync::mpsc,
 };
 
+use oomtrace_core::kernel::vmstat;
+
 use crate::{
     attribution::docker,
     cli::{Args, Backend},
-    kernel::{
-        attach::attach,
-        cgroups::{self, CgroupMode},
-        loader::Attached,
-        plan::Plan,
-    },
+    kernel::{attach::attach, loader::Attached, plan::Plan},
     output::{
-        filter::Filter,
-        human::HumanView,
         metrics::{self, BuildInfo, Metrics},
         sink::{SinkEvent, Sinks},
     },
@@ -39,6 +34,10 @@ use crate::{
         kmsg::{device as kmsg_device, follow::LogFollower},
         procfs,
     },
+};
+use oomtrace_core::{
+    kernel::cgroups::{self, CgroupMode},
+    output::{filter::Filter, human::HumanView},
 };
 
 use feeds::{Drained, EbpfFeed, EbpfSetup, KmsgFeed};
@@ -170,11 +169,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             backend,
             attach,
         };
-        listener.serve(Metrics::new(
-            build,
-            sinks.loss_counters(),
-            summary::kernel_oom_kills,
-        ))
+        listener.serve(Metrics::new(build, sinks.loss_counters(), || {
+            vmstat::kernel_oom_kills().ok()
+        }))
     });
     let mut feed = match opened {
         OpenedFeed::Ebpf(attached) => {
@@ -227,7 +224,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let verbose = args.verbose || stdout_is_terminal();
     let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
 
-    let kernel_count_before = summary::kernel_oom_kills();
+    let kernel_count_before = vmstat::kernel_oom_kills().ok();
     let mut seen_before = match args.since {
         Some(since) => {
             let replayed = replay(
@@ -306,7 +303,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let kernel_count = kernel_count_before
-        .zip(summary::kernel_oom_kills())
+        .zip(vmstat::kernel_oom_kills().ok())
         .map(|(before, after)| after.saturating_sub(before));
     // What the kernel wrote before the detach (or the log's last held line) is reported too.
     let (rest, kernel_drops) = match &mut feed {
@@ -394,7 +391,7 @@ fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) ->
     crate::say!(
         "{} OOM kill{} from before; following live from here",
         past.kills.len(),
-        crate::output::human::plural(past.kills.len() as u64)
+        oomtrace_core::output::human::plural(past.kills.len() as u64)
     );
     let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
     let mut seen = Vec::new();
@@ -424,11 +421,11 @@ fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) ->
 /// Thread or process ids of kills replayed that the live feed may report again.
 trait SeenBefore {
     /// Whether `report` is one of them (then forgotten: a pid is killed once).
-    fn take(&mut self, report: &crate::report::Report) -> bool;
+    fn take(&mut self, report: &oomtrace_core::report::Report) -> bool;
 }
 
 impl SeenBefore for Vec<u32> {
-    fn take(&mut self, report: &crate::report::Report) -> bool {
+    fn take(&mut self, report: &oomtrace_core::report::Report) -> bool {
         let ids = [report.victim.tid, report.victim.pid];
         match self.iter().position(|pid| ids.contains(&Some(*pid))) {
             Some(at) => {

@@ -3,10 +3,8 @@
 //! it is away, and a value that matches no container any of them knows. Neither stops the
 //! watch; the filter keeps applying as documented.
 
-use crate::{
-    attribution::docker::{Cache, Status},
-    output::filter::names_container,
-};
+use crate::attribution::docker::{Cache, Status};
+use oomtrace_core::output::filter::names_container;
 
 /// What has been said, so each warning is given once.
 #[derive(Debug, Default)]
@@ -48,7 +46,7 @@ impl NameCheck {
                 for value in unknown_to(&known, wanted) {
                     crate::say!(
                         "--container {} matches no container {sources}: no name equals it and no id starts with it",
-                        crate::output::escape::visible(value)
+                        oomtrace_core::output::escape::visible(value)
                     );
                 }
             }

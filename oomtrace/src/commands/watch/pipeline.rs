@@ -19,12 +19,13 @@ use crate::{
         docker::{self, Lifecycle},
         enrich,
     },
+    output::{metrics::Metrics, sink::Sinks},
+};
+use oomtrace_core::{
     output::{
         filter::{Filter, Verdict},
         human::HumanView,
         json,
-        metrics::Metrics,
-        sink::Sinks,
     },
     report::{ContainerExit, Host, KillSummary, Report, SCHEMA},
 };
@@ -212,12 +213,12 @@ impl Pipeline {
     }
 
     /// The container as the last kill report and the cache describe it.
-    fn container(&self, id: &str) -> crate::report::Container {
+    fn container(&self, id: &str) -> oomtrace_core::report::Container {
         let newest = self.held.iter().rev().find_map(|held| match &held.item {
             Item::Kill(report, _) => report.container.clone().filter(|c| c.id == id),
             Item::Exit(..) => None,
         });
-        let mut container = newest.unwrap_or_else(|| crate::report::Container {
+        let mut container = newest.unwrap_or_else(|| oomtrace_core::report::Container {
             runtime: "docker",
             id: id.to_owned(),
             ..Default::default()
@@ -471,7 +472,7 @@ fn docker_id(report: &Report) -> Option<&str> {
             .cgroup
             .path
             .as_deref()
-            .and_then(crate::attribution::cgroup_path::unclaimed_id),
+            .and_then(oomtrace_core::attribution::cgroup_path::unclaimed_id),
     }
 }
 

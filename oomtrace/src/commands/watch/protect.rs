@@ -34,7 +34,7 @@ mod tests {
 
     #[test]
     fn writes_the_minimum_or_says_why_not() {
-        let dir = crate::testing::TempDir::new("protect");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let file = dir.path().join("oom_score_adj");
         write_score(&file).expect("a plain file takes it");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "-1000");

@@ -2,7 +2,7 @@
 //! count of OOM kills over the same time (`oom_kill` in `/proc/vmstat`) beside it. A
 //! difference is named, never hidden.
 
-use crate::output::human::plural;
+use oomtrace_core::output::human::plural;
 
 /// What a watch saw and did, for its last line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,19 +20,6 @@ pub struct Counts {
     pub marked: u64,
     pub unknown_kind: u64,
     pub group_kills: u64,
-}
-
-/// The kernel's count of OOM kills so far, from `/proc/vmstat`.
-pub fn kernel_oom_kills() -> Option<u64> {
-    let vmstat = std::fs::read_to_string("/proc/vmstat").ok()?;
-    parse_oom_kill(&vmstat)
-}
-
-pub fn parse_oom_kill(vmstat: &str) -> Option<u64> {
-    vmstat
-        .lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The line, without its `oomtrace: ` prefix. `kernel` is the kernel's count over the watch.
@@ -189,12 +176,5 @@ mod tests {
         for (counts, kernel, want) in cases {
             assert_eq!(line(&counts, kernel), want);
         }
-    }
-
-    #[test]
-    fn reads_the_kernel_count() {
-        let vmstat = "nr_free_pages 12345\noom_kill 42\nnuma_hit 1\n";
-        assert_eq!(parse_oom_kill(vmstat), Some(42));
-        assert_eq!(parse_oom_kill("oom_kill_x 1\n"), None);
     }
 }

@@ -67,7 +67,7 @@ impl fmt::Display for ProgramFailure {
                 f,
                 "needs the kernel's BTF to name btf_trace_{tracepoint}, which is unavailable"
             ),
-            Self::NoTracefs => f.write_str(crate::kernel::tracefs::NOT_MOUNTED),
+            Self::NoTracefs => f.write_str(oomtrace_core::kernel::tracefs::NOT_MOUNTED),
             Self::NoTracefsId {
                 category,
                 tracepoint,

@@ -14,13 +14,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
     os::fd::{AsRawFd as _, OwnedFd, RawFd},
 };
 
 use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
 use aya_obj::{EbpfSectionKind, Object, generated::bpf_insn};
-use oomtrace_common::{DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL, attach_mode, program};
+use oomtrace_common::{DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL};
+
+use oomtrace_core::kernel::attach_mode::AttachMode;
 
 use crate::kernel::plan::{BtfTargets, TracepointIds};
 
@@ -34,71 +35,12 @@ static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/o
 /// a `memory.oom.group` kill of more tasks than that, all marked within microseconds.
 pub const RING_BYTES: u32 = 256 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    /// BTF-typed tracepoint: the victim's task_struct, checked by the verifier.
-    #[value(name = "tp_btf")]
-    TpBtf,
-    /// Raw tracepoint: the same arguments, untyped.
-    #[value(name = "raw_tp")]
-    RawTp,
-    /// Classic tracepoint: only the fields in its tracefs record.
-    #[value(name = "tracepoint")]
-    Tracepoint,
-}
-
-impl AttachMode {
-    /// Richest first: the order oomtrace tries them in.
-    pub const ALL: [Self; 3] = [Self::TpBtf, Self::RawTp, Self::Tracepoint];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TpBtf => "tp_btf",
-            Self::RawTp => "raw_tp",
-            Self::Tracepoint => "tracepoint",
-        }
-    }
-
-    /// The mode a record names ([`oomtrace_common::attach_mode`]).
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        match raw {
-            attach_mode::TP_BTF => Some(Self::TpBtf),
-            attach_mode::RAW_TP => Some(Self::RawTp),
-            attach_mode::TRACEPOINT => Some(Self::Tracepoint),
-            _ => None,
-        }
-    }
-
-    pub fn program(self) -> &'static str {
-        match self {
-            Self::TpBtf => program::TP_BTF,
-            Self::RawTp => program::RAW_TP,
-            Self::Tracepoint => program::TRACEPOINT,
-        }
-    }
-
-    /// The `signal_generate` program attached beside [`Self::program`].
-    pub fn signal_program(self) -> &'static str {
-        match self {
-            Self::TpBtf => program::SIGNAL_TP_BTF,
-            Self::RawTp => program::SIGNAL_RAW_TP,
-            Self::Tracepoint => program::SIGNAL_TRACEPOINT,
-        }
-    }
-
-    /// `bpf_prog_type` and `bpf_attach_type` of its programs.
-    fn prog_type(self) -> (u32, u32) {
-        match self {
-            Self::TpBtf => (sys::PROG_TYPE_TRACING, sys::TRACE_RAW_TP),
-            Self::RawTp => (sys::PROG_TYPE_RAW_TRACEPOINT, 0),
-            Self::Tracepoint => (sys::PROG_TYPE_TRACEPOINT, 0),
-        }
-    }
-}
-
-impl fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// `bpf_prog_type` and `bpf_attach_type` of a mode's programs.
+fn prog_type(mode: AttachMode) -> (u32, u32) {
+    match mode {
+        AttachMode::TpBtf => (sys::PROG_TYPE_TRACING, sys::TRACE_RAW_TP),
+        AttachMode::RawTp => (sys::PROG_TYPE_RAW_TRACEPOINT, 0),
+        AttachMode::Tracepoint => (sys::PROG_TYPE_TRACEPOINT, 0),
     }
 }
 
@@ -371,7 +313,7 @@ fn load(
     license: &[u8],
     attach_btf_id: u32,
 ) -> Result<OwnedFd, ProgramError> {
-    let (prog_type, expected_attach_type) = mode.prog_type();
+    let (prog_type, expected_attach_type) = prog_type(mode);
     sys::prog_load(&sys::ProgLoad {
         prog_type,
         expected_attach_type,
@@ -469,12 +411,14 @@ pub use sys::LoadFailure;
 
 #[cfg(test)]
 mod tests {
+    use oomtrace_common::program;
+
     use super::*;
     use crate::kernel::{
         btf::{Btf, Kind},
         plan, preflight,
     };
-    use crate::testing::may_load_bpf;
+    use oomtrace_core::testing::skips;
 
     /// `BPF_PSEUDO_MAP_FD` and `BPF_PSEUDO_MAP_VALUE`: a 64-bit load of a map, or of an
     /// address in a global data map.
@@ -722,7 +666,10 @@ mod tests {
 
     #[test]
     fn a_program_the_verifier_rejects_is_named_with_the_verifiers_last_line() {
-        if !may_load_bpf("a_program_the_verifier_rejects_is_named_with_the_verifiers_last_line") {
+        if !skips::as_root(
+            "a_program_the_verifier_rejects_is_named_with_the_verifiers_last_line",
+            "it needs root to load eBPF",
+        ) {
             return;
         }
         let err = refused(&READS_R2);
@@ -742,8 +689,10 @@ mod tests {
     /// its end is lost: the log grows until it fits.
     #[test]
     fn a_verifier_log_too_long_for_the_first_buffer_is_grown_and_keeps_its_end() {
-        if !may_load_bpf("a_verifier_log_too_long_for_the_first_buffer_is_grown_and_keeps_its_end")
-        {
+        if !skips::as_root(
+            "a_verifier_log_too_long_for_the_first_buffer_is_grown_and_keeps_its_end",
+            "it needs root to load eBPF",
+        ) {
             return;
         }
         // About 2 MiB of log, twice the first buffer.
@@ -774,7 +723,10 @@ mod tests {
     /// kernel refuses the load for real, and raw_tp, next in line, is attached instead.
     #[test]
     fn a_tp_btf_load_the_kernel_refuses_falls_back_to_raw_tp() {
-        if !may_load_bpf("a_tp_btf_load_the_kernel_refuses_falls_back_to_raw_tp") {
+        if !skips::as_root(
+            "a_tp_btf_load_the_kernel_refuses_falls_back_to_raw_tp",
+            "it needs root to load eBPF",
+        ) {
             return;
         }
         let plan = plan::build(None, None, false);

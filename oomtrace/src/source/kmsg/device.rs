@@ -9,7 +9,7 @@ use std::{
     os::unix::fs::OpenOptionsExt as _,
 };
 
-use crate::{
+use oomtrace_core::{
     kernel::cgroups::CgroupMode,
     report::{Cgroup, OomContext, Report, SCHEMA, Trigger, Victim},
     source::kmsg::{KillAssembler, KmsgKill, LogText},
@@ -70,7 +70,7 @@ fn printk_clock() -> Result<ClockPair, String> {
         let Read::Record(line) = read_record(&mut log, &mut buffer)? else {
             break;
         };
-        if let Ok((record, header)) = super::parse_record_full(&line)
+        if let Ok((record, header)) = oomtrace_core::source::kmsg::parse_record_full(&line)
             && !header.is_kernel()
             && record.message == marker
         {
@@ -138,7 +138,7 @@ fn oom_context(kill: &KmsgKill) -> OomContext {
         kind: Some("killed"),
         ..OomContext::default()
     };
-    crate::attribution::oom::from_log(&mut oom, kill);
+    oomtrace_core::attribution::oom::from_log(&mut oom, kill);
     oom
 }
 
@@ -244,12 +244,12 @@ pub fn logged_kills() -> Result<(Vec<KmsgKill>, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::kmsg::kills_in;
+    use oomtrace_core::source::kmsg::kills_in;
     use std::time::{Duration, SystemTime};
 
     fn fixture(name: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
+            .join("../oomtrace-core/tests/fixtures")
             .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }

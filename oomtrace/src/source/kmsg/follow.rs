@@ -14,10 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    KillAssembler, KmsgKill,
-    device::{self, Gaps, Read},
-};
+use oomtrace_core::source::kmsg::{KillAssembler, KmsgKill};
+
+use super::device::{self, Gaps, Read};
 
 /// Kills whose `Killed process` line came before their eBPF record are kept this long.
 const KEEP: Duration = Duration::from_secs(30);

@@ -7,7 +7,7 @@ use oomtrace_common::{
 };
 
 use crate::{
-    kernel::{cgroups::CgroupMode, loader::AttachMode},
+    kernel::{attach_mode::AttachMode, cgroups::CgroupMode},
     report::{
         Cgroup, KernelFacts, MemcgReading, OomContext, Report, SCHEMA, Trigger, Victim, kernel_text,
     },

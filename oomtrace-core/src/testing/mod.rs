@@ -1,5 +1,9 @@
-//! Fixtures the unit tests of several modules share: one realistic kernel record and the
-//! report it decodes to.
+//! What the tests of every crate share: one realistic kernel record and the report it decodes
+//! to, for unit tests ([`report`]), and the rule by which a test that cannot run here says so
+//! ([`skips`]). Built for this crate's tests and, with the `testing` feature, for the others'.
+
+pub mod kmsg;
+pub mod skips;
 
 use oomtrace_common::{
     CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, MEMCG_MAX_DEPTH, MemcgLevel, OomEvent, STACK_DEPTH,
@@ -104,54 +108,4 @@ pub fn decoding(cgroups: CgroupMode) -> ebpf::Decoding {
 /// `raw_event()` decoded on a cgroup v1 host.
 pub fn report() -> Report {
     ebpf::decode(&raw_event(), &decoding(CgroupMode::V1)).expect("the fixture decodes")
-}
-
-/// A scratch directory for a unit test, removed when dropped.
-pub struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("oomtrace-unit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("a scratch directory");
-        Self(path)
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Whether `test` may load eBPF programs here: as root it may. Otherwise it says so and returns
-/// false, and the caller returns at once; under `CI=true` it fails instead, as the end-to-end
-/// tests' `privileged` does, since CI runs as root and a skip there hides a broken machine.
-/// The skip is recorded where `cargo xtask test` counts skips, so it is not counted as passed.
-pub fn may_load_bpf(test: &str) -> bool {
-    // SAFETY: geteuid has no failure mode.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} cannot run here (it needs root to load eBPF), and CI must run it"
-    );
-    eprintln!("skipped {test}: it needs root to load eBPF");
-    if let Some(path) = std::env::var_os("OOMTRACE_TEST_SKIPS") {
-        use std::io::Write as _;
-        // One short line in one O_APPEND write, as the end-to-end tests record theirs.
-        let line = format!("skipped\t{test}\tit needs root to load eBPF\n");
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(line.as_bytes()))
-            .unwrap_or_else(|e| panic!("cannot record the skip of {test}: {e}"));
-    }
-    false
 }
