@@ -21,25 +21,24 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use jiff::{Timestamp, tz::TimeZone};
+use jiff::tz::TimeZone;
 
 use crate::{
-    output::escape::{push_visible_bytes, visible, visible_bytes},
-    report::{Container, ContainerExit, Report, TopTask, exact},
+    output::{
+        escape::{push_visible_bytes, visible, visible_bytes},
+        facts::{
+            Role, limited_cgroup, only_marked, own_cgroup, program, retries_allowed,
+            retries_used_up, victim_name, victim_rss,
+        },
+        format::{
+            at_most_retries, bytes, clock, memory, restarts_so_far, short_id, shown_path, top_tasks,
+        },
+    },
+    report::{Container, ContainerExit, Report, exact},
 };
 
 /// Kills remembered per container or cgroup, for "3rd kill in 40 s"; bounded.
 const MAX_TRACKED: usize = 4096;
-
-/// Programs that run as a container's PID 1 to start the app, which decides its exit.
-pub const INIT_SHIMS: [&str; 6] = [
-    "docker-init",
-    "tini",
-    "tini-static",
-    "dumb-init",
-    "s6-svscan",
-    "catatonit",
-];
 
 /// Renders reports and container exits, remembering what makes the next line say more:
 /// how many kills each container has had, and the incident a group kill's member belongs to.
@@ -163,7 +162,8 @@ impl HumanView {
                     let _ = write!(out, "; Docker stopped restarting it: {used}");
                 }
                 None => {
-                    let _ = write!(out, "; {count} restart{} so far", plural(count as u64));
+                    out.push_str("; ");
+                    out.push_str(&restarts_so_far(count));
                 }
             },
             (_, None) => {}
@@ -173,11 +173,11 @@ impl HumanView {
 
     /// Counts the kill in its container (or cgroup); `(n, time of the first)`.
     fn count(&mut self, report: &Report) -> Option<(u32, SystemTime)> {
-        let key = match (&report.container, &report.cgroup.path) {
+        let key = match (&report.container, own_cgroup(report)) {
             (Some(c), _) => c.id.clone(),
             // Escaped, which reads back one way: two names that differ only in bytes that are
             // not UTF-8 stay two cgroups.
-            (None, Some(path)) => visible_bytes(exact(path, report.cgroup.path_bytes.as_deref())),
+            (None, Some(path)) => visible_bytes(path),
             (None, None) => return None,
         };
         let time = report.time?;
@@ -190,28 +190,13 @@ impl HumanView {
     }
 
     fn time(&self, time: Option<SystemTime>, now: SystemTime, out: &mut String) {
-        let Some(ts) = time.and_then(|t| Timestamp::try_from(t).ok()) else {
-            out.push_str("??:??:??");
-            return;
-        };
-        let zoned = ts.to_zoned(self.tz.clone());
-        let today = Timestamp::try_from(now)
-            .map(|now| now.to_zoned(self.tz.clone()).date())
-            .ok();
-        if today != Some(zoned.date()) {
-            let _ = write!(out, "{} ", zoned.strftime("%Y-%m-%d"));
-        }
-        let _ = write!(out, "{}", zoned.strftime("%H:%M:%S"));
-        // A clock reading repeated by a DST change says which one it was.
-        if self.tz.to_ambiguous_zoned(zoned.datetime()).is_ambiguous() {
-            let _ = write!(out, " {}", zoned.strftime("%Z"));
-        }
+        out.push_str(&clock(&self.tz, time, now));
     }
 }
 
 /// Where: the container (with its compose service or pod), else the cgroup, else the host.
 fn place(report: &Report, out: &mut String) {
-    match (&report.container, &report.cgroup.path) {
+    match (&report.container, own_cgroup(report)) {
         (Some(container), _) => {
             out.push_str(&container_name(container));
             let labels = container.labels.as_ref();
@@ -234,10 +219,7 @@ fn place(report: &Report, out: &mut String) {
         }
         (None, Some(path)) => {
             out.push_str("cgroup ");
-            out.push_str(&shown_path(exact(
-                path,
-                report.cgroup.path_bytes.as_deref(),
-            )));
+            out.push_str(&shown_path(path));
         }
         (None, None) => match report.cgroup.id {
             Some(id) => {
@@ -256,18 +238,10 @@ fn container_name(c: &Container) -> String {
     }
 }
 
-fn short_id(id: &str) -> &str {
-    id.get(..12).filter(|_| id.len() == 64).unwrap_or(id)
-}
-
 /// Who: the process name and pid (and thread, where another thread was marked).
 fn who(report: &Report, out: &mut String) {
+    push_visible_bytes(out, victim_name(report));
     let v = &report.victim;
-    match (&v.comm, &v.thread_comm) {
-        (Some(name), _) => push_visible_bytes(out, exact(name, v.comm_bytes.as_deref())),
-        (None, Some(name)) => push_visible_bytes(out, exact(name, v.thread_comm_bytes.as_deref())),
-        (None, None) => out.push('?'),
-    }
     match (v.pid, v.tid) {
         (Some(pid), Some(tid)) if pid != tid => {
             let _ = write!(out, " (pid {pid}, thread {tid})");
@@ -283,9 +257,7 @@ fn who(report: &Report, out: &mut String) {
 }
 
 fn rss(report: &Report, out: &mut String) {
-    let v = &report.victim;
-    if let Some(anon) = v.rss_anon_bytes {
-        let total = anon + v.rss_file_bytes.unwrap_or(0) + v.rss_shmem_bytes.unwrap_or(0);
+    if let Some(total) = victim_rss(report) {
         let _ = write!(out, "  rss {}", bytes(total));
     }
 }
@@ -309,19 +281,14 @@ fn limit(report: &Report, out: &mut String) {
 /// container, what set it off, and whether the kernel killed or only marked it.
 fn meaning(report: &Report) -> Vec<String> {
     let mut said = Vec::new();
-    let oom = report.oom.as_ref();
-    if let (Some(oom), Some(own)) = (oom, &report.cgroup.path)
-        && let Some(memcg) = &oom.memcg
+    if let (Some(memcg), Some(own)) = (limited_cgroup(report), own_cgroup(report))
+        && memcg != own
     {
-        let memcg = exact(memcg, oom.memcg_bytes.as_deref());
-        let own = exact(own, report.cgroup.path_bytes.as_deref());
-        if memcg != own {
-            said.push(format!(
-                "limit of {} hit, the victim lived in {}",
-                shown_path(memcg),
-                shown_path(own)
-            ));
-        }
+        said.push(format!(
+            "limit of {} hit, the victim lived in {}",
+            shown_path(memcg),
+            shown_path(own)
+        ));
     }
     if let Some(container) = &report.container {
         said.push(role(report, container));
@@ -342,7 +309,7 @@ fn meaning(report: &Report) -> Vec<String> {
         }
         said.push(text);
     }
-    if oom.and_then(|o| o.kind) == Some("marked") {
+    if only_marked(report) {
         said.push(
             "it was already exiting, so the kernel only marked it: no SIGKILL, not counted".into(),
         );
@@ -354,32 +321,32 @@ fn meaning(report: &Report) -> Vec<String> {
 fn role(report: &Report, c: &Container) -> String {
     let v = &report.victim;
     let main = main_process(c);
-    match (v.is_container_main, v.is_container_init) {
-        (Some(true), Some(true)) => "the container's main process (PID 1)".into(),
-        (Some(true), _) => match &c.main_command {
+    match Role::of(v) {
+        Role::MainPid1 => "the container's main process (PID 1)".into(),
+        Role::Main => match &c.main_command {
             Some(shim) => format!(
                 "the container's main process, run by {} as PID 1",
                 visible(program(shim))
             ),
             None => "the container's main process".into(),
         },
-        (Some(false), _) => {
+        Role::Other { from_outside } => {
             let mut text = String::from("not the container's main process");
             if let Some(main) = main {
                 let _ = write!(text, " (that is {main})");
             }
-            match (v.ppid, c.main_pid, v.parent_in_container) {
-                (Some(ppid), Some(main_pid), _) if ppid == main_pid => {
+            match (v.ppid, c.main_pid) {
+                (Some(ppid), Some(main_pid)) if ppid == main_pid => {
                     text.push_str("; forked by the main process");
                 }
-                (_, _, Some(false)) => {
+                _ if from_outside => {
                     text.push_str("; entered the container from outside, as docker exec does");
                 }
                 _ => {}
             }
             text
         }
-        (None, _) => "whether it was the container's main process is unknown".into(),
+        Role::Unknown => "whether it was the container's main process is unknown".into(),
     }
 }
 
@@ -392,79 +359,26 @@ fn main_process(c: &Container) -> Option<String> {
     })
 }
 
-/// The program's file name.
-fn program(command: &str) -> &str {
-    command.rsplit('/').next().unwrap_or(command)
-}
-
 /// The restart policy as Docker has it, and the restarts it has made: facts, not what the
 /// runtime will do next.
 fn restart_facts(c: &Container) -> Option<String> {
     let policy = c.restart_policy.as_deref()?;
     let mut text = format!("restart policy {}", visible(policy));
-    match c.restart_max_retries {
-        Some(max) if policy == "on-failure" && max > 0 => {
-            let _ = write!(
-                text,
-                " with at most {max} retr{}",
-                if max == 1 { "y" } else { "ies" }
-            );
-        }
-        _ => {}
+    if let Some(max) = retries_allowed(c) {
+        let _ = write!(text, " with {}", at_most_retries(max));
     }
     if let Some(count) = c.restart_count {
-        let _ = write!(text, ", {count} restart{} so far", plural(count as u64));
+        let _ = write!(text, ", {}", restarts_so_far(count));
     }
     Some(text)
-}
-
-/// `on-failure:3 used all 3 retries`, why Docker stopped restarting a container, when its
-/// state says so: it is not restarting the container after a failed run (exit code not 0),
-/// and its `on-failure` policy's retries are all used. `None` otherwise: a count below the
-/// maximum says nothing of what Docker will do.
-pub fn retries_used_up(
-    c: &Container,
-    restart_count: Option<u32>,
-    restarting: Option<bool>,
-    exit_code: Option<i64>,
-) -> Option<String> {
-    let max = c
-        .restart_max_retries
-        .filter(|&max| max > 0 && c.restart_policy.as_deref() == Some("on-failure"))?;
-    let failed = exit_code.is_some_and(|code| code != 0);
-    let used_up = restart_count.is_some_and(|count| count >= max);
-    (restarting == Some(false) && failed && used_up).then(|| {
-        format!(
-            "on-failure:{max} used {}",
-            if max == 1 {
-                "its 1 retry".to_owned()
-            } else {
-                format!("all {max} retries")
-            }
-        )
-    })
 }
 
 /// The limited cgroup's breakdown and biggest processes, for `--verbose`.
 fn detail(report: &Report) -> Option<String> {
     let oom = report.oom.as_ref()?;
     let mut parts = Vec::new();
-    if let Some(stat) = &oom.memcg_stat {
-        let mut memory = Vec::new();
-        for (name, value) in [
-            ("anon", stat.anon_bytes),
-            ("file", stat.file_bytes),
-            ("kernel", stat.kernel_bytes),
-            ("shmem", stat.shmem_bytes),
-            ("sock", stat.sock_bytes),
-        ] {
-            if let Some(value) = value {
-                memory.push(format!("{name} {}", bytes(value)));
-            }
-        }
-        if !memory.is_empty() {
-            parts.push(format!("memory: {}", memory.join(", ")));
-        }
+    if let Some(memory) = oom.memcg_stat.as_ref().and_then(memory) {
+        parts.push(format!("memory: {memory}"));
     }
     if let Some(tasks) = oom.top_tasks.as_ref().filter(|t| !t.is_empty()) {
         parts.push(format!("biggest: {}", top_tasks(tasks)));
@@ -500,75 +414,6 @@ fn span(first: SystemTime, now: Option<SystemTime>) -> String {
 fn seconds(later: SystemTime, earlier: SystemTime) -> String {
     let d = later.duration_since(earlier).unwrap_or(Duration::ZERO);
     format!("{:.1} s", d.as_secs_f64())
-}
-
-pub fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-/// `209715200` → `200.0 MiB`.
-/// The biggest processes at a kill, as `comm 12.0 MiB (pid 42), ...`.
-pub fn top_tasks(tasks: &[TopTask]) -> String {
-    let top: Vec<String> = tasks
-        .iter()
-        .map(|t| {
-            format!(
-                "{} {} (pid {})",
-                visible_bytes(exact(&t.comm, t.comm_bytes.as_deref())),
-                bytes(t.rss_bytes),
-                t.pid
-            )
-        })
-        .collect();
-    top.join(", ")
-}
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// A cgroup path given as its exact bytes, container ids shortened, escaped for the terminal.
-pub fn shown_path(path: &[u8]) -> String {
-    visible_bytes(&abbreviate_id_bytes(path))
-}
-
-/// Shortens every run of 64 hex digits (container ids) to its first 12, as `docker ps` does.
-pub fn abbreviate_ids(path: &str) -> String {
-    // Only ASCII runs are replaced, by ASCII and `…`: valid UTF-8 stays valid.
-    String::from_utf8_lossy(&abbreviate_id_bytes(path.as_bytes())).into_owned()
-}
-
-/// [`abbreviate_ids`] on a path's exact bytes, which need not be UTF-8.
-pub fn abbreviate_id_bytes(path: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while i < path.len() {
-        let run = path[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_hexdigit())
-            .count();
-        let starts_word = i == 0 || !path[i - 1].is_ascii_alphanumeric();
-        if run == 64 && starts_word {
-            out.extend_from_slice(&path[i..i + 12]);
-            out.extend_from_slice("…".as_bytes());
-            i += 64;
-        } else {
-            let step = run.max(1);
-            out.extend_from_slice(&path[i..i + step]);
-            i += step;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::attribution::docker::{Cache, ContainerMeta};
 use oomtrace_core::{
     attribution::cgroup_path::{self as container, ContainerRef, QosClass},
-    output::human::INIT_SHIMS,
+    output::facts::INIT_SHIMS,
     report::{Container, Pod, Report, Victim},
 };
 

@@ -117,7 +117,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     crate::say!(
         "{shown} OOM kill{} in {}{filtered}",
-        oomtrace_core::output::human::plural(shown as u64),
+        oomtrace_core::output::format::plural(shown as u64),
         read.sources()
     );
     ExitCode::SUCCESS

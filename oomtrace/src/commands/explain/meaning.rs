@@ -8,7 +8,10 @@ use super::{
     story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
 };
 use oomtrace_core::{
-    output::human::{INIT_SHIMS, abbreviate_id_bytes, retries_used_up},
+    output::{
+        facts::{INIT_SHIMS, retries_used_up},
+        format::abbreviate_id_bytes,
+    },
     report::{Container, Report, exact},
 };
 

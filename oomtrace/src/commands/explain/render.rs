@@ -11,7 +11,8 @@ use super::story::{Explanation, comm, plural, program, rss, size};
 use oomtrace_core::{
     output::{
         escape::{visible, visible_bytes},
-        human::{bytes, retries_used_up, shown_path, top_tasks},
+        facts::retries_used_up,
+        format::{bytes, shown_path, top_tasks},
     },
     report::{Report, exact},
 };

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::attribution::docker::ContainerMeta;
 use oomtrace_core::{
-    output::human::bytes,
+    output::format::bytes,
     report::{Container, ContainerExit, Report, SCHEMA, exact},
 };
 
@@ -393,7 +393,7 @@ fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
 }
 
 pub fn plural(n: usize) -> &'static str {
-    oomtrace_core::output::human::plural(n as u64)
+    oomtrace_core::output::format::plural(n as u64)
 }
 
 /// `64.0 MiB`, or `an unknown amount`.

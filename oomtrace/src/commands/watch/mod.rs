@@ -391,7 +391,7 @@ fn replay(pipeline: &mut Pipeline, args: &Args, since: std::time::SystemTime) ->
     crate::say!(
         "{} OOM kill{} from before; following live from here",
         past.kills.len(),
-        oomtrace_core::output::human::plural(past.kills.len() as u64)
+        oomtrace_core::output::format::plural(past.kills.len() as u64)
     );
     let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
     let mut seen = Vec::new();

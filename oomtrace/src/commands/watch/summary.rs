@@ -2,7 +2,7 @@
 //! count of OOM kills over the same time (`oom_kill` in `/proc/vmstat`) beside it. A
 //! difference is named, never hidden.
 
-use oomtrace_core::output::human::plural;
+use oomtrace_core::output::format::plural;
 
 /// What a watch saw and did, for its last line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
