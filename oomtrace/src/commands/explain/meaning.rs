@@ -5,12 +5,15 @@
 
 use super::{
     runs::Run,
-    story::{DockerView, Evidence, JournalRead, LimitFacts, Show, comm, plural, program, size},
+    story::{DockerView, Evidence, JournalRead, LimitFacts, Show},
 };
 use oomtrace_core::{
     output::{
-        facts::{INIT_SHIMS, retries_used_up},
-        format::abbreviate_id_bytes,
+        facts::{
+            INIT_SHIMS, Role, only_marked, program, retries_allowed, retries_used_up, victim_name,
+            victim_rss,
+        },
+        format::{abbreviate_id_bytes, at_most_retries, bytes, plural},
     },
     report::{Container, Report, exact},
 };
@@ -29,8 +32,8 @@ pub struct Facts<'a> {
 fn names<'a>(kills: &[&'a Report]) -> Vec<&'a [u8]> {
     let mut names: Vec<&[u8]> = Vec::new();
     for kill in kills {
-        if !names.contains(&comm(kill)) {
-            names.push(comm(kill));
+        if !names.contains(&victim_name(kill)) {
+            names.push(victim_name(kill));
         }
     }
     names
@@ -46,8 +49,8 @@ fn is_are(kills: &[&Report]) -> &'static str {
 fn victims(kills: &[&Report], show: Show) -> String {
     if let [one] = kills {
         return match one.victim.pid {
-            Some(pid) => format!("{} (pid {pid})", show(comm(one))),
-            None => show(comm(one)),
+            Some(pid) => format!("{} (pid {pid})", show(victim_name(one))),
+            None => show(victim_name(one)),
         };
     }
     let names = names(kills);
@@ -104,15 +107,12 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         journal_advice(e, show, advice);
         return;
     }
-    let main_kills: Vec<&Report> = all
-        .iter()
-        .copied()
-        .filter(|r| r.victim.is_container_main == Some(true))
-        .collect();
+    let role = |r: &Report| Role::of(&r.victim);
+    let main_kills: Vec<&Report> = all.iter().copied().filter(|r| role(r).is_main()).collect();
     let mut child_kills: Vec<&Report> = all
         .iter()
         .copied()
-        .filter(|r| r.victim.is_container_main == Some(false))
+        .filter(|r| matches!(role(r), Role::Other { .. }))
         .collect();
     // Victims of runs that ended with exit 0: not the main process, whatever the record says.
     let mut not_main: Vec<&Report> = Vec::new();
@@ -122,9 +122,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             continue;
         };
         let kills: Vec<&Report> = indices.iter().map(|&i| &e.kills[i]).collect();
-        let none_main = kills
-            .iter()
-            .all(|r| r.victim.is_container_main != Some(true));
+        let none_main = kills.iter().all(|r| !role(r).is_main());
         if end.oom_killed != Some(true) {
             continue;
         }
@@ -146,10 +144,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
                 }
             }
             Some(code)
-                if code != 0
-                    && kills
-                        .iter()
-                        .all(|r| r.victim.is_container_main == Some(false)) =>
+                if code != 0 && kills.iter().all(|r| matches!(role(r), Role::Other { .. })) =>
             {
                 meaning.push(format!(
                     "Exit code {code} with OOMKilled=true: the OOM kills recorded in that run hit {}, not the main process, so OOMKilled is about them; the exit code is how the main process itself ended{}.",
@@ -168,9 +163,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         meaning.push(format!("{exit0} runs ended that way."));
     }
     if !main_kills.is_empty() {
-        let all_init = main_kills
-            .iter()
-            .all(|r| r.victim.is_container_init == Some(true));
+        let all_init = main_kills.iter().all(|r| role(r) == Role::MainPid1);
         let shim = f
             .container
             .main_command
@@ -197,7 +190,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
     let exec: Vec<&Report> = child_kills
         .iter()
         .copied()
-        .filter(|r| r.victim.parent_in_container == Some(false))
+        .filter(|r| role(r) == Role::Other { from_outside: true })
         .collect();
     if !exec.is_empty() {
         meaning.push(format!(
@@ -207,10 +200,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             victims(&exec, show)
         ));
     }
-    let marked = all
-        .iter()
-        .filter(|r| r.oom.as_ref().and_then(|o| o.kind) == Some("marked"))
-        .count();
+    let marked = all.iter().filter(|r| only_marked(r)).count();
     if marked > 0 {
         meaning.push(format!(
             "{marked} of the victims {} already exiting, so the kernel only marked {}: no SIGKILL, and the kernel does not count {}.",
@@ -244,7 +234,7 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
     };
     let mut text = format!(
         "Docker restarted the container {count} time{}",
-        plural(count as usize)
+        plural(u64::from(count))
     );
     // Docker keeps `Running` true while it restarts a container: stopped, it is not.
     let restarting = (f.docker_running == Some(false)).then_some(false);
@@ -256,14 +246,8 @@ fn restarts(f: &Facts, main_killed: bool, meaning: &mut Vec<String>) {
         text.push_str(&format!(", then stopped restarting it: {used}"));
     } else if let Some(policy) = &c.restart_policy {
         text.push_str(&format!(" (restart policy {}", (f.show)(policy.as_bytes())));
-        if let Some(max) = c
-            .restart_max_retries
-            .filter(|&m| m > 0 && policy == "on-failure")
-        {
-            text.push_str(&format!(
-                ", at most {max} retr{})",
-                if max == 1 { "y" } else { "ies" }
-            ));
+        if let Some(max) = retries_allowed(c) {
+            text.push_str(&format!(", {})", at_most_retries(max)));
         } else {
             text.push(')');
         }
@@ -293,20 +277,20 @@ fn limits(
         .unwrap_or_default();
     let largest = all
         .iter()
-        .filter_map(|r| super::story::rss(r).map(|rss| (rss, *r)))
+        .filter_map(|r| victim_rss(r).map(|rss| (rss, *r)))
         .max_by_key(|(rss, _)| *rss);
     let peak = match (limit.peak_usage_bytes, limit.limit_bytes) {
         (Some(peak), Some(max)) => Some(format!(
             "peak usage {} of the {} limit",
-            size(Some(peak)),
-            size(Some(max))
+            bytes(peak),
+            bytes(max)
         )),
         _ => match (largest, limit.limit_bytes) {
             (Some((rss, r)), Some(max)) => Some(format!(
                 "the largest victim, {}, held {} of the {} limit",
-                show(comm(r)),
-                size(Some(rss)),
-                size(Some(max))
+                show(victim_name(r)),
+                bytes(rss),
+                bytes(max)
             )),
             _ => None,
         },

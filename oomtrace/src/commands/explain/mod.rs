@@ -37,7 +37,10 @@ use crate::{
     commands::watch::journal_path,
     source::past::{self, Past},
 };
-use oomtrace_core::output::escape::{visible, visible_bytes};
+use oomtrace_core::output::{
+    escape::{visible, visible_bytes},
+    format::short_id,
+};
 
 /// How long Docker gets to answer each question.
 const DOCKER_WAIT: Duration = Duration::from_secs(10);
@@ -65,13 +68,7 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
             let shown: Vec<&str> = ids
                 .iter()
                 .take(5)
-                .map(|id| {
-                    if wanted.len() >= 12 {
-                        id
-                    } else {
-                        render::short(id)
-                    }
-                })
+                .map(|id| if wanted.len() >= 12 { id } else { short_id(id) })
                 .collect();
             crate::say!(
                 "\"{}\" is the start of the ids of {} containers ({}{}): give more of the id, or the container's name",

@@ -5,14 +5,19 @@
 
 use std::{fmt::Write as _, time::SystemTime};
 
-use jiff::{Timestamp, tz::TimeZone};
+use jiff::tz::TimeZone;
 
-use super::story::{Explanation, comm, plural, program, rss, size};
+use super::story::Explanation;
 use oomtrace_core::{
     output::{
         escape::{visible, visible_bytes},
-        facts::retries_used_up,
-        format::{bytes, shown_path, top_tasks},
+        facts::{
+            Role, only_marked, program, retries_allowed, retries_used_up, victim_name, victim_rss,
+        },
+        format::{
+            at_most_retries, bytes, clock, memory, plural, restarts_so_far, short_id, shown_path,
+            top_tasks,
+        },
     },
     report::{Report, exact},
 };
@@ -35,7 +40,7 @@ pub fn render(x: &Explanation, tz: &TimeZone, now: SystemTime) -> String {
     if n == 0 {
         out.push_str("no OOM kill of this container is recorded");
     } else {
-        let _ = write!(out, "{n} OOM kill{}", plural(n));
+        let _ = write!(out, "{n} OOM kill{}", plural(n as u64));
     }
     if x.since.is_some() {
         out.push_str(" since the time asked for");
@@ -48,7 +53,7 @@ pub fn render(x: &Explanation, tz: &TimeZone, now: SystemTime) -> String {
                     out,
                     "  … {} more (oomtrace history --container {} lists every one)",
                     n - 10,
-                    short(&x.container.id)
+                    short_id(&x.container.id)
                 );
             }
             continue;
@@ -85,7 +90,7 @@ fn heading(x: &Explanation, out: &mut String) {
                 "{}  ({} container {}",
                 visible(name),
                 c.runtime,
-                short(&c.id)
+                short_id(&c.id)
             );
         }
         None => {
@@ -93,7 +98,7 @@ fn heading(x: &Explanation, out: &mut String) {
                 out,
                 "{} container {} (name not known",
                 c.runtime,
-                short(&c.id)
+                short_id(&c.id)
             );
         }
     }
@@ -102,7 +107,7 @@ fn heading(x: &Explanation, out: &mut String) {
     }
     out.push_str(")\n");
     if !x.same_name.is_empty() {
-        let ids: Vec<&str> = x.same_name.iter().map(|id| short(id)).collect();
+        let ids: Vec<&str> = x.same_name.iter().map(|id| short_id(id)).collect();
         wrap(
             &format!(
                 "Earlier containers with this name had OOM kills too: {} (oomtrace explain ID tells theirs).",
@@ -122,18 +127,11 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
             Some(policy) => format!("restart policy {}", visible(policy)),
             None => "no restart policy".to_owned(),
         };
-        if let Some(max) = c
-            .restart_max_retries
-            .filter(|&m| m > 0 && c.restart_policy.as_deref() == Some("on-failure"))
-        {
-            let _ = write!(
-                text,
-                " (at most {max} retr{})",
-                if max == 1 { "y" } else { "ies" }
-            );
+        if let Some(max) = retries_allowed(c) {
+            let _ = write!(text, " ({})", at_most_retries(max));
         }
         if let Some(count) = count {
-            let _ = write!(text, "; {count} restart{} so far", plural(count as usize));
+            let _ = write!(text, "; {}", restarts_so_far(count));
         }
         text
     };
@@ -197,7 +195,7 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
     }
     if !x.exits.is_empty() && (d.state != "present" || x.exits.len() > 1) {
         let n = x.exits.len();
-        lines.push(format!("A watch recorded {n} exit{}:", plural(n)));
+        lines.push(format!("A watch recorded {n} exit{}:", plural(n as u64)));
         if n > 5 {
             lines.push(format!("  … {} earlier", n - 5));
         }
@@ -220,7 +218,7 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
                     let _ = write!(text, ", Docker stopped restarting it: {used}");
                 }
                 (None, Some(count)) => {
-                    let _ = write!(text, ", {count} restart{} so far", plural(count as usize));
+                    let _ = write!(text, ", {}", restarts_so_far(count));
                 }
                 (None, None) => {}
             }
@@ -232,7 +230,12 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
 
 fn kill_line(kill: &Report, time: &dyn Fn(Option<SystemTime>) -> String, out: &mut String) {
     let v = &kill.victim;
-    let _ = write!(out, "  {}  {}", time(kill.time), visible_bytes(comm(kill)));
+    let _ = write!(
+        out,
+        "  {}  {}",
+        time(kill.time),
+        visible_bytes(victim_name(kill))
+    );
     match v.pid.or(v.tid) {
         Some(pid) => {
             let _ = write!(out, " (pid {pid})");
@@ -240,19 +243,19 @@ fn kill_line(kill: &Report, time: &dyn Fn(Option<SystemTime>) -> String, out: &m
         None => out.push_str(" (pid ?)"),
     }
     out.push_str("  ");
-    out.push_str(match (v.is_container_main, v.is_container_init) {
-        (Some(true), Some(true)) => "PID 1, the main process",
-        (Some(true), _) => "the main process",
-        (Some(false), _) if v.parent_in_container == Some(false) => {
+    out.push_str(match Role::of(v) {
+        Role::MainPid1 => "PID 1, the main process",
+        Role::Main => "the main process",
+        Role::Other { from_outside: true } => {
             "not the main process, entered from outside (docker exec)"
         }
-        (Some(false), _) => "not the main process",
-        (None, _) => "main process or not: unknown",
+        Role::Other { .. } => "not the main process",
+        Role::Unknown => "main process or not: unknown",
     });
-    if let Some(rss) = rss(kill) {
+    if let Some(rss) = victim_rss(kill) {
         let _ = write!(out, "  rss {}", bytes(rss));
     }
-    if kill.oom.as_ref().and_then(|o| o.kind) == Some("marked") {
+    if only_marked(kill) {
         out.push_str("  (already exiting: only marked)");
     }
     out.push('\n');
@@ -315,24 +318,10 @@ fn why_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) -> Ve
     }
     if let Some(kill) = detailed(|r| r.oom.as_ref().is_some_and(|o| o.memcg_stat.is_some())) {
         let stat = kill.oom.as_ref().and_then(|o| o.memcg_stat.as_ref());
-        let parts: Vec<String> = stat
-            .into_iter()
-            .flat_map(|s| {
-                [
-                    ("anon", s.anon_bytes),
-                    ("file", s.file_bytes),
-                    ("kernel", s.kernel_bytes),
-                    ("shmem", s.shmem_bytes),
-                    ("sock", s.sock_bytes),
-                ]
-            })
-            .filter_map(|(name, value)| value.map(|v| format!("{name} {}", bytes(v))))
-            .collect();
-        if !parts.is_empty() {
+        if let Some(memory) = stat.and_then(memory) {
             lines.push(format!(
-                "Memory of the limited cgroup at the kill at {}: {}.",
+                "Memory of the limited cgroup at the kill at {}: {memory}.",
                 time(kill.time),
-                parts.join(", ")
             ));
         }
     }
@@ -346,30 +335,9 @@ fn capitalized(text: &str) -> String {
     })
 }
 
-/// `4f2c5e6a7b8c`, as `docker ps` shows an id.
-pub fn short(id: &str) -> &str {
-    id.get(..12).filter(|_| id.len() == 64).unwrap_or(id)
-}
-
-/// A local time as the human view writes it: the date only when not today.
-pub fn clock(tz: &TimeZone, time: Option<SystemTime>, now: SystemTime) -> String {
-    let Some(ts) = time.and_then(|t| Timestamp::try_from(t).ok()) else {
-        return "??:??:??".into();
-    };
-    let zoned = ts.to_zoned(tz.clone());
-    let today = Timestamp::try_from(now)
-        .map(|now| now.to_zoned(tz.clone()).date())
-        .ok();
-    let mut text = String::new();
-    if today != Some(zoned.date()) {
-        let _ = write!(text, "{} ", zoned.strftime("%Y-%m-%d"));
-    }
-    let _ = write!(text, "{}", zoned.strftime("%H:%M:%S"));
-    // A clock reading repeated by a DST change says which one it was.
-    if tz.to_ambiguous_zoned(zoned.datetime()).is_ambiguous() {
-        let _ = write!(text, " {}", zoned.strftime("%Z"));
-    }
-    text
+/// `64.0 MiB`, or `an unknown amount`.
+fn size(value: Option<u64>) -> String {
+    value.map_or_else(|| "an unknown amount".into(), bytes)
 }
 
 /// Appends `text` as lines of at most [`WIDTH`] columns, indented by two; a line that starts

@@ -9,8 +9,11 @@ use serde::Serialize;
 
 use crate::attribution::docker::ContainerMeta;
 use oomtrace_core::{
-    output::format::bytes,
-    report::{Container, ContainerExit, Report, SCHEMA, exact},
+    output::{
+        facts::{Role, limited_cgroup, own_cgroup, victim_rss},
+        format::plural,
+    },
+    report::{Container, ContainerExit, Report, SCHEMA},
 };
 
 /// How a text shows an untrusted string, given as its exact bytes (a kernel-given name need
@@ -117,46 +120,13 @@ pub struct LimitFacts {
     pub peak_rss_bytes: Option<u64>,
 }
 
-/// The victim's total RSS, when the kernel gave its anonymous part.
-pub fn rss(report: &Report) -> Option<u64> {
-    let v = &report.victim;
-    v.rss_anon_bytes
-        .map(|anon| anon + v.rss_file_bytes.unwrap_or(0) + v.rss_shmem_bytes.unwrap_or(0))
-}
-
-/// The victim's name, as its exact bytes.
-pub fn comm(report: &Report) -> &[u8] {
-    let v = &report.victim;
-    match (&v.comm, &v.thread_comm) {
-        (Some(comm), _) => exact(comm, v.comm_bytes.as_deref()),
-        (None, Some(comm)) => exact(comm, v.thread_comm_bytes.as_deref()),
-        (None, None) => b"?",
-    }
-}
-
-/// The cgroup whose limit a kill hit, as its exact bytes.
-fn memcg(report: &Report) -> Option<&[u8]> {
-    let oom = report.oom.as_ref()?;
-    Some(exact(oom.memcg.as_deref()?, oom.memcg_bytes.as_deref()))
-}
-
-/// The program's file name.
-pub fn program(command: &str) -> &str {
-    command.rsplit('/').next().unwrap_or(command)
-}
-
 /// Whose limit a kill hit: its container's own cgroup, one above it, or the host's memory.
 pub fn whose(report: &Report) -> &'static str {
     let oom = report.oom.as_ref();
     if oom.and_then(|o| o.global) == Some(true) {
         return "host";
     }
-    let own = report
-        .cgroup
-        .path
-        .as_deref()
-        .map(|own| exact(own, report.cgroup.path_bytes.as_deref()));
-    match (memcg(report), own) {
+    match (limited_cgroup(report), own_cgroup(report)) {
         (Some(memcg), Some(own)) if memcg == own => "own",
         (Some(memcg), Some(own))
             if own.starts_with(memcg)
@@ -287,7 +257,9 @@ fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
         oom.and_then(|o| o.memcg.clone()),
         oom.and_then(|o| o.memcg_bytes.clone()),
     );
-    let same = kills.iter().filter(|r| memcg(r) == memcg(latest));
+    let same = kills
+        .iter()
+        .filter(|r| limited_cgroup(r) == limited_cgroup(latest));
     let limit_bytes = same
         .clone()
         .rev()
@@ -306,7 +278,7 @@ fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
         whose,
         limit_bytes,
         peak_usage_bytes,
-        peak_rss_bytes: kills.iter().filter_map(rss).max(),
+        peak_rss_bytes: kills.iter().filter_map(victim_rss).max(),
     })
 }
 
@@ -330,7 +302,7 @@ fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
         let n = evidence.unattributed;
         missing.push(format!(
             "{n} kill{} in the kernel log name{} no cgroup (the kernel's rate limit cut {} report short), so whether {} in this container is not known",
-            plural(n),
+            plural(n as u64),
             if n == 1 { "s" } else { "" },
             if n == 1 { "its" } else { "their" },
             if n == 1 { "it was" } else { "any of them were" },
@@ -358,15 +330,12 @@ fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
         _ => {}
     }
     if evidence.journal == JournalRead::Read {
-        let unknown = evidence
-            .kills
-            .iter()
-            .filter(|r| r.victim.is_container_main.is_none())
-            .count();
+        let role_unknown = |r: &&Report| Role::of(&r.victim) == Role::Unknown;
+        let unknown = evidence.kills.iter().filter(role_unknown).count();
         let from_log = evidence
             .kills
             .iter()
-            .filter(|r| r.victim.is_container_main.is_none())
+            .filter(role_unknown)
             .all(|r| r.source == "kmsg");
         let which = match (unknown, evidence.kills.len()) {
             (1, 1) => "the kill".to_owned(),
@@ -390,13 +359,4 @@ fn missing(evidence: &Evidence, docker: &DockerFacts) -> Vec<String> {
         }
     }
     missing
-}
-
-pub fn plural(n: usize) -> &'static str {
-    oomtrace_core::output::format::plural(n as u64)
-}
-
-/// `64.0 MiB`, or `an unknown amount`.
-pub fn size(value: Option<u64>) -> String {
-    value.map_or_else(|| "an unknown amount".into(), bytes)
 }
