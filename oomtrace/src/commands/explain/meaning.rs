@@ -4,8 +4,9 @@
 //! here says what will happen next.
 
 use super::{
+    evidence::{DockerView, Evidence, JournalRead, Show},
+    limit::LimitFacts,
     runs::Run,
-    story::{DockerView, Evidence, JournalRead, LimitFacts, Show},
 };
 use oomtrace_core::{
     output::{

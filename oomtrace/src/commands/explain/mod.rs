@@ -9,11 +9,13 @@
 //! when CONTAINER is empty or the start of several containers' ids: the command as written
 //! cannot be carried out, and giving more of the id fixes it.
 
+mod evidence;
+mod limit;
 mod meaning;
 mod render;
 mod resolve;
 mod runs;
-pub mod story;
+mod story;
 #[cfg(test)]
 mod tests;
 
@@ -28,8 +30,8 @@ use bollard::{API_DEFAULT_VERSION, Docker, query_parameters::ListContainersOptio
 use jiff::tz::TimeZone;
 
 use self::{
+    evidence::{DockerView, Evidence, JournalRead},
     resolve::{Known, Resolution},
-    story::{DockerView, Evidence, JournalRead},
 };
 use crate::{
     attribution::{docker, enrich},

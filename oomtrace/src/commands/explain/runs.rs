@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::story::{DockerView, Evidence};
+use super::evidence::{DockerView, Evidence};
 
 /// How a run ended, as a watch recorded it or Docker says now.
 #[derive(Clone, Debug, PartialEq, Eq)]

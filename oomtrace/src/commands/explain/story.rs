@@ -3,58 +3,17 @@
 //! and what to change follows from those facts; where a fact is missing the sentence is left
 //! out, and the gap is named under `missing`, never filled in with a likely value.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
-use crate::attribution::docker::ContainerMeta;
+use super::{
+    evidence::{DockerView, Evidence, JournalRead, Show},
+    limit::LimitFacts,
+    meaning, runs,
+};
 use oomtrace_core::{
-    output::{
-        facts::{Role, limited_cgroup, own_cgroup, victim_rss},
-        format::plural,
-    },
+    output::{facts::Role, format::plural},
     report::{Container, ContainerExit, Report, SCHEMA},
 };
-
-/// How a text shows an untrusted string, given as its exact bytes (a kernel-given name need
-/// not be UTF-8): escaped for a terminal, or as the string JSON has.
-pub type Show = fn(&[u8]) -> String;
-
-/// What Docker answered about the container.
-#[derive(Clone, Debug)]
-pub enum DockerView {
-    /// `--no-enrich`.
-    NotAsked,
-    /// Why it could not be asked.
-    Unreachable(String),
-    /// Docker answered, and does not know the container: it was removed.
-    Gone,
-    /// Docker answered; the container belongs to another runtime.
-    NotDocker,
-    Present(ContainerMeta),
-}
-
-/// Whether the journal was read, and if not, why.
-pub use oomtrace_core::journal::State as JournalRead;
-
-/// Everything known about one container, gathered; [`build`] makes the explanation of it.
-#[derive(Clone, Debug)]
-pub struct Evidence {
-    pub id: String,
-    /// This container's kills, oldest first.
-    pub kills: Vec<Report>,
-    /// Its exits as a watch recorded them, oldest first.
-    pub exits: Vec<ContainerExit>,
-    pub docker: DockerView,
-    pub journal: JournalRead,
-    /// Kills in the kernel log that name no cgroup: whose they were is not known.
-    pub unattributed: usize,
-    /// What reading the journal and the kernel log could not do, one sentence each.
-    pub gaps: Vec<String>,
-    /// Other containers that had the name asked for and OOM kills, newest first.
-    pub same_name: Vec<String>,
-    pub since: Option<SystemTime>,
-}
 
 /// `oomtrace explain CONTAINER --json`: one object, schema 1.
 ///
@@ -103,50 +62,15 @@ pub struct DockerFacts {
     pub memory_limit_bytes: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct LimitFacts {
-    /// The cgroup whose limit the latest kill hit, as the kernel names it.
-    pub memcg: Option<String>,
-    /// Its exact bytes, where they are not UTF-8, as a report's `oom.memcg_hex`.
-    #[serde(
-        rename = "memcg_hex",
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "oomtrace_core::report::hex::serialize"
-    )]
-    pub memcg_bytes: Option<Vec<u8>>,
-    pub whose: &'static str,
-    pub limit_bytes: Option<u64>,
-    pub peak_usage_bytes: Option<u64>,
-    pub peak_rss_bytes: Option<u64>,
-}
-
-/// Whose limit a kill hit: its container's own cgroup, one above it, or the host's memory.
-pub fn whose(report: &Report) -> &'static str {
-    let oom = report.oom.as_ref();
-    if oom.and_then(|o| o.global) == Some(true) {
-        return "host";
-    }
-    match (limited_cgroup(report), own_cgroup(report)) {
-        (Some(memcg), Some(own)) if memcg == own => "own",
-        (Some(memcg), Some(own))
-            if own.starts_with(memcg)
-                && (memcg.ends_with(b"/") || own[memcg.len()..].starts_with(b"/")) =>
-        {
-            "parent"
-        }
-        _ => "unknown",
-    }
-}
-
 pub fn build(evidence: Evidence, show: Show) -> Explanation {
     let container = container(&evidence);
     let docker = docker_facts(&evidence.docker);
-    let limit = limit(&evidence.kills, &container);
-    let runs = super::runs::split(&evidence);
+    let limit = LimitFacts::of(&evidence.kills, &container);
+    let runs = runs::split(&evidence);
     let mut meaning = Vec::new();
     let mut advice = Vec::new();
-    super::meaning::tell(
-        &super::meaning::Facts {
+    meaning::tell(
+        &meaning::Facts {
             evidence: &evidence,
             container: &container,
             docker_oom_killed: docker.oom_killed,
@@ -245,41 +169,6 @@ fn docker_facts(view: &DockerView) -> DockerFacts {
         _ => {}
     }
     facts
-}
-
-/// The limit the kills hit: the latest kill's, its peak usage over the kills that hit the
-/// same cgroup, and the largest victim.
-fn limit(kills: &[Report], container: &Container) -> Option<LimitFacts> {
-    let latest = kills.last()?;
-    let whose = whose(latest);
-    let oom = latest.oom.as_ref();
-    let (memcg_text, memcg_bytes) = (
-        oom.and_then(|o| o.memcg.clone()),
-        oom.and_then(|o| o.memcg_bytes.clone()),
-    );
-    let same = kills
-        .iter()
-        .filter(|r| limited_cgroup(r) == limited_cgroup(latest));
-    let limit_bytes = same
-        .clone()
-        .rev()
-        .find_map(|r| r.oom.as_ref().and_then(|o| o.memcg_limit_bytes))
-        // Docker's limit is the container's own cgroup's, and only that one.
-        .or(container.memory_limit_bytes.filter(|_| whose == "own"));
-    let peak_usage_bytes = if whose == "host" {
-        None
-    } else {
-        same.filter_map(|r| r.oom.as_ref().and_then(|o| o.memcg_usage_bytes))
-            .max()
-    };
-    Some(LimitFacts {
-        memcg: memcg_text.filter(|_| whose != "host"),
-        memcg_bytes: memcg_bytes.filter(|_| whose != "host"),
-        whose,
-        limit_bytes,
-        peak_usage_bytes,
-        peak_rss_bytes: kills.iter().filter_map(victim_rss).max(),
-    })
 }
 
 /// What this explanation cannot know, and why.

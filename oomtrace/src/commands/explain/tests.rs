@@ -3,10 +3,11 @@ use std::time::{Duration, SystemTime};
 use jiff::tz::TimeZone;
 
 use super::{
+    evidence::{DockerView, Evidence, JournalRead},
     render::render,
     resolve::{Known, Resolution, resolve},
     runs::{End, split},
-    story::{DockerView, Evidence, JournalRead, build},
+    story::build,
 };
 use crate::attribution::docker::ContainerMeta;
 use oomtrace_core::{
