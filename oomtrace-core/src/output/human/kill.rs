@@ -1,69 +1,26 @@
-//! The human view: what a person scans in the middle of an incident.
-//!
-//! A kill is one line of facts in a fixed order that fits 120 columns for the common case
-//! (time, where, who, RSS, the limit and its size, which kill this is), then one indented
-//! line that says what it means, from facts only:
-//!
-//! ```text
-//! 20:39:23  seed0  dd (pid 4242)  rss 63.3 MiB  limit 64.0 MiB
-//!     not the container's main process (that is sh, pid 4100); entered the container from outside, as docker exec does
-//! ```
-//!
-//! With `--verbose`, or when stdout is a terminal, a third line gives the limited cgroup's
-//! memory breakdown and its biggest processes. The members of a `memory.oom.group` kill
-//! follow their chosen victim as `+` lines of the same incident. Times are local (`TZ`, else
-//! `/etc/localtime`), with the date when not today and the zone where the clock reading is
-//! ambiguous; JSON keeps RFC 3339 UTC. Every untrusted string is escaped (see `escape`).
+//! The kill line: the facts in a fixed order, then the indented line that says what they
+//! mean, then with `--verbose` the limited cgroup's memory and biggest processes; or, for
+//! a member of a `memory.oom.group` kill, one `+` line under its chosen victim.
 
-use std::{
-    collections::HashMap,
-    fmt::Write as _,
-    time::{Duration, SystemTime},
-};
+use std::{fmt::Write as _, time::SystemTime};
 
-use jiff::tz::TimeZone;
-
+use super::{HumanView, container_name};
 use crate::{
     output::{
         escape::{push_visible_bytes, visible, visible_bytes},
         facts::{
-            Role, limited_cgroup, only_marked, own_cgroup, program, retries_allowed,
-            retries_used_up, victim_name, victim_rss,
+            Role, limited_cgroup, only_marked, own_cgroup, program, retries_allowed, victim_name,
+            victim_rss,
         },
-        format::{
-            at_most_retries, bytes, clock, memory, restarts_so_far, short_id, shown_path, top_tasks,
-        },
+        format::{at_most_retries, bytes, memory, restarts_so_far, shown_path, top_tasks},
     },
-    report::{Container, ContainerExit, Report, exact},
+    report::{Container, Report, exact},
 };
 
 /// Kills remembered per container or cgroup, for "3rd kill in 40 s"; bounded.
 const MAX_TRACKED: usize = 4096;
 
-/// Renders reports and container exits, remembering what makes the next line say more:
-/// how many kills each container has had, and the incident a group kill's member belongs to.
-pub struct HumanView {
-    tz: TimeZone,
-    verbose: bool,
-    kills: HashMap<String, (u32, SystemTime)>,
-    last_incident: Option<u64>,
-}
-
 impl HumanView {
-    /// `verbose`: the breakdown line under every kill.
-    pub fn new(verbose: bool) -> Self {
-        Self::in_zone(TimeZone::system(), verbose)
-    }
-
-    pub fn in_zone(tz: TimeZone, verbose: bool) -> Self {
-        Self {
-            tz,
-            verbose,
-            kills: HashMap::new(),
-            last_incident: None,
-        }
-    }
-
     /// Appends a kill's lines.
     pub fn kill(&mut self, report: &Report, now: SystemTime, out: &mut String) {
         let oom = report.oom.as_ref();
@@ -109,68 +66,6 @@ impl HumanView {
         }
     }
 
-    /// Appends a container exit's line: the fact Docker gives, and the kill before it.
-    pub fn exit(&mut self, exit: &ContainerExit, now: SystemTime, out: &mut String) {
-        self.time(exit.time, now, out);
-        out.push_str("  container ");
-        out.push_str(&container_name(&exit.container));
-        match exit.exit_code {
-            Some(code) => {
-                let _ = write!(out, " exited {code}");
-            }
-            None => out.push_str(" exited"),
-        }
-        match exit.runtime_oom_killed {
-            Some(flag) => {
-                let _ = write!(out, " (Docker: OOMKilled={flag})");
-            }
-            None => out.push_str(" (Docker's OOMKilled unknown)"),
-        }
-        if let Some(last) = &exit.last_kill {
-            if let (Some(exited), Some(killed)) = (exit.time, last.time) {
-                let _ = write!(out, " {} after", seconds(exited, killed));
-            } else {
-                out.push_str(" after");
-            }
-            let comm = exact(&last.comm, last.comm_bytes.as_deref());
-            let _ = write!(out, " {} (pid ", visible_bytes(comm));
-            match last.pid {
-                Some(pid) => {
-                    let _ = write!(out, "{pid}");
-                }
-                None => out.push('?'),
-            }
-            out.push_str(") was OOM-killed");
-            match last.is_container_main {
-                Some(false) => out.push_str("; its main process survived the kill"),
-                Some(true) => out.push_str(", the container's main process"),
-                None => {}
-            }
-        }
-        match (exit.restarting, exit.restart_count) {
-            (Some(true), Some(count)) => {
-                let _ = write!(out, "; Docker is restarting it (restart {count})");
-            }
-            (Some(true), None) => out.push_str("; Docker is restarting it"),
-            (_, Some(count)) => match retries_used_up(
-                &exit.container,
-                Some(count),
-                exit.restarting,
-                exit.exit_code,
-            ) {
-                Some(used) => {
-                    let _ = write!(out, "; Docker stopped restarting it: {used}");
-                }
-                None => {
-                    out.push_str("; ");
-                    out.push_str(&restarts_so_far(count));
-                }
-            },
-            (_, None) => {}
-        }
-        out.push('\n');
-    }
-
     /// Counts the kill in its container (or cgroup); `(n, time of the first)`.
     fn count(&mut self, report: &Report) -> Option<(u32, SystemTime)> {
         let key = match (&report.container, own_cgroup(report)) {
@@ -187,10 +82,6 @@ impl HumanView {
         let entry = self.kills.entry(key).or_insert((0, time));
         entry.0 += 1;
         Some(*entry)
-    }
-
-    fn time(&self, time: Option<SystemTime>, now: SystemTime, out: &mut String) {
-        out.push_str(&clock(&self.tz, time, now));
     }
 }
 
@@ -227,14 +118,6 @@ fn place(report: &Report, out: &mut String) {
             }
             None => out.push_str("cgroup unknown"),
         },
-    }
-}
-
-/// A container's name, or its runtime and short id when it has none.
-fn container_name(c: &Container) -> String {
-    match &c.name {
-        Some(name) => visible(name),
-        None => format!("{} {}", c.runtime, visible(short_id(&c.id))),
     }
 }
 
@@ -410,12 +293,244 @@ fn span(first: SystemTime, now: Option<SystemTime>) -> String {
     }
 }
 
-/// `4.2 s`: how long `later` came after `earlier`.
-fn seconds(later: SystemTime, earlier: SystemTime) -> String {
-    let d = later.duration_since(earlier).unwrap_or(Duration::ZERO);
-    format!("{:.1} s", d.as_secs_f64())
-}
-
 #[cfg(test)]
-#[path = "human_tests.rs"]
-mod tests;
+mod tests {
+    use std::time::Duration;
+
+    use jiff::tz::TimeZone;
+
+    use super::super::tests::{MIB, render, seed0, utc};
+    use super::*;
+    use crate::{
+        kernel::cgroups::CgroupMode,
+        report::{MemcgStat, Pod, TopTask},
+        source::ebpf::decode,
+        testing as fixtures,
+    };
+    use oomtrace_common::field;
+
+    #[test]
+    fn a_kill_in_a_container_is_facts_then_what_they_mean() {
+        let line = render(&mut utc(), &seed0(false));
+        assert_eq!(
+            line,
+            "04:47:30  seed0  dd (pid 10390, thread 10391)  rss 63.0 MiB  limit 64.0 MiB\n    \
+             not the container's main process (that is sh, pid 10000); entered the container from \
+             outside, as docker exec does\n"
+        );
+        let first = line.lines().next().unwrap();
+        assert!(first.chars().count() <= 120, "{first}");
+    }
+
+    #[test]
+    fn the_main_process_says_the_restart_policy_as_facts() {
+        let mut report = seed0(true);
+        let container = report.container.as_mut().unwrap();
+        container.restart_policy = Some("on-failure".into());
+        container.restart_max_retries = Some(3);
+        container.restart_count = Some(3);
+        let mut view = utc();
+        let line = render(&mut view, &report);
+        assert!(
+            line.ends_with(
+                "    the container's main process (PID 1); restart policy on-failure with at most \
+                 3 retries, 3 restarts so far\n"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("restarts it"), "no forecast: {line}");
+        // Kills repeat in one container: which one this is.
+        report.time = report.time.map(|t| t + Duration::from_secs(40));
+        let second = render(&mut view, &report);
+        assert!(
+            second
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("  2nd kill in 40 s"),
+            "{second}"
+        );
+    }
+
+    #[test]
+    fn an_init_shim_s_app_is_the_main_process() {
+        let mut report = seed0(false);
+        report.victim.is_container_main = Some(true);
+        report.container.as_mut().unwrap().main_command = Some("docker-init".into());
+        let line = render(&mut utc(), &report);
+        assert!(
+            line.contains("the container's main process, run by docker-init as PID 1"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_parent_s_limit_and_the_trigger_are_said() {
+        let mut report = seed0(false);
+        report.container = None;
+        report.cgroup.path = Some("/parent/child".into());
+        let oom = report.oom.as_mut().unwrap();
+        oom.memcg = Some("/parent".into());
+        oom.memcg_limit_bytes = Some(32 * MIB);
+        report.trigger.pid = Some(777);
+        report.trigger.tid = Some(777);
+        report.trigger.comm = Some("java".into());
+        let line = render(&mut utc(), &report);
+        assert_eq!(
+            line,
+            "04:47:30  cgroup /parent/child  dd (pid 10390, thread 10391)  rss 63.0 MiB  limit \
+             32.0 MiB\n    limit of /parent hit, the victim lived in /parent/child; triggered by \
+             java (pid 777)\n"
+        );
+    }
+
+    #[test]
+    fn compose_and_pods_name_the_workload() {
+        let mut report = seed0(false);
+        let container = report.container.as_mut().unwrap();
+        container.labels = Some(
+            [
+                ("com.docker.compose.project", "shop"),
+                ("com.docker.compose.service", "web"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        let line = render(&mut utc(), &report);
+        assert!(
+            line.starts_with("04:47:30  seed0 (compose shop/web)  dd"),
+            "{line}"
+        );
+        report.container.as_mut().unwrap().pod = Some(Pod {
+            uid: "0c6a".into(),
+            namespace: Some("prod".into()),
+            name: Some("web-7f9".into()),
+            qos: Some("burstable"),
+        });
+        let line = render(&mut utc(), &report);
+        assert!(
+            line.starts_with("04:47:30  seed0 (pod prod/web-7f9)  dd"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_group_kill_s_members_are_one_incident() {
+        let mut chosen = seed0(true);
+        let oom = chosen.oom.as_mut().unwrap();
+        oom.id = Some(5);
+        oom.group_kill = Some(false);
+        let mut member = chosen.clone();
+        member.victim.comm = Some("sleep".into());
+        member.victim.pid = Some(10400);
+        member.victim.tid = Some(10400);
+        member.oom.as_mut().unwrap().group_kill = Some(true);
+        let mut view = utc();
+        render(&mut view, &chosen);
+        assert_eq!(
+            render(&mut view, &member),
+            "  + sleep (pid 10400)  rss 63.0 MiB  killed with the rest of its memory.oom.group\n"
+        );
+    }
+
+    #[test]
+    fn verbose_adds_the_breakdown_and_the_biggest_processes() {
+        let mut report = seed0(false);
+        let oom = report.oom.as_mut().unwrap();
+        oom.memcg_stat = Some(MemcgStat {
+            anon_bytes: Some(60 * MIB),
+            file_bytes: Some(2 * MIB),
+            kernel_bytes: Some(MIB),
+            shmem_bytes: Some(0),
+            sock_bytes: None,
+        });
+        oom.top_tasks = Some(vec![
+            TopTask {
+                pid: 10390,
+                comm: "dd".into(),
+                comm_bytes: None,
+                rss_bytes: 63 * MIB,
+            },
+            TopTask {
+                pid: 10000,
+                comm: "sh".into(),
+                comm_bytes: None,
+                rss_bytes: 68 << 10,
+            },
+        ]);
+        let mut view = HumanView::in_zone(TimeZone::UTC, true);
+        let line = render(&mut view, &report);
+        assert!(
+            line.ends_with(
+                "    memory: anon 60.0 MiB, file 2.0 MiB, kernel 1.0 MiB, shmem 0 B; biggest: dd \
+                 63.0 MiB (pid 10390), sh 68.0 KiB (pid 10000)\n"
+            ),
+            "{line}"
+        );
+        assert!(!render(&mut utc(), &report).contains("biggest"));
+    }
+
+    #[test]
+    fn a_marked_victim_and_a_global_oom_are_said() {
+        let mut report = seed0(true);
+        let oom = report.oom.as_mut().unwrap();
+        oom.kind = Some("marked");
+        oom.global = Some(true);
+        oom.memcg = None;
+        let line = render(&mut utc(), &report);
+        assert!(line.contains("  system out of memory\n"), "{line}");
+        assert!(line.contains("the kernel only marked it"), "{line}");
+    }
+
+    #[test]
+    fn what_is_not_known_is_left_out() {
+        let mut event = fixtures::raw_event();
+        event.fields = field::TID | field::THREAD_COMM | field::CGROUP_ID;
+        let report = decode(&event, &fixtures::decoding(CgroupMode::V1)).unwrap();
+        assert_eq!(
+            render(&mut utc(), &report),
+            "04:47:30  cgroup id 4242  dd-worker (tid 10391)\n"
+        );
+    }
+
+    #[test]
+    fn untrusted_strings_reach_the_terminal_escaped() {
+        let mut report = seed0(false);
+        report.victim.comm = Some("\x1b]0;pwned\x07evil".into());
+        let container = report.container.as_mut().unwrap();
+        container.name = Some("web\x1b[2Jx".into());
+        container.main_command = Some("/bin/\u{202e}sh".into());
+        let line = render(&mut utc(), &report);
+        assert!(
+            !line.chars().any(|c| c != '\n' && c.is_control()),
+            "{line:?}"
+        );
+        assert!(line.contains("\\x1b]0;pwned\\x07evil"), "{line}");
+        assert!(line.contains("web\\x1b[2Jx"), "{line}");
+        assert!(line.contains("\\u{202e}sh"), "{line}");
+
+        let mut report = fixtures::report();
+        report.cgroup.path = Some("/a\u{fffd}b".into());
+        report.cgroup.path_bytes = Some(b"/a\xffb".to_vec());
+        let line = render(&mut utc(), &report);
+        assert!(line.contains("cgroup /a\\xffb"), "{line}");
+    }
+
+    #[test]
+    fn ordinals() {
+        for (n, want) in [
+            (1, "1st"),
+            (2, "2nd"),
+            (3, "3rd"),
+            (4, "4th"),
+            (11, "11th"),
+            (12, "12th"),
+            (13, "13th"),
+            (21, "21st"),
+            (102, "102nd"),
+        ] {
+            assert_eq!(ordinal(n), want);
+        }
+    }
+}
