@@ -380,3 +380,21 @@ fn wrap(text: &str, out: &mut String) {
     }
     out.push('\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{human, restart_loop};
+
+    #[test]
+    fn a_screen_wraps_at_100_columns() {
+        let text = human(restart_loop());
+        for line in text.lines() {
+            assert!(line.chars().count() <= 100, "{line:?}");
+            let first = line.split_whitespace().next().unwrap_or_default();
+            assert!(
+                !first.ends_with("iB"),
+                "a size split from its unit: {line:?}"
+            );
+        }
+    }
+}

@@ -92,3 +92,51 @@ fn newest(known: &[Known], id: &str) -> Option<SystemTime> {
         .filter_map(|k| k.seen)
         .max()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ID, at};
+    use super::*;
+
+    #[test]
+    fn a_container_is_found_as_docker_finds_it() {
+        let other = "4f2c99".to_owned() + &"0".repeat(58);
+        let old = "77".repeat(32);
+        let k = |id: &str, name: Option<&str>, secs: Option<u64>, docker: bool| Known {
+            id: id.into(),
+            name: name.map(str::to_owned),
+            seen: secs.and_then(at),
+            docker,
+        };
+        let known = vec![
+            k(ID, Some("web"), None, true),
+            k(&old, Some("web"), Some(5), false),
+            k(&other, Some("db"), Some(1), false),
+            k(&"aa".repeat(32), Some("gone"), Some(1), false),
+            k(&"ab".repeat(32), Some("gone"), Some(9), false),
+        ];
+        let one = |id: &str, same: &[&str]| Resolution::One {
+            id: id.into(),
+            same_name: same.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases = [
+            ("web", one(ID, &[&old])),
+            ("/web", one(ID, &[&old])),
+            ("db", one(&other, &[])),
+            // Without Docker's, the newest container that had the name.
+            ("gone", one(&"ab".repeat(32), &[&"aa".repeat(32)])),
+            ("4f2c5", one(ID, &[])),
+            (ID, one(ID, &[])),
+            (
+                "4f2c",
+                Resolution::Ambiguous(vec![ID.into(), other.clone()]),
+            ),
+            ("77", one(&old, &[])),
+            ("nosuch", Resolution::None),
+            ("", Resolution::None),
+        ];
+        for (wanted, want) in cases {
+            assert_eq!(resolve(wanted, &known), want, "{wanted:?}");
+        }
+    }
+}

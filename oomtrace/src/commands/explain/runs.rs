@@ -98,3 +98,50 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
     }
     runs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        evidence::DockerView,
+        tests::{docker, evidence, exit, kill, restart_loop},
+    };
+    use super::*;
+
+    #[test]
+    fn a_run_s_kills_are_known_only_where_no_boundary_can_be_missing() {
+        let killed = |main| End {
+            exit_code: Some(if main { 137 } else { 0 }),
+            oom_killed: Some(true),
+        };
+        let e = restart_loop();
+        let runs = split(&e);
+        assert_eq!(
+            runs.len(),
+            4,
+            "Docker's state is the last exit recorded: {runs:?}"
+        );
+        assert_eq!(runs[1].kills, Some(vec![1]));
+        assert_eq!(runs[3].end, Some(killed(true)));
+
+        // Never restarted, no exit recorded: every kill is in the one run Docker ended.
+        let e = evidence(vec![kill(1, 0, None)], vec![], docker(false, 0, true, 0));
+        let runs = split(&e);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].end.clone(), runs[0].kills.clone()),
+            (Some(killed(false)), Some(vec![0]))
+        );
+
+        // Restarted, nothing recorded: which run a kill ended is not known.
+        let e = evidence(vec![kill(1, 0, None)], vec![], docker(false, 137, true, 2));
+        assert_eq!(split(&e)[0].kills, None);
+
+        // A recorded exit whose watch counted fewer kills than its window holds.
+        let e = evidence(
+            vec![kill(1, 0, None), kill(2, 3, Some(false))],
+            vec![exit(5, 0, 0, 1)],
+            DockerView::Gone,
+        );
+        assert_eq!(split(&e)[0].kills, None);
+    }
+}
