@@ -10,7 +10,7 @@
 //! oomtrace only reads from Docker: it lists, inspects and follows events.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -22,6 +22,7 @@ use bollard::{
     query_parameters::{EventsOptions, ListContainersOptions},
 };
 use futures_util::StreamExt as _;
+use oomtrace_core::report::Container;
 use tokio::sync::{mpsc, watch};
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -41,25 +42,15 @@ const KEEP_REMOVED: Duration = Duration::from_secs(300);
 /// of short-lived containers cannot grow oomtrace.
 const MAX_ENTRIES: usize = 4096;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What Docker says about a container: the container as a report describes it, and what
+/// only Docker knows of its runs.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContainerMeta {
-    pub name: Option<String>,
-    pub image: Option<String>,
-    /// Only the [`LABELS`] the container has.
-    pub labels: BTreeMap<String, String>,
-    /// Host pid of the container's PID 1 while it runs.
-    pub main_pid: Option<u32>,
-    /// `HostConfig.RestartPolicy.Name`, e.g. `on-failure`.
-    pub restart_policy: Option<String>,
-    /// `HostConfig.RestartPolicy.MaximumRetryCount`, for `on-failure`.
-    pub restart_max_retries: Option<u32>,
-    /// `RestartCount`: restarts so far.
-    pub restart_count: Option<u32>,
-    /// `HostConfig.Memory` in bytes, when a limit is set.
-    pub memory_limit: Option<u64>,
-    /// The program PID 1 runs (`Path`), or `docker-init` when Docker puts its init shim there
-    /// (`HostConfig.Init`).
-    pub main_command: Option<String>,
+    /// From the events and an inspect: `labels` only the [`LABELS`] it has (`None` when it
+    /// has none), `main_pid` the host pid of its PID 1 while it runs, `main_command` the
+    /// program PID 1 runs (`Path`) or `docker-init` when Docker puts its init shim there
+    /// (`HostConfig.Init`); never a pod, which Docker does not know.
+    pub container: Container,
     /// Docker reported an `oom` event for the current run (it then sets `OOMKilled`).
     pub oom_event_seen: bool,
     /// From an inspect: whether it runs, and how its last run ended.
@@ -101,7 +92,7 @@ impl Cache {
     pub fn ids_named(&self, name: &str) -> Vec<String> {
         self.lock()
             .iter()
-            .filter(|(_, e)| e.meta.name.as_deref() == Some(name))
+            .filter(|(_, e)| e.meta.container.name.as_deref() == Some(name))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -109,7 +100,16 @@ impl Cache {
     /// Puts `meta` in as an inspect would: for tests of what reads the cache.
     #[cfg(test)]
     pub fn insert(&self, id: &str, meta: ContainerMeta) {
-        self.upsert(id, |slot| *slot = meta);
+        self.upsert(id, |slot| {
+            *slot = ContainerMeta {
+                container: Container {
+                    runtime: slot.container.runtime,
+                    id: slot.container.id.clone(),
+                    ..meta.container
+                },
+                ..meta
+            }
+        });
     }
 
     /// A receiver whose `changed()` resolves after the cache changes.
@@ -131,7 +131,14 @@ impl Cache {
                 evict_one(&mut map);
             }
             let entry = map.entry(id.to_owned()).or_insert_with(|| Entry {
-                meta: ContainerMeta::default(),
+                meta: ContainerMeta {
+                    container: Container {
+                        runtime: "docker",
+                        id: id.to_owned(),
+                        ..Container::default()
+                    },
+                    ..ContainerMeta::default()
+                },
                 removed_at: None,
             });
             entry.removed_at = None;
@@ -176,15 +183,17 @@ pub fn apply_event(
     attributes: &HashMap<String, String>,
 ) -> Option<String> {
     let known = |meta: &mut ContainerMeta| {
+        let container = &mut meta.container;
         if let Some(name) = attributes.get("name") {
-            meta.name = Some(name.clone());
+            container.name = Some(name.clone());
         }
         if let Some(image) = attributes.get("image") {
-            meta.image = Some(image.clone());
+            container.image = Some(image.clone());
         }
         for label in LABELS {
             if let Some(value) = attributes.get(label) {
-                meta.labels.insert(label.to_owned(), value.clone());
+                let labels = container.labels.get_or_insert_default();
+                labels.insert(label.to_owned(), value.clone());
             }
         }
     };
@@ -195,7 +204,7 @@ pub fn apply_event(
             // inspect that finds the new one comes too late (its PID 1 already dead).
             cache.upsert(id, |meta| {
                 known(meta);
-                meta.main_pid = None;
+                meta.container.main_pid = None;
                 meta.oom_event_seen = false;
             });
             return Some(id.to_owned());
@@ -207,7 +216,7 @@ pub fn apply_event(
         "die" => {
             cache.upsert(id, |meta| {
                 known(meta);
-                meta.main_pid = None;
+                meta.container.main_pid = None;
             });
             return Some(id.to_owned());
         }
@@ -613,7 +622,7 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
         .and_then(|p| p.maximum_retry_count)
         .and_then(|n| u32::try_from(n).ok())
         .filter(|_| restart_policy.as_deref() == Some("on-failure"));
-    let memory_limit = host
+    let memory_limit_bytes = host
         .and_then(|h| h.memory)
         .filter(|&m| m > 0)
         .map(|m| m as u64);
@@ -628,17 +637,19 @@ async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> RunEnd {
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     cache.upsert(id, |meta| {
-        meta.main_pid = main_pid;
-        meta.restart_policy = restart_policy;
-        meta.restart_max_retries = restart_max_retries;
-        meta.restart_count = restart_count;
-        meta.memory_limit = memory_limit;
-        meta.main_command = main_command;
-        meta.name = name.or(meta.name.take());
-        meta.image = image.or(meta.image.take());
+        let container = &mut meta.container;
+        container.main_pid = main_pid;
+        container.restart_policy = restart_policy;
+        container.restart_max_retries = restart_max_retries;
+        container.restart_count = restart_count;
+        container.memory_limit_bytes = memory_limit_bytes;
+        container.main_command = main_command;
+        container.name = name.or(container.name.take());
+        container.image = image.or(container.image.take());
         for label in LABELS {
             if let Some(value) = labels.get(label) {
-                meta.labels.insert(label.to_owned(), value.clone());
+                let known = container.labels.get_or_insert_default();
+                known.insert(label.to_owned(), value.clone());
             }
         }
     });
@@ -738,16 +749,12 @@ mod tests {
             ]),
         );
         assert_eq!(started, None);
-        let meta = cache.lookup(&id).unwrap();
+        let meta = cache.lookup(&id).unwrap().container;
         assert_eq!(meta.name.as_deref(), Some("web-1"));
         assert_eq!(meta.image.as_deref(), Some("oomtrace-busybox:latest"));
-        assert_eq!(
-            meta.labels.len(),
-            2,
-            "only the labels that matter: {:?}",
-            meta.labels
-        );
-        assert_eq!(meta.labels["com.docker.compose.service"], "web");
+        let labels = meta.labels.unwrap_or_default();
+        assert_eq!(labels.len(), 2, "only the labels that matter: {labels:?}");
+        assert_eq!(labels["com.docker.compose.service"], "web");
         assert_eq!(cache.ids_named("web-1"), vec![id]);
     }
 
@@ -760,12 +767,18 @@ mod tests {
             Some(id.clone())
         );
         apply_event(&cache, "destroy", &id, &attrs(&[]));
-        assert_eq!(cache.lookup(&id).unwrap().name.as_deref(), Some("job"));
+        assert_eq!(
+            cache.lookup(&id).unwrap().container.name.as_deref(),
+            Some("job")
+        );
         assert_eq!(
             apply_event(&cache, "rename", &id, &attrs(&[("name", "job2")])),
             None
         );
-        assert_eq!(cache.lookup(&id).unwrap().name.as_deref(), Some("job2"));
+        assert_eq!(
+            cache.lookup(&id).unwrap().container.name.as_deref(),
+            Some("job2")
+        );
         assert!(cache.lookup("unknown").is_none());
     }
 

@@ -37,10 +37,12 @@ pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
             }
         },
     };
-    let main_pid = meta.as_ref().and_then(|m| m.main_pid);
+    let main_pid = meta.as_ref().and_then(|m| m.container.main_pid);
     let victim = &mut report.victim;
     victim.is_container_init = is_container_init(victim, main_pid);
-    let main_command = meta.as_ref().and_then(|m| m.main_command.as_deref());
+    let main_command = meta
+        .as_ref()
+        .and_then(|m| m.container.main_command.as_deref());
     victim.is_container_main = is_container_main(victim, main_pid, main_command);
     let mut container = describe(reference, meta);
     // Docker's count is read when a run starts, and a kill can come before the cache has seen
@@ -114,15 +116,14 @@ pub fn fill_missing(report: &mut Report, docker: &Cache) {
     let Some(meta) = docker.lookup(&container.id) else {
         return;
     };
-    container.name = container.name.take().or(meta.name);
-    container.image = container.image.take().or(meta.image);
-    if container.labels.is_none() && !meta.labels.is_empty() {
-        container.labels = Some(meta.labels);
-    }
-    container.restart_policy = container.restart_policy.take().or(meta.restart_policy);
-    container.restart_max_retries = container.restart_max_retries.or(meta.restart_max_retries);
-    container.memory_limit_bytes = container.memory_limit_bytes.or(meta.memory_limit);
-    container.main_command = container.main_command.take().or(meta.main_command);
+    let said = meta.container;
+    container.name = container.name.take().or(said.name);
+    container.image = container.image.take().or(said.image);
+    container.labels = container.labels.take().or(said.labels);
+    container.restart_policy = container.restart_policy.take().or(said.restart_policy);
+    container.restart_max_retries = container.restart_max_retries.or(said.restart_max_retries);
+    container.memory_limit_bytes = container.memory_limit_bytes.or(said.memory_limit_bytes);
+    container.main_command = container.main_command.take().or(said.main_command);
 }
 
 /// Brings what the runtime said into a container already described: for an exit line, the
@@ -145,26 +146,19 @@ pub fn refresh(container: &mut Container, meta: ContainerMeta) {
 }
 
 fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
-    let meta = meta.unwrap_or_default();
+    let said = meta.map(|meta| meta.container).unwrap_or_default();
+    let label = |key: &str| said.labels.as_ref().and_then(|l| l.get(key)).cloned();
     let pod = reference.pod.map(|pod| Pod {
         uid: pod.uid,
-        namespace: meta.labels.get("io.kubernetes.pod.namespace").cloned(),
-        name: meta.labels.get("io.kubernetes.pod.name").cloned(),
+        namespace: label("io.kubernetes.pod.namespace"),
+        name: label("io.kubernetes.pod.name"),
         qos: Some(qos_name(pod.qos)),
     });
     Container {
         runtime: reference.runtime.as_str(),
         id: reference.id,
-        name: meta.name,
-        image: meta.image,
-        labels: (!meta.labels.is_empty()).then_some(meta.labels),
-        main_pid: meta.main_pid,
-        restart_policy: meta.restart_policy,
-        restart_max_retries: meta.restart_max_retries,
-        restart_count: meta.restart_count,
-        main_command: meta.main_command,
-        memory_limit_bytes: meta.memory_limit,
         pod,
+        ..said
     }
 }
 
@@ -317,10 +311,13 @@ mod tests {
     #[test]
     fn the_restart_count_is_given_only_for_the_run_it_was_read_in() {
         let meta = |main_pid| ContainerMeta {
-            main_pid,
-            restart_count: Some(3),
-            restart_policy: Some("on-failure".into()),
-            restart_max_retries: Some(3),
+            container: Container {
+                main_pid,
+                restart_count: Some(3),
+                restart_policy: Some("on-failure".into()),
+                restart_max_retries: Some(3),
+                ..Container::default()
+            },
             ..ContainerMeta::default()
         };
         // (main pid in the cache, victim pid, victim's parent, the count reported)

@@ -242,7 +242,7 @@ fn unmatched<'a>(
                 .any(|c| names_container(wanted, &c.id, c.name.as_deref()))
                 && !answered
                     .iter()
-                    .any(|(id, meta)| names_container(wanted, id, meta.name.as_deref()))
+                    .any(|(id, meta)| names_container(wanted, id, meta.container.name.as_deref()))
         })
         .collect();
     // An id prefix of several containers is not in an inspect's answer: Docker's list says.

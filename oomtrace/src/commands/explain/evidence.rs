@@ -22,7 +22,8 @@ pub enum DockerView {
     Gone,
     /// Docker answered; the container belongs to another runtime.
     NotDocker,
-    Present(ContainerMeta),
+    // Boxed: a container's description dwarfs the other answers.
+    Present(Box<ContainerMeta>),
 }
 
 /// Whether the journal was read, and if not, why.

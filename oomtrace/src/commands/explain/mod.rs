@@ -232,7 +232,7 @@ fn docker_view(listing: &Listing, id: &str, past: &Past) -> (DockerView, Option<
             let ids = [id.to_owned()];
             match ask(socket, docker::inspect_now(socket, &ids, &[])) {
                 Ok(cache) => match cache.lookup(id) {
-                    Some(meta) => (DockerView::Present(meta), Some(cache)),
+                    Some(meta) => (DockerView::Present(Box::new(meta)), Some(cache)),
                     // Listed a moment ago, removed since.
                     None => (DockerView::Gone, None),
                 },
@@ -447,18 +447,23 @@ mod tests {
     }
 
     pub(super) fn docker(running: bool, code: i64, oom: bool, restarts: u32) -> DockerView {
-        DockerView::Present(ContainerMeta {
-            name: Some("web".into()),
-            image: Some("oomtrace-busybox:latest".into()),
-            main_pid: running.then_some(4100),
-            memory_limit: Some(64 * MIB),
-            main_command: Some("sh".into()),
+        DockerView::Present(Box::new(ContainerMeta {
+            container: Container {
+                runtime: "docker",
+                id: ID.into(),
+                name: Some("web".into()),
+                image: Some("oomtrace-busybox:latest".into()),
+                main_pid: running.then_some(4100),
+                memory_limit_bytes: Some(64 * MIB),
+                main_command: Some("sh".into()),
+                restart_count: Some(restarts),
+                ..Container::default()
+            },
             running: Some(running),
             last_exit: Some(code),
             last_oom_killed: Some(oom),
-            restart_count: Some(restarts),
             ..ContainerMeta::default()
-        })
+        }))
     }
 
     pub(super) fn evidence(
@@ -498,8 +503,8 @@ mod tests {
             docker(false, 137, true, 3),
         );
         if let DockerView::Present(meta) = &mut e.docker {
-            meta.restart_policy = Some("on-failure".into());
-            meta.restart_max_retries = Some(3);
+            meta.container.restart_policy = Some("on-failure".into());
+            meta.container.restart_max_retries = Some(3);
         }
         e
     }
@@ -511,8 +516,8 @@ mod tests {
         e.exits.truncate(restarts as usize);
         e.docker = docker(running, 137, true, restarts);
         if let DockerView::Present(meta) = &mut e.docker {
-            meta.restart_policy = Some("on-failure".into());
-            meta.restart_max_retries = Some(3);
+            meta.container.restart_policy = Some("on-failure".into());
+            meta.container.restart_max_retries = Some(3);
         }
         e
     }

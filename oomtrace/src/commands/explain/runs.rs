@@ -76,7 +76,7 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
             let same_as_last = last.is_some_and(|e| {
                 stopped
                     && e.restart_count.is_some()
-                    && e.restart_count == meta.restart_count
+                    && e.restart_count == meta.container.restart_count
                     && e.exit_code == meta.last_exit
                     && e.runtime_oom_killed == meta.last_oom_killed
             });
@@ -84,7 +84,7 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
                 return runs;
             }
             // Never restarted and no exit recorded: one run, every kill in it.
-            let only_run = last.is_none() && meta.restart_count == Some(0);
+            let only_run = last.is_none() && meta.container.restart_count == Some(0);
             runs.push(Run {
                 end: (stopped && !same_as_last).then_some(docker_end),
                 kills: only_run.then_some(rest),

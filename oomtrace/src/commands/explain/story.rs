@@ -126,18 +126,16 @@ fn container(evidence: &Evidence) -> Container {
         container.restart_count = Some(count);
     }
     if let DockerView::Present(meta) = &evidence.docker {
-        let meta = meta.clone();
-        container.name = meta.name.or(container.name.take());
-        container.image = meta.image.or(container.image.take());
-        if !meta.labels.is_empty() {
-            container.labels = Some(meta.labels);
-        }
-        container.main_pid = meta.main_pid;
-        container.restart_policy = meta.restart_policy;
-        container.restart_max_retries = meta.restart_max_retries;
-        container.restart_count = meta.restart_count.or(container.restart_count);
-        container.memory_limit_bytes = meta.memory_limit;
-        container.main_command = meta.main_command.or(container.main_command.take());
+        let said = meta.container.clone();
+        container.name = said.name.or(container.name.take());
+        container.image = said.image.or(container.image.take());
+        container.labels = said.labels.or(container.labels.take());
+        container.main_pid = said.main_pid;
+        container.restart_policy = said.restart_policy;
+        container.restart_max_retries = said.restart_max_retries;
+        container.restart_count = said.restart_count.or(container.restart_count);
+        container.memory_limit_bytes = said.memory_limit_bytes;
+        container.main_command = said.main_command.or(container.main_command.take());
     }
     container
 }
@@ -161,10 +159,10 @@ fn docker_facts(view: &DockerView) -> DockerFacts {
             // While it runs, Docker's exit code is a placeholder, not an exit.
             facts.exit_code = meta.last_exit.filter(|_| meta.running == Some(false));
             facts.oom_killed = meta.last_oom_killed;
-            facts.restart_count = meta.restart_count;
-            facts.restart_policy = meta.restart_policy.clone();
-            facts.restart_max_retries = meta.restart_max_retries;
-            facts.memory_limit_bytes = meta.memory_limit;
+            facts.restart_count = meta.container.restart_count;
+            facts.restart_policy = meta.container.restart_policy.clone();
+            facts.restart_max_retries = meta.container.restart_max_retries;
+            facts.memory_limit_bytes = meta.container.memory_limit_bytes;
         }
         _ => {}
     }

@@ -59,7 +59,7 @@ fn names_in(cache: &Cache) -> Vec<(String, Option<String>)> {
     cache
         .all()
         .into_iter()
-        .map(|(id, meta)| (id, meta.name))
+        .map(|(id, meta)| (id, meta.container.name))
         .collect()
 }
 
