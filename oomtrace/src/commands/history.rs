@@ -294,19 +294,11 @@ pub fn docker_answer(
     ids: &[String],
     names: &[String],
 ) -> Option<docker::Cache> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    let answer = runtime.block_on(async {
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            docker::inspect_now(socket, ids, names),
-        )
-        .await
-        .unwrap_or_else(|_| Err(format!("{} did not answer within 10 s", socket.display())))
-    });
-    match answer {
+    match docker::ask(
+        socket,
+        docker::WAIT,
+        docker::inspect_now(socket, ids, names),
+    ) {
         Ok(cache) => Some(cache),
         Err(why) => {
             crate::say!(

@@ -1,28 +1,69 @@
-//! One-off questions to Docker, for commands that run once and follow no events.
+//! One-off questions to Docker, for commands that run once and follow no events: each is run
+//! to its end on an event loop of its own, within [`WAIT`].
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, time::Duration};
 
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::query_parameters::ListContainersOptions;
 
 use super::{
     cache::{Cache, apply_event},
-    connect::describe_connect_error,
+    connect::{client, connect},
     inspect::inspect_into,
 };
+
+/// How long Docker gets to answer a question.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs one question to Docker to its end, within `wait`.
+pub fn ask<T>(
+    socket: &Path,
+    wait: Duration,
+    question: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    runtime.block_on(async {
+        tokio::time::timeout(wait, question)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{} did not answer within {} s",
+                    socket.display(),
+                    wait.as_secs()
+                ))
+            })
+    })
+}
+
+/// Every container Docker knows, running or not: its id and name.
+pub async fn containers(socket: &Path) -> Result<Vec<(String, Option<String>)>, String> {
+    let listed = connect(socket, 5)
+        .await?
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|summary| {
+            let name = summary
+                .names
+                .and_then(|names| names.into_iter().next())
+                .map(|name| name.trim_start_matches('/').to_owned());
+            Some((summary.id?, name))
+        })
+        .collect())
+}
 
 /// What Docker says now about the containers `ids` (those it still knows), and about the
 /// containers named `names`: for `history` and `explain`, which run once and do not follow
 /// events. An error says why Docker could not be asked.
 pub async fn inspect_now(socket: &Path, ids: &[String], names: &[String]) -> Result<Cache, String> {
-    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
-        return Err(describe_connect_error(socket, &err));
-    }
-    let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 5, API_DEFAULT_VERSION)
-        .map_err(|e| e.to_string())?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| format!("{} does not answer as a Docker API: {e}", socket.display()))?;
+    let docker = connect(socket, 5).await?;
     let cache = Cache::default();
     for id in ids.iter().chain(names) {
         // inspect accepts a name as well as an id; the cache is keyed by the full id.
@@ -44,12 +85,8 @@ pub async fn inspect_now(socket: &Path, ids: &[String], names: &[String]) -> Res
 
 /// The Engine's version, or why it cannot be asked: for `oomtrace check`.
 pub async fn version(socket: &Path) -> Result<String, String> {
-    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
-        return Err(describe_connect_error(socket, &err));
-    }
-    let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 3, API_DEFAULT_VERSION)
-        .map_err(|e| e.to_string())?;
-    let version = docker
+    let version = client(socket, 3)
+        .await?
         .version()
         .await
         .map_err(|e| format!("{} does not answer as a Docker API: {e}", socket.display()))?;

@@ -5,6 +5,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use bollard::{API_DEFAULT_VERSION, Docker};
+
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
 /// Where to reach Docker: `--docker-socket`, else `DOCKER_HOST` as the docker CLI reads it,
@@ -22,6 +24,25 @@ pub fn socket_path(flag: Option<&Path>, docker_host: Option<&str>) -> Result<Pat
             )),
         },
     }
+}
+
+/// A client of the socket, each request given `timeout_secs`. bollard connects lazily and
+/// words a refused socket in transport jargon; a plain connect first gives the reason in words.
+pub(super) async fn client(socket: &Path, timeout_secs: u64) -> Result<Docker, String> {
+    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
+        return Err(describe_connect_error(socket, &err));
+    }
+    Docker::connect_with_unix(&socket.to_string_lossy(), timeout_secs, API_DEFAULT_VERSION)
+        .map_err(|e| e.to_string())
+}
+
+/// A [`client`] that has answered as a Docker API, at the version both speak.
+pub(super) async fn connect(socket: &Path, timeout_secs: u64) -> Result<Docker, String> {
+    client(socket, timeout_secs)
+        .await?
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("{} does not answer as a Docker API: {e}", socket.display()))
 }
 
 /// Why a unix socket cannot be reached, in words a person can act on.

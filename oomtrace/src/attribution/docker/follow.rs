@@ -7,16 +7,13 @@ use std::{
     time::Duration,
 };
 
-use bollard::{
-    API_DEFAULT_VERSION, Docker,
-    query_parameters::{EventsOptions, ListContainersOptions},
-};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
 use super::{
     cache::{Cache, apply_event},
-    connect::describe_connect_error,
+    connect::connect,
     inspect::{Lifecycle, inspect_into},
 };
 
@@ -102,24 +99,9 @@ async fn session(
     lifecycle: &mpsc::UnboundedSender<Lifecycle>,
     said_unavailable: &mut bool,
 ) -> String {
-    // bollard connects lazily and wraps a refused socket in transport jargon; a plain connect
-    // first gives the reason in words.
-    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
-        return describe_connect_error(socket, &err);
-    }
-    let docker = match Docker::connect_with_unix(&socket.to_string_lossy(), 10, API_DEFAULT_VERSION)
-    {
+    let docker = match connect(socket, 10).await {
         Ok(docker) => docker,
-        Err(err) => return err.to_string(),
-    };
-    let docker = match docker.negotiate_version().await {
-        Ok(docker) => docker,
-        Err(err) => {
-            return format!(
-                "{} does not answer as a Docker API: {err}",
-                socket.display()
-            );
-        }
+        Err(why) => return why,
     };
     // Replaying from a second before the listing closes the gap between list and stream.
     let since = std::time::SystemTime::now()

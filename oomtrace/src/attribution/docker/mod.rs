@@ -18,7 +18,7 @@ mod connect;
 mod follow;
 mod inspect;
 
-pub use ask::{inspect_now, version};
+pub use ask::{WAIT, ask, containers, inspect_now, version};
 pub use cache::{Cache, ContainerMeta, apply_event};
 pub use connect::{describe_connect_error, socket_path};
 pub use follow::{Enricher, Status, start};

@@ -17,14 +17,8 @@ mod resolve;
 mod runs;
 mod story;
 
-use std::{
-    io::Write as _,
-    path::{Path, PathBuf},
-    process::ExitCode,
-    time::{Duration, SystemTime},
-};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::SystemTime};
 
-use bollard::{API_DEFAULT_VERSION, Docker, query_parameters::ListContainersOptions};
 use jiff::tz::TimeZone;
 
 use self::{
@@ -41,9 +35,6 @@ use oomtrace_core::output::{
     escape::{visible, visible_bytes},
     format::short_id,
 };
-
-/// How long Docker gets to answer each question.
-const DOCKER_WAIT: Duration = Duration::from_secs(10);
 
 pub fn run(args: &Args, container: &str) -> ExitCode {
     let wanted = container.trim_start_matches('/');
@@ -127,58 +118,10 @@ pub(crate) fn list_docker(args: &Args) -> Listing {
         Ok(socket) => socket,
         Err(why) => return Listing::Unreachable(why),
     };
-    match ask(&socket, list(&socket)) {
+    match docker::ask(&socket, docker::WAIT, docker::containers(&socket)) {
         Ok(containers) => Listing::Listed { socket, containers },
         Err(why) => Listing::Unreachable(why),
     }
-}
-
-/// Runs one question to Docker to its end, within [`DOCKER_WAIT`].
-fn ask<T>(socket: &Path, question: impl Future<Output = Result<T, String>>) -> Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    runtime.block_on(async {
-        tokio::time::timeout(DOCKER_WAIT, question)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "{} did not answer within {} s",
-                    socket.display(),
-                    DOCKER_WAIT.as_secs()
-                ))
-            })
-    })
-}
-
-async fn list(socket: &Path) -> Result<Vec<(String, Option<String>)>, String> {
-    // bollard connects lazily and words a refused socket in transport jargon.
-    if let Err(err) = tokio::net::UnixStream::connect(socket).await {
-        return Err(docker::describe_connect_error(socket, &err));
-    }
-    let client = Docker::connect_with_unix(&socket.to_string_lossy(), 5, API_DEFAULT_VERSION)
-        .map_err(|e| e.to_string())?
-        .negotiate_version()
-        .await
-        .map_err(|e| format!("{} does not answer as a Docker API: {e}", socket.display()))?;
-    let listed = client
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(listed
-        .into_iter()
-        .filter_map(|summary| {
-            let name = summary
-                .names
-                .and_then(|names| names.into_iter().next())
-                .map(|name| name.trim_start_matches('/').to_owned());
-            Some((summary.id?, name))
-        })
-        .collect())
 }
 
 /// Every container a source knows of, for [`resolve::resolve`].
@@ -230,7 +173,7 @@ fn docker_view(listing: &Listing, id: &str, past: &Past) -> (DockerView, Option<
                 );
             }
             let ids = [id.to_owned()];
-            match ask(socket, docker::inspect_now(socket, &ids, &[])) {
+            match docker::ask(socket, docker::WAIT, docker::inspect_now(socket, &ids, &[])) {
                 Ok(cache) => match cache.lookup(id) {
                     Some(meta) => (DockerView::Present(Box::new(meta)), Some(cache)),
                     // Listed a moment ago, removed since.
