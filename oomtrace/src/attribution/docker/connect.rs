@@ -7,7 +7,7 @@ use std::{
 
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
 /// Where to reach Docker: `--docker-socket`, else `DOCKER_HOST` as the docker CLI reads it,
 /// else the default socket.
@@ -46,7 +46,7 @@ pub(super) async fn connect(socket: &Path, timeout_secs: u64) -> Result<Docker, 
 }
 
 /// Why a unix socket cannot be reached, in words a person can act on.
-pub fn describe_connect_error(socket: &Path, err: &io::Error) -> String {
+pub(super) fn describe_connect_error(socket: &Path, err: &io::Error) -> String {
     let path = socket.display();
     match err.kind() {
         io::ErrorKind::PermissionDenied => format!(

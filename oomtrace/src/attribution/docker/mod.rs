@@ -20,6 +20,6 @@ mod inspect;
 
 pub use ask::{WAIT, ask, containers, inspect_now, version};
 pub use cache::{Cache, ContainerMeta, apply_event};
-pub use connect::{describe_connect_error, socket_path};
+pub use connect::socket_path;
 pub use follow::{Enricher, Status, start};
 pub use inspect::Lifecycle;
