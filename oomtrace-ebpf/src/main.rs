@@ -26,18 +26,17 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, MEMCG_MAX_DEPTH,
-    OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode, field, kind,
-    memcg_flag, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, EVENTS_BYTES, KernelLayout, MAX_PID_NS_LEVEL,
+    MEMCG_MAX_DEPTH, OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode,
+    field, kind, memcg_flag, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
 #[unsafe(no_mangle)]
 static LAYOUT: KernelLayout = KernelLayout::UNKNOWN;
 
-/// 1 MiB holds about 450 records: a whole `memory.oom.group` kill of a large pod.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
