@@ -10,9 +10,7 @@
 //! or overtake a queued one, so a report does not wait for a thread to wake.
 
 use std::{
-    fs::{File, OpenOptions},
     io::{self, Write as _},
-    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -25,6 +23,11 @@ use std::{
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::{
+    journal::Journal,
+    line_file::{LineFile, Output},
+};
 
 /// Lines a destination may have waiting: a storm's worth, a few hundred KiB at most.
 const QUEUE_LINES: usize = 1024;
@@ -158,16 +161,20 @@ impl Sinks {
     /// of stdout closing.
     pub fn start(
         outputs: &[PathBuf],
-        journal: Option<&std::path::Path>,
+        journal: Option<&Path>,
         events: UnboundedSender<SinkEvent>,
     ) -> Result<Self, String> {
         let mut files = Vec::new();
         for path in outputs {
-            let file = open_output(path)
+            let file = Output::open(path)
                 .map_err(|e| format!("cannot open --output {}: {e}", path.display()))?;
-            files.push(spawn_file(path.clone(), file));
+            files.push(spawn_writer(
+                path.clone(),
+                Box::new(file),
+                "reports still go to stdout",
+            ));
         }
-        let journal = journal.and_then(|path| match super::journal::Journal::open(path) {
+        let journal = journal.and_then(|path| match Journal::open(path) {
             Ok(journal) => Some(spawn_writer(
                 path.to_owned(),
                 Box::new(journal),
@@ -242,14 +249,6 @@ impl Sinks {
         losses.kills_shown = self.stdout.kills_written.load(Ordering::Relaxed);
         losses
     }
-}
-
-fn open_output(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
 }
 
 fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
@@ -360,28 +359,9 @@ fn wait_for_hangup(fd: i32) -> bool {
     }
 }
 
-/// A file lines are appended to, by its writer thread.
-pub trait LineFile: Send + 'static {
-    /// Appends one line, whole or not at all.
-    fn append(&mut self, line: &[u8]) -> io::Result<()>;
-}
-
-/// An `--output` file: appended to, never rotated.
-struct Output(File);
-
-impl LineFile for Output {
-    fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        append_whole(&mut self.0, line)
-    }
-}
-
-fn spawn_file(path: PathBuf, file: File) -> Destination {
-    spawn_writer(path, Box::new(Output(file)), "reports still go to stdout")
-}
-
 /// A thread appending every line it is given to `file`, saying once per failure spell (a
 /// full disk fills, then frees) that it cannot, and again when it can.
-pub(super) fn spawn_writer(
+fn spawn_writer(
     path: PathBuf,
     mut file: Box<dyn LineFile>,
     meanwhile: &'static str,
@@ -445,39 +425,9 @@ pub(super) fn spawn_writer(
     }
 }
 
-/// Appends `line` whole or not at all: a write cut short by a full disk is cut back off, so
-/// the file never holds half a JSON line that the next one would run into.
-pub(super) fn append_whole(file: &mut File, line: &[u8]) -> io::Result<()> {
-    let before = file.metadata()?.len();
-    match file.write_all(line) {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            // SAFETY: ftruncate on our own open fd.
-            unsafe { libc::ftruncate(file.as_raw_fd(), before as libc::off_t) };
-            Err(err)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_failed_append_leaves_no_half_line() {
-        // /dev/full fails every write with ENOSPC, as a full disk does.
-        let Ok(mut full) = OpenOptions::new().append(true).open("/dev/full") else {
-            return;
-        };
-        assert!(append_whole(&mut full, b"{\"schema\":1}\n").is_err());
-
-        let path = std::env::temp_dir().join(format!("oomtrace-sink-{}", std::process::id()));
-        let mut file = open_output(&path).unwrap();
-        append_whole(&mut file, b"one\n").unwrap();
-        append_whole(&mut file, b"two\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
-        let _ = std::fs::remove_file(&path);
-    }
 
     #[test]
     fn a_full_queue_refuses_and_counts() {
