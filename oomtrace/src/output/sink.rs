@@ -67,7 +67,64 @@ pub(super) struct Destination {
     direct: bool,
 }
 
+/// A destination's thread's side: the lines queued for it, and the counters it moves.
+struct Writer {
+    lines: mpsc::Receiver<Line>,
+    written: Arc<AtomicU64>,
+    kills_written: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+    /// Dropped when the thread ends, which disconnects [`Destination::done`].
+    _finished: mpsc::Sender<()>,
+}
+
+impl Writer {
+    /// Counts `line` as written whole.
+    fn wrote(&self, line: &Line) {
+        // Release: `write_now` takes an equal count for an empty queue, and writes after it.
+        self.written.fetch_add(1, Ordering::Release);
+        if line.kill {
+            self.kills_written.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Destination {
+    /// Starts a thread named `thread` that runs `write` over what this destination queues.
+    fn spawn(
+        name: String,
+        thread: &str,
+        direct: bool,
+        write: impl FnOnce(Writer) + Send + 'static,
+    ) -> Self {
+        let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
+        let (finished, done) = mpsc::channel::<()>();
+        let written = Arc::new(AtomicU64::new(0));
+        let kills_written = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            lines,
+            written: Arc::clone(&written),
+            kills_written: Arc::clone(&kills_written),
+            lost: Arc::clone(&lost),
+            _finished: finished,
+        };
+        let spawned = thread::Builder::new()
+            .name(thread.into())
+            .stack_size(64 * 1024)
+            .spawn(move || write(writer));
+        Self {
+            name,
+            queue: Some(queue),
+            done: spawned.ok().map(|_| done),
+            written,
+            kills_written,
+            queued: 0,
+            refused: 0,
+            lost,
+            direct,
+        }
+    }
+
     fn send(&mut self, line: Line) {
         if self.direct && self.write_now(&line) {
             return;
@@ -252,13 +309,6 @@ impl Sinks {
 }
 
 fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
-    let (finished, done) = mpsc::channel::<()>();
-    let written = Arc::new(AtomicU64::new(0));
-    let kills_written = Arc::new(AtomicU64::new(0));
-    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
-    let lost = Arc::new(AtomicU64::new(0));
-    let lost_here = Arc::clone(&lost);
     let hangup_events = events.clone();
     // Nothing may be written to notice that stdout's reader is gone: poll says so at once.
     thread::Builder::new()
@@ -270,46 +320,24 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
             }
         })
         .ok();
-    let thread = thread::Builder::new()
-        .name("stdout".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _finished = finished;
-            let stdout = io::stdout();
-            for line in lines {
-                let mut out = stdout.lock();
-                match out.write_all(&line.bytes).and_then(|()| out.flush()) {
-                    Ok(()) => {
-                        counter.fetch_add(1, Ordering::Release);
-                        if line.kill {
-                            kill_counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        let _ = events.send(SinkEvent::StdoutClosed);
-                        return;
-                    }
-                    Err(err) => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        let _ = events.send(SinkEvent::StdoutFailed(err));
-                        return;
-                    }
+    Destination::spawn("stdout".into(), "stdout", is_pipe(1), move |writer| {
+        let stdout = io::stdout();
+        for line in writer.lines.iter() {
+            let mut out = stdout.lock();
+            match out.write_all(&line.bytes).and_then(|()| out.flush()) {
+                Ok(()) => writer.wrote(&line),
+                Err(err) => {
+                    writer.lost.fetch_add(1, Ordering::Relaxed);
+                    let _ = events.send(if err.kind() == io::ErrorKind::BrokenPipe {
+                        SinkEvent::StdoutClosed
+                    } else {
+                        SinkEvent::StdoutFailed(err)
+                    });
+                    return;
                 }
             }
-        })
-        .ok();
-    Destination {
-        name: "stdout".into(),
-        queue: Some(queue),
-        done: thread.map(|_| done),
-        written,
-        kills_written,
-        queued: 0,
-        refused: 0,
-        lost,
-        direct: is_pipe(1),
-    }
+        }
+    })
 }
 
 /// Whether `fd` is a pipe. Not a terminal, whose writes can block part-way when it is paused,
@@ -366,63 +394,37 @@ fn spawn_writer(
     mut file: Box<dyn LineFile>,
     meanwhile: &'static str,
 ) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
-    let (finished, done) = mpsc::channel::<()>();
-    let written = Arc::new(AtomicU64::new(0));
-    let kills_written = Arc::new(AtomicU64::new(0));
-    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
-    let lost = Arc::new(AtomicU64::new(0));
-    let lost_here = Arc::clone(&lost);
     let name = path.display().to_string();
-    let thread = thread::Builder::new()
-        .name("output-file".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _finished = finished;
-            // The longest line refused in the current failure spell; 0 when not failing.
-            let mut refused_len = 0;
-            for line in lines {
-                match file.append(&line.bytes) {
-                    Ok(()) => {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        if line.kill {
-                            kill_counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // A short line can still fit in a full file's last block: the spell
-                        // is over only when a line as long as any refused one fits.
-                        if refused_len > 0 && line.bytes.len() >= refused_len {
-                            refused_len = 0;
-                            crate::say!("writing to {} again", path.display());
-                        }
+    Destination::spawn(name, "output-file", false, move |writer| {
+        // The longest line refused in the current failure spell; 0 when not failing.
+        let mut refused_len = 0;
+        for line in writer.lines.iter() {
+            match file.append(&line.bytes) {
+                Ok(()) => {
+                    writer.wrote(&line);
+                    // A short line can still fit in a full file's last block: the spell is
+                    // over only when a line as long as any refused one fits.
+                    if refused_len > 0 && line.bytes.len() >= refused_len {
+                        refused_len = 0;
+                        crate::say!("writing to {} again", path.display());
                     }
-                    Err(err) => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        // One warning per failure spell (a full disk fills once, then frees);
-                        // reports still go to stdout.
-                        let failing = refused_len > 0;
-                        refused_len = refused_len.max(line.bytes.len());
-                        if !failing {
-                            crate::say!(
-                                "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
-                                path.display()
-                            );
-                        }
+                }
+                Err(err) => {
+                    writer.lost.fetch_add(1, Ordering::Relaxed);
+                    // One warning per failure spell (a full disk fills once, then frees);
+                    // reports still go to stdout.
+                    let failing = refused_len > 0;
+                    refused_len = refused_len.max(line.bytes.len());
+                    if !failing {
+                        crate::say!(
+                            "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
+                            path.display()
+                        );
                     }
                 }
             }
-        })
-    ;
-    Destination {
-        name,
-        queue: Some(queue),
-        done: thread.ok().map(|_| done),
-        written,
-        kills_written,
-        queued: 0,
-        refused: 0,
-        lost,
-        direct: false,
-    }
+        }
+    })
 }
 
 #[cfg(test)]
