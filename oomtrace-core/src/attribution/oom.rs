@@ -14,18 +14,10 @@
 //! unless a second level happens to sit within 8 pages of its own limit at that moment.
 
 use crate::{
+    kernel::stack::StackReading,
     report::{KernelFacts, MemcgReading, MemcgStat, OomContext, Report, TopTask, kernel_text},
     source::kmsg::{KmsgKill, LogText},
 };
-
-/// What a stack says about the OOM.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackReading {
-    /// True: a cgroup's limit was hit; false: the machine ran out.
-    pub memcg: Option<bool>,
-    /// Killed as a member of a `memory.oom.group` kill, after its chosen victim.
-    pub group_member: Option<bool>,
-}
 
 /// The largest charge the memcg OOM killer acts on: `PAGE_ALLOC_COSTLY_ORDER` (3) pages.
 const MARGIN_PAGES: u64 = 8;

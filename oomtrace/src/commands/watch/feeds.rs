@@ -10,10 +10,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     attribution::memcg_files,
-    kernel::{
-        loader::Attached,
-        symbols::{StackReading, Symbols},
-    },
+    kernel::{loader::Attached, symbols::Symbols},
     source::{
         kmsg::{
             device::{self as kmsg_device, Gaps, Read},
@@ -24,7 +21,7 @@ use crate::{
 };
 use oomtrace_core::{
     attribution::oom::{self, Invocations},
-    kernel::cgroups::CgroupMode,
+    kernel::{cgroups::CgroupMode, stack::StackReading},
     report::Report,
     source::{
         ebpf::{self, Decoding},
