@@ -239,6 +239,9 @@ pub struct MemcgStat {
     pub sock_bytes: Option<u64>,
 }
 
+/// How many of the limited cgroup's processes a report lists.
+pub const TOP_TASKS: usize = 5;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopTask {
     pub pid: u32,
@@ -252,6 +255,16 @@ pub struct TopTask {
     )]
     pub comm_bytes: Option<Vec<u8>>,
     pub rss_bytes: u64,
+}
+
+impl TopTask {
+    /// The [`TOP_TASKS`] biggest of `tasks` by RSS, largest first, the lower pid first among
+    /// equals.
+    pub fn biggest(mut tasks: Vec<TopTask>) -> Vec<TopTask> {
+        tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+        tasks.truncate(TOP_TASKS);
+        tasks
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

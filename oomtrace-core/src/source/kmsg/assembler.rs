@@ -4,58 +4,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU64;
 
-use super::context::{DEFAULT_PAGE_SIZE, LoggedTask, MemcgStat, ReportContext};
+use super::context::{DEFAULT_PAGE_SIZE, ReportContext};
+use super::kill::KmsgKill;
 use super::lines::{
     KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
     killed_body, parse_killed, parse_summary, prefix_kind, summary_is_complete,
 };
 use super::record::{LogText, Record, parse_record_full, unescape};
-
-/// One OOM kill as the kernel log tells it.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct KmsgKill {
-    /// Of the authoritative "Killed process" record (its first piece, if it came in pieces).
-    pub seq: u64,
-    pub usec: u64,
-    pub pid: u32,
-    pub comm: LogText,
-    pub uid: Option<u32>,
-    pub total_vm_kb: Option<u64>,
-    pub anon_rss_kb: Option<u64>,
-    pub file_rss_kb: Option<u64>,
-    pub shmem_rss_kb: Option<u64>,
-    /// Absent on old kernels.
-    pub pgtables_kb: Option<u64>,
-    pub oom_score_adj: Option<i32>,
-    /// E.g. "CONSTRAINT_MEMCG", from the oom-kill: summary.
-    pub constraint: Option<String>,
-    /// Cgroup whose limit was hit; None for a global OOM (and when the summary was not printed).
-    pub oom_memcg: Option<LogText>,
-    /// Victim's memcg path. None for a memory.oom.group member: the log names only the group.
-    pub task_memcg: Option<LogText>,
-    /// "Out of memory:" / global_oom.
-    pub global: bool,
-    /// Killed as a member of a memory.oom.group cgroup. The chosen victim itself is reported
-    /// once, when its own line comes (before the kernel says a group kill follows), with
-    /// `group_kill == false`; its repeat among the group members is dropped.
-    pub group_kill: bool,
-    /// From `<comm> invoked oom-killer`.
-    pub trigger_comm: Option<LogText>,
-    /// When the invocation this kill belongs to began (its `invoked oom-killer` header, or
-    /// without one its first kill), on the log's clock: the same for every member of a
-    /// `memory.oom.group` kill, so it names the invocation.
-    pub invocation_usec: u64,
-    /// The rest is what the invocation's report printed (see [`super::context`]), read only
-    /// after its `invoked oom-killer` header: `None` or empty when the report was
-    /// rate-limited. Group members carry their invocation's report. For the OOM cgroup (so
-    /// `None` for a global OOM): its usage and limit, and its stats block.
-    pub memcg_usage_kb: Option<u64>,
-    pub memcg_limit_kb: Option<u64>,
-    pub memcg_stat: Option<MemcgStat>,
-    /// The task dump's rows in order, at most [`MAX_TASKS`], and how many more it had.
-    pub tasks: Vec<LoggedTask>,
-    pub tasks_omitted: u32,
-}
 
 /// Turns consecutive kernel records into [`KmsgKill`]s. Feed every kernel record in order.
 ///
@@ -520,7 +475,8 @@ fn is_start_fragment(message: &str) -> bool {
 mod tests {
     use super::*;
     use crate::{
-        source::kmsg::{MAX_TASKS, parse_record},
+        report::{MemcgStat, TopTask},
+        source::kmsg::{LoggedStats, LoggedTask, MAX_TASKS, parse_record},
         testing::kmsg::fuzz_one,
     };
     use std::ops::RangeInclusive;
@@ -657,24 +613,26 @@ mod tests {
             if w.is_empty() {
                 continue;
             }
-            let stat = (w[3] != "-").then(|| MemcgStat {
+            let stat = (w[3] != "-").then(|| LoggedStats {
                 path: w[3].to_owned(),
-                anon_bytes: num(w[4]),
-                file_bytes: num(w[5]),
-                kernel_bytes: num(w[6]),
-                shmem_bytes: num(w[7]),
-                sock_bytes: num(w[8]),
+                stat: MemcgStat {
+                    anon_bytes: num(w[4]),
+                    file_bytes: num(w[5]),
+                    kernel_bytes: num(w[6]),
+                    shmem_bytes: num(w[7]),
+                    sock_bytes: num(w[8]),
+                },
             });
             let tasks: Vec<LoggedTask> = w[9..]
                 .iter()
-                .map(|task| {
-                    let t: Vec<&str> = task.split(':').collect();
-                    LoggedTask {
-                        pid: t[0].parse().expect("tgid"),
-                        comm: t[1].into(),
-                        rss_bytes: t[2].parse::<u64>().expect("rss") * 4096,
-                        oom_score_adj: t[3].parse().expect("oom_score_adj"),
-                    }
+                .map(|row| {
+                    let t: Vec<&str> = row.split(':').collect();
+                    task(
+                        t[0].parse().expect("tgid"),
+                        t[1],
+                        t[2].parse().expect("rss"),
+                        t[3].parse().expect("oom_score_adj"),
+                    )
                 })
                 .collect();
             for seq in w[0].split(',').map(|seq| seq.parse::<u64>().expect("seq")) {
@@ -1002,24 +960,43 @@ mod tests {
         assert_eq!(kills.len(), 1);
         let k = &kills[0];
         let cgroup: &[u8] = b"/pl\xe9in";
-        let cases: [(&str, Option<&LogText>, &[u8]); 5] = [
-            ("the kill line's comm", Some(&k.comm), exact),
-            ("the header's trigger", k.trigger_comm.as_ref(), exact),
-            ("the summary's oom_memcg", k.oom_memcg.as_ref(), cgroup),
-            ("the summary's task_memcg", k.task_memcg.as_ref(), cgroup),
+        // The string, and the exact bytes where it is not UTF-8.
+        type Parts<'a> = (&'a str, Option<&'a [u8]>);
+        fn parts(text: &LogText) -> Parts<'_> {
+            (text.as_str(), text.raw())
+        }
+        let row = k.tasks.first().map(|t| &t.task);
+        let cases: [(&str, Option<Parts>, &[u8]); 5] = [
+            ("the kill line's comm", Some(parts(&k.comm)), exact),
+            (
+                "the header's trigger",
+                k.trigger_comm.as_ref().map(parts),
+                exact,
+            ),
+            (
+                "the summary's oom_memcg",
+                k.oom_memcg.as_ref().map(parts),
+                cgroup,
+            ),
+            (
+                "the summary's task_memcg",
+                k.task_memcg.as_ref().map(parts),
+                cgroup,
+            ),
             (
                 "the task dump's comm",
-                k.tasks.first().map(|t| &t.comm),
+                row.map(|t| (t.comm.as_str(), t.comm_bytes.as_deref())),
                 exact,
             ),
         ];
         for (what, text, bytes) in cases {
-            let text = text.unwrap_or_else(|| panic!("{what}: none"));
-            assert_eq!(text.raw(), Some(bytes), "{what}");
-            assert_eq!(text.as_str(), String::from_utf8_lossy(bytes), "{what}");
+            let (text, raw) = text.unwrap_or_else(|| panic!("{what}: none"));
+            assert_eq!(raw, Some(bytes), "{what}");
+            assert_eq!(text, String::from_utf8_lossy(bytes), "{what}");
         }
+        let row = row.expect("a row");
         assert_eq!(
-            (k.tasks.len(), k.tasks[0].pid, k.tasks[0].rss_bytes),
+            (k.tasks.len(), row.pid, row.rss_bytes),
             (1, 142, 8322 * 4096)
         );
     }
@@ -1336,9 +1313,12 @@ mod tests {
 
     fn task(pid: u32, comm: &str, rss_pages: u64, oom_score_adj: i32) -> LoggedTask {
         LoggedTask {
-            pid,
-            comm: comm.into(),
-            rss_bytes: rss_pages * 4096,
+            task: TopTask {
+                pid,
+                comm: comm.into(),
+                comm_bytes: None,
+                rss_bytes: rss_pages * 4096,
+            },
             oom_score_adj,
         }
     }
@@ -1354,13 +1334,15 @@ mod tests {
     fn a_report_cut_short_keeps_what_came() {
         // What the first kill of the 6.12 fixture has when some of its report is lost.
         let stat = |anon, file, kernel, shmem, sock| {
-            Some(MemcgStat {
+            Some(LoggedStats {
                 path: "/plain".into(),
-                anon_bytes: anon,
-                file_bytes: file,
-                kernel_bytes: kernel,
-                shmem_bytes: shmem,
-                sock_bytes: sock,
+                stat: MemcgStat {
+                    anon_bytes: anon,
+                    file_bytes: file,
+                    kernel_bytes: kernel,
+                    shmem_bytes: shmem,
+                    sock_bytes: sock,
+                },
             })
         };
         let memhog = vec![task(142, "memhog", 8322, 0)];
@@ -1369,7 +1351,7 @@ mod tests {
         type Case<'a> = (
             &'a [RangeInclusive<u64>],
             Option<u64>,
-            Option<MemcgStat>,
+            Option<LoggedStats>,
             &'a [LoggedTask],
         );
         let cases: [Case; 6] = [
@@ -1591,24 +1573,26 @@ mod tests {
         ]);
         assert_eq!(
             whole,
-            MemcgStat {
+            LoggedStats {
                 path: "/docker/abc".into(),
-                anon_bytes: Some(8192),
-                file_bytes: Some(4096),
-                kernel_bytes: Some(544 * 1024),
-                shmem_bytes: Some(12288),
-                sock_bytes: None,
+                stat: MemcgStat {
+                    anon_bytes: Some(8192),
+                    file_bytes: Some(4096),
+                    kernel_bytes: Some(544 * 1024),
+                    shmem_bytes: Some(12288),
+                    sock_bytes: None,
+                },
             }
         );
         // Cut before the hierarchical keys: the cgroup's own counts are not the same thing.
-        let cut = v1(&["cache 1", "rss 2", "shmem 3"]);
+        let cut = v1(&["cache 1", "rss 2", "shmem 3"]).stat;
         assert_eq!(
             (cut.anon_bytes, cut.file_bytes, cut.shmem_bytes),
             (None, None, None)
         );
         assert_eq!(cut.kernel_bytes, Some(544 * 1024));
         // Keys of both versions: lines that are not this block's, so no value is trusted.
-        let mixed = v1(&["total_rss 8192", "anon 1"]);
+        let mixed = v1(&["total_rss 8192", "anon 1"]).stat;
         assert_eq!((mixed.anon_bytes, mixed.kernel_bytes), (None, None));
         // Before 5.0 the stats were one line per cgroup of the subtree: not read.
         let kills = kills_in(&dump(&[
@@ -1635,8 +1619,9 @@ mod tests {
             r"anon 1\x0afile 2\x0akernel 3\x0akernel_stack 0\x0ashmem 4\x0asock 5",
             KILLED_142,
         ]));
-        let stat = kills[0].memcg_stat.as_ref().expect("stats");
-        assert_eq!(stat.path, r"/a\b");
+        let logged = kills[0].memcg_stat.as_ref().expect("stats");
+        assert_eq!(logged.path, r"/a\b");
+        let stat = &logged.stat;
         assert_eq!(
             (
                 stat.anon_bytes,
@@ -1660,7 +1645,7 @@ mod tests {
             &long,
             KILLED_142,
         ]));
-        let stat = kills[0].memcg_stat.as_ref().expect("stats");
+        let stat = &kills[0].memcg_stat.as_ref().expect("stats").stat;
         assert_eq!((stat.anon_bytes, stat.sock_bytes), (Some(1), None));
     }
 
@@ -1707,7 +1692,7 @@ mod tests {
                 "{}",
                 k.pid
             );
-            assert_eq!(k.tasks[MAX_TASKS - 1].pid, MAX_TASKS as u32);
+            assert_eq!(k.tasks[MAX_TASKS - 1].task.pid, MAX_TASKS as u32);
         }
         assert!(kills[1].group_kill);
         assert_eq!(kills[0].tasks, kills[1].tasks);
@@ -1726,7 +1711,7 @@ mod tests {
                 message,
             };
             if let Some(kill) = assembler.push(&record) {
-                assert_eq!(kill.tasks[0].rss_bytes, 8322 * 16384);
+                assert_eq!(kill.tasks[0].task.rss_bytes, 8322 * 16384);
                 return;
             }
         }

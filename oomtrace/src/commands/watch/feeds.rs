@@ -169,7 +169,10 @@ impl EbpfFeed {
             Some(facts) if !facts.stack.is_empty() => self.symbols.read(&facts.stack),
             _ => StackReading::default(),
         };
-        oom::complete(report, stack, log.as_ref(), 1 << setup.page_shift);
+        if let Some(log) = &log {
+            log.complete(report);
+        }
+        oom::complete(report, stack, 1 << setup.page_shift);
         // A cgroup named only by the kernel log (tracepoint mode, where /proc no longer could)
         // gets its id from its directory, as one named by /proc does.
         if report.cgroup.id.is_none()
