@@ -500,11 +500,12 @@ mod tests {
     #[test]
     fn invocations_are_named_by_their_first_line() {
         // 6.12: /plain, the /group kill (three victims, one invocation), /parent, global.
-        let kills = super::kills_in(DEBIAN_6_12);
+        let kills = super::kills_in(DEBIAN_6_12.dump);
         let invocations: Vec<(u32, u64)> =
             kills.iter().map(|k| (k.pid, k.invocation_usec)).collect();
         let header = |seq: u64| {
             let line = DEBIAN_6_12
+                .dump
                 .lines()
                 .find(|l| l.split(',').nth(1) == Some(&seq.to_string()))
                 .expect("a record with that seq");
@@ -523,6 +524,7 @@ mod tests {
         // Each is its `invoked oom-killer` header's time.
         for kill in &kills {
             let header_line = DEBIAN_6_12
+                .dump
                 .lines()
                 .filter(|l| l.contains(" invoked oom-killer:"))
                 .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())
@@ -536,13 +538,7 @@ mod tests {
         assert_eq!(alone[0].invocation_usec, alone[0].usec);
     }
 
-    // Relative to this file, not to CARGO_MANIFEST_DIR: the fuzz crate compiles it too.
-    const DEBIAN_6_1: &str = include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt");
-    const DEBIAN_6_12: &str =
-        include_str!("../../../tests/fixtures/kmsg-debian-6.12.117-cloud.txt");
-    const HOST_6_18: &str =
-        include_str!("../../../tests/fixtures/kmsg-host-6.18-cgroup-v1-docker.txt");
-    const FIXTURES: [&str; 3] = [DEBIAN_6_1, DEBIAN_6_12, HOST_6_18];
+    const FIXTURES: [Fixture; 3] = [DEBIAN_6_1, DEBIAN_6_12, HOST_6_18];
 
     /// A real line, from the 6.1 fixture.
     const KILLED_89: &str = "Memory cgroup out of memory: Killed process 89 (memhog) total-vm:33876kB, anon-rss:32412kB, file-rss:4kB, shmem-rss:648kB, UID:0 pgtables:104kB oom_score_adj:0";
@@ -651,7 +647,7 @@ mod tests {
     #[test]
     fn every_fixture_line_is_a_record_or_a_continuation() {
         for fixture in FIXTURES {
-            for line in fixture.lines() {
+            for line in fixture.dump.lines() {
                 match parse_record(line) {
                     Ok(_) => {}
                     Err(error) => assert!(error.is_continuation(), "{line:?}: {error}"),
@@ -662,93 +658,98 @@ mod tests {
 
     // --- the real fixtures ---------------------------------------------------------------------
 
-    fn expected_debian_6_1() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
-            419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
-            421 2265084 91 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
-            422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
-            459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
-            509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
-",
-        );
-        // The stats come in one record, its lines joined by \x0a; no rss_anon columns.
-        with_reports(
-            kills,
-            "
-            378         32768 32768 /plain  33431552 0 122880 0 0 89:memhog:8266:0
-            419,421,422 32768 32768 /group  33341440 0 212992 0 0 91:sleep:1:0 92:sleep:1:0 94:memhog:8266:0
-            459         32768 32768 /parent 33423360 0 131072 0 0 98:memhog:8266:0
-            509         -     -     -       -        - -      - - 99:memhog:80338:1000
-",
-        )
+    /// A real kernel log, and the name its kills and reports go by in [`KILLS`] and
+    /// [`REPORTS`]. Its path is relative to this file, not to CARGO_MANIFEST_DIR: the fuzz
+    /// crate compiles it too.
+    struct Fixture {
+        name: &'static str,
+        dump: &'static str,
+    }
+
+    const DEBIAN_6_1: Fixture = Fixture {
+        name: "debian-6.1",
+        dump: include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt"),
+    };
+
+    const DEBIAN_6_12: Fixture = Fixture {
+        name: "debian-6.12",
+        dump: include_str!("../../../tests/fixtures/kmsg-debian-6.12.117-cloud.txt"),
+    };
+
+    const HOST_6_18: Fixture = Fixture {
+        name: "host-6.18",
+        dump: include_str!("../../../tests/fixtures/kmsg-host-6.18-cgroup-v1-docker.txt"),
+    };
+
+    /// The kills each fixture holds: its name, then a kill as [`table`] reads it.
+    const KILLS: &str = "
+            debian-6.1  378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            debian-6.1  419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            debian-6.1  421 2265084 91 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.1  422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.1  459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            debian-6.1  509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
+            debian-6.12 445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            debian-6.12 543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            debian-6.12 545 4229876 144 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.12 546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.12 643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            debian-6.12 696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
+            host-6.18   5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
+            host-6.18   5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
+            host-6.18   5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
+";
+
+    /// What each fixture's invocations' reports printed: its name, then a report as
+    /// [`with_reports`] reads it. 6.1 prints the stats in one record, its lines joined by
+    /// \x0a, and no rss_anon columns. 6.18's host is cgroup v1: anon is total_rss, file
+    /// total_cache, shmem total_shmem, kernel the kmem line (292kB, 544kB, 360kB), no sock.
+    const REPORTS: &str = "
+            debian-6.1  378         32768 32768 /plain  33431552 0 122880 0 0 89:memhog:8266:0
+            debian-6.1  419,421,422 32768 32768 /group  33341440 0 212992 0 0 91:sleep:1:0 92:sleep:1:0 94:memhog:8266:0
+            debian-6.1  459         32768 32768 /parent 33423360 0 131072 0 0 98:memhog:8266:0
+            debian-6.1  509         -     -     -       -        - -      - - 99:memhog:80338:1000
+            debian-6.12 445         32768 32768 /plain  33427456 0 126976 0 0 142:memhog:8322:0
+            debian-6.12 543,545,546 32768 32768 /group  33337344 0 217088 0 0 144:sleep:331:0 145:sleep:331:0 147:memhog:8258:0
+            debian-6.12 643         32768 32768 /parent 33427456 0 126976 0 0 151:memhog:8322:0
+            debian-6.12 696         -     -     -       -        - -      - - 152:memhog:79810:1000
+            host-6.18   5344 32768 32768 /vsbt-27694 33255424 0 299008 0 - 27907:python3:9755:0
+            host-6.18   5468 65536 65536 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 66551808 0 557056 0 - 28490:sh:17:0 28519:sleep:0:0 28538:dd:16220:0
+            host-6.18   5612 32768 32768 /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea 33185792 0 368640 0 - 28627:dd:8412:0
+";
+
+    impl Fixture {
+        fn expected(&self) -> Vec<KmsgKill> {
+            let own = |text: &str| -> String {
+                let rows = text.lines().filter_map(|line| {
+                    let (name, row) = line.trim_start().split_once(' ')?;
+                    (name == self.name).then(|| format!("{row}\n"))
+                });
+                rows.collect()
+            };
+            with_reports(table(&own(KILLS)), &own(REPORTS))
+        }
     }
 
     #[test]
     fn debian_6_1_kills() {
-        assert_eq!(kills_in(DEBIAN_6_1), expected_debian_6_1());
-    }
-
-    fn expected_debian_6_12() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
-            543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
-            545 4229876 144 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
-            546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
-            643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
-            696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
-",
-        );
-        with_reports(
-            kills,
-            "
-            445         32768 32768 /plain  33427456 0 126976 0 0 142:memhog:8322:0
-            543,545,546 32768 32768 /group  33337344 0 217088 0 0 144:sleep:331:0 145:sleep:331:0 147:memhog:8258:0
-            643         32768 32768 /parent 33427456 0 126976 0 0 151:memhog:8322:0
-            696         -     -     -       -        - -      - - 152:memhog:79810:1000
-",
-        )
+        assert_eq!(kills_in(DEBIAN_6_1.dump), DEBIAN_6_1.expected());
     }
 
     #[test]
     fn debian_6_12_kills() {
-        assert_eq!(kills_in(DEBIAN_6_12), expected_debian_6_12());
-    }
-
-    fn expected_host_6_18() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
-            5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
-            5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
-",
-        );
-        // cgroup v1: anon total_rss, file total_cache, shmem total_shmem, kernel the kmem
-        // line (292kB, 544kB, 360kB), no sock.
-        with_reports(
-            kills,
-            "
-            5344 32768 32768 /vsbt-27694 33255424 0 299008 0 - 27907:python3:9755:0
-            5468 65536 65536 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 66551808 0 557056 0 - 28490:sh:17:0 28519:sleep:0:0 28538:dd:16220:0
-            5612 32768 32768 /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea 33185792 0 368640 0 - 28627:dd:8412:0
-",
-        )
+        assert_eq!(kills_in(DEBIAN_6_12.dump), DEBIAN_6_12.expected());
     }
 
     #[test]
     fn host_6_18_kills() {
-        assert_eq!(kills_in(HOST_6_18), expected_host_6_18());
+        assert_eq!(kills_in(HOST_6_18.dump), HOST_6_18.expected());
     }
 
     #[test]
     fn fixtures_fed_record_by_record_give_the_same_kills() {
-        for (fixture, expected) in [
-            (DEBIAN_6_1, expected_debian_6_1()),
-            (DEBIAN_6_12, expected_debian_6_12()),
-            (HOST_6_18, expected_host_6_18()),
-        ] {
+        for fixture in FIXTURES {
+            let (fixture, expected) = (fixture.dump, fixture.expected());
             let mut assembler = KillAssembler::default();
             let mut kills = Vec::new();
             for line in fixture.lines() {
@@ -1112,7 +1113,7 @@ mod tests {
 
     #[test]
     fn a_real_killed_line_split_in_two_records() {
-        let line = message_of(DEBIAN_6_1, 378);
+        let line = message_of(DEBIAN_6_1.dump, 378);
         assert_eq!(line, KILLED_89);
         // In the comm, in a number, after a comma, in a key, before "Killed process".
         for cut in [
@@ -1125,18 +1126,15 @@ mod tests {
             "Killed process 8",
         ] {
             let at = line.find(cut).expect("cut point") + cut.len();
-            let kills = kills_in(&split_record(DEBIAN_6_1, 378, at));
-            assert_eq!(kills, expected_debian_6_1(), "cut after {cut:?}");
+            let kills = kills_in(&split_record(DEBIAN_6_1.dump, 378, at));
+            assert_eq!(kills, DEBIAN_6_1.expected(), "cut after {cut:?}");
         }
     }
 
     #[test]
     fn every_split_of_every_killed_line_loses_values_but_never_invents_them() {
-        for (fixture, expected) in [
-            (DEBIAN_6_1, expected_debian_6_1()),
-            (DEBIAN_6_12, expected_debian_6_12()),
-            (HOST_6_18, expected_host_6_18()),
-        ] {
+        for fixture in FIXTURES {
+            let (fixture, expected) = (fixture.dump, fixture.expected());
             let first_seq = expected[0].seq;
             for want in &expected {
                 let line = message_of(fixture, want.seq);
@@ -1180,7 +1178,7 @@ mod tests {
                 "[  98]     0    98     8469     8134    98304        0             0 memhog",
             );
         }
-        let killed = message_of(DEBIAN_6_1, 459);
+        let killed = message_of(DEBIAN_6_1.dump, 459);
         messages.push(killed);
         let kills = kills_in(&dump(&messages));
         assert_eq!(kills.len(), 1);
@@ -1212,12 +1210,12 @@ mod tests {
 
     #[test]
     fn tasks_in_line_split_at_its_pieces() {
-        let fixture = DEBIAN_6_12.replace(
+        let fixture = DEBIAN_6_12.dump.replace(
             "6,544,4229768,-;Tasks in /group are going to be killed due to memory.oom.group set",
             "6,544,4229768,-;Tasks in \n6,545,4229769,c;/group\n6,546,4229770,c; are going to be killed due to memory.oom.group set",
         );
-        assert_ne!(fixture, DEBIAN_6_12);
-        assert_eq!(kills_in(&fixture), expected_debian_6_12());
+        assert_ne!(fixture, DEBIAN_6_12.dump);
+        assert_eq!(kills_in(&fixture), DEBIAN_6_12.expected());
     }
 
     #[test]
@@ -1389,17 +1387,17 @@ mod tests {
             (&[351..=443], None, None, &[]),
         ];
         for (lost, usage, stat, tasks) in cases {
-            let kills = kills_in(&without(DEBIAN_6_12, lost));
+            let kills = kills_in(&without(DEBIAN_6_12.dump, lost));
             let k = &kills[0];
             assert_eq!((k.pid, k.trigger_comm.as_deref()), (142, Some("memhog")));
             assert_eq!(k.memcg_usage_kb, usage, "{lost:?}");
             assert_eq!(k.memcg_limit_kb, usage, "{lost:?}");
             assert_eq!(k.memcg_stat, stat, "{lost:?}");
             assert_eq!(k.tasks, tasks, "{lost:?}");
-            assert_eq!(&kills[1..], &expected_debian_6_12()[1..], "{lost:?}");
+            assert_eq!(&kills[1..], &DEBIAN_6_12.expected()[1..], "{lost:?}");
         }
         // A group member's row lost: every member has the rows that came.
-        let kills = kills_in(&without(DEBIAN_6_12, &[540..=540]));
+        let kills = kills_in(&without(DEBIAN_6_12.dump, &[540..=540]));
         let rows = vec![task(144, "sleep", 331, 0), task(147, "memhog", 8258, 0)];
         for k in &kills[1..=3] {
             assert_eq!(k.tasks, rows, "{}", k.pid);
@@ -1415,14 +1413,14 @@ mod tests {
         assert_eq!((k.memcg_usage_kb, k.memcg_limit_kb), (None, None));
         assert_eq!((&k.memcg_stat, k.tasks.is_empty()), (&None, true));
         // The header lost, the rest there: the lines are not known to be this kill's.
-        let kills = kills_in(&without(DEBIAN_6_12, &[350..=350]));
+        let kills = kills_in(&without(DEBIAN_6_12.dump, &[350..=350]));
         let k = &kills[0];
         assert_eq!(k.trigger_comm, None);
         assert_eq!(
             (&k.memcg_stat, k.memcg_usage_kb, k.tasks.len()),
             (&None, None, 0)
         );
-        assert_eq!(&kills[1..], &expected_debian_6_12()[1..]);
+        assert_eq!(&kills[1..], &DEBIAN_6_12.expected()[1..]);
         // A second kill with its report rate-limited does not inherit the first one's.
         let second = KILLED_142.replace("process 142", "process 143");
         let kills = kills_in(&dump(&[
@@ -1767,7 +1765,7 @@ mod tests {
             fuzz_one(input);
         }
         let mut all = Vec::new();
-        for fixture in FIXTURES {
+        for fixture in FIXTURES.map(|fixture| fixture.dump) {
             fuzz_one(fixture.as_bytes());
             all.extend_from_slice(fixture.as_bytes());
             // Every line cut at every place.
