@@ -475,7 +475,7 @@ fn is_start_fragment(message: &str) -> bool {
 mod tests {
     use super::*;
     use crate::{
-        report::{MemcgStat, TopTask},
+        report::MemcgStat,
         source::kmsg::{LoggedStats, LoggedTask, MAX_TASKS, parse_record},
         testing::kmsg::fuzz_one,
     };
@@ -1310,15 +1310,7 @@ mod tests {
     }
 
     fn task(pid: u32, comm: &str, rss_pages: u64, oom_score_adj: i32) -> LoggedTask {
-        LoggedTask {
-            task: TopTask {
-                pid,
-                comm: comm.into(),
-                comm_bytes: None,
-                rss_bytes: rss_pages * 4096,
-            },
-            oom_score_adj,
-        }
+        LoggedTask::new(pid, comm.into(), rss_pages * 4096, oom_score_adj)
     }
 
     const HEADER_142: &str =

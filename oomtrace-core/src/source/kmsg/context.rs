@@ -22,7 +22,7 @@ use std::num::NonZeroU64;
 use crate::report::{MemcgStat, TopTask};
 
 use super::lines::MAX_JOIN;
-use super::record::{parse_u64, unescape};
+use super::record::{LogText, parse_u64, unescape};
 
 /// The task dump counts memory in pages. 4 KiB is the page size of x86-64 and of most arm64
 /// kernels; these parsers use only std, which cannot ask the kernel, so a reader on a kernel
@@ -52,6 +52,22 @@ pub struct LoggedTask {
     /// unescaped (it may hold spaces), and the `rss` column, pages times the page size.
     pub task: TopTask,
     pub oom_score_adj: i32,
+}
+
+impl LoggedTask {
+    pub(super) fn new(pid: u32, comm: LogText, rss_bytes: u64, oom_score_adj: i32) -> Self {
+        let (comm, comm_bytes) = comm.into_parts();
+        let task = TopTask {
+            pid,
+            comm,
+            comm_bytes,
+            rss_bytes,
+        };
+        LoggedTask {
+            task,
+            oom_score_adj,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,16 +192,12 @@ pub(super) fn parse_task_row(
         values.push(digits);
         rest = &value[end..];
     }
-    let (comm, comm_bytes) = unescape(rest.strip_prefix(' ')?).into_parts();
-    Some(LoggedTask {
-        task: TopTask {
-            pid: values[columns.tgid].parse().ok()?,
-            comm,
-            comm_bytes,
-            rss_bytes: parse_u64(values[columns.rss])?.checked_mul(page_size.get())?,
-        },
-        oom_score_adj: values[columns.oom_score_adj].parse().ok()?,
-    })
+    Some(LoggedTask::new(
+        values[columns.tgid].parse().ok()?,
+        unescape(rest.strip_prefix(' ')?),
+        parse_u64(values[columns.rss])?.checked_mul(page_size.get())?,
+        values[columns.oom_score_adj].parse().ok()?,
+    ))
 }
 
 /// printk cuts a record's text at 1024 bytes, and did at 1024 less a 32- or 48-byte prefix
@@ -529,15 +541,12 @@ mod tests {
         };
         let page = DEFAULT_PAGE_SIZE;
         let task = |pid, comm: &str, rss_pages: u64, oom_score_adj| {
-            Some(LoggedTask {
-                task: TopTask {
-                    pid,
-                    comm: comm.into(),
-                    comm_bytes: None,
-                    rss_bytes: rss_pages * 4096,
-                },
+            Some(LoggedTask::new(
+                pid,
+                comm.into(),
+                rss_pages * 4096,
                 oom_score_adj,
-            })
+            ))
         };
         let cases = [
             (
