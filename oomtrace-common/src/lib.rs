@@ -27,6 +27,12 @@ pub const ABSENT: u32 = u32::MAX;
 pub const LAYOUT_GLOBAL: &str = "LAYOUT";
 /// Name of the ring buffer map that carries [`OomEvent`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
+/// The ring buffer's size. Its pages are mapped into oomtrace twice (the kernel's ring buffer
+/// layout) and all count toward its RSS from the start, so the size is the steady RSS's
+/// largest part: 256 KiB hold about 75 records at once, and a full buffer is counted as
+/// dropped, never lost silently. A burst larger than that only comes from a
+/// `memory.oom.group` kill of more tasks than that, all marked within microseconds.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Name of the per-CPU array (one slot) counting events the ring buffer had no room for.
 pub const DROPPED_MAP: &str = "DROPPED";
 /// Name of the hash map from a task (thread id) to the last SIGKILL the kernel sent on its

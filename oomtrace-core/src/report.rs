@@ -178,7 +178,9 @@ pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 /// Serde for the `_hex` siblings of kernel-given strings: written only where the string is
-/// not exact; read back as `None` when absent, `null` or malformed, never as a guess.
+/// not exact; read back as `None` when absent, `null` or malformed, never as a guess. Each such
+/// field is `#[serde(rename = "<name>_hex", with = "hex")]`, and absent unless needed:
+/// `#[serde(default, skip_serializing_if = "Option::is_none")]`.
 pub mod hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -209,12 +211,8 @@ pub struct OomContext {
     /// The cgroup whose limit was hit: the victim's own, or an ancestor's (a pod's slice).
     pub memcg: Option<String>,
     /// `memcg`'s exact bytes, where they are not UTF-8.
-    #[serde(
-        rename = "memcg_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "memcg_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memcg_bytes: Option<Vec<u8>>,
     /// That cgroup's limit and charge at the kill.
     pub memcg_limit_bytes: Option<u64>,
@@ -239,19 +237,28 @@ pub struct MemcgStat {
     pub sock_bytes: Option<u64>,
 }
 
+/// How many of the limited cgroup's processes a report lists.
+pub const TOP_TASKS: usize = 5;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopTask {
     pub pid: u32,
     pub comm: String,
     /// `comm`'s exact bytes, where they are not UTF-8.
-    #[serde(
-        rename = "comm_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "comm_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm_bytes: Option<Vec<u8>>,
     pub rss_bytes: u64,
+}
+
+impl TopTask {
+    /// The [`TOP_TASKS`] biggest of `tasks` by RSS, largest first, the lower pid first among
+    /// equals.
+    pub fn biggest(mut tasks: Vec<TopTask>) -> Vec<TopTask> {
+        tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
+        tasks.truncate(TOP_TASKS);
+        tasks
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -264,20 +271,12 @@ pub struct Victim {
     /// The process (thread group leader) name; U+FFFD for each sequence that is not UTF-8.
     pub comm: Option<String>,
     /// `comm`'s exact bytes, only where they are not UTF-8; JSON has them as `comm_hex`.
-    #[serde(
-        rename = "comm_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "comm_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm_bytes: Option<Vec<u8>>,
     pub thread_comm: Option<String>,
-    #[serde(
-        rename = "thread_comm_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "thread_comm_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_comm_bytes: Option<Vec<u8>>,
     pub uid: Option<u32>,
     pub oom_score_adj: Option<i32>,
@@ -305,12 +304,8 @@ pub struct Trigger {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<String>,
-    #[serde(
-        rename = "comm_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "comm_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm_bytes: Option<Vec<u8>>,
     pub cgroup_id: Option<u64>,
 }
@@ -320,12 +315,8 @@ pub struct Cgroup {
     pub id: Option<u64>,
     /// The victim's memory cgroup, relative to its hierarchy's root.
     pub path: Option<String>,
-    #[serde(
-        rename = "path_hex",
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex"
-    )]
+    #[serde(rename = "path_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_bytes: Option<Vec<u8>>,
     /// `v1` or `v2`: the hierarchy `path` is in.
     #[serde(deserialize_with = "known_option")]

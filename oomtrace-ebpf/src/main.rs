@@ -26,18 +26,17 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, KernelLayout, MAX_PID_NS_LEVEL, MEMCG_MAX_DEPTH,
-    OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode, field, kind,
-    memcg_flag, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, EVENTS_BYTES, KernelLayout, MAX_PID_NS_LEVEL,
+    MEMCG_MAX_DEPTH, OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode,
+    field, kind, memcg_flag, rss_index, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
 #[unsafe(no_mangle)]
 static LAYOUT: KernelLayout = KernelLayout::UNKNOWN;
 
-/// 1 MiB holds about 450 records: a whole `memory.oom.group` kill of a large pod.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -97,31 +96,33 @@ pub fn mark_victim_tp(ctx: TracePointContext) -> i32 {
 /// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, ...)`.
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_generate_btf(ctx: BtfTracePointContext) -> i32 {
-    let (sig, info, task): (u64, u64, u64) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
-        note_sigkill(load_u32(task, layout!(task_pid)));
-    }
+    on_signal_generate(ctx.arg(0), ctx.arg(1), ctx.arg(2));
     0
 }
 
 #[raw_tracepoint(tracepoint = "signal_generate")]
 pub fn signal_generate_raw(ctx: RawTracePointContext) -> i32 {
-    let (sig, info, task): (u64, u64, u64) = (ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
-        note_sigkill(load_u32(task, layout!(task_pid)));
-    }
+    on_signal_generate(ctx.arg(0), ctx.arg(1), ctx.arg(2));
     0
 }
 
 #[tracepoint]
 pub fn signal_generate_tp(ctx: TracePointContext) -> i32 {
     let record = ctx.as_ptr() as u64;
-    let sig = load_u32(record, layout!(tp_signal_sig));
-    let code = load_u32(record, layout!(tp_signal_code));
+    let sig = load::<u32>(record, layout!(tp_signal_sig));
+    let code = load::<u32>(record, layout!(tp_signal_code));
     if sig as u64 == SIGKILL && code == SI_KERNEL {
-        note_sigkill(load_u32(record, layout!(tp_signal_pid)));
+        note_sigkill(load::<u32>(record, layout!(tp_signal_pid)));
     }
     0
+}
+
+/// `signal_generate`'s arguments as tp_btf and raw_tp give them.
+#[inline(always)]
+fn on_signal_generate(sig: u64, info: u64, task: u64) {
+    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
+        note_sigkill(load(task, layout!(task_pid)));
+    }
 }
 
 /// Remembers that the current task just had the kernel send SIGKILL to `target_tid`.
@@ -274,10 +275,19 @@ fn copy<T>(dst: *mut T, base: u64, offset: u32) -> u64 {
     ok_bit(ret)
 }
 
-/// The `u64` (usually a pointer) at `base + offset`, 0 if it cannot be read.
+/// [`copy`] of a count the classic tracepoint's record gives in kB, stored in bytes.
 #[inline(always)]
-fn load(base: u64, offset: u32) -> u64 {
-    let mut value = 0u64;
+fn copy_kb(dst: *mut u64, record: u64, offset: u32) -> u64 {
+    let read = copy(dst, record, offset);
+    // SAFETY: `dst` is inside the reserved record, and was just written (or zeroed).
+    unsafe { *dst <<= 10 };
+    read
+}
+
+/// The `T` (usually a `u64` pointer) at `base + offset`, 0 if it cannot be read.
+#[inline(always)]
+fn load<T: Default>(base: u64, offset: u32) -> T {
+    let mut value = T::default();
     copy(&raw mut value, base, offset);
     value
 }
@@ -290,14 +300,6 @@ fn within(outer: u32, inner: u32) -> u32 {
     } else {
         outer + inner
     }
-}
-
-/// The u32 at `base + offset`, 0 if it cannot be read.
-#[inline(always)]
-fn load_u32(base: u64, offset: u32) -> u32 {
-    let mut value = 0u32;
-    copy(&raw mut value, base, offset);
-    value
 }
 
 #[inline(always)]
@@ -558,7 +560,7 @@ fn fill_cgroup_path(event: *mut OomEvent, kn: u64) -> u32 {
             bpf_probe_read_kernel_str(
                 names.add(level * CGROUP_NAME_LEN).cast(),
                 CGROUP_NAME_LEN as u32,
-                load(node, name_offset) as *const c_void,
+                load::<u64>(node, name_offset) as *const c_void,
             )
         };
         // A name that could not be read, or that filled its slot (it may have been cut),
@@ -644,43 +646,34 @@ fn fill_from_record(event: *mut OomEvent, record: u64) -> u32 {
         let loc_ok = copy(&raw mut loc, record, layout!(tp_comm_loc));
         let comm_ok = copy(&raw mut (*event).victim_thread_comm, record, loc & 0xffff);
         fields |= bit_if(loc_ok & comm_ok, field::THREAD_COMM);
-        let anon = copy(
+        let anon = copy_kb(
             &raw mut (*event).rss_anon_bytes,
             record,
             layout!(tp_anon_rss),
         );
-        let file = copy(
+        let file = copy_kb(
             &raw mut (*event).rss_file_bytes,
             record,
             layout!(tp_file_rss),
         );
-        let shmem = copy(
+        let shmem = copy_kb(
             &raw mut (*event).rss_shmem_bytes,
             record,
             layout!(tp_shmem_rss),
         );
-        (*event).rss_anon_bytes <<= 10;
-        (*event).rss_file_bytes <<= 10;
-        (*event).rss_shmem_bytes <<= 10;
         fields |= bit_if(anon & file & shmem, field::RSS);
-        fields |= bit_if(
-            copy(
-                &raw mut (*event).total_vm_bytes,
-                record,
-                layout!(tp_total_vm),
-            ),
-            field::TOTAL_VM,
+        let total_vm = copy_kb(
+            &raw mut (*event).total_vm_bytes,
+            record,
+            layout!(tp_total_vm),
         );
-        (*event).total_vm_bytes <<= 10;
-        fields |= bit_if(
-            copy(
-                &raw mut (*event).pgtables_bytes,
-                record,
-                layout!(tp_pgtables),
-            ),
-            field::PGTABLES,
+        fields |= bit_if(total_vm, field::TOTAL_VM);
+        let pgtables = copy_kb(
+            &raw mut (*event).pgtables_bytes,
+            record,
+            layout!(tp_pgtables),
         );
-        (*event).pgtables_bytes <<= 10;
+        fields |= bit_if(pgtables, field::PGTABLES);
         fields |= bit_if(
             copy(&raw mut (*event).victim_uid, record, layout!(tp_uid)),
             field::UID,

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use oomtrace_core::kernel::attach_mode::AttachMode;
 use oomtrace_core::time::Since;
 
+use crate::kernel::attach::AttachOptions;
+
 /// `--attach`'s values, each with what it reads.
 fn attach_modes() -> impl clap::builder::TypedValueParser<Value = AttachMode> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
@@ -178,19 +180,12 @@ pub struct Args {
     pub no_oom_protect: bool,
 }
 
-/// The kernel-side options, as `check` and a watch use them.
-#[derive(Clone, Debug, Default)]
-pub struct KernelArgs {
-    pub attach: Option<AttachMode>,
-    pub tracepoint_layout: TracepointLayout,
-    pub btf: Option<PathBuf>,
-}
-
 impl Args {
-    pub fn kernel(&self) -> KernelArgs {
-        KernelArgs {
+    /// What `check` and a watch ask of the kernel side.
+    pub fn kernel(&self) -> AttachOptions {
+        AttachOptions {
             attach: self.attach,
-            tracepoint_layout: self.tracepoint_layout.unwrap_or_default(),
+            pid_only: self.tracepoint_layout == Some(TracepointLayout::PidOnly),
             btf: self.btf.clone(),
         }
     }

@@ -1,6 +1,6 @@
 //! Which limit was hit, and which OOM invocation a kill belongs to: the `oom` object of an
-//! eBPF report, from what the handler read, the kernel stack, and the kernel log's report
-//! where it printed one.
+//! eBPF report, from what the handler read and the kernel stack, past what the kernel log's
+//! report told where it printed one (`source::kmsg::kill`, applied first).
 //!
 //! The kernel log's `oom-kill:` summary names the cgroup whose limit was hit exactly, and its
 //! report gives that cgroup's charge, limit, stats and every task's RSS. It is rate-limited,
@@ -14,23 +14,12 @@
 //! unless a second level happens to sit within 8 pages of its own limit at that moment.
 
 use crate::{
-    report::{KernelFacts, MemcgReading, MemcgStat, OomContext, Report, TopTask, kernel_text},
-    source::kmsg::{KmsgKill, LogText},
+    kernel::stack::StackReading,
+    report::{KernelFacts, MemcgReading, Report, kernel_text},
 };
-
-/// What a stack says about the OOM.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackReading {
-    /// True: a cgroup's limit was hit; false: the machine ran out.
-    pub memcg: Option<bool>,
-    /// Killed as a member of a `memory.oom.group` kill, after its chosen victim.
-    pub group_member: Option<bool>,
-}
 
 /// The largest charge the memcg OOM killer acts on: `PAGE_ALLOC_COSTLY_ORDER` (3) pages.
 const MARGIN_PAGES: u64 = 8;
-/// How many of the limited cgroup's processes a report lists.
-pub const TOP_TASKS: usize = 5;
 
 /// The cgroup whose limit was hit, read off the handler's memory cgroups.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,19 +30,10 @@ pub struct LimitHit {
     pub usage_bytes: u64,
 }
 
-/// Completes `report.oom` from the stack reading and the kernel log's account of the kill.
-pub fn complete(report: &mut Report, stack: StackReading, log: Option<&KmsgKill>, page_size: u64) {
+/// Completes `report.oom` from the stack reading and the handler's memory cgroups, where the
+/// kernel log's account of the kill (applied first) left it open.
+pub fn complete(report: &mut Report, stack: StackReading, page_size: u64) {
     let mut oom = report.oom.take().unwrap_or_default();
-    if let Some(log) = log {
-        from_log(&mut oom, log);
-        if report.cgroup.path.is_none()
-            && let Some(task_memcg) = &log.task_memcg
-        {
-            let (path, bytes) = task_memcg.clone().into_parts();
-            report.cgroup.path = Some(path);
-            report.cgroup.path_bytes = bytes;
-        }
-    }
     // The log's `Killed process` line comes even when its report was rate-limited away, so
     // what it lacks the stack may still say.
     if oom.global.is_none() {
@@ -83,44 +63,6 @@ pub fn complete(report: &mut Report, stack: StackReading, log: Option<&KmsgKill>
         oom.memcg_usage_bytes = Some(hit.usage_bytes);
     }
     report.oom = Some(oom);
-}
-
-/// What the kernel log printed about the invocation.
-pub fn from_log(oom: &mut OomContext, log: &KmsgKill) {
-    oom.constraint = log.constraint.clone();
-    (oom.memcg, oom.memcg_bytes) = match log.oom_memcg.clone().map(LogText::into_parts) {
-        Some((memcg, bytes)) => (Some(memcg), bytes),
-        None => (None, None),
-    };
-    oom.global = Some(log.global);
-    oom.group_kill = Some(log.group_kill);
-    oom.memcg_limit_bytes = log.memcg_limit_kb.map(|kb| kb << 10);
-    oom.memcg_usage_bytes = log.memcg_usage_kb.map(|kb| kb << 10);
-    oom.memcg_stat = log.memcg_stat.as_ref().map(|stat| MemcgStat {
-        anon_bytes: stat.anon_bytes,
-        file_bytes: stat.file_bytes,
-        kernel_bytes: stat.kernel_bytes,
-        shmem_bytes: stat.shmem_bytes,
-        sock_bytes: stat.sock_bytes,
-    });
-    if !log.tasks.is_empty() {
-        let mut tasks: Vec<TopTask> = log
-            .tasks
-            .iter()
-            .map(|t| {
-                let (comm, comm_bytes) = t.comm.clone().into_parts();
-                TopTask {
-                    pid: t.pid,
-                    comm,
-                    comm_bytes,
-                    rss_bytes: t.rss_bytes,
-                }
-            })
-            .collect();
-        tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
-        tasks.truncate(TOP_TASKS);
-        oom.top_tasks = Some(tasks);
-    }
 }
 
 /// The one level, on the victim's and the trigger's memory cgroup chains, at its limit; see

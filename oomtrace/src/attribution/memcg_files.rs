@@ -9,7 +9,6 @@ use std::{
 };
 
 use oomtrace_core::{
-    attribution::oom::TOP_TASKS,
     kernel::cgroups::{CgroupMode, cgroup_dir},
     report::{MemcgStat, TopTask, kernel_text},
 };
@@ -95,17 +94,12 @@ fn biggest_processes(dir: &Path) -> Option<Vec<TopTask>> {
     if pids.is_empty() {
         return None;
     }
-    let mut tasks: Vec<TopTask> = pids
-        .into_iter()
-        .filter_map(|pid| {
-            let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
-            let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
-            task(pid, &status, &comm)
-        })
-        .collect();
-    tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid)));
-    tasks.truncate(TOP_TASKS);
-    Some(tasks)
+    let tasks = pids.into_iter().filter_map(|pid| {
+        let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+        task(pid, &status, &comm)
+    });
+    Some(TopTask::biggest(tasks.collect()))
 }
 
 fn collect_pids(dir: &Path, depth: usize, pids: &mut Vec<u32>) {

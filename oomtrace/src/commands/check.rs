@@ -8,9 +8,9 @@ use std::{fmt::Write as _, io::Write as _, path::Path, process::ExitCode, time::
 
 use crate::{
     attribution::docker,
-    cli::{Args, KernelArgs},
+    cli::Args,
     kernel::{
-        attach::{AttachFailure, attach},
+        attach::{AttachFailure, AttachOptions, attach},
         loader::Attached,
         plan::{self, Plan},
         symbols::Kallsyms,
@@ -48,9 +48,9 @@ fn describe(args: &Args, out: &mut String) -> ExitCode {
         }
     }
     // Then what plain oomtrace would do on this host.
-    let plain = KernelArgs {
+    let plain = AttachOptions {
         btf: kernel.btf.clone(),
-        ..KernelArgs::default()
+        ..AttachOptions::default()
     };
     match attach(&plain) {
         Ok((plan, attached)) => {

@@ -1,16 +1,26 @@
 //! From command-line flags to an attached kernel program: privileges, lockdown, the plan,
 //! then load and attach. Shared by `oomtrace` and `oomtrace check`.
 
-use std::fmt;
+use std::{fmt, path::PathBuf};
 
-use crate::{
-    cli::{KernelArgs, TracepointLayout},
-    kernel::{
-        loader::{self, Attached, Targets},
-        plan::{self, Plan},
-        preflight,
-    },
+use oomtrace_core::kernel::attach_mode::AttachMode;
+
+use crate::kernel::{
+    loader::{self, Attached, Targets},
+    plan::{self, Plan},
+    preflight,
 };
+
+/// What is asked of the kernel side (`--attach`, `--tracepoint-layout`, `--btf`).
+#[derive(Clone, Debug, Default)]
+pub struct AttachOptions {
+    /// Only this mode; `None`: the richest the kernel accepts.
+    pub attach: Option<AttachMode>,
+    /// The classic tracepoint's record carries only the thread id, as before Linux 6.9.
+    pub pid_only: bool,
+    /// The kernel's BTF from this file rather than `/sys/kernel/btf/vmlinux`.
+    pub btf: Option<PathBuf>,
+}
 
 /// Why the kernel program could not be attached. The first three are the causes the kernel
 /// log backend stands in for; anything else is reported, never papered over.
@@ -46,13 +56,12 @@ impl fmt::Display for AttachFailure {
 impl std::error::Error for AttachFailure {}
 
 /// Checks privileges, plans, loads and attaches.
-pub fn attach(kernel: &KernelArgs) -> Result<(Plan, Attached), AttachFailure> {
-    let pid_only = kernel.tracepoint_layout == TracepointLayout::PidOnly;
+pub fn attach(kernel: &AttachOptions) -> Result<(Plan, Attached), AttachFailure> {
     preflight::check_privileges().map_err(AttachFailure::Privilege)?;
     if let Some(problem) = preflight::lockdown_problem() {
         return Err(AttachFailure::Lockdown(problem));
     }
-    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), pid_only);
+    let plan = plan::build(kernel.attach, kernel.btf.as_deref(), kernel.pid_only);
     if plan.modes.is_empty() {
         let reasons: Vec<String> = plan
             .unavailable

@@ -12,7 +12,7 @@ use std::{
     ops::Range,
 };
 
-pub use oomtrace_core::attribution::oom::StackReading;
+use oomtrace_core::kernel::stack::StackReading;
 
 /// Where a function the reading looks for lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::sink::{LineFile, append_whole};
+use super::line_file::{LineFile, append_whole};
 use oomtrace_core::identity::{EventId, Recent};
 
 pub const DEFAULT_PATH: &str = "/var/lib/oomtrace/journal.jsonl";

@@ -8,8 +8,13 @@
 //! `container_oom_events_total` starts a new one: cadvisor#3015). The metrics count what a
 //! watch shows: kills seen live that pass the filters, as `--output` receives them; kills
 //! replayed by `--since` are not counted, or a restarted oomtrace would count them twice.
+//!
+//! Here the metrics recorded as kills come; [`workload`] names whom a kill is counted
+//! against, [`live`] what is read at each scrape, and [`http`] serves the exposition.
 
-mod http;
+pub mod http;
+mod live;
+mod workload;
 
 use std::{
     sync::{
@@ -20,105 +25,20 @@ use std::{
 };
 
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
-    metrics::{
-        MetricType,
-        counter::{ConstCounter, Counter},
-        family::Family,
-        gauge::Gauge,
-        info::Info,
-    },
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::{Registry, Unit},
 };
 
 use oomtrace_core::report::Report;
 
-pub use http::{Listener, bind};
+pub use workload::{MAX_LABEL_BYTES, Workload};
+
+use live::{Dropped, Live};
 
 /// Distinct workloads counted; the kills of any further one go to the `overflow` series, so
 /// thousands of short-lived, uniquely named containers cannot grow oomtrace.
 pub const MAX_WORKLOADS: usize = 1000;
-/// A longer label value (Kubernetes caps its names at 253) sends its kill to the `overflow`
-/// series: cut short, it could name another workload, and it would weigh on every series.
-pub const MAX_LABEL_BYTES: usize = 256;
-
-/// Who was killed, as far as the labels go: `""` for what is not known or does not apply.
-#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Workload {
-    /// `container`, `host` (no container), or `overflow` (a workload past the cap).
-    scope: &'static str,
-    container: String,
-    image: String,
-    compose_project: String,
-    compose_service: String,
-    // Prefixed: Prometheus attaches `namespace` and `pod` of the scraped oomtrace pod itself.
-    k8s_namespace: String,
-    k8s_pod: String,
-    k8s_container: String,
-}
-
-impl Workload {
-    fn overflow() -> Self {
-        Self {
-            scope: "overflow",
-            ..Self::default()
-        }
-    }
-
-    /// The workload `report` names, or `None` if a label value is too long to keep.
-    fn of(report: &Report) -> Option<Self> {
-        let Some(container) = &report.container else {
-            return Some(Self {
-                scope: "host",
-                ..Self::default()
-            });
-        };
-        let label = |key: &str| {
-            container
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(key))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let pod = container.pod.as_ref();
-        let k8s_pod = pod
-            .and_then(|p| p.name.clone())
-            .unwrap_or_else(|| label("io.kubernetes.pod.name"));
-        let workload = Self {
-            scope: "container",
-            // The kubelet names a Docker container after its pod's uid and restart attempt,
-            // which would start a new series at every restart: the pod labels name it instead.
-            container: if k8s_pod.is_empty() {
-                container.name.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
-            image: container.image.clone().unwrap_or_default(),
-            compose_project: label("com.docker.compose.project"),
-            compose_service: label("com.docker.compose.service"),
-            k8s_namespace: pod
-                .and_then(|p| p.namespace.clone())
-                .unwrap_or_else(|| label("io.kubernetes.pod.namespace")),
-            k8s_pod,
-            k8s_container: label("io.kubernetes.container.name"),
-        };
-        let values = [
-            &workload.container,
-            &workload.image,
-            &workload.compose_project,
-            &workload.compose_service,
-            &workload.k8s_namespace,
-            &workload.k8s_pod,
-            &workload.k8s_container,
-        ];
-        values
-            .iter()
-            .all(|v| v.len() <= MAX_LABEL_BYTES)
-            .then_some(workload)
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KillLabels {
@@ -137,64 +57,6 @@ pub struct BuildInfo {
     pub backend: &'static str,
     /// The attach mode in eBPF (`tp_btf`, `raw_tp`, `tracepoint`); `""` with kmsg.
     pub attach: &'static str,
-}
-
-/// Where the summary's dropped events come from, counted as they happen.
-#[derive(Debug, Default)]
-struct Dropped {
-    ring_buffer_full: AtomicU64,
-    unreadable: AtomicU64,
-    /// Lines each kind of destination (`stdout`, `output`, `journal`) refused or failed.
-    not_written: Vec<(&'static str, Arc<AtomicU64>)>,
-}
-
-/// `oomtrace_events_dropped_total` and `oomtrace_kernel_oom_kills_total`, read at scrape time.
-#[derive(Debug)]
-struct Live {
-    dropped: Arc<Dropped>,
-    kernel_oom_kills: fn() -> Option<u64>,
-}
-
-impl Collector for Live {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let d = &self.dropped;
-        let mut reasons = vec![
-            (
-                "ring_buffer_full",
-                d.ring_buffer_full.load(Ordering::Relaxed),
-            ),
-            ("unreadable", d.unreadable.load(Ordering::Relaxed)),
-        ];
-        for (kind, reason) in [
-            ("stdout", "not_written_stdout"),
-            ("output", "not_written_output"),
-            ("journal", "not_written_journal"),
-        ] {
-            let lost = d.not_written.iter().filter(|(k, _)| *k == kind);
-            reasons.push((reason, lost.map(|(_, n)| n.load(Ordering::Relaxed)).sum()));
-        }
-        let mut family = encoder.encode_descriptor(
-            "oomtrace_events_dropped",
-            "Events lost, by reason, as the summary at exit counts them: the kernel's ring buffer was full, a record or kernel log line could not be read, or a line was not written to stdout, an --output file or the journal",
-            None,
-            MetricType::Counter,
-        )?;
-        for (reason, count) in reasons {
-            let labels = [("reason", reason)];
-            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
-        }
-        // Right or absent: without /proc/vmstat there is no count to give.
-        if let Some(count) = (self.kernel_oom_kills)() {
-            let counter = ConstCounter::new(count);
-            counter.encode(encoder.encode_descriptor(
-                "oomtrace_kernel_oom_kills",
-                "OOM kills the kernel counted since boot (oom_kill in /proc/vmstat), filtered or not, seen by oomtrace or not",
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        Ok(())
-    }
 }
 
 /// Every metric of one watch. The event loop records; the HTTP server renders.
@@ -311,5 +173,157 @@ impl Metrics {
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
-mod tests;
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        time::{Duration, SystemTime},
+    };
+
+    use super::*;
+    use oomtrace_core::report::{Container, OomContext};
+
+    pub(super) fn metrics() -> Metrics {
+        Metrics::new(
+            BuildInfo {
+                version: "9.9.9",
+                backend: "ebpf",
+                attach: "tp_btf",
+            },
+            Vec::new(),
+            || Some(42),
+        )
+    }
+
+    pub(super) fn kill_in(name: Option<&str>, id: &str, labels: &[(&str, &str)]) -> Report {
+        let mut report = oomtrace_core::testing::report();
+        report.container = Some(Container {
+            runtime: "docker",
+            id: id.to_owned(),
+            name: name.map(str::to_owned),
+            image: Some("shop/web:1.2".into()),
+            labels: (!labels.is_empty()).then(|| {
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+            ..Container::default()
+        });
+        report
+    }
+
+    fn kinded(mut report: Report, kind: &'static str) -> Report {
+        report.oom.get_or_insert_with(OomContext::default).kind = Some(kind);
+        report
+    }
+
+    /// The sample lines of the exposition (no comments), for exact comparison.
+    pub(super) fn samples(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .render(false)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    const WEB: &str = r#"scope="container",container="shop-web-1",image="shop/web:1.2",compose_project="shop",compose_service="web",k8s_namespace="",k8s_pod="",k8s_container="""#;
+
+    #[test]
+    fn a_recreated_container_keeps_its_series() {
+        let metrics = metrics();
+        let compose = [
+            ("com.docker.compose.project", "shop"),
+            ("com.docker.compose.service", "web"),
+        ];
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut first = kinded(kill_in(Some("shop-web-1"), "aaaa", &compose), "killed");
+        first.time = Some(at);
+        metrics.record_kill(&first, SystemTime::now());
+        // Same name, new id: `docker compose up` recreated it.
+        let mut second = kinded(kill_in(Some("shop-web-1"), "bbbb", &compose), "killed");
+        second.time = Some(at + Duration::from_secs(60));
+        metrics.record_kill(&second, SystemTime::now());
+        let mut host = kinded(oomtrace_core::testing::report(), "marked");
+        host.container = None;
+        host.time = Some(at);
+        metrics.record_kill(&host, SystemTime::now());
+
+        let samples = samples(&metrics);
+        let host_labels = r#"scope="host",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="""#;
+        for want in [
+            format!(r#"oomtrace_oom_kills_total{{{WEB},kind="killed"}} 2"#),
+            format!(r#"oomtrace_oom_kills_total{{{host_labels},kind="marked"}} 1"#),
+            format!("oomtrace_last_oom_kill_timestamp_seconds{{{WEB}}} 1700000060.0"),
+            format!("oomtrace_last_oom_kill_timestamp_seconds{{{host_labels}}} 1700000000.0"),
+            r#"oomtrace_events_dropped_total{reason="ring_buffer_full"} 0"#.to_owned(),
+            "oomtrace_kernel_oom_kills_total 42".to_owned(),
+            r#"oomtrace_build_info{version="9.9.9",backend="ebpf",attach="tp_btf"} 1"#.to_owned(),
+        ] {
+            assert!(samples.contains(&want), "no {want} in {samples:#?}");
+        }
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|s| s.starts_with("oomtrace_oom_kills_total"))
+                .count(),
+            2,
+            "{samples:#?}"
+        );
+        let text = metrics.render(false);
+        for id in ["aaaa", "bbbb", "10390", "dd-worker"] {
+            assert!(!text.contains(id), "{id} must not be a label: {text}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_when_asked_ends_with_eof() {
+        let text = metrics().render(true);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE oomtrace_build info"), "{text}");
+    }
+
+    #[test]
+    fn hostile_names_cannot_break_the_exposition() {
+        let metrics = metrics();
+        let evil = "x\"} 1\nevil_metric{a=\"b\\\r";
+        metrics.record_kill(&kill_in(Some(evil), "dddd", &[]), SystemTime::now());
+        for openmetrics in [false, true] {
+            let text = metrics.render(openmetrics);
+            assert!(
+                text.contains(r#"container="x\"} 1\nevil_metric{a=\"b\\"#),
+                "{text}"
+            );
+            for line in text.lines() {
+                assert!(
+                    line.starts_with("# ") || line.starts_with("oomtrace_"),
+                    "a line not oomtrace's: {line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn workloads_past_the_cap_fold_into_overflow() {
+        let metrics = metrics();
+        for n in 0..MAX_WORKLOADS + 10 {
+            let name = format!("c{n}");
+            metrics.record_kill(&kill_in(Some(&name), &name, &[]), SystemTime::now());
+        }
+        // A workload counted before the cap keeps counting in its own series.
+        metrics.record_kill(&kill_in(Some("c0"), "c0-new", &[]), SystemTime::now());
+        let long = "n".repeat(MAX_LABEL_BYTES + 1);
+        metrics.record_kill(&kill_in(Some(&long), "long", &[]), SystemTime::now());
+        let samples = samples(&metrics);
+        let count = |name: &str| samples.iter().filter(|s| s.starts_with(name)).count();
+        assert_eq!(count("oomtrace_oom_kills_total{"), MAX_WORKLOADS + 1);
+        assert_eq!(
+            count("oomtrace_last_oom_kill_timestamp_seconds{"),
+            MAX_WORKLOADS + 1
+        );
+        let overflow = r#"oomtrace_oom_kills_total{scope="overflow",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="",kind="killed"} 11"#;
+        assert!(samples.contains(&overflow.to_owned()), "no overflow line");
+        let c0 = r#"oomtrace_oom_kills_total{scope="container",container="c0",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="",kind="killed"} 2"#;
+        assert!(samples.contains(&c0.to_owned()), "c0 lost its series");
+    }
+}

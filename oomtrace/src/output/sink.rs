@@ -10,9 +10,7 @@
 //! or overtake a queued one, so a report does not wait for a thread to wake.
 
 use std::{
-    fs::{File, OpenOptions},
     io::{self, Write as _},
-    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -25,6 +23,11 @@ use std::{
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::{
+    journal::Journal,
+    line_file::{LineFile, Output},
+};
 
 /// Lines a destination may have waiting: a storm's worth, a few hundred KiB at most.
 const QUEUE_LINES: usize = 1024;
@@ -64,7 +67,64 @@ pub(super) struct Destination {
     direct: bool,
 }
 
+/// A destination's thread's side: the lines queued for it, and the counters it moves.
+struct Writer {
+    lines: mpsc::Receiver<Line>,
+    written: Arc<AtomicU64>,
+    kills_written: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+    /// Dropped when the thread ends, which disconnects [`Destination::done`].
+    _finished: mpsc::Sender<()>,
+}
+
+impl Writer {
+    /// Counts `line` as written whole.
+    fn wrote(&self, line: &Line) {
+        // Release: `write_now` takes an equal count for an empty queue, and writes after it.
+        self.written.fetch_add(1, Ordering::Release);
+        if line.kill {
+            self.kills_written.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Destination {
+    /// Starts a thread named `thread` that runs `write` over what this destination queues.
+    fn spawn(
+        name: String,
+        thread: &str,
+        direct: bool,
+        write: impl FnOnce(Writer) + Send + 'static,
+    ) -> Self {
+        let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
+        let (finished, done) = mpsc::channel::<()>();
+        let written = Arc::new(AtomicU64::new(0));
+        let kills_written = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            lines,
+            written: Arc::clone(&written),
+            kills_written: Arc::clone(&kills_written),
+            lost: Arc::clone(&lost),
+            _finished: finished,
+        };
+        let spawned = thread::Builder::new()
+            .name(thread.into())
+            .stack_size(64 * 1024)
+            .spawn(move || write(writer));
+        Self {
+            name,
+            queue: Some(queue),
+            done: spawned.ok().map(|_| done),
+            written,
+            kills_written,
+            queued: 0,
+            refused: 0,
+            lost,
+            direct,
+        }
+    }
+
     fn send(&mut self, line: Line) {
         if self.direct && self.write_now(&line) {
             return;
@@ -158,16 +218,20 @@ impl Sinks {
     /// of stdout closing.
     pub fn start(
         outputs: &[PathBuf],
-        journal: Option<&std::path::Path>,
+        journal: Option<&Path>,
         events: UnboundedSender<SinkEvent>,
     ) -> Result<Self, String> {
         let mut files = Vec::new();
         for path in outputs {
-            let file = open_output(path)
+            let file = Output::open(path)
                 .map_err(|e| format!("cannot open --output {}: {e}", path.display()))?;
-            files.push(spawn_file(path.clone(), file));
+            files.push(spawn_writer(
+                path.clone(),
+                Box::new(file),
+                "reports still go to stdout",
+            ));
         }
-        let journal = journal.and_then(|path| match super::journal::Journal::open(path) {
+        let journal = journal.and_then(|path| match Journal::open(path) {
             Ok(journal) => Some(spawn_writer(
                 path.to_owned(),
                 Box::new(journal),
@@ -244,22 +308,7 @@ impl Sinks {
     }
 }
 
-fn open_output(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
-}
-
 fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
-    let (finished, done) = mpsc::channel::<()>();
-    let written = Arc::new(AtomicU64::new(0));
-    let kills_written = Arc::new(AtomicU64::new(0));
-    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
-    let lost = Arc::new(AtomicU64::new(0));
-    let lost_here = Arc::clone(&lost);
     let hangup_events = events.clone();
     // Nothing may be written to notice that stdout's reader is gone: poll says so at once.
     thread::Builder::new()
@@ -271,46 +320,24 @@ fn spawn_stdout(events: UnboundedSender<SinkEvent>) -> Destination {
             }
         })
         .ok();
-    let thread = thread::Builder::new()
-        .name("stdout".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _finished = finished;
-            let stdout = io::stdout();
-            for line in lines {
-                let mut out = stdout.lock();
-                match out.write_all(&line.bytes).and_then(|()| out.flush()) {
-                    Ok(()) => {
-                        counter.fetch_add(1, Ordering::Release);
-                        if line.kill {
-                            kill_counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        let _ = events.send(SinkEvent::StdoutClosed);
-                        return;
-                    }
-                    Err(err) => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        let _ = events.send(SinkEvent::StdoutFailed(err));
-                        return;
-                    }
+    Destination::spawn("stdout".into(), "stdout", is_pipe(1), move |writer| {
+        let stdout = io::stdout();
+        for line in writer.lines.iter() {
+            let mut out = stdout.lock();
+            match out.write_all(&line.bytes).and_then(|()| out.flush()) {
+                Ok(()) => writer.wrote(&line),
+                Err(err) => {
+                    writer.lost.fetch_add(1, Ordering::Relaxed);
+                    let _ = events.send(if err.kind() == io::ErrorKind::BrokenPipe {
+                        SinkEvent::StdoutClosed
+                    } else {
+                        SinkEvent::StdoutFailed(err)
+                    });
+                    return;
                 }
             }
-        })
-        .ok();
-    Destination {
-        name: "stdout".into(),
-        queue: Some(queue),
-        done: thread.map(|_| done),
-        written,
-        kills_written,
-        queued: 0,
-        refused: 0,
-        lost,
-        direct: is_pipe(1),
-    }
+        }
+    })
 }
 
 /// Whether `fd` is a pipe. Not a terminal, whose writes can block part-way when it is paused,
@@ -360,124 +387,49 @@ fn wait_for_hangup(fd: i32) -> bool {
     }
 }
 
-/// A file lines are appended to, by its writer thread.
-pub trait LineFile: Send + 'static {
-    /// Appends one line, whole or not at all.
-    fn append(&mut self, line: &[u8]) -> io::Result<()>;
-}
-
-/// An `--output` file: appended to, never rotated.
-struct Output(File);
-
-impl LineFile for Output {
-    fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        append_whole(&mut self.0, line)
-    }
-}
-
-fn spawn_file(path: PathBuf, file: File) -> Destination {
-    spawn_writer(path, Box::new(Output(file)), "reports still go to stdout")
-}
-
 /// A thread appending every line it is given to `file`, saying once per failure spell (a
 /// full disk fills, then frees) that it cannot, and again when it can.
-pub(super) fn spawn_writer(
+fn spawn_writer(
     path: PathBuf,
     mut file: Box<dyn LineFile>,
     meanwhile: &'static str,
 ) -> Destination {
-    let (queue, lines) = mpsc::sync_channel::<Line>(QUEUE_LINES);
-    let (finished, done) = mpsc::channel::<()>();
-    let written = Arc::new(AtomicU64::new(0));
-    let kills_written = Arc::new(AtomicU64::new(0));
-    let (counter, kill_counter) = (Arc::clone(&written), Arc::clone(&kills_written));
-    let lost = Arc::new(AtomicU64::new(0));
-    let lost_here = Arc::clone(&lost);
     let name = path.display().to_string();
-    let thread = thread::Builder::new()
-        .name("output-file".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _finished = finished;
-            // The longest line refused in the current failure spell; 0 when not failing.
-            let mut refused_len = 0;
-            for line in lines {
-                match file.append(&line.bytes) {
-                    Ok(()) => {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        if line.kill {
-                            kill_counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // A short line can still fit in a full file's last block: the spell
-                        // is over only when a line as long as any refused one fits.
-                        if refused_len > 0 && line.bytes.len() >= refused_len {
-                            refused_len = 0;
-                            crate::say!("writing to {} again", path.display());
-                        }
+    Destination::spawn(name, "output-file", false, move |writer| {
+        // The longest line refused in the current failure spell; 0 when not failing.
+        let mut refused_len = 0;
+        for line in writer.lines.iter() {
+            match file.append(&line.bytes) {
+                Ok(()) => {
+                    writer.wrote(&line);
+                    // A short line can still fit in a full file's last block: the spell is
+                    // over only when a line as long as any refused one fits.
+                    if refused_len > 0 && line.bytes.len() >= refused_len {
+                        refused_len = 0;
+                        crate::say!("writing to {} again", path.display());
                     }
-                    Err(err) => {
-                        lost_here.fetch_add(1, Ordering::Relaxed);
-                        // One warning per failure spell (a full disk fills once, then frees);
-                        // reports still go to stdout.
-                        let failing = refused_len > 0;
-                        refused_len = refused_len.max(line.bytes.len());
-                        if !failing {
-                            crate::say!(
-                                "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
-                                path.display()
-                            );
-                        }
+                }
+                Err(err) => {
+                    writer.lost.fetch_add(1, Ordering::Relaxed);
+                    // One warning per failure spell (a full disk fills once, then frees);
+                    // reports still go to stdout.
+                    let failing = refused_len > 0;
+                    refused_len = refused_len.max(line.bytes.len());
+                    if !failing {
+                        crate::say!(
+                            "cannot write to {} ({err}); {meanwhile}, and the lines lost are counted",
+                            path.display()
+                        );
                     }
                 }
             }
-        })
-    ;
-    Destination {
-        name,
-        queue: Some(queue),
-        done: thread.ok().map(|_| done),
-        written,
-        kills_written,
-        queued: 0,
-        refused: 0,
-        lost,
-        direct: false,
-    }
-}
-
-/// Appends `line` whole or not at all: a write cut short by a full disk is cut back off, so
-/// the file never holds half a JSON line that the next one would run into.
-pub(super) fn append_whole(file: &mut File, line: &[u8]) -> io::Result<()> {
-    let before = file.metadata()?.len();
-    match file.write_all(line) {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            // SAFETY: ftruncate on our own open fd.
-            unsafe { libc::ftruncate(file.as_raw_fd(), before as libc::off_t) };
-            Err(err)
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_failed_append_leaves_no_half_line() {
-        // /dev/full fails every write with ENOSPC, as a full disk does.
-        let Ok(mut full) = OpenOptions::new().append(true).open("/dev/full") else {
-            return;
-        };
-        assert!(append_whole(&mut full, b"{\"schema\":1}\n").is_err());
-
-        let path = std::env::temp_dir().join(format!("oomtrace-sink-{}", std::process::id()));
-        let mut file = open_output(&path).unwrap();
-        append_whole(&mut file, b"one\n").unwrap();
-        append_whole(&mut file, b"two\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
-        let _ = std::fs::remove_file(&path);
-    }
 
     #[test]
     fn a_full_queue_refuses_and_counts() {

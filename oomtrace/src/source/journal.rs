@@ -111,7 +111,7 @@ fn owner_of(uid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::{journal::Journal, sink::LineFile as _};
+    use crate::output::{journal::Journal, line_file::LineFile as _};
     use oomtrace_core::{journal::State, output::json, report::Report, testing::report};
 
     fn line(report: &Report) -> Vec<u8> {

@@ -4,58 +4,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU64;
 
-use super::context::{DEFAULT_PAGE_SIZE, LoggedTask, MemcgStat, ReportContext};
+use super::context::{DEFAULT_PAGE_SIZE, ReportContext};
+use super::kill::KmsgKill;
 use super::lines::{
     KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
     killed_body, parse_killed, parse_summary, prefix_kind, summary_is_complete,
 };
 use super::record::{LogText, Record, parse_record_full, unescape};
-
-/// One OOM kill as the kernel log tells it.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct KmsgKill {
-    /// Of the authoritative "Killed process" record (its first piece, if it came in pieces).
-    pub seq: u64,
-    pub usec: u64,
-    pub pid: u32,
-    pub comm: LogText,
-    pub uid: Option<u32>,
-    pub total_vm_kb: Option<u64>,
-    pub anon_rss_kb: Option<u64>,
-    pub file_rss_kb: Option<u64>,
-    pub shmem_rss_kb: Option<u64>,
-    /// Absent on old kernels.
-    pub pgtables_kb: Option<u64>,
-    pub oom_score_adj: Option<i32>,
-    /// E.g. "CONSTRAINT_MEMCG", from the oom-kill: summary.
-    pub constraint: Option<String>,
-    /// Cgroup whose limit was hit; None for a global OOM (and when the summary was not printed).
-    pub oom_memcg: Option<LogText>,
-    /// Victim's memcg path. None for a memory.oom.group member: the log names only the group.
-    pub task_memcg: Option<LogText>,
-    /// "Out of memory:" / global_oom.
-    pub global: bool,
-    /// Killed as a member of a memory.oom.group cgroup. The chosen victim itself is reported
-    /// once, when its own line comes (before the kernel says a group kill follows), with
-    /// `group_kill == false`; its repeat among the group members is dropped.
-    pub group_kill: bool,
-    /// From `<comm> invoked oom-killer`.
-    pub trigger_comm: Option<LogText>,
-    /// When the invocation this kill belongs to began (its `invoked oom-killer` header, or
-    /// without one its first kill), on the log's clock: the same for every member of a
-    /// `memory.oom.group` kill, so it names the invocation.
-    pub invocation_usec: u64,
-    /// The rest is what the invocation's report printed (see [`super::context`]), read only
-    /// after its `invoked oom-killer` header: `None` or empty when the report was
-    /// rate-limited. Group members carry their invocation's report. For the OOM cgroup (so
-    /// `None` for a global OOM): its usage and limit, and its stats block.
-    pub memcg_usage_kb: Option<u64>,
-    pub memcg_limit_kb: Option<u64>,
-    pub memcg_stat: Option<MemcgStat>,
-    /// The task dump's rows in order, at most [`MAX_TASKS`], and how many more it had.
-    pub tasks: Vec<LoggedTask>,
-    pub tasks_omitted: u32,
-}
 
 /// Turns consecutive kernel records into [`KmsgKill`]s. Feed every kernel record in order.
 ///
@@ -520,7 +475,8 @@ fn is_start_fragment(message: &str) -> bool {
 mod tests {
     use super::*;
     use crate::{
-        source::kmsg::{MAX_TASKS, parse_record},
+        report::MemcgStat,
+        source::kmsg::{LoggedStats, LoggedTask, MAX_TASKS, parse_record},
         testing::kmsg::fuzz_one,
     };
     use std::ops::RangeInclusive;
@@ -544,11 +500,12 @@ mod tests {
     #[test]
     fn invocations_are_named_by_their_first_line() {
         // 6.12: /plain, the /group kill (three victims, one invocation), /parent, global.
-        let kills = super::kills_in(DEBIAN_6_12);
+        let kills = super::kills_in(DEBIAN_6_12.dump);
         let invocations: Vec<(u32, u64)> =
             kills.iter().map(|k| (k.pid, k.invocation_usec)).collect();
         let header = |seq: u64| {
             let line = DEBIAN_6_12
+                .dump
                 .lines()
                 .find(|l| l.split(',').nth(1) == Some(&seq.to_string()))
                 .expect("a record with that seq");
@@ -567,6 +524,7 @@ mod tests {
         // Each is its `invoked oom-killer` header's time.
         for kill in &kills {
             let header_line = DEBIAN_6_12
+                .dump
                 .lines()
                 .filter(|l| l.contains(" invoked oom-killer:"))
                 .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())
@@ -580,13 +538,7 @@ mod tests {
         assert_eq!(alone[0].invocation_usec, alone[0].usec);
     }
 
-    // Relative to this file, not to CARGO_MANIFEST_DIR: the fuzz crate compiles it too.
-    const DEBIAN_6_1: &str = include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt");
-    const DEBIAN_6_12: &str =
-        include_str!("../../../tests/fixtures/kmsg-debian-6.12.117-cloud.txt");
-    const HOST_6_18: &str =
-        include_str!("../../../tests/fixtures/kmsg-host-6.18-cgroup-v1-docker.txt");
-    const FIXTURES: [&str; 3] = [DEBIAN_6_1, DEBIAN_6_12, HOST_6_18];
+    const FIXTURES: [Fixture; 3] = [DEBIAN_6_1, DEBIAN_6_12, HOST_6_18];
 
     /// A real line, from the 6.1 fixture.
     const KILLED_89: &str = "Memory cgroup out of memory: Killed process 89 (memhog) total-vm:33876kB, anon-rss:32412kB, file-rss:4kB, shmem-rss:648kB, UID:0 pgtables:104kB oom_score_adj:0";
@@ -657,24 +609,26 @@ mod tests {
             if w.is_empty() {
                 continue;
             }
-            let stat = (w[3] != "-").then(|| MemcgStat {
+            let stat = (w[3] != "-").then(|| LoggedStats {
                 path: w[3].to_owned(),
-                anon_bytes: num(w[4]),
-                file_bytes: num(w[5]),
-                kernel_bytes: num(w[6]),
-                shmem_bytes: num(w[7]),
-                sock_bytes: num(w[8]),
+                stat: MemcgStat {
+                    anon_bytes: num(w[4]),
+                    file_bytes: num(w[5]),
+                    kernel_bytes: num(w[6]),
+                    shmem_bytes: num(w[7]),
+                    sock_bytes: num(w[8]),
+                },
             });
             let tasks: Vec<LoggedTask> = w[9..]
                 .iter()
-                .map(|task| {
-                    let t: Vec<&str> = task.split(':').collect();
-                    LoggedTask {
-                        pid: t[0].parse().expect("tgid"),
-                        comm: t[1].into(),
-                        rss_bytes: t[2].parse::<u64>().expect("rss") * 4096,
-                        oom_score_adj: t[3].parse().expect("oom_score_adj"),
-                    }
+                .map(|row| {
+                    let t: Vec<&str> = row.split(':').collect();
+                    task(
+                        t[0].parse().expect("tgid"),
+                        t[1],
+                        t[2].parse().expect("rss"),
+                        t[3].parse().expect("oom_score_adj"),
+                    )
                 })
                 .collect();
             for seq in w[0].split(',').map(|seq| seq.parse::<u64>().expect("seq")) {
@@ -693,7 +647,7 @@ mod tests {
     #[test]
     fn every_fixture_line_is_a_record_or_a_continuation() {
         for fixture in FIXTURES {
-            for line in fixture.lines() {
+            for line in fixture.dump.lines() {
                 match parse_record(line) {
                     Ok(_) => {}
                     Err(error) => assert!(error.is_continuation(), "{line:?}: {error}"),
@@ -704,93 +658,98 @@ mod tests {
 
     // --- the real fixtures ---------------------------------------------------------------------
 
-    fn expected_debian_6_1() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
-            419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
-            421 2265084 91 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
-            422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
-            459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
-            509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
-",
-        );
-        // The stats come in one record, its lines joined by \x0a; no rss_anon columns.
-        with_reports(
-            kills,
-            "
-            378         32768 32768 /plain  33431552 0 122880 0 0 89:memhog:8266:0
-            419,421,422 32768 32768 /group  33341440 0 212992 0 0 91:sleep:1:0 92:sleep:1:0 94:memhog:8266:0
-            459         32768 32768 /parent 33423360 0 131072 0 0 98:memhog:8266:0
-            509         -     -     -       -        - -      - - 99:memhog:80338:1000
-",
-        )
+    /// A real kernel log, and the name its kills and reports go by in [`KILLS`] and
+    /// [`REPORTS`]. Its path is relative to this file, not to CARGO_MANIFEST_DIR: the fuzz
+    /// crate compiles it too.
+    struct Fixture {
+        name: &'static str,
+        dump: &'static str,
+    }
+
+    const DEBIAN_6_1: Fixture = Fixture {
+        name: "debian-6.1",
+        dump: include_str!("../../../tests/fixtures/kmsg-debian-6.1.0-56-cloud.txt"),
+    };
+
+    const DEBIAN_6_12: Fixture = Fixture {
+        name: "debian-6.12",
+        dump: include_str!("../../../tests/fixtures/kmsg-debian-6.12.117-cloud.txt"),
+    };
+
+    const HOST_6_18: Fixture = Fixture {
+        name: "host-6.18",
+        dump: include_str!("../../../tests/fixtures/kmsg-host-6.18-cgroup-v1-docker.txt"),
+    };
+
+    /// The kills each fixture holds: its name, then a kill as [`table`] reads it.
+    const KILLS: &str = "
+            debian-6.1  378 1880692 89 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            debian-6.1  419 2264847 94 memhog 0  33876  32412 4 648 112    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            debian-6.1  421 2265084 91 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.1  422 2267378 92 sleep  0   2260      4 0   0  28    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.1  459 2449459 98 memhog 0  33876  32412 4 648 104    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            debian-6.1  509 4177338 99 memhog 0 322744 320700 4 648 672 1000 CONSTRAINT_NONE  -       /             global memhog
+            debian-6.12 445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
+            debian-6.12 543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
+            debian-6.12 545 4229876 144 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.12 546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
+            debian-6.12 643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
+            debian-6.12 696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
+            host-6.18   5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
+            host-6.18   5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
+            host-6.18   5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
+";
+
+    /// What each fixture's invocations' reports printed: its name, then a report as
+    /// [`with_reports`] reads it. 6.1 prints the stats in one record, its lines joined by
+    /// \x0a, and no rss_anon columns. 6.18's host is cgroup v1: anon is total_rss, file
+    /// total_cache, shmem total_shmem, kernel the kmem line (292kB, 544kB, 360kB), no sock.
+    const REPORTS: &str = "
+            debian-6.1  378         32768 32768 /plain  33431552 0 122880 0 0 89:memhog:8266:0
+            debian-6.1  419,421,422 32768 32768 /group  33341440 0 212992 0 0 91:sleep:1:0 92:sleep:1:0 94:memhog:8266:0
+            debian-6.1  459         32768 32768 /parent 33423360 0 131072 0 0 98:memhog:8266:0
+            debian-6.1  509         -     -     -       -        - -      - - 99:memhog:80338:1000
+            debian-6.12 445         32768 32768 /plain  33427456 0 126976 0 0 142:memhog:8322:0
+            debian-6.12 543,545,546 32768 32768 /group  33337344 0 217088 0 0 144:sleep:331:0 145:sleep:331:0 147:memhog:8258:0
+            debian-6.12 643         32768 32768 /parent 33427456 0 126976 0 0 151:memhog:8322:0
+            debian-6.12 696         -     -     -       -        - -      - - 152:memhog:79810:1000
+            host-6.18   5344 32768 32768 /vsbt-27694 33255424 0 299008 0 - 27907:python3:9755:0
+            host-6.18   5468 65536 65536 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 66551808 0 557056 0 - 28490:sh:17:0 28519:sleep:0:0 28538:dd:16220:0
+            host-6.18   5612 32768 32768 /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea 33185792 0 368640 0 - 28627:dd:8412:0
+";
+
+    impl Fixture {
+        fn expected(&self) -> Vec<KmsgKill> {
+            let own = |text: &str| -> String {
+                let rows = text.lines().filter_map(|line| {
+                    let (name, row) = line.trim_start().split_once(' ')?;
+                    (name == self.name).then(|| format!("{row}\n"))
+                });
+                rows.collect()
+            };
+            with_reports(table(&own(KILLS)), &own(REPORTS))
+        }
     }
 
     #[test]
     fn debian_6_1_kills() {
-        assert_eq!(kills_in(DEBIAN_6_1), expected_debian_6_1());
-    }
-
-    fn expected_debian_6_12() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            445 3847788 142 memhog 0  33876  32640 0  648 108    0 CONSTRAINT_MEMCG /plain  /plain        victim memhog
-            543 4229659 147 memhog 0  33876  32384 0  648 100    0 CONSTRAINT_MEMCG /group  /group        victim memhog
-            545 4229876 144 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
-            546 4231851 145 sleep  0   2260      0 0 1324  36    0 CONSTRAINT_MEMCG /group  -             member memhog
-            643 4397397 151 memhog 0  33876  32640 0  648 100    0 CONSTRAINT_MEMCG /parent /parent/child victim memhog
-            696 6127799 152 memhog 0 319660 318592 0  648 664 1000 CONSTRAINT_NONE  -       /             global memhog
-",
-        );
-        with_reports(
-            kills,
-            "
-            445         32768 32768 /plain  33427456 0 126976 0 0 142:memhog:8322:0
-            543,545,546 32768 32768 /group  33337344 0 217088 0 0 144:sleep:331:0 145:sleep:331:0 147:memhog:8258:0
-            643         32768 32768 /parent 33427456 0 126976 0 0 151:memhog:8322:0
-            696         -     -     -       -        - -      - - 152:memhog:79810:1000
-",
-        )
+        assert_eq!(kills_in(DEBIAN_6_1.dump), DEBIAN_6_1.expected());
     }
 
     #[test]
     fn debian_6_12_kills() {
-        assert_eq!(kills_in(DEBIAN_6_12), expected_debian_6_12());
-    }
-
-    fn expected_host_6_18() -> Vec<KmsgKill> {
-        let kills = table(
-            "
-            5344 1831620075 27907 python3 0 221368 32384 6636 0 124 0 CONSTRAINT_MEMCG /vsbt-27694 /vsbt-27694 victim python3
-            5468 2412558062 28538 dd      0 207068 64768  112 0 168 0 CONSTRAINT_MEMCG /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 victim dd
-            5612 2413819037 28627 dd      0 207068 32384 1264 0 100 0 CONSTRAINT_MEMCG /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea victim dd
-",
-        );
-        // cgroup v1: anon total_rss, file total_cache, shmem total_shmem, kernel the kmem
-        // line (292kB, 544kB, 360kB), no sock.
-        with_reports(
-            kills,
-            "
-            5344 32768 32768 /vsbt-27694 33255424 0 299008 0 - 27907:python3:9755:0
-            5468 65536 65536 /docker/28f2911322e9cf8d7eea222431152098e1c7ebcde906d565c5bc446494e64604 66551808 0 557056 0 - 28490:sh:17:0 28519:sleep:0:0 28538:dd:16220:0
-            5612 32768 32768 /docker/a1568a0834f3bccc3acdc361a22ef5c8c5d482028fbd6210dc7a88f7e0baabea 33185792 0 368640 0 - 28627:dd:8412:0
-",
-        )
+        assert_eq!(kills_in(DEBIAN_6_12.dump), DEBIAN_6_12.expected());
     }
 
     #[test]
     fn host_6_18_kills() {
-        assert_eq!(kills_in(HOST_6_18), expected_host_6_18());
+        assert_eq!(kills_in(HOST_6_18.dump), HOST_6_18.expected());
     }
 
     #[test]
     fn fixtures_fed_record_by_record_give_the_same_kills() {
-        for (fixture, expected) in [
-            (DEBIAN_6_1, expected_debian_6_1()),
-            (DEBIAN_6_12, expected_debian_6_12()),
-            (HOST_6_18, expected_host_6_18()),
-        ] {
+        for fixture in FIXTURES {
+            let (fixture, expected) = (fixture.dump, fixture.expected());
             let mut assembler = KillAssembler::default();
             let mut kills = Vec::new();
             for line in fixture.lines() {
@@ -1002,24 +961,43 @@ mod tests {
         assert_eq!(kills.len(), 1);
         let k = &kills[0];
         let cgroup: &[u8] = b"/pl\xe9in";
-        let cases: [(&str, Option<&LogText>, &[u8]); 5] = [
-            ("the kill line's comm", Some(&k.comm), exact),
-            ("the header's trigger", k.trigger_comm.as_ref(), exact),
-            ("the summary's oom_memcg", k.oom_memcg.as_ref(), cgroup),
-            ("the summary's task_memcg", k.task_memcg.as_ref(), cgroup),
+        // The string, and the exact bytes where it is not UTF-8.
+        type Parts<'a> = (&'a str, Option<&'a [u8]>);
+        fn parts(text: &LogText) -> Parts<'_> {
+            (text.as_str(), text.raw())
+        }
+        let row = k.tasks.first().map(|t| &t.task);
+        let cases: [(&str, Option<Parts>, &[u8]); 5] = [
+            ("the kill line's comm", Some(parts(&k.comm)), exact),
+            (
+                "the header's trigger",
+                k.trigger_comm.as_ref().map(parts),
+                exact,
+            ),
+            (
+                "the summary's oom_memcg",
+                k.oom_memcg.as_ref().map(parts),
+                cgroup,
+            ),
+            (
+                "the summary's task_memcg",
+                k.task_memcg.as_ref().map(parts),
+                cgroup,
+            ),
             (
                 "the task dump's comm",
-                k.tasks.first().map(|t| &t.comm),
+                row.map(|t| (t.comm.as_str(), t.comm_bytes.as_deref())),
                 exact,
             ),
         ];
         for (what, text, bytes) in cases {
-            let text = text.unwrap_or_else(|| panic!("{what}: none"));
-            assert_eq!(text.raw(), Some(bytes), "{what}");
-            assert_eq!(text.as_str(), String::from_utf8_lossy(bytes), "{what}");
+            let (text, raw) = text.unwrap_or_else(|| panic!("{what}: none"));
+            assert_eq!(raw, Some(bytes), "{what}");
+            assert_eq!(text, String::from_utf8_lossy(bytes), "{what}");
         }
+        let row = row.expect("a row");
         assert_eq!(
-            (k.tasks.len(), k.tasks[0].pid, k.tasks[0].rss_bytes),
+            (k.tasks.len(), row.pid, row.rss_bytes),
             (1, 142, 8322 * 4096)
         );
     }
@@ -1135,7 +1113,7 @@ mod tests {
 
     #[test]
     fn a_real_killed_line_split_in_two_records() {
-        let line = message_of(DEBIAN_6_1, 378);
+        let line = message_of(DEBIAN_6_1.dump, 378);
         assert_eq!(line, KILLED_89);
         // In the comm, in a number, after a comma, in a key, before "Killed process".
         for cut in [
@@ -1148,18 +1126,15 @@ mod tests {
             "Killed process 8",
         ] {
             let at = line.find(cut).expect("cut point") + cut.len();
-            let kills = kills_in(&split_record(DEBIAN_6_1, 378, at));
-            assert_eq!(kills, expected_debian_6_1(), "cut after {cut:?}");
+            let kills = kills_in(&split_record(DEBIAN_6_1.dump, 378, at));
+            assert_eq!(kills, DEBIAN_6_1.expected(), "cut after {cut:?}");
         }
     }
 
     #[test]
     fn every_split_of_every_killed_line_loses_values_but_never_invents_them() {
-        for (fixture, expected) in [
-            (DEBIAN_6_1, expected_debian_6_1()),
-            (DEBIAN_6_12, expected_debian_6_12()),
-            (HOST_6_18, expected_host_6_18()),
-        ] {
+        for fixture in FIXTURES {
+            let (fixture, expected) = (fixture.dump, fixture.expected());
             let first_seq = expected[0].seq;
             for want in &expected {
                 let line = message_of(fixture, want.seq);
@@ -1203,7 +1178,7 @@ mod tests {
                 "[  98]     0    98     8469     8134    98304        0             0 memhog",
             );
         }
-        let killed = message_of(DEBIAN_6_1, 459);
+        let killed = message_of(DEBIAN_6_1.dump, 459);
         messages.push(killed);
         let kills = kills_in(&dump(&messages));
         assert_eq!(kills.len(), 1);
@@ -1235,12 +1210,12 @@ mod tests {
 
     #[test]
     fn tasks_in_line_split_at_its_pieces() {
-        let fixture = DEBIAN_6_12.replace(
+        let fixture = DEBIAN_6_12.dump.replace(
             "6,544,4229768,-;Tasks in /group are going to be killed due to memory.oom.group set",
             "6,544,4229768,-;Tasks in \n6,545,4229769,c;/group\n6,546,4229770,c; are going to be killed due to memory.oom.group set",
         );
-        assert_ne!(fixture, DEBIAN_6_12);
-        assert_eq!(kills_in(&fixture), expected_debian_6_12());
+        assert_ne!(fixture, DEBIAN_6_12.dump);
+        assert_eq!(kills_in(&fixture), DEBIAN_6_12.expected());
     }
 
     #[test]
@@ -1335,12 +1310,7 @@ mod tests {
     }
 
     fn task(pid: u32, comm: &str, rss_pages: u64, oom_score_adj: i32) -> LoggedTask {
-        LoggedTask {
-            pid,
-            comm: comm.into(),
-            rss_bytes: rss_pages * 4096,
-            oom_score_adj,
-        }
+        LoggedTask::new(pid, comm.into(), rss_pages * 4096, oom_score_adj)
     }
 
     const HEADER_142: &str =
@@ -1354,13 +1324,15 @@ mod tests {
     fn a_report_cut_short_keeps_what_came() {
         // What the first kill of the 6.12 fixture has when some of its report is lost.
         let stat = |anon, file, kernel, shmem, sock| {
-            Some(MemcgStat {
+            Some(LoggedStats {
                 path: "/plain".into(),
-                anon_bytes: anon,
-                file_bytes: file,
-                kernel_bytes: kernel,
-                shmem_bytes: shmem,
-                sock_bytes: sock,
+                stat: MemcgStat {
+                    anon_bytes: anon,
+                    file_bytes: file,
+                    kernel_bytes: kernel,
+                    shmem_bytes: shmem,
+                    sock_bytes: sock,
+                },
             })
         };
         let memhog = vec![task(142, "memhog", 8322, 0)];
@@ -1369,7 +1341,7 @@ mod tests {
         type Case<'a> = (
             &'a [RangeInclusive<u64>],
             Option<u64>,
-            Option<MemcgStat>,
+            Option<LoggedStats>,
             &'a [LoggedTask],
         );
         let cases: [Case; 6] = [
@@ -1407,17 +1379,17 @@ mod tests {
             (&[351..=443], None, None, &[]),
         ];
         for (lost, usage, stat, tasks) in cases {
-            let kills = kills_in(&without(DEBIAN_6_12, lost));
+            let kills = kills_in(&without(DEBIAN_6_12.dump, lost));
             let k = &kills[0];
             assert_eq!((k.pid, k.trigger_comm.as_deref()), (142, Some("memhog")));
             assert_eq!(k.memcg_usage_kb, usage, "{lost:?}");
             assert_eq!(k.memcg_limit_kb, usage, "{lost:?}");
             assert_eq!(k.memcg_stat, stat, "{lost:?}");
             assert_eq!(k.tasks, tasks, "{lost:?}");
-            assert_eq!(&kills[1..], &expected_debian_6_12()[1..], "{lost:?}");
+            assert_eq!(&kills[1..], &DEBIAN_6_12.expected()[1..], "{lost:?}");
         }
         // A group member's row lost: every member has the rows that came.
-        let kills = kills_in(&without(DEBIAN_6_12, &[540..=540]));
+        let kills = kills_in(&without(DEBIAN_6_12.dump, &[540..=540]));
         let rows = vec![task(144, "sleep", 331, 0), task(147, "memhog", 8258, 0)];
         for k in &kills[1..=3] {
             assert_eq!(k.tasks, rows, "{}", k.pid);
@@ -1433,14 +1405,14 @@ mod tests {
         assert_eq!((k.memcg_usage_kb, k.memcg_limit_kb), (None, None));
         assert_eq!((&k.memcg_stat, k.tasks.is_empty()), (&None, true));
         // The header lost, the rest there: the lines are not known to be this kill's.
-        let kills = kills_in(&without(DEBIAN_6_12, &[350..=350]));
+        let kills = kills_in(&without(DEBIAN_6_12.dump, &[350..=350]));
         let k = &kills[0];
         assert_eq!(k.trigger_comm, None);
         assert_eq!(
             (&k.memcg_stat, k.memcg_usage_kb, k.tasks.len()),
             (&None, None, 0)
         );
-        assert_eq!(&kills[1..], &expected_debian_6_12()[1..]);
+        assert_eq!(&kills[1..], &DEBIAN_6_12.expected()[1..]);
         // A second kill with its report rate-limited does not inherit the first one's.
         let second = KILLED_142.replace("process 142", "process 143");
         let kills = kills_in(&dump(&[
@@ -1591,24 +1563,26 @@ mod tests {
         ]);
         assert_eq!(
             whole,
-            MemcgStat {
+            LoggedStats {
                 path: "/docker/abc".into(),
-                anon_bytes: Some(8192),
-                file_bytes: Some(4096),
-                kernel_bytes: Some(544 * 1024),
-                shmem_bytes: Some(12288),
-                sock_bytes: None,
+                stat: MemcgStat {
+                    anon_bytes: Some(8192),
+                    file_bytes: Some(4096),
+                    kernel_bytes: Some(544 * 1024),
+                    shmem_bytes: Some(12288),
+                    sock_bytes: None,
+                },
             }
         );
         // Cut before the hierarchical keys: the cgroup's own counts are not the same thing.
-        let cut = v1(&["cache 1", "rss 2", "shmem 3"]);
+        let cut = v1(&["cache 1", "rss 2", "shmem 3"]).stat;
         assert_eq!(
             (cut.anon_bytes, cut.file_bytes, cut.shmem_bytes),
             (None, None, None)
         );
         assert_eq!(cut.kernel_bytes, Some(544 * 1024));
         // Keys of both versions: lines that are not this block's, so no value is trusted.
-        let mixed = v1(&["total_rss 8192", "anon 1"]);
+        let mixed = v1(&["total_rss 8192", "anon 1"]).stat;
         assert_eq!((mixed.anon_bytes, mixed.kernel_bytes), (None, None));
         // Before 5.0 the stats were one line per cgroup of the subtree: not read.
         let kills = kills_in(&dump(&[
@@ -1635,8 +1609,9 @@ mod tests {
             r"anon 1\x0afile 2\x0akernel 3\x0akernel_stack 0\x0ashmem 4\x0asock 5",
             KILLED_142,
         ]));
-        let stat = kills[0].memcg_stat.as_ref().expect("stats");
-        assert_eq!(stat.path, r"/a\b");
+        let logged = kills[0].memcg_stat.as_ref().expect("stats");
+        assert_eq!(logged.path, r"/a\b");
+        let stat = &logged.stat;
         assert_eq!(
             (
                 stat.anon_bytes,
@@ -1660,7 +1635,7 @@ mod tests {
             &long,
             KILLED_142,
         ]));
-        let stat = kills[0].memcg_stat.as_ref().expect("stats");
+        let stat = &kills[0].memcg_stat.as_ref().expect("stats").stat;
         assert_eq!((stat.anon_bytes, stat.sock_bytes), (Some(1), None));
     }
 
@@ -1707,7 +1682,7 @@ mod tests {
                 "{}",
                 k.pid
             );
-            assert_eq!(k.tasks[MAX_TASKS - 1].pid, MAX_TASKS as u32);
+            assert_eq!(k.tasks[MAX_TASKS - 1].task.pid, MAX_TASKS as u32);
         }
         assert!(kills[1].group_kill);
         assert_eq!(kills[0].tasks, kills[1].tasks);
@@ -1726,7 +1701,7 @@ mod tests {
                 message,
             };
             if let Some(kill) = assembler.push(&record) {
-                assert_eq!(kill.tasks[0].rss_bytes, 8322 * 16384);
+                assert_eq!(kill.tasks[0].task.rss_bytes, 8322 * 16384);
                 return;
             }
         }
@@ -1782,7 +1757,7 @@ mod tests {
             fuzz_one(input);
         }
         let mut all = Vec::new();
-        for fixture in FIXTURES {
+        for fixture in FIXTURES.map(|fixture| fixture.dump) {
             fuzz_one(fixture.as_bytes());
             all.extend_from_slice(fixture.as_bytes());
             // Every line cut at every place.

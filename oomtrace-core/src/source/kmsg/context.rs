@@ -19,6 +19,8 @@
 
 use std::num::NonZeroU64;
 
+use crate::report::{MemcgStat, TopTask};
+
 use super::lines::MAX_JOIN;
 use super::record::{LogText, parse_u64, unescape};
 
@@ -31,34 +33,41 @@ pub const DEFAULT_PAGE_SIZE: NonZeroU64 = NonZeroU64::new(4096).unwrap();
 /// Rows of one task dump that are kept; a global OOM lists every process on the machine.
 pub const MAX_TASKS: usize = 4096;
 
-/// A memcg OOM's `Memory cgroup stats for <path>:` block, in bytes. A key the block did not
-/// print (cut short, or not a key of this cgroup version) is `None`.
+/// A memcg OOM's `Memory cgroup stats for <path>:` block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemcgStat {
+pub struct LoggedStats {
     /// The OOM cgroup, unescaped.
     pub path: String,
-    /// v2 `anon`; v1 `total_rss`.
-    pub anon_bytes: Option<u64>,
-    /// v2 `file`; v1 `total_cache`.
-    pub file_bytes: Option<u64>,
-    /// v2 `kernel`; v1 the `kmem: usage` line (v1's stats have no such key).
-    pub kernel_bytes: Option<u64>,
-    /// v2 `shmem`; v1 `total_shmem`.
-    pub shmem_bytes: Option<u64>,
-    /// v2 `sock`; always `None` on v1, which has no such key.
-    pub sock_bytes: Option<u64>,
+    /// In bytes, from v2's `anon`, `file`, `kernel`, `shmem` and `sock`, or v1's `total_rss`,
+    /// `total_cache`, the `kmem: usage` line (v1's stats have no such key), `total_shmem` and
+    /// nothing (v1 has no `sock`). A key the block did not print (cut short, or not a key of
+    /// this cgroup version) is `None`.
+    pub stat: MemcgStat,
 }
 
 /// One row of the task dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedTask {
-    /// The `tgid` column: the process, which is what a kill acts on.
-    pub pid: u32,
-    /// Unescaped; may hold spaces.
-    pub comm: LogText,
-    /// The `rss` column, pages times the page size.
-    pub rss_bytes: u64,
+    /// The `tgid` column as the pid (the process, which is what a kill acts on), the name
+    /// unescaped (it may hold spaces), and the `rss` column, pages times the page size.
+    pub task: TopTask,
     pub oom_score_adj: i32,
+}
+
+impl LoggedTask {
+    pub(super) fn new(pid: u32, comm: LogText, rss_bytes: u64, oom_score_adj: i32) -> Self {
+        let (comm, comm_bytes) = comm.into_parts();
+        let task = TopTask {
+            pid,
+            comm,
+            comm_bytes,
+            rss_bytes,
+        };
+        LoggedTask {
+            task,
+            oom_score_adj,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,13 +192,12 @@ pub(super) fn parse_task_row(
         values.push(digits);
         rest = &value[end..];
     }
-    let comm = rest.strip_prefix(' ')?;
-    Some(LoggedTask {
-        pid: values[columns.tgid].parse().ok()?,
-        comm: unescape(comm),
-        rss_bytes: parse_u64(values[columns.rss])?.checked_mul(page_size.get())?,
-        oom_score_adj: values[columns.oom_score_adj].parse().ok()?,
-    })
+    Some(LoggedTask::new(
+        values[columns.tgid].parse().ok()?,
+        unescape(rest.strip_prefix(' ')?),
+        parse_u64(values[columns.rss])?.checked_mul(page_size.get())?,
+        values[columns.oom_score_adj].parse().ok()?,
+    ))
 }
 
 /// printk cuts a record's text at 1024 bytes, and did at 1024 less a 32- or 48-byte prefix
@@ -383,7 +391,7 @@ impl ReportContext {
         self.memory.filter(|_| !self.global)
     }
 
-    pub(super) fn memcg_stat(&self) -> Option<MemcgStat> {
+    pub(super) fn memcg_stat(&self) -> Option<LoggedStats> {
         let path = self.stats_path.clone().filter(|_| !self.global)?;
         // A block with the marks of both versions has lines that are not its own: no value.
         let (v1, v2) = (self.v1 && !self.v2, self.v2 && !self.v1);
@@ -393,13 +401,15 @@ impl ReportContext {
             (false, true) => v2_value,
             _ => None,
         };
-        Some(MemcgStat {
+        Some(LoggedStats {
             path,
-            anon_bytes: pick(s.anon, s.total_rss),
-            file_bytes: pick(s.file, s.total_cache),
-            kernel_bytes: pick(s.kernel, self.kmem_kb.and_then(|kb| kb.checked_mul(1024))),
-            shmem_bytes: pick(s.shmem, s.total_shmem),
-            sock_bytes: pick(s.sock, None),
+            stat: MemcgStat {
+                anon_bytes: pick(s.anon, s.total_rss),
+                file_bytes: pick(s.file, s.total_cache),
+                kernel_bytes: pick(s.kernel, self.kmem_kb.and_then(|kb| kb.checked_mul(1024))),
+                shmem_bytes: pick(s.shmem, s.total_shmem),
+                sock_bytes: pick(s.sock, None),
+            },
         })
     }
 
@@ -531,12 +541,12 @@ mod tests {
         };
         let page = DEFAULT_PAGE_SIZE;
         let task = |pid, comm: &str, rss_pages: u64, oom_score_adj| {
-            Some(LoggedTask {
+            Some(LoggedTask::new(
                 pid,
-                comm: comm.into(),
-                rss_bytes: rss_pages * 4096,
+                comm.into(),
+                rss_pages * 4096,
                 oom_score_adj,
-            })
+            ))
         };
         let cases = [
             (

@@ -1,6 +1,7 @@
 //! The kernel log's view of OOM kills, for the `/dev/kmsg` fallback backend.
 //!
-//! Four parts, one file each:
+//! Four parts, one file each, and [`kill`], the [`KmsgKill`] they make and what a report takes
+//! from it:
 //!
 //! * [`record`]: [`parse_record`] splits one `/dev/kmsg` record,
 //!   `prio,seq,usec,flags[,more];message`, and recognises the ` KEY=VALUE` dictionary lines
@@ -39,11 +40,13 @@
 
 pub mod assembler;
 pub mod context;
+pub mod kill;
 pub mod lines;
 pub mod record;
 
-pub use assembler::{KillAssembler, KmsgKill, kills_in};
-pub use context::{DEFAULT_PAGE_SIZE, LoggedTask, MAX_TASKS, MemcgStat};
+pub use assembler::{KillAssembler, kills_in};
+pub use context::{DEFAULT_PAGE_SIZE, LoggedStats, LoggedTask, MAX_TASKS};
+pub use kill::KmsgKill;
 pub use record::{
     LogText, MalformedRecord, Record, RecordHeader, parse_record, parse_record_full, unescape,
 };

@@ -10,10 +10,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     attribution::memcg_files,
-    kernel::{
-        loader::Attached,
-        symbols::{StackReading, Symbols},
-    },
+    kernel::{loader::Attached, symbols::Symbols},
     source::{
         kmsg::{
             device::{self as kmsg_device, Gaps, Read},
@@ -24,7 +21,7 @@ use crate::{
 };
 use oomtrace_core::{
     attribution::oom::{self, Invocations},
-    kernel::cgroups::CgroupMode,
+    kernel::{cgroups::CgroupMode, stack::StackReading},
     report::Report,
     source::{
         ebpf::{self, Decoding},
@@ -172,7 +169,10 @@ impl EbpfFeed {
             Some(facts) if !facts.stack.is_empty() => self.symbols.read(&facts.stack),
             _ => StackReading::default(),
         };
-        oom::complete(report, stack, log.as_ref(), 1 << setup.page_shift);
+        if let Some(log) = &log {
+            log.complete(report);
+        }
+        oom::complete(report, stack, 1 << setup.page_shift);
         // A cgroup named only by the kernel log (tracepoint mode, where /proc no longer could)
         // gets its id from its directory, as one named by /proc does.
         if report.cgroup.id.is_none()

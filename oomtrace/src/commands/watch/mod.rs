@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new()?;
     // Before the attach: an address that cannot be served ends the watch before it traces.
     let metrics_listener = match args.metrics_addr {
-        Some(addr) => Some(metrics::bind(addr).await.map_err(|e| anyhow!(e))?),
+        Some(addr) => Some(metrics::http::bind(addr).await.map_err(|e| anyhow!(e))?),
         None => None,
     };
 

@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use oomtrace_common::LAYOUT_GLOBAL;
-
 use aya_obj::relocation::EbpfRelocationError;
+use oomtrace_common::LAYOUT_GLOBAL;
+use oomtrace_core::kernel::attach_mode::AttachMode;
 
-use super::{AttachMode, LoadFailure};
+use super::sys::LoadFailure;
 
 /// Why one attach mode could not be used.
 #[derive(Debug)]

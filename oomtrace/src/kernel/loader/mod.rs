@@ -28,13 +28,6 @@ use crate::kernel::plan::{BtfTargets, TracepointIds};
 /// The kernel program, built by build.rs.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/oomtrace"));
 
-/// The ring buffer's size, whatever the object declares. Its pages are mapped into oomtrace
-/// twice (the kernel's ring buffer layout) and all count toward its RSS from the start, so the
-/// size is the steady RSS's largest part: 256 KiB hold about 75 records at once, and a full
-/// buffer is counted as dropped, never lost silently. A burst larger than that only comes from
-/// a `memory.oom.group` kill of more tasks than that, all marked within microseconds.
-pub const RING_BYTES: u32 = 256 * 1024;
-
 /// `bpf_prog_type` and `bpf_attach_type` of a mode's programs.
 fn prog_type(mode: AttachMode) -> (u32, u32) {
     match mode {
@@ -344,16 +337,11 @@ impl Maps {
                 map: name.clone(),
                 error,
             };
-            let max_entries = if name == EVENTS_MAP {
-                RING_BYTES
-            } else {
-                def.max_entries()
-            };
             let fd = sys::map_create(&sys::MapCreate {
                 map_type: def.map_type(),
                 key_size: def.key_size(),
                 value_size: def.value_size(),
-                max_entries,
+                max_entries: def.max_entries(),
                 map_flags: def.map_flags(),
                 name: &name,
             })
@@ -438,6 +426,12 @@ mod tests {
         for map in [EVENTS_MAP, DROPPED_MAP, oomtrace_common::SIGKILLS_MAP] {
             assert!(names.contains(&map), "{map} missing from {names:?}");
         }
+        // The maps are made as the object declares them: its ring buffer is the size whose
+        // pages count toward oomtrace's RSS.
+        assert_eq!(
+            object.maps[EVENTS_MAP].max_entries(),
+            oomtrace_common::EVENTS_BYTES
+        );
         let data: Vec<&str> = object
             .maps
             .iter()

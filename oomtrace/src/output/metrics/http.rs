@@ -219,8 +219,83 @@ fn respond(head: &[u8], metrics: &Metrics) -> Response {
 }
 
 #[cfg(test)]
-pub(super) fn respond_for_test(head: &str, metrics: &Metrics) -> (u16, String, String) {
-    let response = respond(head.as_bytes(), metrics);
-    let bytes = String::from_utf8(response.to_bytes()).expect("UTF-8");
-    (response.status, response.content_type.to_owned(), bytes)
+mod tests {
+    use super::*;
+    use crate::output::metrics::tests::metrics;
+
+    fn respond_for_test(head: &str, metrics: &Metrics) -> (u16, String, String) {
+        let response = respond(head.as_bytes(), metrics);
+        let bytes = String::from_utf8(response.to_bytes()).expect("UTF-8");
+        (response.status, response.content_type.to_owned(), bytes)
+    }
+
+    #[test]
+    fn only_get_and_head_of_slash_metrics_are_served() {
+        let metrics = metrics();
+        let cases = [
+            ("GET /metrics HTTP/1.1\r\nHost: x\r\n", 200),
+            ("GET /metrics?x=1 HTTP/1.0", 200),
+            ("HEAD /metrics HTTP/1.1", 200),
+            ("GET / HTTP/1.1", 404),
+            ("GET /metricsx HTTP/1.1", 404),
+            ("POST /metrics HTTP/1.1", 405),
+            ("GET /metrics", 400),
+            ("GET /metrics HTTP/2.0", 505),
+            ("\u{1}\u{2}", 400),
+        ];
+        for (head, status) in cases {
+            let (got, _, _) = respond_for_test(head, &metrics);
+            assert_eq!(got, status, "{head:?}");
+        }
+        let (_, content_type, response) = respond_for_test(
+            "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n",
+            &metrics,
+        );
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert!(response.ends_with("# EOF\n"), "{response}");
+        let (_, content_type, response) = respond_for_test("HEAD /metrics HTTP/1.1", &metrics);
+        assert!(content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(
+            response.ends_with("\r\n\r\n"),
+            "HEAD has no body: {response}"
+        );
+    }
+
+    #[test]
+    fn a_socket_is_served_and_an_oversized_head_refused() {
+        use std::io::{Read as _, Write as _};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let addr = runtime.block_on(async {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+            let addr = listener.addr;
+            listener.serve(metrics());
+            addr
+        });
+        // Blocking, on the runtime's blocking pool: block_on drives the server meanwhile.
+        let client = runtime.spawn_blocking(move || {
+            let exchange = |request: &[u8]| {
+                let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                stream.write_all(request).expect("send");
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                response
+            };
+            let ok = exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+            // Exactly the cap, so the server reads it all: closing on unread bytes would reset
+            // the connection and could discard the answer.
+            huge.resize(MAX_HEAD, b'a');
+            (ok, exchange(&huge))
+        });
+        let (ok, huge) = runtime.block_on(client).expect("the client");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("oomtrace_build_info{"), "{ok}");
+        assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
+    }
 }

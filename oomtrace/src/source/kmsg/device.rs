@@ -138,7 +138,7 @@ fn oom_context(kill: &KmsgKill) -> OomContext {
         kind: Some("killed"),
         ..OomContext::default()
     };
-    oomtrace_core::attribution::oom::from_log(&mut oom, kill);
+    kill.tell_oom(&mut oom);
     oom
 }
 
