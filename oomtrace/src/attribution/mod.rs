@@ -1,5 +1,7 @@
-//! Attribution: from the victim's cgroup to the container that owns it ([`cgroup_path`]), and
-//! what that container's runtime says about it ([`docker`], applied by [`enrich`]).
+//! Attribution that asks the running system: what a container's runtime says about it
+//! ([`docker`], applied by [`enrich`]) and what its cgroup's files still hold
+//! ([`memcg_files`]). From a cgroup path alone, the container is `oomtrace_core`'s
+//! `attribution::cgroup_path`.
 
 pub mod docker;
 pub mod enrich;

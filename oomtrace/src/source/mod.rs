@@ -1,5 +1,6 @@
-//! The sources of reports: records from the kernel program, the kernel log, and what `/proc`
-//! still says about a victim.
+//! The sources of reports, read from the running system: the kernel log ([`kmsg`]), what
+//! `/proc` still says about a victim ([`procfs`]), the journal and the kernel log's past
+//! ([`journal`], [`past`]), and the host ([`host`]). Their parsers are `oomtrace_core`'s.
 
 pub mod host;
 pub mod journal;
