@@ -35,6 +35,17 @@ fn effective_uid(status: &str) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// What the privileged tests need: tracefs, a Docker daemon and the busybox image; the
+/// terminal test drives the human view through tmux, and the unit file is checked with
+/// systemd-analyze.
+pub fn ensure_test_prerequisites() -> Result<()> {
+    ensure_tracefs()?;
+    ensure_docker()?;
+    ensure_test_image()?;
+    ensure_program("tmux", "tmux")?;
+    ensure_program("systemd-analyze", "systemd")
+}
+
 /// Installs Debian's `package` when `program` is not on PATH, saying so.
 pub fn ensure_program(program: &str, package: &str) -> Result<()> {
     if which(program).is_some() {

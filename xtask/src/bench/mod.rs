@@ -96,8 +96,8 @@ fn parse_args(args: &[String]) -> Result<Mode> {
 pub fn command(args: &[String]) -> Result<ExitCode> {
     let mode = parse_args(args)?;
     let toolchain = crate::toolchain::ensure_build_toolchain()?;
-    let oomtrace = crate::build(&toolchain)?;
-    crate::test_prerequisites()?;
+    let oomtrace = crate::cargo::build(&toolchain)?;
+    crate::host::ensure_test_prerequisites()?;
     match mode {
         Mode::Profile => {
             install::ensure_tools()?;
@@ -127,7 +127,7 @@ fn run(toolchain: &Toolchain, oomtrace: &Path, config: &Config) -> Result<bool> 
         bail!("the bench loads BPF programs and creates memory cgroups: run it as root");
     }
     let bpftrace = install::ensure_tools()?;
-    let target = crate::target_dir(toolchain)?;
+    let target = crate::cargo::target_dir(toolchain)?;
     let hog = target.join("release").join("hog");
     if !hog.is_file() {
         bail!("{} is missing after the build", hog.display());
@@ -180,7 +180,7 @@ fn run(toolchain: &Toolchain, oomtrace: &Path, config: &Config) -> Result<bool> 
 /// Where oomtrace's start-up goes: `perf stat` over 20 starts, and `perf record` over 10,
 /// reported by symbol. Each start runs until ready and then 1 ms more (`--timeout 1ms`).
 fn profile(toolchain: &Toolchain, oomtrace: &Path) -> Result<()> {
-    let dir = crate::target_dir(toolchain)?.join("bench");
+    let dir = crate::cargo::target_dir(toolchain)?.join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
     let start = format!(
         "{} --json --no-journal --timeout 1ms >/dev/null 2>&1",

@@ -76,9 +76,9 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
         bail!("the soak loads eBPF, mounts a tmpfs and runs a dockerd: run it as root");
     }
     let toolchain = ensure_build_toolchain()?;
-    let bin = crate::build(&toolchain)?;
-    crate::test_prerequisites()?;
-    let logs = crate::target_dir(&toolchain)?.join("soak");
+    let bin = crate::cargo::build(&toolchain)?;
+    host::ensure_test_prerequisites()?;
+    let logs = crate::cargo::target_dir(&toolchain)?.join("soak");
     let _ = fs::remove_dir_all(&logs);
     fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
 
@@ -100,7 +100,7 @@ pub const CI_CONTAINERS: usize = 30;
 
 /// The soak as a step of `cargo xtask test`, with `bin` already built and the host set up.
 pub fn ci(toolchain: &crate::toolchain::Toolchain, bin: &std::path::Path) -> Result<()> {
-    let logs = crate::target_dir(toolchain)?.join("soak");
+    let logs = crate::cargo::target_dir(toolchain)?.join("soak");
     let _ = fs::remove_dir_all(&logs);
     fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
     let started = Instant::now();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::process::Watched;
-use crate::{cmd, json_string_field};
+use crate::cmd;
 
 /// oomtrace reads BTF and loads its program before it says it watches.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -189,16 +189,16 @@ impl Tracer {
     }
 }
 
-/// `"container":{"runtime":…,"id":…,"name":…` of an `oom_kill` report: the id and the name
-/// are the first such keys in the container object, before its pod's.
+/// The container of an `oom_kill` report, if it names one.
 fn container_kill(line: &str) -> Option<Kill> {
-    if json_string_field(line, "event").as_deref() != Some("oom_kill") {
+    let report: serde_json::Value = serde_json::from_str(line).ok()?;
+    if report["event"] != "oom_kill" {
         return None;
     }
-    let container = &line[line.find("\"container\":{")?..];
+    let container = &report["container"];
     Some(Kill {
-        id: json_string_field(container, "id")?,
-        name: json_string_field(container, "name"),
+        id: container["id"].as_str()?.to_owned(),
+        name: container["name"].as_str().map(str::to_owned),
     })
 }
 
