@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::cmd::{self, TestCount, progress, run};
 use crate::toolchain::ensure_build_toolchain;
-use crate::{bench, cargo, fuzz, host, image, soak, vm};
+use crate::{bench, cargo, fuzz, host, image, vm};
 
 pub fn test_cmd(extra: Vec<String>) -> ExitCode {
     let mut count = None;
@@ -84,10 +84,10 @@ fn test_steps(
         ));
     }
     step("cargo test", host.check_skips(cmd::under_ci()))?;
-    step("soak", soak::ci(&toolchain, &bin))?;
+    step("soak", bench::soak_ci(&toolchain, &bin))?;
     step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
     // A short run of every measurement, no budget enforced: so the bench itself cannot rot.
-    step("bench smoke", bench::smoke(&toolchain, &bin))?;
+    step("bench smoke", bench::bench_smoke(&toolchain, &bin))?;
     // Last: the host's own kernel has passed by now, so a failure here is about another kernel.
     let vm = step("vm-test", vm::run_matrix(&toolchain, &[]))?;
     let failed = vm.failed;

@@ -20,7 +20,7 @@ const DOCKERD_WAIT: Duration = Duration::from_secs(30);
 
 /// The image the tests run their memory hogs in. Built locally from the host's static busybox,
 /// so the tests need no registry access.
-pub const TEST_IMAGE: &str = "oomtrace-busybox:latest";
+const TEST_IMAGE: &str = "oomtrace-busybox:latest";
 /// Applets the tests call inside the image.
 const APPLETS: [&str; 8] = ["sh", "dd", "sleep", "cat", "echo", "true", "kill", "ls"];
 
@@ -44,6 +44,33 @@ pub fn ensure_test_prerequisites() -> Result<()> {
     ensure_test_image()?;
     ensure_program("tmux", "tmux")?;
     ensure_program("systemd-analyze", "systemd")
+}
+
+/// What the bench runs besides oomtrace, each with the command that must work and the Debian
+/// package that provides it: bpftrace (the peer), bpftool (names the programs whose run time
+/// the kernel counts) and perf (`--profile`).
+const BENCH_TOOLS: [(&str, &str, &str); 3] = [
+    ("bpftrace", "--version", "bpftrace"),
+    ("bpftool", "version", "bpftool"),
+    ("perf", "--version", "linux-perf"),
+];
+
+/// Installs whichever of the bench's tools is missing, with one line saying what.
+pub fn ensure_bench_tools() -> Result<()> {
+    let missing: Vec<&str> = BENCH_TOOLS
+        .iter()
+        .filter(|(tool, probe, _)| !succeeds(Command::new(tool).arg(probe)))
+        .map(|(_, _, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        progress("bpftrace, bpftool and perf are installed");
+        return Ok(());
+    }
+    progress(format_args!(
+        "the bench needs {}: installing from Debian",
+        missing.join(", ")
+    ));
+    apt_install(&missing)
 }
 
 /// Installs Debian's `package` when `program` is not on PATH, saying so.

@@ -7,7 +7,6 @@ mod cmd;
 mod fuzz;
 mod host;
 mod image;
-mod soak;
 mod toolchain;
 mod vm;
 
@@ -71,9 +70,9 @@ fn main() -> ExitCode {
         Some("setup") => setup_cmd(&rest),
         Some("vm-test") => vm_test_cmd(&rest),
         Some("fuzz") => fuzz_cmd(&rest),
-        Some("bench") => bench::command(&rest),
+        Some("bench") => bench::bench_cmd(&rest),
         Some("image") => image_cmd(&rest),
-        Some("soak") => soak::command(&rest),
+        Some("soak") => bench::soak_cmd(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{HELP}");
             Ok(ExitCode::SUCCESS)
