@@ -18,7 +18,7 @@ const CI_CONTAINERS: &str = "30";
 pub fn bench_cmd(args: &[String]) -> Result<ExitCode> {
     let toolchain = ensure_build_toolchain()?;
     let oomtrace = cargo::build(&toolchain)?;
-    host::ensure_test_prerequisites()?;
+    host::ensure_test_prerequisites(&cargo::target_dir(&toolchain)?)?;
     host::ensure_bench_tools()?;
     let status = oomtrace_bench(&toolchain, &oomtrace, "bench", args)?;
     Ok(ExitCode::from(cmd::exit_code(status)))
@@ -28,7 +28,7 @@ pub fn bench_cmd(args: &[String]) -> Result<ExitCode> {
 pub fn soak_cmd(args: &[String]) -> Result<ExitCode> {
     let toolchain = ensure_build_toolchain()?;
     let oomtrace = cargo::build(&toolchain)?;
-    host::ensure_test_prerequisites()?;
+    host::ensure_test_prerequisites(&cargo::target_dir(&toolchain)?)?;
     let status = oomtrace_bench(&toolchain, &oomtrace, "soak", args)?;
     Ok(ExitCode::from(cmd::exit_code(status)))
 }

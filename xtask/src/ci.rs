@@ -59,7 +59,8 @@ fn test_steps(
             "warnings",
         ])),
     )?;
-    step("host setup", host::ensure_test_prerequisites())?;
+    let target = step("host setup", cargo::target_dir(&toolchain))?;
+    step("host setup", host::ensure_test_prerequisites(&target))?;
     let bin = step("build", cargo::build(&toolchain))?;
     // The deploy tests run the image as the operator's guide says.
     step("image", image::build(&toolchain))?;
@@ -70,7 +71,7 @@ fn test_steps(
         test.arg("--").args(extra);
     }
     // Where the tests record what they skipped: fresh for each run, under the target directory.
-    let skips = step("cargo test", cargo::target_dir(&toolchain))?.join("xtask-test-skips.tsv");
+    let skips = target.join("xtask-test-skips.tsv");
     let (host, status) = step("cargo test", cmd::run_counting_tests(&mut test, &skips))?;
     let host = count.insert(host);
     if !status.success() {

@@ -108,8 +108,8 @@ fn build_cmd(args: &[String]) -> Result<ExitCode> {
 
 fn setup_cmd(args: &[String]) -> Result<ExitCode> {
     no_args("setup", args)?;
-    ensure_build_toolchain()?;
-    host::ensure_test_prerequisites()?;
+    let toolchain = ensure_build_toolchain()?;
+    host::ensure_test_prerequisites(&cargo::target_dir(&toolchain)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
