@@ -12,7 +12,11 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{KillOnDrop, output_within, privileged, read_line_within};
+use crate::{
+    pipes::read_line_within,
+    preconditions::privileged,
+    process::{KillOnDrop, output_within},
+};
 
 pub const MIB: u64 = 1 << 20;
 pub const IMAGE: &str = "oomtrace-busybox:latest";

@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{TempDir, oomtrace_bin, output_within};
+use crate::{preconditions::oomtrace_bin, process::output_within, scratch::TempDir};
 
 /// `history` and `explain` read the kernel log and ask Docker: seconds, not minutes.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -49,7 +49,7 @@ fn plain_check_names_the_mode_its_fields_docker_and_the_kernel_log() {
     let (code, out) = check(&mut oomtrace_check(&[]));
     assert_eq!(code, Some(0), "{out}");
     let (mode, _) = oomtrace_tests::memory_hierarchy();
-    let cgroups = format!("(cgroup {})", mode.json_name());
+    let cgroups = format!("({})", mode.describe());
     assert!(out.contains(&cgroups), "{cgroups} in {out}");
     assert!(
         ["tp_btf", "raw_tp", "tracepoint"].contains(&plain_mode(&out)),

@@ -19,9 +19,9 @@ use std::{
 };
 
 use oomtrace_tests::{
-    CAP_SYS_RESOURCE, PipeLines, Started, TempDir, capabilities,
+    CAP_SYS_RESOURCE, PipeLines, Started, capabilities,
     docker::{Containers, DD_SH, IMAGE, KILLED, docker, try_docker},
-    privileged, run_within, serial, skip, spawn_until_ready,
+    privileged, run_within, serial, skip, spawn_until_ready, temp_dir,
 };
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -432,7 +432,7 @@ fn systemd_unit_verifies() {
     };
     // verify wants ExecStart's program to exist: the same unit, pointing at an executable that
     // does (this test itself; verify only checks that it is one).
-    let dir = TempDir::create("unit", 0o755);
+    let dir = temp_dir("unit", 0o755);
     let copy = dir.path().join("oomtrace.service");
     let me = std::env::current_exe().expect("current_exe");
     std::fs::write(
@@ -525,7 +525,7 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
     );
     let _serial = serial();
     let mut containers = Containers::default();
-    let scratch = TempDir::create("deploy", 0o755);
+    let scratch = temp_dir("deploy", 0o755);
     let journal_dir = scratch.path().join("journal");
     let gate_dir = scratch.path().join("gate");
     std::fs::create_dir_all(&gate_dir).expect("create the gate's directory");

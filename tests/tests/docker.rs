@@ -98,7 +98,7 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
     assert_eq!(field(report, "cgroup.path"), cgroup.as_str());
     assert_eq!(
         field(report, "cgroup.mode"),
-        memory_hierarchy().0.json_name()
+        &Value::from(memory_hierarchy().0.json_name())
     );
     assert_eq!(field(report, "container.runtime"), "docker");
     assert_eq!(field(report, "container.id"), container.id.as_str());

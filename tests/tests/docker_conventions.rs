@@ -10,9 +10,9 @@ use std::{
 };
 
 use oomtrace_tests::{
-    Hog, MemCgroup, Staged, TempDir, Tracer,
+    Hog, MemCgroup, Staged, Tracer,
     docker::{Containers, DD, IMAGE, KILLED, Scratch, cid, docker_code, docker_ready, inspect},
-    field, oomtrace_bin, run_within, serial, wait_out_oom_log_ratelimit,
+    field, oomtrace_bin, run_within, serial, temp_dir, wait_out_oom_log_ratelimit,
 };
 use serde_json::Value;
 
@@ -53,7 +53,7 @@ fn docker_host_and_socket_errors_in_words() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::create("docker-host", 0o755);
+    let dir = temp_dir("docker-host", 0o755);
     // The real socket under another name: only DOCKER_HOST can lead oomtrace there.
     let alias = dir.path().join("alias.sock");
     std::os::unix::fs::symlink("/var/run/docker.sock", &alias).expect("symlink");

@@ -5,7 +5,7 @@
 use std::{process::Command, time::Duration};
 
 use oomtrace_tests::{
-    Hog, MemCgroup, TempDir, Tracer, field, oomtrace_bin, privileged, run_within, serial,
+    Hog, MemCgroup, Tracer, field, oomtrace_bin, privileged, run_within, serial, temp_dir,
     wait_out_oom_log_ratelimit,
 };
 use serde_json::Value;
@@ -109,7 +109,7 @@ fn a_name_that_is_not_utf8_keeps_every_byte_through_the_journal() {
         return;
     }
     let _serial = serial();
-    let dir = TempDir::create("exact-bytes", 0o700);
+    let dir = temp_dir("exact-bytes", 0o700);
     let journal = dir.path().join("journal.jsonl");
     let journal_arg = journal.to_str().expect("a UTF-8 temp path");
     let cgroup = MemCgroup::create("exact-bytes", 32);

@@ -10,11 +10,11 @@
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use oomtrace_tests::{
-    TempDir, Tracer,
+    Tracer,
     docker::*,
     field,
     record::{history_of, journal_in, oomtrace},
-    serial, wait_out_oom_log_ratelimit,
+    serial, temp_dir, wait_out_oom_log_ratelimit,
 };
 use serde_json::Value;
 
@@ -58,7 +58,7 @@ fn a_burst_in_a_removed_container_keeps_every_name() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("burst");
-    let dir = TempDir::create("explain-burst", 0o700);
+    let dir = temp_dir("explain-burst", 0o700);
     let (_, journal) = journal_in(&dir);
     let tracer = Tracer::start(&["--journal", &journal]);
     let id = docker(&[
@@ -135,7 +135,7 @@ fn explain_seed_000_after_the_container_is_gone() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("explain-seed0");
-    let dir = TempDir::create("explain-seed0", 0o700);
+    let dir = temp_dir("explain-seed0", 0o700);
     let (_, journal) = journal_in(&dir);
     let id = run_idle(&name, "64m");
     let tracer = Tracer::start(&["--journal", &journal]);
@@ -194,7 +194,7 @@ fn explain_a_restart_loop() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("explain-loop");
-    let dir = TempDir::create("explain-loop", 0o700);
+    let dir = temp_dir("explain-loop", 0o700);
     let (_, journal) = journal_in(&dir);
     let tracer = Tracer::start(&["--journal", &journal]);
     let id = run_restart_loop(&name, Duration::from_secs(60));
@@ -247,7 +247,7 @@ fn without_the_journal_the_kernel_log_tells_what_it_can() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("explain-nojournal");
-    let dir = TempDir::create("explain-nojournal", 0o700);
+    let dir = temp_dir("explain-nojournal", 0o700);
     let (path, journal) = journal_in(&dir);
     let tracer = Tracer::start(&["--journal", &journal]);
     // The kernel log must print this kill's cgroup: its rate limit may still be spent.
@@ -326,7 +326,7 @@ fn explain_a_container_never_killed_and_one_that_does_not_exist() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("explain-calm");
-    let dir = TempDir::create("explain-calm", 0o700);
+    let dir = temp_dir("explain-calm", 0o700);
     let (_, journal) = journal_in(&dir);
     run_idle(&name, "64m");
 

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use oomtrace_tests::{Staged, TempDir, oomtrace_bin, output_within, privileged};
+use oomtrace_tests::{Staged, TempDir, oomtrace_bin, output_within, privileged, temp_dir};
 
 /// Docker gets 10 s to answer; the kernel log is read in well under a second.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -95,7 +95,7 @@ fn a_journal_the_user_may_not_read_is_cannot_read_with_the_reason() {
     if !privileged("a_journal_the_user_may_not_read_is_cannot_read_with_the_reason") {
         return;
     }
-    let dir = TempDir::create("journal-access", 0o700);
+    let dir = temp_dir("journal-access", 0o700);
     let path = journal(&dir);
     let journal_arg = path.to_str().expect("a UTF-8 temporary path");
     // Nobody cannot reach the checkout's target directory when it is private.
@@ -174,7 +174,7 @@ fn a_container_value_that_matches_nothing_is_said_once_and_fails() {
     if !privileged("a_container_value_that_matches_nothing_is_said_once_and_fails") {
         return;
     }
-    let dir = TempDir::create("journal-nosuch", 0o700);
+    let dir = temp_dir("journal-nosuch", 0o700);
     let path = journal(&dir);
     let journal_arg = path.to_str().expect("a UTF-8 temporary path");
     let history = |args: &[&str]| {

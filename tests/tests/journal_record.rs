@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use oomtrace_tests::{
-    TempDir, Tracer,
+    Tracer,
     docker::*,
     field,
     record::{history_of, journal_in, journal_lines, oomtrace},
-    serial,
+    serial, temp_dir,
 };
 use serde_json::Value;
 
@@ -43,7 +43,7 @@ fn two_watches_on_one_journal_record_each_kill_and_exit_once() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("record-two");
-    let dir = TempDir::create("record-two", 0o700);
+    let dir = temp_dir("record-two", 0o700);
     let (path, journal) = journal_in(&dir);
     let service = Tracer::start(&["--journal", &journal]);
     let person = Tracer::start(&["--journal", &journal]);
@@ -94,7 +94,7 @@ fn seed_000_with_two_watches_is_explained_once() {
     let _serial = serial();
     let mut containers = Containers::default();
     let name = containers.name("record-seed0");
-    let dir = TempDir::create("record-seed0", 0o700);
+    let dir = temp_dir("record-seed0", 0o700);
     let (path, journal) = journal_in(&dir);
     let id = run_idle(&name, "64m");
     let service = Tracer::start(&["--journal", &journal]);
@@ -148,7 +148,7 @@ fn a_since_watch_journals_only_what_is_new_and_replays_by_journaled_names() {
     let mut containers = Containers::default();
     let removed = containers.name("record-rm");
     let later = containers.name("record-later");
-    let dir = TempDir::create("record-since", 0o700);
+    let dir = temp_dir("record-since", 0o700);
     let (path, journal) = journal_in(&dir);
 
     // The earlier kill, in a container removed at once.

@@ -9,10 +9,11 @@ use std::{
     time::Duration,
 };
 
+use oomtrace_core::kernel::vmstat::kernel_oom_kills;
 use oomtrace_tests::{
-    CAP_SYS_RESOURCE, Hog, MemCgroup, Staged, Started, TempDir, Tracer, capabilities, field,
-    not_applicable, oomtrace_bin, privileged, read_line_within, run_within, serial, skip,
-    spawn_ready, spawn_until_ready, trace_one_kill, wait_timeout,
+    CAP_SYS_RESOURCE, Hog, MemCgroup, Staged, Started, Tracer, capabilities, field, not_applicable,
+    oomtrace_bin, privileged, read_line_within, run_within, serial, skip, spawn_ready,
+    spawn_until_ready, temp_dir, trace_one_kill, wait_timeout,
 };
 use serde_json::Value;
 
@@ -124,7 +125,10 @@ fn reports_a_memcg_kill(mode: &str) {
         assert_eq!(field(report, "victim.comm"), "hog");
         assert_eq!(field(report, "victim.swap_bytes"), 0);
         assert_eq!(field(report, "cgroup.path"), cgroup.path.as_str());
-        assert_eq!(field(report, "cgroup.mode"), cgroup.mode.json_name());
+        assert_eq!(
+            field(report, "cgroup.mode"),
+            &Value::from(cgroup.mode.json_name())
+        );
         assert_eq!(
             field(report, "cgroup.id"),
             cgroup.id(),
@@ -211,7 +215,7 @@ fn sigterm_summary_and_output_file() {
     let _serial = serial();
     let cgroup = MemCgroup::create("output", 32);
     // Removed with its directory when the test ends, passed or not.
-    let scratch = TempDir::create("output", 0o700);
+    let scratch = temp_dir("output", 0o700);
     let out = scratch.path().join("out.jsonl");
     std::fs::write(&out, "").unwrap();
 
@@ -436,7 +440,7 @@ fn refusal_as_nobody_from_a_private_checkout() {
         return;
     }
     let _serial = serial();
-    let private = TempDir::create("private-checkout", 0o700);
+    let private = temp_dir("private-checkout", 0o700);
     let built = private.path().join("oomtrace");
     std::fs::copy(oomtrace_bin(), &built)
         .unwrap_or_else(|e| panic!("copy oomtrace into {}: {e}", private.path().display()));
@@ -762,7 +766,7 @@ fn global_oom_has_no_memcg() {
     // its limit is never the one hit.
     let cgroup = MemCgroup::create("global", 1 << 20);
     let tracer = Tracer::start(&["--no-enrich"]);
-    let before = oomtrace_tests::kernel_oom_kills();
+    let before = kernel_oom_kills().expect("the kernel's count of OOM kills");
     // More than the VM has (boot.rs gives it 512 MiB, no swap), in 1 MiB steps.
     let mut hog = Hog::spawn(&hog_path(), &cgroup, 1000, &["--mib", "2048"]);
     let pid = hog.pid();
@@ -771,7 +775,7 @@ fn global_oom_has_no_memcg() {
     hog.expect_oom_killed();
     let stopped = tracer.stop();
     assert_eq!(
-        oomtrace_tests::kernel_oom_kills() - before,
+        kernel_oom_kills().expect("the kernel's count of OOM kills") - before,
         1,
         "the kernel killed the hog and nothing else"
     );
@@ -881,7 +885,7 @@ fn kernel_memcg_oom_selftests() {
     let mut counted_in_all = 0;
     for case in &MEMCG_SELFTEST_CASES {
         let mut log = oomtrace_tests::KernelLog::from_now();
-        let before = oomtrace_tests::kernel_oom_kills();
+        let before = kernel_oom_kills().expect("the kernel's count of OOM kills");
         let output = run_within(Command::new(&selftest).arg(case.name), SELFTEST_TIMEOUT);
         if !output.status.success() {
             // 4 is KSFT_SKIP, which CI must not accept either: these cases run on any v2 kernel.
@@ -894,7 +898,7 @@ fn kernel_memcg_oom_selftests() {
             ));
         }
         let lines = log.killed_pids();
-        let counted = oomtrace_tests::kernel_oom_kills() - before;
+        let counted = kernel_oom_kills().expect("the kernel's count of OOM kills") - before;
         counted_in_all += counted;
         if counted != lines.len() as u64 {
             problems.push(format!(

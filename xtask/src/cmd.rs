@@ -41,7 +41,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// The tests' own record of a test that returned without testing, one a line in the file
-/// named by this variable (see `skip` and `not_applicable` in tests/src/lib.rs).
+/// named by this variable. The tests write it through oomtrace-core's `testing::skips`, which
+/// names the same variable; the xtask only reads it, and does not build oomtrace-core (with
+/// its dependencies, half a minute on a fresh machine) for one string.
 pub const SKIPS_ENV: &str = "OOMTRACE_TEST_SKIPS";
 
 /// A test that returned without testing, and why.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
@@ -20,7 +20,7 @@ const DOCKERD_WAIT: Duration = Duration::from_secs(30);
 
 /// The image the tests run their memory hogs in. Built locally from the host's static busybox,
 /// so the tests need no registry access.
-pub const TEST_IMAGE: &str = "oomtrace-busybox:latest";
+const TEST_IMAGE: &str = "oomtrace-busybox:latest";
 /// Applets the tests call inside the image.
 const APPLETS: [&str; 8] = ["sh", "dd", "sleep", "cat", "echo", "true", "kill", "ls"];
 
@@ -33,6 +33,44 @@ fn effective_uid(status: &str) -> Option<u32> {
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     // Uid: real effective saved filesystem
     line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// What the privileged tests need: tracefs, a Docker daemon and the busybox image (put
+/// together under `target`, the cargo target directory, if missing); the terminal test drives
+/// the human view through tmux, and the unit file is checked with systemd-analyze.
+pub fn ensure_test_prerequisites(target: &Path) -> Result<()> {
+    ensure_tracefs()?;
+    ensure_docker()?;
+    ensure_test_image(target)?;
+    ensure_program("tmux", "tmux")?;
+    ensure_program("systemd-analyze", "systemd")
+}
+
+/// What the bench runs besides oomtrace, each with the command that must work and the Debian
+/// package that provides it: bpftrace (the peer), bpftool (names the programs whose run time
+/// the kernel counts) and perf (`--profile`).
+const BENCH_TOOLS: [(&str, &str, &str); 3] = [
+    ("bpftrace", "--version", "bpftrace"),
+    ("bpftool", "version", "bpftool"),
+    ("perf", "--version", "linux-perf"),
+];
+
+/// Installs whichever of the bench's tools is missing, with one line saying what.
+pub fn ensure_bench_tools() -> Result<()> {
+    let missing: Vec<&str> = BENCH_TOOLS
+        .iter()
+        .filter(|(tool, probe, _)| !succeeds(Command::new(tool).arg(probe)))
+        .map(|(_, _, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        progress("bpftrace, bpftool and perf are installed");
+        return Ok(());
+    }
+    progress(format_args!(
+        "the bench needs {}: installing from Debian",
+        missing.join(", ")
+    ));
+    apt_install(&missing)
 }
 
 /// Installs Debian's `package` when `program` is not on PATH, saying so.
@@ -182,17 +220,19 @@ fn docker_answers() -> bool {
 
 /// Builds the tests' image from the host's static busybox: a static binary needs no libc in the
 /// image, and the import needs no registry.
-pub fn ensure_test_image() -> Result<()> {
+fn ensure_test_image(target: &Path) -> Result<()> {
     if succeeds(Command::new("docker").args(["image", "inspect", TEST_IMAGE])) {
         progress(format_args!("test image {TEST_IMAGE} is present"));
         return Ok(());
     }
     ensure_static_busybox()?;
     progress(format_args!("building test image {TEST_IMAGE}"));
-    let dir = TempDir::create("oomtrace-busybox")?;
-    let rootfs = dir.0.join("rootfs");
+    let dir = target.join("test-image");
+    // Whatever an earlier build left here is stale.
+    let _ = fs::remove_dir_all(&dir);
+    let rootfs = dir.join("rootfs");
     write_rootfs(&rootfs)?;
-    let tar = dir.0.join("rootfs.tar");
+    let tar = dir.join("rootfs.tar");
     run(Command::new("tar")
         .args([
             "--create",
@@ -210,7 +250,10 @@ pub fn ensure_test_image() -> Result<()> {
         .args(["import", "--change", r#"CMD ["/bin/sh"]"#])
         .arg(&tar)
         .arg(TEST_IMAGE))
-    .with_context(|| format!("could not import the test image {TEST_IMAGE}"))
+    .with_context(|| format!("could not import the test image {TEST_IMAGE}"))?;
+    // Kept only if a step failed, for a look at what it was given.
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// A statically linked /bin/busybox, for the test image and the kernel-matrix initramfs:
@@ -249,27 +292,6 @@ fn write_rootfs(rootfs: &Path) -> Result<()> {
         })?;
     }
     Ok(())
-}
-
-/// A scratch directory removed on drop, so a failed import leaves nothing behind.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create(prefix: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        // A leftover from an earlier run with the same pid is stale by definition.
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).with_context(|| {
-            format!("could not create the scratch directory {}", path.display())
-        })?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

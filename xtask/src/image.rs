@@ -25,7 +25,7 @@ pub const TAG: &str = "oomtrace:latest";
 pub fn build(toolchain: &Toolchain) -> Result<()> {
     host::ensure_docker()?;
     // The kernel matrix's static build directory: one build serves the guests and the image.
-    let target_dir = crate::target_dir(toolchain)?;
+    let target_dir = crate::cargo::target_dir(toolchain)?;
     let bin = crate::vm::build_static_oomtrace(toolchain, &target_dir.join("vm").join("build"))?;
     // `oomtrace 0.1.0`: runs the binary once before it goes into the image, too.
     let version = cmd::stdout_of(Command::new(&bin).arg("--version"))?;

@@ -51,6 +51,19 @@ impl Series {
     }
 }
 
+/// After a download failed with `err`: the package lists may name a version the mirror has
+/// since replaced, so they are refreshed, once and only as root. Whether to ask apt again.
+pub(super) fn refresh_once(err: &anyhow::Error, refreshed: &mut bool) -> bool {
+    if *refreshed || !host::is_root() {
+        return false;
+    }
+    progress(format_args!(
+        "{err:#}; the package lists may be older than the mirror: refreshing them"
+    ));
+    *refreshed = true;
+    host::apt_update().is_ok()
+}
+
 /// The newest kernel of `series` apt knows, downloaded once into `cache`. Lists that know no
 /// such package, or name a version the mirror has since replaced, are refreshed once; when
 /// neither apt nor the network can help, a kernel cached by an earlier run still does.
@@ -90,14 +103,8 @@ pub(super) fn debian_kernel(series: &Series, cache: &Path) -> Result<Kernel> {
         let Err(err) = download(&package, &version, kernel.image.parent().unwrap_or(cache)) else {
             return Ok(kernel);
         };
-        if !refreshed && host::is_root() {
-            progress(format_args!(
-                "{err:#}; the package lists may be older than the mirror: refreshing them"
-            ));
-            refreshed = true;
-            if host::apt_update().is_ok() {
-                continue;
-            }
+        if refresh_once(&err, &mut refreshed) {
+            continue;
         }
         let Some(cached) = newest_cached(series, cache) else {
             return Err(err);

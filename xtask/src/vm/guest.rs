@@ -167,19 +167,15 @@ fn artifacts(cargo: &mut Command) -> Result<Vec<Artifact>> {
 }
 
 fn parse_artifact(line: &str) -> Option<Artifact> {
-    if !line.contains(r#""reason":"compiler-artifact""#) {
+    let message: serde_json::Value = serde_json::from_str(line).ok()?;
+    if message["reason"] != "compiler-artifact" {
         return None;
     }
-    // No key `name` precedes the target's own: package_id and manifest_path come first.
-    let name = crate::json_string_field(line, "name")?;
-    // `null` for libraries, which json_string_field does not read as a string.
-    let executable = crate::json_string_field(line, "executable")?;
-    let profile = &line[line.find(r#""profile":{"#)?..];
-    let profile = &profile[..profile.find('}')?];
     Some(Artifact {
-        name,
-        test: profile.contains(r#""test":true"#),
-        executable: executable.into(),
+        name: message["target"]["name"].as_str()?.to_owned(),
+        test: message["profile"]["test"].as_bool()?,
+        // `null` for libraries.
+        executable: message["executable"].as_str()?.into(),
     })
 }
 

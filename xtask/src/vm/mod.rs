@@ -87,7 +87,7 @@ pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>> {
 pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<TestCount> {
     let started = Instant::now();
     let qemu = ensure_tools()?;
-    let vm_dir = crate::target_dir(toolchain)?.join("vm");
+    let vm_dir = crate::cargo::target_dir(toolchain)?.join("vm");
     let mut kernels = Vec::new();
     for series in &SERIES {
         kernels.push(debian_kernel(series, &vm_dir.join("kernels"))?);

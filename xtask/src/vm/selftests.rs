@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::debian::{Unpacked, candidates, compare_versions, download_and_unpack};
+use super::debian::{Unpacked, candidates, compare_versions, download_and_unpack, refresh_once};
 use super::guest::needs_loader;
 use crate::cmd::{self, progress, run, which};
 use crate::host;
@@ -125,14 +125,8 @@ fn linux_source(cache: &Path) -> Result<PathBuf> {
         let Err(err) = download(&version, &dir) else {
             return Ok(dir);
         };
-        if !refreshed && host::is_root() {
-            progress(format_args!(
-                "{err:#}; the package lists may be older than the mirror: refreshing them"
-            ));
-            refreshed = true;
-            if host::apt_update().is_ok() {
-                continue;
-            }
+        if refresh_once(&err, &mut refreshed) {
+            continue;
         }
         let Some(cached) = newest_cached(cache) else {
             return Err(err);

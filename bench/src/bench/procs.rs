@@ -57,7 +57,7 @@ impl Supervisor {
     pub fn spawn(&self, cmd: &mut Command, limit: Duration, what: &str) -> Result<Spawned> {
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("could not start {what} ({})", crate::cmd::display(cmd)))?;
+            .with_context(|| format!("could not start {what} ({cmd:?})"))?;
         let pid = child.id();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -138,7 +138,7 @@ fn watchdog(shared: &Shared) {
         for (pid, (deadline, what, killed)) in lock(&shared.alive).iter_mut() {
             if now >= *deadline && !*killed {
                 *killed = true;
-                crate::cmd::progress(format_args!(
+                crate::console::progress(format_args!(
                     "{what} (pid {pid}) ran past its time limit: killing it"
                 ));
                 sys::signal(*pid, sys::SIGKILL);
@@ -236,7 +236,7 @@ pub fn read_lines(mut stream: impl Read + Send + 'static, name: &str) -> Receive
             }
         });
     if spawned.is_err() {
-        crate::cmd::progress(format_args!("could not start a thread to read {name}"));
+        crate::console::progress(format_args!("could not start a thread to read {name}"));
     }
     rx
 }

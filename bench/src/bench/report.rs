@@ -1,15 +1,19 @@
-//! The table, the budgets, and `results.json`. Every oomtrace figure sits beside bpftrace's
-//! from the same run, with their ratio.
+//! The figures of a run, the budgets, and the table. Every oomtrace figure sits beside
+//! bpftrace's from the same run, with their ratio.
 
 use std::fmt::Write as _;
 use std::process::Command;
+use std::time::Duration;
 
-use super::Config;
-use super::json::{Value, float, num, object, opt, string};
+use oomtrace_core::kernel::cgroups::CgroupMode;
+use serde::Serialize;
+
+use super::config::Config;
 use super::phases::{Latency, MemoryFigures, Ready, Storm};
 use super::stats::{max, median, percentile, ratio};
 use super::sys;
 use super::tools::{NsecsClock, Tool};
+use crate::console::probe;
 
 pub struct Binaries {
     pub oomtrace: u64,
@@ -29,6 +33,8 @@ pub struct Results {
     pub binary: Binaries,
 }
 
+/// Also `machine` in results.json, as it is.
+#[derive(Serialize)]
 pub struct Machine {
     pub kernel: String,
     pub cpu: String,
@@ -37,12 +43,18 @@ pub struct Machine {
     pub cgroup: &'static str,
     pub docker: Option<String>,
     pub bpftrace: Option<String>,
+    #[serde(rename = "oomtrace_commit")]
     pub commit: Option<String>,
     /// `/proc/loadavg`'s 1-minute figure when the bench started and when it ended: other work
     /// on the machine shows here.
+    #[serde(rename = "load_average_start")]
     pub load_start: String,
+    #[serde(rename = "load_average_end")]
     pub load_end: String,
 }
+
+/// git, docker and bpftrace answer their probes at once; this bounds a machine in trouble.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -57,13 +69,11 @@ impl Machine {
     pub fn here() -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let probe = |program: &str, args: &[&str]| {
-            crate::cmd::probe_stdout(Command::new(program).args(args))
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
+        let answer = |program: &str, args: &[&str]| {
+            probe(Command::new(program).args(args), PROBE_TIMEOUT).filter(|s| !s.is_empty())
         };
-        let commit = probe("git", &["rev-parse", "--short", "HEAD"]).map(|commit| {
-            let dirty = probe("git", &["status", "--porcelain", "--untracked-files=no"]);
+        let commit = answer("git", &["rev-parse", "--short", "HEAD"]).map(|commit| {
+            let dirty = answer("git", &["status", "--porcelain", "--untracked-files=no"]);
             if dirty.is_some() {
                 format!("{commit} with uncommitted changes")
             } else {
@@ -89,14 +99,9 @@ impl Machine {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
                 .map_or(0, |kib| kib / 1024),
-            cgroup: if std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-            {
-                "v1"
-            } else {
-                "v2"
-            },
-            docker: probe("docker", &["version", "--format", "{{.Server.Version}}"]),
-            bpftrace: super::install::version("bpftrace", "--version"),
+            cgroup: CgroupMode::of_host().json_name().unwrap_or("none"),
+            docker: answer("docker", &["version", "--format", "{{.Server.Version}}"]),
+            bpftrace: answer("bpftrace", &["--version"]),
             commit,
             load_start: load_average(),
             load_end: String::new(),
@@ -162,7 +167,7 @@ impl Results {
     }
 }
 
-fn per_call_ns(m: &MemoryFigures) -> Option<f64> {
+pub fn per_call_ns(m: &MemoryFigures) -> Option<f64> {
     m.prog
         .as_ref()
         .filter(|p| p.stats.run_cnt > 0)
@@ -520,173 +525,4 @@ pub fn table(r: &Results, budgets: &[Budget]) -> String {
         );
     }
     out
-}
-
-pub fn json(r: &Results, budgets: &[Budget]) -> Value {
-    let c = &r.config;
-    let m = &r.machine;
-    let summary = |sample: &[f64], unit: &str| {
-        let key = |what: &str| format!("{what}_{unit}");
-        Value::Object(vec![
-            ("n".into(), num(sample.len())),
-            (key("median"), float(median(sample), 3)),
-            (key("p99"), float(percentile(sample, 99.0), 3)),
-            (key("max"), float(max(sample), 3)),
-            (
-                key("runs"),
-                Value::Array(sample.iter().map(|x| float(*x, 3)).collect()),
-            ),
-        ])
-    };
-    let memory = |f: &MemoryFigures| {
-        let mem = |m: &sys::Memory| {
-            object(vec![
-                ("rss_kib", num(m.rss)),
-                ("hwm_kib", num(m.hwm)),
-                ("anon_kib", num(m.anon)),
-                ("file_kib", num(m.file)),
-                ("shmem_kib", num(m.shmem)),
-            ])
-        };
-        object(vec![
-            ("tool", string(f.tool.label())),
-            ("idle", mem(&f.idle)),
-            ("after_warm_kills", mem(&f.warm)),
-            ("after_kills", mem(&f.after)),
-            ("settled_after_kills", mem(&f.settled)),
-            ("warm_kills", num(f.warm_kills)),
-            ("kills", num(f.kills)),
-            ("reported", num(f.reported)),
-            ("idle_ticks", num(f.idle_ticks)),
-            ("oom_kills_elsewhere_while_idle", num(f.kills_while_idle)),
-            ("first_kill_us", opt(f.first_kill_us.map(|x| float(x, 1)))),
-            (
-                "mark_victim",
-                opt(f.prog.as_ref().map(|p| {
-                    object(vec![
-                        ("name", string(&p.name)),
-                        ("run_time_ns", num(p.stats.run_time_ns)),
-                        ("run_cnt", num(p.stats.run_cnt)),
-                        ("ns_per_call", opt(per_call_ns(f).map(|x| float(x, 1)))),
-                    ])
-                })),
-            ),
-            (
-                "mapped_files",
-                Value::Array(
-                    f.mapped_files
-                        .iter()
-                        .map(|p| {
-                            object(vec![
-                                ("path", string(p.display().to_string())),
-                                ("bytes", opt(sys::file_size(p).ok().map(num))),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ])
-    };
-    object(vec![
-        ("schema", num(1)),
-        ("smoke", Value::Bool(c.smoke)),
-        (
-            "machine",
-            object(vec![
-                ("kernel", string(&m.kernel)),
-                ("cpu", string(&m.cpu)),
-                ("cpus", num(m.cpus)),
-                ("memory_mib", num(m.memory_mib)),
-                ("cgroup", string(m.cgroup)),
-                ("docker", opt(m.docker.clone().map(string))),
-                ("bpftrace", opt(m.bpftrace.clone().map(string))),
-                ("oomtrace_commit", opt(m.commit.clone().map(string))),
-                ("load_average_start", string(&m.load_start)),
-                ("load_average_end", string(&m.load_end)),
-            ]),
-        ),
-        (
-            "method",
-            object(vec![
-                ("peer", string(super::tools::bpftrace_program())),
-                ("bpftrace_nsecs_clock", string(r.clock.describe())),
-                ("ready_runs", num(c.ready_runs)),
-                ("idle_rss_s", num(c.idle_rss.as_secs())),
-                ("idle_cpu_s", num(c.idle_cpu.as_secs())),
-                ("latency_rounds", num(c.latency_rounds)),
-                ("storm_s", num(c.storm.as_secs())),
-                ("cgroups", num(c.storm_cgroups)),
-                ("cgroup_limit_bytes", num(super::cgroups::LIMIT_BYTES)),
-            ]),
-        ),
-        (
-            "ready",
-            Value::Object(
-                r.ready
-                    .iter()
-                    .map(|x| (x.tool.key().to_string(), summary(&x.runs_ms, "ms")))
-                    .collect(),
-            ),
-        ),
-        (
-            "memory",
-            Value::Array(r.memory.iter().map(memory).collect()),
-        ),
-        (
-            "latency",
-            Value::Object(
-                r.latency
-                    .iter()
-                    .map(|l| (l.tool.key().to_string(), summary(&l.us, "us")))
-                    .collect(),
-            ),
-        ),
-        (
-            "storm",
-            Value::Object(
-                r.storm
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.tool.key().to_string(),
-                            object(vec![
-                                ("seconds", float(s.seconds, 2)),
-                                ("kernel_oom_kills", num(s.kernel)),
-                                ("kills_per_second", float(s.kills_per_second(), 2)),
-                                ("reports", num(s.reports)),
-                                ("killed_reports", num(s.killed_reports)),
-                                ("missing", num(s.missing())),
-                                ("dropped", opt(s.dropped.map(num))),
-                                ("summary", opt(s.summary.clone().map(string))),
-                            ]),
-                        )
-                    })
-                    .collect(),
-            ),
-        ),
-        (
-            "binary",
-            object(vec![
-                ("oomtrace_bytes", num(r.binary.oomtrace)),
-                ("bpftrace_bytes", num(r.binary.bpftrace)),
-                ("image_bytes", opt(r.binary.image.map(num))),
-            ]),
-        ),
-        (
-            "budgets",
-            Value::Array(
-                budgets
-                    .iter()
-                    .map(|b| {
-                        object(vec![
-                            ("name", string(b.name)),
-                            ("limit", string(&b.limit)),
-                            ("value", string(&b.value)),
-                            ("met", opt(b.met.map(Value::Bool))),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ),
-    ])
 }

@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::Config;
+use oomtrace_core::kernel::vmstat;
+use oomtrace_tests::Hog;
+
 use super::cgroups::{Cgroups, HogEnd, Hogs, Until};
-use super::procs::{Supervisor, Watched};
-use super::sys::{self, Memory, ProgStats};
+use super::config::Config;
+use super::procs::Supervisor;
+use super::sys::{self, ProgStats};
 use super::tools::{Kill, NsecsClock, Paths, Running, Tool, parse_dropped};
-use crate::cmd::progress;
+use crate::console::{probe, progress, stdout_within};
+use crate::proc::{self, Memory};
 
 pub struct Bench<'a> {
     pub supervisor: &'a Supervisor,
@@ -25,6 +29,13 @@ pub struct Bench<'a> {
 
 /// How long a report may take to reach the bench before it counts as missing.
 const REPORT_WAIT: Duration = Duration::from_secs(15);
+/// bpftool and docker answer in well under a second; this bounds a machine in trouble.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The kernel's count of OOM kills so far.
+fn kernel_oom_kills() -> Result<u64> {
+    vmstat::kernel_oom_kills().context("could not read the kernel's count of OOM kills")
+}
 
 impl Bench<'_> {
     fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
@@ -33,7 +44,6 @@ impl Bench<'_> {
 
     fn hogs(&self) -> Hogs<'_> {
         Hogs {
-            supervisor: self.supervisor,
             hog: &self.paths.hog,
             cgroups: self.cgroups,
         }
@@ -137,14 +147,14 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
     for tool in tools {
         running.push(bench.start(tool, life)?);
     }
-    let kills_before = sys::kernel_oom_kills()?;
+    let kills_before = kernel_oom_kills()?;
     // The idle periods are the measurement itself: nothing is being waited for.
     std::thread::sleep(config.idle_rss);
-    let idle = each(&running, |r| sys::memory(r.pid))?;
-    let ticks_before = each(&running, |r| sys::cpu_ticks(r.pid))?;
+    let idle = each(&running, |r| proc::memory(r.pid))?;
+    let ticks_before = each(&running, |r| proc::cpu_ticks(r.pid))?;
     std::thread::sleep(config.idle_cpu);
-    let ticks_after = each(&running, |r| sys::cpu_ticks(r.pid))?;
-    let kills_while_idle = sys::kernel_oom_kills()?.saturating_sub(kills_before);
+    let ticks_after = each(&running, |r| proc::cpu_ticks(r.pid))?;
+    let kills_while_idle = kernel_oom_kills()?.saturating_sub(kills_before);
     if kills_while_idle > 0 {
         progress(format_args!(
             "{kills_while_idle} OOM kills happened elsewhere on this machine while the tools idled: the idle figures are not idle ones"
@@ -179,16 +189,16 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
             }
         }
         if i == 0 {
-            warm = each(&running, |r| sys::memory(r.pid))?;
+            warm = each(&running, |r| proc::memory(r.pid))?;
         }
     }
-    let after = each(&running, |r| sys::memory(r.pid))?;
+    let after = each(&running, |r| proc::memory(r.pid))?;
     let progs_after = each(&running, |r| mark_victim_prog(r.pid))?;
     drop(stats);
     // The quiet after the kills is the measurement itself: nothing is being waited for.
     std::thread::sleep(SETTLED_AFTER);
-    let settled = each(&running, |r| sys::memory(r.pid))?;
-    let mapped = each(&running, |r| sys::mapped_files(r.pid))?;
+    let settled = each(&running, |r| proc::memory(r.pid))?;
+    let mapped = each(&running, |r| proc::mapped_files(r.pid))?;
 
     let mut figures = Vec::new();
     for (k, r) in running.into_iter().enumerate() {
@@ -257,11 +267,13 @@ fn mark_victim_prog(pid: u32) -> Result<Option<Prog>> {
         else {
             continue;
         };
-        let shown = crate::cmd::stdout_of(
+        let shown = stdout_within(
             Command::new("bpftool").args(["--json", "prog", "show", "id", id]),
+            TOOL_TIMEOUT,
         )?;
-        let name = super::json::Value::parse(&shown)
-            .and_then(|v| v.get("name").and_then(|n| n.as_str().map(str::to_string)))
+        let name = serde_json::from_str::<serde_json::Value>(&shown)
+            .ok()
+            .and_then(|shown| shown["name"].as_str().map(str::to_string))
             .unwrap_or_default();
         if name.starts_with("mark_victim") {
             return Ok(Some(Prog {
@@ -292,7 +304,7 @@ pub fn latency(bench: &Bench) -> Result<Vec<Latency>> {
         config.latency_rounds
     ));
     let hogs = bench.hogs();
-    let mut last: Vec<Option<Watched>> = (0..bench.cgroups.len()).map(|_| None).collect();
+    let mut last: Vec<Option<Hog>> = (0..bench.cgroups.len()).map(|_| None).collect();
     let mut next = 0;
     let mut results: Vec<Latency> = tools
         .iter()
@@ -313,10 +325,10 @@ pub fn latency(bench: &Bench) -> Result<Vec<Latency>> {
                 if let Some(mut previous) = last[slot].take()
                     && let HogEnd::Other(why) = Hogs::end(&mut previous)
                 {
-                    bail!("hog {} was not OOM-killed: {why}", previous.pid);
+                    bail!("hog {} was not OOM-killed: {why}", previous.pid());
                 }
-                let hog = hogs.start(slot)?;
-                let pid = hog.pid;
+                let hog = hogs.start(slot);
+                let pid = hog.pid();
                 last[slot] = Some(hog);
                 let kill: Kill = running
                     .kill_of_pid(pid, Instant::now() + REPORT_WAIT)
@@ -376,10 +388,10 @@ pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
     let mut results = Vec::new();
     for tool in [Tool::Oomtrace(None), Tool::Bpftrace] {
         let mut running = bench.start(tool, config.storm + Duration::from_secs(600))?;
-        let before = sys::kernel_oom_kills()?;
+        let before = kernel_oom_kills()?;
         let driven = hogs.drive(Until::Deadline(Instant::now() + config.storm))?;
         // Every hog has been reaped: the kernel's count is final.
-        let kernel = sys::kernel_oom_kills()?.saturating_sub(before);
+        let kernel = kernel_oom_kills()?.saturating_sub(before);
         let mut kills = running.kills_until(kernel as usize, Instant::now() + REPORT_WAIT);
         let stopped = running.stop()?;
         kills.extend(stopped.kills);
@@ -408,12 +420,15 @@ pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
 
 /// The size of `oomtrace:latest`, if that image exists.
 pub fn image_size() -> Option<u64> {
-    crate::cmd::probe_stdout(Command::new("docker").args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Size}}",
-        "oomtrace:latest",
-    ]))
-    .and_then(|s| s.trim().parse().ok())
+    probe(
+        Command::new("docker").args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Size}}",
+            "oomtrace:latest",
+        ]),
+        TOOL_TIMEOUT,
+    )
+    .and_then(|s| s.parse().ok())
 }

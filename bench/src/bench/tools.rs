@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::json::Value;
+use serde_json::Value;
+
 use super::procs::{Line, Supervisor, Watched, read_lines};
 use super::sys;
 
@@ -109,6 +110,26 @@ pub struct Paths {
     pub bpftrace: PathBuf,
 }
 
+impl Paths {
+    /// oomtrace and the hog as cargo built them into `target` (or where `OOMTRACE_BIN` and
+    /// `OOMTRACE_HOG` say), and bpftrace on PATH.
+    pub fn find(target: &std::path::Path) -> Result<Self> {
+        let hog = oomtrace_tests::hog_bin(target.join("release").join("hog"));
+        if !hog.is_file() {
+            bail!(
+                "{} is missing: `cargo build --release` builds it",
+                hog.display()
+            );
+        }
+        Ok(Self {
+            oomtrace: oomtrace_tests::oomtrace_bin(),
+            hog,
+            bpftrace: which::which("bpftrace")
+                .context("bpftrace is missing: `cargo xtask bench` installs it")?,
+        })
+    }
+}
+
 /// One victim as a tool reported it, and when the line reached the bench.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kill {
@@ -131,17 +152,14 @@ pub fn parse_oomtrace_kill(text: &str) -> Option<(u32, u64, Option<bool>)> {
     if !text.starts_with('{') {
         return None;
     }
-    let report = Value::parse(text)?;
-    if report.get("event").and_then(Value::as_str) != Some("oom_kill") {
+    let report: Value = serde_json::from_str(text).ok()?;
+    if report["event"] != "oom_kill" {
         return None;
     }
-    let victim = report.get("victim")?;
-    let pid = victim
-        .get("pid")
-        .and_then(Value::as_u64)
-        .or_else(|| victim.get("tid").and_then(Value::as_u64))?;
-    let boot_ns = report.get("boot_ns").and_then(Value::as_u64)?;
-    let killed = match report.path(&["oom", "kind"]).and_then(Value::as_str) {
+    let victim = &report["victim"];
+    let pid = victim["pid"].as_u64().or_else(|| victim["tid"].as_u64())?;
+    let boot_ns = report["boot_ns"].as_u64()?;
+    let killed = match report["oom"]["kind"].as_str() {
         Some("killed") => Some(true),
         Some("marked") => Some(false),
         _ => None,

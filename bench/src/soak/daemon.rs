@@ -15,15 +15,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::process::{Watched, stdout_within};
-use crate::cmd::{self, progress, which};
+use oomtrace_tests::{KillOnDrop, terminate};
 
+use crate::console::{progress, stdout_within};
+
+/// The label every soak container carries; its value is the soak's pid.
+pub const LABEL_KEY: &str = "oomtrace-soak";
 /// Any one `docker` call; `docker stop --time 5` on a wave is the slowest.
 pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// From start to listening: a few seconds, more on a loaded host.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// A daemon stopping stops its containers first, 10 s each at most, in parallel.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// `kill -9` is not refused; this bounds a machine in trouble.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What dockerd logs once its API answers.
 const READY_LINE: &str = "API listen on";
 
@@ -51,7 +56,7 @@ pub struct Daemon {
     pub socket: PathBuf,
     log: PathBuf,
     pub docker: Docker,
-    process: Option<Watched>,
+    process: Option<KillOnDrop>,
 }
 
 impl Daemon {
@@ -75,8 +80,9 @@ impl Daemon {
     }
 
     fn launch(&mut self) -> Result<()> {
-        let dockerd = which("dockerd").context("dockerd is missing: run `cargo xtask setup`")?;
-        let unshare = which("unshare").context("unshare (util-linux) is missing")?;
+        let dockerd =
+            which::which("dockerd").context("dockerd is missing: run `cargo xtask setup`")?;
+        let unshare = which::which("unshare").context("unshare (util-linux) is missing")?;
         // In a network namespace of its own: a dockerd told `--bridge=none` deletes any link
         // named docker0 it can see, and in the host's namespace that is the host daemon's
         // bridge, which every `docker run` on the default network then fails without.
@@ -105,7 +111,7 @@ impl Daemon {
         let started = Instant::now();
         let mut child = command
             .spawn()
-            .with_context(|| format!("could not start `{}`", cmd::display(&command)))?;
+            .with_context(|| format!("could not start {command:?}"))?;
         let stderr = child.stderr.take().context("dockerd's stderr")?;
         let mut log = OpenOptions::new()
             .append(true)
@@ -123,7 +129,7 @@ impl Daemon {
                 }
             }
         });
-        self.process = Some(Watched::new("the soak's dockerd", child));
+        self.process = Some(KillOnDrop(child));
         match listening.recv_timeout(READY_TIMEOUT) {
             Ok(()) => {
                 progress(format_args!(
@@ -156,11 +162,20 @@ impl Daemon {
 
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut process) = self.process.take() {
-            let status = process.stop("TERM", STOP_TIMEOUT)?;
+            let status = match terminate(&mut process, libc::SIGTERM, STOP_TIMEOUT) {
+                Some(status) => status,
+                None => {
+                    progress(format_args!(
+                        "the soak's dockerd outlived SIGTERM by {} s: killing it",
+                        STOP_TIMEOUT.as_secs()
+                    ));
+                    terminate(&mut process, libc::SIGKILL, KILL_TIMEOUT)
+                        .context("the soak's dockerd outlived SIGKILL")?
+                }
+            };
             if !status.success() {
                 progress(format_args!(
-                    "the soak's dockerd ended with {}; see {}",
-                    cmd::describe(status),
+                    "the soak's dockerd ended with {status}; see {}",
                     self.log.display()
                 ));
             }
@@ -203,7 +218,7 @@ impl Drop for Daemon {
         if self.process.is_none() {
             return;
         }
-        if let Err(err) = self.remove_labelled(super::LABEL_KEY) {
+        if let Err(err) = self.remove_labelled(LABEL_KEY) {
             progress(format_args!(
                 "could not remove the soak's containers: {err:#}"
             ));

@@ -1,0 +1,163 @@
+//! `oomtrace-bench bench` (`cargo xtask bench`): oomtrace against a bpftrace one-liner on
+//! `tracepoint:oom:mark_victim`, measured in the same run on real memory cgroups. Prints a
+//! table, writes `target/bench/results.json`, and says of each budget whether it was met.
+//! `--smoke` is the short version `cargo xtask test` runs so the bench cannot rot: a few runs of
+//! everything, no budget enforced. `--profile` records where oomtrace's start-up goes with perf.
+//!
+//! bpftrace, bpftool and perf must be installed: `cargo xtask bench` installs them.
+
+mod cgroups;
+mod config;
+mod phases;
+mod procs;
+mod report;
+mod results;
+mod stats;
+mod sys;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::console::{progress, stdout_within};
+use config::Config;
+
+/// `oomtrace-bench bench [--smoke | --profile]`, with oomtrace and the hog in `target`.
+pub fn command(target: &Path, smoke: bool, profile: bool) -> Result<ExitCode> {
+    if profile {
+        self::profile(target)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = if smoke {
+        Config::smoke()
+    } else {
+        Config::full()
+    };
+    let all_met = run(target, &config)?;
+    if all_met || config.smoke {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        progress("bench: some budgets were missed (see above)");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Runs every measurement; whether every budget was met.
+fn run(target: &Path, config: &Config) -> Result<bool> {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench loads BPF programs and creates memory cgroups: run it as root");
+    }
+    let paths = tools::Paths::find(target)?;
+    let clock = tools::nsecs_clock(&paths.bpftrace)?;
+    let supervisor = procs::Supervisor::new();
+    let cgroups = cgroups::Cgroups::create(config.storm_cgroups);
+    let bench = phases::Bench {
+        supervisor: &supervisor,
+        paths: &paths,
+        clock,
+        config,
+        cgroups: &cgroups,
+    };
+    let mut results = report::Results {
+        config: config.clone(),
+        machine: report::Machine::here(),
+        clock,
+        ready: phases::ready(&bench)?,
+        memory: phases::memory(&bench)?,
+        latency: phases::latency(&bench)?,
+        storm: phases::storm(&bench)?,
+        binary: report::Binaries {
+            oomtrace: sys::file_size(&paths.oomtrace)?,
+            bpftrace: sys::file_size(&paths.bpftrace)?,
+            image: phases::image_size(),
+        },
+    };
+    results.machine.load_end = report::load_average();
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let file = dir.join(if config.smoke {
+        "smoke.json"
+    } else {
+        "results.json"
+    });
+    let budgets = report::budgets(&results);
+    println!("{}", report::table(&results, &budgets));
+    std::fs::write(&file, results::json(&results, &budgets)?)
+        .with_context(|| format!("could not write {}", file.display()))?;
+    progress(format_args!("wrote {}", file.display()));
+    Ok(budgets.iter().all(|b| b.met == Some(true)))
+}
+
+/// Each perf run: a few seconds of starts, or of reading what they recorded.
+const PERF_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where oomtrace's start-up goes: `perf stat` over 20 starts, and `perf record` over 10,
+/// reported by symbol. Each start runs until ready and then 1 ms more (`--timeout 1ms`).
+fn profile(target: &Path) -> Result<()> {
+    let oomtrace = oomtrace_tests::oomtrace_bin();
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let start = format!(
+        "{} --json --no-journal --timeout 1ms >/dev/null 2>&1",
+        oomtrace.display()
+    );
+    let stat = dir.join("profile-stat.txt");
+    stdout_within(
+        Command::new("perf")
+            .args(["stat", "-r", "20", "-e"])
+            .arg("task-clock,page-faults,context-switches,cpu-migrations")
+            .arg("-o")
+            .arg(&stat)
+            .args(["--", "sh", "-c", &start]),
+        PERF_TIMEOUT,
+    )?;
+    let data = dir.join("perf-startup.data");
+    let runs = format!("for i in 1 2 3 4 5 6 7 8 9 10; do {start}; done");
+    stdout_within(
+        Command::new("perf")
+            .args(["record", "-q", "-F", "20000", "-g", "-o"])
+            .arg(&data)
+            .args(["--", "sh", "-c", &runs]),
+        PERF_TIMEOUT,
+    )?;
+    let report = stdout_within(
+        Command::new("perf")
+            .args(["report", "-i"])
+            .arg(&data)
+            .args([
+                "--comm",
+                "oomtrace",
+                "--no-children",
+                "--sort",
+                "dso,symbol",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.7",
+                "--stdio",
+            ]),
+        PERF_TIMEOUT,
+    )?;
+    let text = std::fs::read_to_string(&stat).unwrap_or_default();
+    let out = dir.join("profile-startup.txt");
+    std::fs::write(&out, format!("{text}\n{report}"))
+        .with_context(|| format!("could not write {}", out.display()))?;
+    println!("{text}");
+    // perf pads each line with empty columns: only the percentage, object and symbol matter.
+    for line in report
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        println!("{}", line.trim_end().trim_end_matches([' ', '-']));
+    }
+    progress(format_args!(
+        "wrote {} and {}",
+        out.display(),
+        PathBuf::from(&data).display()
+    ));
+    Ok(())
+}
