@@ -84,7 +84,10 @@ fn test_steps(
             ),
         ));
     }
-    step("cargo test", host.check_skips(cmd::under_ci()))?;
+    step(
+        "cargo test",
+        host.check_skips(oomtrace_test_skips::under_ci()),
+    )?;
     step("soak", bench::soak_ci(&toolchain, &bin))?;
     step("fuzz", fuzz::run_all(&toolchain, fuzz::CI_SECONDS))?;
     // A short run of every measurement, no budget enforced: so the bench itself cannot rot.
@@ -100,5 +103,5 @@ fn test_steps(
             anyhow::anyhow!("{failed} tests failed in the kernel matrix (see above)"),
         ));
     }
-    step("vm-test", all.check_skips(cmd::under_ci()))
+    step("vm-test", all.check_skips(oomtrace_test_skips::under_ci()))
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
+use oomtrace_test_skips::{SKIPS_ENV, Skip, SkipKind, parse_skip};
 
 /// Every line the xtask itself prints goes through here, so its output stands apart from the
 /// output of the tools it runs.
@@ -38,50 +39,6 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("`{}` failed ({})", display(cmd), describe(status));
     }
     Ok(())
-}
-
-/// The tests' own record of a test that returned without testing, one a line in the file
-/// named by this variable. The tests write it through oomtrace-core's `testing::skips`, which
-/// names the same variable; the xtask only reads it, and does not build oomtrace-core (with
-/// its dependencies, half a minute on a fresh machine) for one string.
-pub const SKIPS_ENV: &str = "OOMTRACE_TEST_SKIPS";
-
-/// A test that returned without testing, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skip {
-    pub test: String,
-    pub why: String,
-}
-
-/// Which kind of record a line of the skips file is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SkipKind {
-    /// Should run here but could not (no root, say): CI fails on any.
-    Skipped,
-    /// Only applies elsewhere (a cgroup v2 feature on a v1 host).
-    NotApplicable,
-}
-
-/// Reads one record of the skips file, `skipped\tTEST\tWHY` or `n/a\tTEST\tWHY`; `None` for
-/// any other line, so a serial console's other output passes through.
-pub fn parse_skip(line: &str) -> Option<(SkipKind, Skip)> {
-    let mut fields = line.trim_end_matches(['\r', '\n']).splitn(3, '\t');
-    let kind = match fields.next()? {
-        "skipped" => SkipKind::Skipped,
-        "n/a" => SkipKind::NotApplicable,
-        _ => return None,
-    };
-    let test = fields
-        .next()
-        .filter(|t| !t.is_empty() && !t.contains(' '))?;
-    let why = fields.next()?;
-    Some((
-        kind,
-        Skip {
-            test: test.to_string(),
-            why: why.to_string(),
-        },
-    ))
 }
 
 /// The tests of a run: libtest's counts, with the tests that returned without testing counted
@@ -184,11 +141,6 @@ impl TestCount {
         }
         Ok(())
     }
-}
-
-/// Whether this runs under CI, which sets `CI=true`.
-pub fn under_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
 }
 
 fn list(skips: &[Skip], separator: &str) -> String {

@@ -136,7 +136,7 @@ fn vm_test_cmd(args: &[String]) -> Result<ExitCode> {
     }
     println!("vm-test: {}", count.summary());
     Ok(
-        if count.failed == 0 && count.check_skips(cmd::under_ci()).is_ok() {
+        if count.failed == 0 && count.check_skips(oomtrace_test_skips::under_ci()).is_ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

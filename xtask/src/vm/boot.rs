@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::{Cgroup, Kernel, selftests};
-use crate::cmd::{self, Skip, SkipKind, TestCount, progress};
+use oomtrace_test_skips::{Skip, SkipKind, parse_skip};
+
+use crate::cmd::{self, TestCount, progress};
 
 /// A passing boot takes about 8 s under TCG. A failing one takes longer, as the tests wait out
 /// their own timeouts (a 6.1 verifier rejecting a program after 17 s of emulated work made one
@@ -206,7 +208,7 @@ fn parse_serial(serial: &str) -> Serial {
     for line in serial.lines() {
         // The console's line discipline ends lines with \r\n.
         let line = line.trim_end_matches(['\r', '\n']);
-        if let Some(record) = cmd::parse_skip(line) {
+        if let Some(record) = parse_skip(line) {
             skips.push(record);
             continue;
         }
