@@ -108,9 +108,8 @@ impl MemCgroup {
         let path = self.dir.join(file);
         let text =
             fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        text.lines()
-            .find_map(|line| line.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
+        // The same `oom_kill N` line as /proc/vmstat's.
+        oomtrace_core::kernel::vmstat::parse_oom_kill(&text)
             .unwrap_or_else(|| panic!("{} has no oom_kill line: {text}", path.display()))
     }
 
