@@ -553,6 +553,13 @@ mod tests {
             .collect()
     }
 
+    /// The kill that `messages`, as a dump, make: the test fails unless they make exactly one.
+    fn the_kill_in(messages: &[&str]) -> KmsgKill {
+        let mut kills = kills_in(&dump(messages));
+        assert_eq!(kills.len(), 1, "{kills:#?}");
+        kills.remove(0)
+    }
+
     /// Expected kills as a table, one per line:
     /// `seq usec pid comm uid total-vm anon-rss file-rss shmem-rss pgtables oom_score_adj
     /// constraint oom_memcg task_memcg how trigger`, `-` for None, `how` one of `victim`,
@@ -796,40 +803,37 @@ mod tests {
         );
 
         // 3.x–4.5: ends at file-rss; a global OOM told by the "Kill process" line.
-        let kills = kills_in(&dump(&[
+        let kill = the_kill_in(&[
             "Out of memory: Kill process 7 (a) score 900 or sacrifice child",
             "Killed process 7 (a) total-vm:10kB, anon-rss:5kB, file-rss:1kB",
-        ]));
-        assert_eq!(kills.len(), 1);
-        assert!(kills[0].global);
+        ]);
+        assert!(kill.global);
         assert_eq!(
-            (kills[0].file_rss_kb, kills[0].shmem_rss_kb, kills[0].uid),
+            (kill.file_rss_kb, kill.shmem_rss_kb, kill.uid),
             (Some(1), None, None)
         );
 
         // 5.3–5.8: UID but no pgtables and no oom_score_adj.
-        let kills = kills_in(&dump(&[
+        let kill = the_kill_in(&[
             "Out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:1000",
-        ]));
-        assert_eq!(kills.len(), 1);
+        ]);
         assert_eq!(
-            (kills[0].uid, kills[0].pgtables_kb, kills[0].oom_score_adj),
+            (kill.uid, kill.pgtables_kb, kill.oom_score_adj),
             (Some(1000), None, None)
         );
-        assert!(kills[0].global);
-        assert_eq!(kills[0].constraint, None);
+        assert!(kill.global);
+        assert_eq!(kill.constraint, None);
     }
 
     #[test]
     fn summary_uid_fills_in_for_a_line_without_uid() {
         // 5.0–5.2 print the summary but no UID in the "Killed process" line.
-        let kills = kills_in(&dump(&[
+        let kill = the_kill_in(&[
             "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=x,pid=5,uid=1001",
             "Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB",
-        ]));
-        assert_eq!(kills.len(), 1);
-        assert_eq!(kills[0].uid, Some(1001));
-        assert_eq!(kills[0].task_memcg.as_deref(), Some("/a/b"));
+        ]);
+        assert_eq!(kill.uid, Some(1001));
+        assert_eq!(kill.task_memcg.as_deref(), Some("/a/b"));
     }
 
     #[test]
@@ -876,17 +880,13 @@ mod tests {
 
     #[test]
     fn nested_memcgs_and_commas_in_cgroup_names() {
-        let kills = kills_in(&dump(&[
+        let kill = the_kill_in(&[
             "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=0-1,3,cpuset=a,b,mems_allowed=0-1,3,oom_memcg=/we,ird,task_memcg=/we,ird/x,task_memcg=y,task=t,pid=9,uid=0",
             "Memory cgroup out of memory: Killed process 9 (t) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
-        ]));
-        assert_eq!(kills.len(), 1);
-        assert_eq!(kills[0].oom_memcg.as_deref(), Some("/we,ird"));
-        assert_eq!(
-            kills[0].task_memcg.as_deref(),
-            Some("/we,ird/x,task_memcg=y")
-        );
-        assert_eq!(kills[0].constraint.as_deref(), Some(MEMCG));
+        ]);
+        assert_eq!(kill.oom_memcg.as_deref(), Some("/we,ird"));
+        assert_eq!(kill.task_memcg.as_deref(), Some("/we,ird/x,task_memcg=y"));
+        assert_eq!(kill.constraint.as_deref(), Some(MEMCG));
     }
 
     #[test]
@@ -951,15 +951,7 @@ mod tests {
             .replace("=/plain", r"=/pl\xe9in")
             .replace("task=memhog", &format!("task={name}"));
         let killed = KILLED_142.replace("(memhog)", &format!("({name})"));
-        let kills = kills_in(&dump(&[
-            &header,
-            TASKS_HEADER_6_12,
-            &row,
-            &summary,
-            &killed,
-        ]));
-        assert_eq!(kills.len(), 1);
-        let k = &kills[0];
+        let k = the_kill_in(&[&header, TASKS_HEADER_6_12, &row, &summary, &killed]);
         let cgroup: &[u8] = b"/pl\xe9in";
         // The string, and the exact bytes where it is not UTF-8.
         type Parts<'a> = (&'a str, Option<&'a [u8]>);
@@ -1005,9 +997,7 @@ mod tests {
     #[test]
     fn missing_summary_and_mismatched_summary() {
         // The header and summary are rate-limited: only the kill line is there.
-        let kills = kills_in(&dump(&[KILLED_89]));
-        assert_eq!(kills.len(), 1);
-        let k = &kills[0];
+        let k = the_kill_in(&[KILLED_89]);
         assert_eq!(
             (k.pid, k.comm.as_str(), k.pgtables_kb),
             (89, "memhog", Some(104))
@@ -1180,11 +1170,10 @@ mod tests {
         }
         let killed = message_of(DEBIAN_6_1.dump, 459);
         messages.push(killed);
-        let kills = kills_in(&dump(&messages));
-        assert_eq!(kills.len(), 1);
-        assert_eq!(kills[0].oom_memcg.as_deref(), Some("/parent"));
-        assert_eq!(kills[0].task_memcg.as_deref(), Some("/parent/child"));
-        assert_eq!(kills[0].constraint.as_deref(), Some(MEMCG));
+        let kill = the_kill_in(&messages);
+        assert_eq!(kill.oom_memcg.as_deref(), Some("/parent"));
+        assert_eq!(kill.task_memcg.as_deref(), Some("/parent/child"));
+        assert_eq!(kill.constraint.as_deref(), Some(MEMCG));
     }
 
     #[test]
@@ -1244,9 +1233,8 @@ mod tests {
         // Unrelated records do not complete it; after a few it is given up on.
         let mut messages = vec![cut];
         messages.extend(["oom_reaper: reaped process 89 (memhog), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"; 9]);
-        let kills = kills_in(&dump(&messages));
-        assert_eq!(kills.len(), 1);
-        assert_eq!(kills[0].anon_rss_kb, None);
+        let kill = the_kill_in(&messages);
+        assert_eq!(kill.anon_rss_kb, None);
 
         // Once the layout is known, a line that stops at UID lost its end: the UID is not
         // trusted (it could be the start of a longer number).
@@ -1399,9 +1387,7 @@ mod tests {
     #[test]
     fn a_rate_limited_report_leaves_every_context_field_empty() {
         // Only the kill lines: dump_header() was rate-limited.
-        let kills = kills_in(&dump(&[KILLED_142]));
-        assert_eq!(kills.len(), 1);
-        let k = &kills[0];
+        let k = the_kill_in(&[KILLED_142]);
         assert_eq!((k.memcg_usage_kb, k.memcg_limit_kb), (None, None));
         assert_eq!((&k.memcg_stat, k.tasks.is_empty()), (&None, true));
         // The header lost, the rest there: the lines are not known to be this kill's.
@@ -1431,7 +1417,7 @@ mod tests {
 
     #[test]
     fn only_lines_between_the_header_and_the_kill_are_the_report() {
-        let kills = kills_in(&dump(&[
+        let kill = the_kill_in(&[
             "memory: usage 1kB, limit 1kB, failcnt 0",
             HEADER_142,
             "memory: usage 32768kB, limit 32768kB, failcnt 21",
@@ -1443,14 +1429,13 @@ mod tests {
             "[    999]     0   999     8469     8322     8160        0       162   110592        0             0 late",
             KILLED_142,
             "memory: usage 9kB, limit 9kB, failcnt 0",
-        ]));
-        assert_eq!(kills.len(), 1);
+        ]);
         assert_eq!(
-            kills[0].memcg_usage_kb,
+            kill.memcg_usage_kb,
             Some(32768),
             "the first line of the report"
         );
-        assert_eq!(kills[0].tasks, vec![task(142, "memhog", 8322, 0)]);
+        assert_eq!(kill.tasks, vec![task(142, "memhog", 8322, 0)]);
         // A summary about another victim: this kill's report was lost.
         let other = SUMMARY_142.replace("pid=142", "pid=141");
         let kills = kills_in(&dump(&[
@@ -1728,13 +1713,9 @@ mod tests {
         }
         // A damaged value in the middle: the kill, without that value.
         let damaged = KILLED_89.replace("anon-rss:32412kB", "anon-rss:32x12kB");
-        let kills = kills_in(&dump(&[&damaged]));
-        assert_eq!(kills.len(), 1);
-        assert_eq!(
-            (kills[0].anon_rss_kb, kills[0].file_rss_kb),
-            (None, Some(4))
-        );
-        assert_eq!(kills[0].oom_score_adj, Some(0));
+        let kill = the_kill_in(&[&damaged]);
+        assert_eq!((kill.anon_rss_kb, kill.file_rss_kb), (None, Some(4)));
+        assert_eq!(kill.oom_score_adj, Some(0));
     }
 
     #[test]
