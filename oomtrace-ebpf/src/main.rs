@@ -302,14 +302,30 @@ fn within(outer: u32, inner: u32) -> u32 {
     }
 }
 
+/// The victim's thread id, at `base + offset`: a task's `pid` or the classic record's.
+#[inline(always)]
+fn fill_tid(event: *mut OomEvent, base: u64, offset: u32) -> u32 {
+    // SAFETY: inside the reserved record.
+    let read = copy(unsafe { &raw mut (*event).victim_tid }, base, offset);
+    bit_if(read, field::TID)
+}
+
+/// The victim's `oom_score_adj`, a `short` at `base + offset` (in its `signal_struct`, or in
+/// the classic record), widened into the record.
+#[inline(always)]
+fn fill_oom_score_adj(event: *mut OomEvent, base: u64, offset: u32) -> u32 {
+    let mut adj = 0i16;
+    let read = copy(&raw mut adj, base, offset);
+    // SAFETY: inside the reserved record.
+    unsafe { (*event).oom_score_adj = adj as i32 };
+    bit_if(read, field::OOM_SCORE_ADJ)
+}
+
 #[inline(always)]
 fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
-    // SAFETY (whole function): every destination is inside the reserved record.
+    let mut fields = fill_tid(event, task, layout!(task_pid));
+    // SAFETY (whole block): every destination is inside the reserved record.
     unsafe {
-        let mut fields = bit_if(
-            copy(&raw mut (*event).victim_tid, task, layout!(task_pid)),
-            field::TID,
-        );
         fields |= bit_if(
             copy(&raw mut (*event).victim_tgid, task, layout!(task_tgid)),
             field::TGID,
@@ -331,12 +347,7 @@ fn fill_from_task(event: *mut OomEvent, task: u64) -> u32 {
         );
 
         let signal = load(task, layout!(task_signal));
-        let mut adj = 0i16;
-        fields |= bit_if(
-            copy(&raw mut adj, signal, layout!(signal_oom_score_adj)),
-            field::OOM_SCORE_ADJ,
-        );
-        (*event).oom_score_adj = adj as i32;
+        fields |= fill_oom_score_adj(event, signal, layout!(signal_oom_score_adj));
 
         fields |= fill_namespaced_pid(event, task);
         fields |= fill_parent(event, task);
@@ -362,41 +373,95 @@ fn memcg_of(task: u64) -> u64 {
     load(load(task, layout!(task_cgroups)), subsys + index * 8)
 }
 
+/// A walk up the memory cgroups from a task's to the last one below the root, a level a step.
+/// Always MEMCG_MAX_DEPTH steps, branch-free like the path walk: past the root every read
+/// fails harmlessly, and `below_root` stops the counting at the root, which has no parent.
+/// Plain inline functions rather than a walker taking a closure: LLVM outlined the closure,
+/// and the code the verifier walks changed with it.
+struct MemcgWalk {
+    /// `css.parent`, `css.cgroup`, `cgroup.kn` and `kernfs_node.id`.
+    parent_offset: u32,
+    cgroup_offset: u32,
+    kn_offset: u32,
+    id_offset: u32,
+    /// The memcg the next step reads.
+    memcg: u64,
+    /// 1 while the last memcg stepped over was below the root.
+    below_root: u64,
+    /// How many memcgs stepped over were below the root.
+    depth: u64,
+}
+
+impl MemcgWalk {
+    /// At `task`'s memcg; `None` where the kernel has no `css.parent` to walk up by.
+    #[inline(always)]
+    fn from_task(task: u64) -> Option<Self> {
+        let parent_offset = layout!(css_parent);
+        if parent_offset == ABSENT {
+            return None;
+        }
+        let memcg = memcg_of(task);
+        Some(Self {
+            parent_offset,
+            cgroup_offset: layout!(css_cgroup),
+            kn_offset: layout!(cgroup_kn),
+            id_offset: layout!(kn_id),
+            memcg,
+            below_root: non_zero(memcg),
+            depth: 0,
+        })
+    }
+
+    /// Steps up a level: the memcg it leaves, and 1 if that one is below the root.
+    #[inline(always)]
+    fn step(&mut self) -> (u64, u64) {
+        let memcg = self.memcg;
+        self.memcg = load(memcg, self.parent_offset);
+        self.below_root &= non_zero(self.memcg);
+        self.depth += self.below_root;
+        (memcg, self.below_root)
+    }
+
+    /// Copies the id of `memcg`'s cgroup (its kernfs node's) into `dst`: 1 if it was read.
+    #[inline(always)]
+    fn copy_id(&self, dst: *mut u64, memcg: u64) -> u64 {
+        let kn = load(load(memcg, self.cgroup_offset), self.kn_offset);
+        copy(dst, kn, self.id_offset)
+    }
+
+    /// After the last step: writes the number of levels below the root to `levels`, and
+    /// returns 1 if there are more than the walk took.
+    #[inline(always)]
+    fn end(&self, levels: *mut u32) -> u64 {
+        // SAFETY: callers pass a field of the reserved record.
+        unsafe { *levels = self.depth as u32 };
+        self.below_root & non_zero(load(self.memcg, self.parent_offset))
+    }
+}
+
 /// Reads the victim's memory cgroup and each ancestor below the root: id, charge and limit,
-/// memory+swap on v1, and `memory.oom.group` on v2. Always MEMCG_MAX_DEPTH steps, branch-free
-/// like the path walk; `below_root` stops the counting at the root, which has no parent.
+/// memory+swap on v1, and `memory.oom.group` on v2.
 #[inline(always)]
 fn fill_memcgs(event: *mut OomEvent, task: u64) -> u32 {
-    let (parent_offset, cgroup_offset, kn_offset, id_offset) = (
-        layout!(css_parent),
-        layout!(css_cgroup),
-        layout!(cgroup_kn),
-        layout!(kn_id),
-    );
     let (memory, usage, max) = (
         layout!(memcg_memory),
         layout!(page_counter_usage),
         layout!(page_counter_max),
     );
-    if parent_offset == ABSENT || memory == ABSENT || usage == ABSENT || max == ABSENT {
+    if memory == ABSENT || usage == ABSENT || max == ABSENT {
         return 0;
     }
+    let Some(mut walk) = MemcgWalk::from_task(task) else {
+        return 0;
+    };
     let (memsw, oom_group) = (layout!(memcg_memsw), layout!(memcg_oom_group));
-    let mut memcg = memcg_of(task);
-    let mut below_root = non_zero(memcg);
-    let mut depth = 0u64;
     let mut whole = 1u64;
     for level in 0..MEMCG_MAX_DEPTH {
-        let parent = load(memcg, parent_offset);
-        below_root &= non_zero(parent);
+        let (memcg, below_root) = walk.step();
         // SAFETY: slot `level` (< MEMCG_MAX_DEPTH) of the reserved record.
         let slot = unsafe { &raw mut (*event).memcgs[level] };
         unsafe {
-            let id = copy(
-                &raw mut (*slot).id,
-                load(load(memcg, cgroup_offset), kn_offset),
-                id_offset,
-            );
+            let id = walk.copy_id(&raw mut (*slot).id, memcg);
             let used = copy(&raw mut (*slot).usage_pages, memcg, memory + usage);
             let limit = copy(&raw mut (*slot).max_pages, memcg, memory + max);
             let swapped = copy(
@@ -416,12 +481,9 @@ fn fill_memcgs(event: *mut OomEvent, task: u64) -> u32 {
             (*slot)._pad = 0;
             whole &= (1 ^ below_root) | (id & used & limit);
         }
-        depth += below_root;
-        memcg = parent;
     }
     // SAFETY: inside the reserved record.
-    unsafe { (*event).memcg_levels = depth as u32 };
-    let truncated = below_root & non_zero(load(memcg, parent_offset));
+    let truncated = walk.end(unsafe { &raw mut (*event).memcg_levels });
     bit_if(whole, field::MEMCGS) | bit_if(truncated, field::MEMCGS_TRUNCATED)
 }
 
@@ -598,49 +660,30 @@ fn fill_trigger(event: *mut OomEvent) -> u32 {
 /// on this chain as well as on the victim's.
 #[inline(always)]
 fn fill_trigger_memcgs(event: *mut OomEvent, task: u64) -> u32 {
-    let (parent_offset, cgroup_offset, kn_offset, id_offset) = (
-        layout!(css_parent),
-        layout!(css_cgroup),
-        layout!(cgroup_kn),
-        layout!(kn_id),
-    );
-    if parent_offset == ABSENT || cgroup_offset == ABSENT {
+    let Some(mut walk) = MemcgWalk::from_task(task) else {
+        return 0;
+    };
+    if walk.cgroup_offset == ABSENT {
         return 0;
     }
-    let mut memcg = memcg_of(task);
-    let mut below_root = non_zero(memcg);
-    let mut depth = 0u64;
     let mut whole = 1u64;
     for level in 0..MEMCG_MAX_DEPTH {
-        let parent = load(memcg, parent_offset);
-        below_root &= non_zero(parent);
+        let (memcg, below_root) = walk.step();
         // SAFETY: slot `level` (< MEMCG_MAX_DEPTH) of the reserved record.
-        let read = unsafe {
-            copy(
-                &raw mut (*event).trigger_memcg_ids[level],
-                load(load(memcg, cgroup_offset), kn_offset),
-                id_offset,
-            )
-        };
+        let read = walk.copy_id(unsafe { &raw mut (*event).trigger_memcg_ids[level] }, memcg);
         whole &= (1 ^ below_root) | read;
-        depth += below_root;
-        memcg = parent;
     }
     // SAFETY: inside the reserved record.
-    unsafe { (*event).trigger_memcg_levels = depth as u32 };
-    let truncated = below_root & non_zero(load(memcg, parent_offset));
+    let truncated = walk.end(unsafe { &raw mut (*event).trigger_memcg_levels });
     bit_if(whole & (1 ^ truncated), field::TRIGGER_MEMCGS)
 }
 
 /// The classic tracepoint: only what the record carries, at offsets from its tracefs format.
 #[inline(always)]
 fn fill_from_record(event: *mut OomEvent, record: u64) -> u32 {
+    let mut fields = fill_tid(event, record, layout!(tp_pid));
     // SAFETY (whole block): every destination is inside the reserved record.
     unsafe {
-        let mut fields = bit_if(
-            copy(&raw mut (*event).victim_tid, record, layout!(tp_pid)),
-            field::TID,
-        );
         // `__data_loc char[] comm`: offset in the low 16 bits, length in the high 16.
         let mut loc = 0u32;
         let loc_ok = copy(&raw mut loc, record, layout!(tp_comm_loc));
@@ -678,13 +721,7 @@ fn fill_from_record(event: *mut OomEvent, record: u64) -> u32 {
             copy(&raw mut (*event).victim_uid, record, layout!(tp_uid)),
             field::UID,
         );
-        let mut adj = 0i16;
-        fields |= bit_if(
-            copy(&raw mut adj, record, layout!(tp_oom_score_adj)),
-            field::OOM_SCORE_ADJ,
-        );
-        (*event).oom_score_adj = adj as i32;
-        fields
+        fields | fill_oom_score_adj(event, record, layout!(tp_oom_score_adj))
     }
 }
 

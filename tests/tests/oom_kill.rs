@@ -5,15 +5,16 @@ use std::{
     io::BufReader,
     os::unix::process::CommandExt as _,
     path::Path,
-    process::{Command, Stdio},
+    process::{ChildStdout, Command, Stdio},
+    sync::MutexGuard,
     time::Duration,
 };
 
 use oomtrace_core::kernel::vmstat::kernel_oom_kills;
 use oomtrace_tests::{
-    CAP_SYS_RESOURCE, Hog, MemCgroup, Staged, Started, Tracer, capabilities, field, not_applicable,
+    CAP_SYS_RESOURCE, Hog, MemCgroup, Staged, Tracer, capabilities, field, not_applicable,
     oomtrace_bin, privileged, read_line_within, run_within, serial, skip, spawn_ready,
-    spawn_until_ready, temp_dir, trace_one_kill, wait_timeout,
+    spawn_until_ready, temp_dir, terminate, trace_one_kill, wait_timeout,
 };
 use serde_json::Value;
 
@@ -28,6 +29,31 @@ const NOBODY: u32 = 65534;
 
 fn hog_path() -> std::path::PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
+}
+
+/// What a test that OOM-kills hogs of its own needs first: `None` where `test` may not run
+/// here (it has said why); else the [`serial`] lock, to hold for the whole test so that every
+/// kill meanwhile is its own, and a 32 MiB cgroup tagged `tag` for its hogs.
+fn alone_with_a_memcg(test: &str, tag: &str) -> Option<(MutexGuard<'static, ()>, MemCgroup)> {
+    if !privileged(test) {
+        return None;
+    }
+    let serial = serial();
+    Some((serial, MemCgroup::create(tag, 32)))
+}
+
+/// Starts a hog in `cgroup` at oom_score_adj 500 and waits until the OOM killer has killed
+/// it; its pid.
+fn kill_a_hog(cgroup: &MemCgroup) -> u32 {
+    let mut hog = Hog::spawn(&hog_path(), cgroup, 500, &[]);
+    let pid = hog.pid();
+    hog.expect_oom_killed();
+    pid
+}
+
+/// oomtrace's next line on `stdout`, which must come within [`REPORT_TIMEOUT`] of a kill.
+fn line_for_the_kill(stdout: &mut BufReader<ChildStdout>) -> String {
+    read_line_within(stdout, REPORT_TIMEOUT, "oomtrace's stdout").expect("a line for the kill")
 }
 
 /// Whether `test` may use `mode` here, from `oomtrace check` itself. tp_btf and raw_tp need
@@ -158,11 +184,11 @@ fn tracepoint_reports_a_memcg_kill() {
 /// exits 0. The report must name the child, never the parent.
 #[test]
 fn names_the_killed_child_not_its_surviving_parent() {
-    if !privileged("names_the_killed_child_not_its_surviving_parent") {
+    let Some((_serial, cgroup)) =
+        alone_with_a_memcg("names_the_killed_child_not_its_surviving_parent", "child")
+    else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("child", 32);
+    };
     let tracer = Tracer::start(&[]);
     let mut parent = Hog::spawn(&hog_path(), &cgroup, 500, &["--child"]);
     let parent_pid = parent.pid();
@@ -209,11 +235,10 @@ fn names_the_killed_child_not_its_surviving_parent() {
 /// while stdout gets the human line.
 #[test]
 fn sigterm_summary_and_output_file() {
-    if !privileged("sigterm_summary_and_output_file") {
+    let Some((_serial, cgroup)) = alone_with_a_memcg("sigterm_summary_and_output_file", "output")
+    else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("output", 32);
+    };
     // Removed with its directory when the test ends, passed or not.
     let scratch = temp_dir("output", 0o700);
     let out = scratch.path().join("out.jsonl");
@@ -222,22 +247,18 @@ fn sigterm_summary_and_output_file() {
     let mut command = Command::new(oomtrace_bin());
     command.arg("--output").arg(&out);
     let mut started = spawn_until_ready(command);
-    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.pid();
-    hog.expect_oom_killed();
+    let pid = kill_a_hog(&cgroup);
 
     let mut human = BufReader::new(started.stdout);
-    let line = read_line_within(&mut human, REPORT_TIMEOUT, "oomtrace's stdout")
-        .expect("a line for the kill");
+    let line = line_for_the_kill(&mut human);
     assert!(
         line.contains(&format!("  cgroup {}  hog (pid {pid})  rss ", cgroup.path)),
         "{line}"
     );
     assert!(line.trim_end().ends_with("  limit 32.0 MiB"), "{line}");
 
-    // SAFETY: signals our own child, which is not reaped yet.
-    unsafe { libc::kill(started.child.id() as i32, libc::SIGTERM) };
-    let status = wait_timeout(&mut started.child, REPORT_TIMEOUT).expect("exit after SIGTERM");
+    let status =
+        terminate(&mut started.child, libc::SIGTERM, REPORT_TIMEOUT).expect("exit after SIGTERM");
     assert!(status.success(), "{status:?}");
     let stderr = started.stderr.finish_after_exit();
     assert!(
@@ -258,35 +279,26 @@ fn sigterm_summary_and_output_file() {
 /// `oomtrace --json | head -1`: once the reader is gone, oomtrace ends quietly with 0.
 #[test]
 fn closed_stdout_ends_quietly() {
-    if !privileged("closed_stdout_ends_quietly") {
+    let Some((_serial, cgroup)) = alone_with_a_memcg("closed_stdout_ends_quietly", "pipe") else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("pipe", 32);
+    };
     let mut command = Command::new(oomtrace_bin());
     // Without Docker on the host, enrichment would add its own line to stderr, and a root
     // without CAP_SYS_RESOURCE the warning that it cannot protect itself.
     command.args(["--json", "--no-enrich", "--no-journal", "--no-oom-protect"]);
-    let Started {
-        mut child,
-        stdout,
-        stderr,
-    } = spawn_until_ready(command);
-    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
-    hog.expect_oom_killed();
-    let mut reader = BufReader::new(stdout);
-    let first = read_line_within(&mut reader, REPORT_TIMEOUT, "oomtrace's stdout")
-        .expect("a report for the kill");
+    let mut started = spawn_until_ready(command);
+    kill_a_hog(&cgroup);
+    let mut reader = BufReader::new(started.stdout);
+    let first = line_for_the_kill(&mut reader);
     assert!(first.starts_with("{\"schema\":1,"), "{first}");
     drop(reader);
 
     // The next kill makes oomtrace write into the closed pipe.
-    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
-    hog.expect_oom_killed();
-    let status = wait_timeout(&mut child, REPORT_TIMEOUT)
+    kill_a_hog(&cgroup);
+    let status = wait_timeout(&mut started.child, REPORT_TIMEOUT)
         .expect("oomtrace must end once its stdout is closed");
     assert!(status.success(), "{status:?}");
-    let stderr = stderr.finish_after_exit();
+    let stderr = started.stderr.finish_after_exit();
     assert_eq!(
         stderr.len(),
         1,
@@ -525,11 +537,10 @@ fn pid_only_layout_still_names_process_and_cgroup() {
 /// `--backend kmsg` reads the kernel log instead of attaching eBPF.
 #[test]
 fn kmsg_backend_reports_a_memcg_kill() {
-    if !privileged("kmsg_backend_reports_a_memcg_kill") {
+    let Some((_serial, cgroup)) = alone_with_a_memcg("kmsg_backend_reports_a_memcg_kill", "kmsg")
+    else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("kmsg", 32);
+    };
     oomtrace_tests::wait_out_oom_log_ratelimit();
     let (pid, stopped, report) = trace_one_kill(&["--backend", "kmsg"], &cgroup, &hog_path());
     let report = &report;
@@ -559,18 +570,12 @@ fn kmsg_backend_reports_a_memcg_kill() {
 /// `oomtrace history` lists kills from before it started, in the same schema.
 #[test]
 fn history_lists_earlier_kills() {
-    if !privileged("history_lists_earlier_kills") {
+    let Some((_serial, cgroup)) = alone_with_a_memcg("history_lists_earlier_kills", "history")
+    else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("history", 32);
+    };
     oomtrace_tests::wait_out_oom_log_ratelimit();
-    let mut pids = Vec::new();
-    for _ in 0..2 {
-        let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
-        pids.push(hog.pid());
-        hog.expect_oom_killed();
-    }
+    let pids = [kill_a_hog(&cgroup), kill_a_hog(&cgroup)];
     // --json applies wherever it is written, before the command too.
     let (code, out, err) = run_to_end(Command::new(oomtrace_bin()).args([
         "--json",
@@ -629,40 +634,29 @@ fn history_lists_earlier_kills() {
 /// kernel log takes over, and oomtrace says why in one line.
 #[test]
 fn falls_back_to_kmsg_when_ebpf_cannot_be_used() {
-    if !privileged("falls_back_to_kmsg_when_ebpf_cannot_be_used") {
+    let Some((_serial, cgroup)) =
+        alone_with_a_memcg("falls_back_to_kmsg_when_ebpf_cannot_be_used", "fallback")
+    else {
         return;
-    }
-    let _serial = serial();
-    let cgroup = MemCgroup::create("fallback", 32);
+    };
     let script = format!(
         "umount -l /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug 2>/dev/null; exec {} --json --btf /nonexistent/vmlinux",
         oomtrace_bin().display()
     );
     let mut command = Command::new("unshare");
     command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    let Started {
-        mut child,
-        stdout,
-        stderr,
-    } = spawn_until_ready(command);
-    let mut hog = Hog::spawn(&hog_path(), &cgroup, 500, &[]);
-    let pid = hog.pid();
-    hog.expect_oom_killed();
-    let line = read_line_within(
-        &mut BufReader::new(stdout),
-        REPORT_TIMEOUT,
-        "oomtrace's stdout",
-    )
-    .expect("a report for the kill");
+    // sh execs into oomtrace, so the child is oomtrace itself: it gets the SIGINT below.
+    let mut started = spawn_until_ready(command);
+    let pid = kill_a_hog(&cgroup);
+    let line = line_for_the_kill(&mut BufReader::new(started.stdout));
     let report: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {line}"));
-    // SAFETY: signals our own child (sh exec'd into oomtrace), which is not reaped yet.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = wait_timeout(&mut child, REPORT_TIMEOUT).expect("exit after SIGINT");
+    let status =
+        terminate(&mut started.child, libc::SIGINT, REPORT_TIMEOUT).expect("exit after SIGINT");
     assert!(status.success());
     assert_eq!(field(&report, "source"), "kmsg");
     assert_eq!(field(&report, "victim.pid"), pid);
-    let stderr = stderr.finish_after_exit();
+    let stderr = started.stderr.finish_after_exit();
     let why: Vec<&String> = stderr
         .iter()
         .filter(|l| l.contains("eBPF cannot be used here"))

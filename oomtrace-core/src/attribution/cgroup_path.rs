@@ -443,210 +443,130 @@ mod tests {
         })
     }
 
+    /// One case a line: a cgroup path as the kernel spells it, ` => `, and the container
+    /// [`attribute`] must find there as [`described`] writes it. `{NAME}` stands for the id
+    /// constant NAME; `#` starts a comment. Text rather than Rust tuples: rustfmt spread each
+    /// long path's tuple over four lines, and the cases read as blocks of code written again.
+    const RUNTIMES_AND_DRIVERS: &str = r"
+        # Docker.
+        /docker/{DOCKER_A} => docker {DOCKER_A}
+        /docker/{DOCKER_B} => docker {DOCKER_B}
+        /system.slice/docker-{DOCKER_A}.scope => docker {DOCKER_A}
+        /system.slice/docker-{DOCKER_A}.scope/init.scope => docker {DOCKER_A}
+        # Docker-in-docker: the inner container, whatever driver the outer one used.
+        /docker/{DOCKER_A}/docker/{DOCKER_B} => docker {DOCKER_B}
+        /system.slice/docker-{DOCKER_A}.scope/docker/{DOCKER_B} => docker {DOCKER_B}
+        # Kubernetes, cgroupfs driver.
+        /kubepods/burstable/pod{POD}/{ID1} => kubernetes {ID1} in pod {POD} burstable
+        /kubepods/besteffort/pod{POD}/{ID1} => kubernetes {ID1} in pod {POD} besteffort
+        /kubepods/pod{POD}/{ID1} => kubernetes {ID1} in pod {POD} guaranteed
+        # kind: kubelet --cgroup-root=/kubelet, inside a docker container on a v1 host.
+        /docker/{DOCKER_A}/kubelet/kubepods/burstable/pod{POD}/{ID1} => kubernetes {ID1} in pod {POD} burstable
+        # Kubernetes, systemd driver.
+        /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/cri-containerd-{ID1}.scope => containerd {ID1} in pod {POD} burstable
+        /kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/crio-{ID2}.scope => cri-o {ID2} in pod {POD} besteffort
+        /kubepods.slice/kubepods-pod{POD_}.slice/docker-{ID3}.scope => docker {ID3} in pod {POD} guaranteed
+        /kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{POD_}.slice/cri-containerd-{ID1}.scope => containerd {ID1} in pod {POD} besteffort
+        # A static pod: the kubelet's config hash is the uid.
+        /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{STATIC_POD}.slice/cri-containerd-{ID1}.scope => containerd {ID1} in pod {STATIC_POD} burstable
+        /kubepods/burstable/pod{STATIC_POD}/{ID1} => kubernetes {ID1} in pod {STATIC_POD} burstable
+        # A container inside a pod's container is not the pod's.
+        /kubepods/burstable/pod{POD}/{ID1}/docker/{ID2} => docker {ID2}
+        # CRI-O.
+        /system.slice/crio-conmon-{ID2}.scope => none
+        /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/crio-conmon-{ID2}.scope => none
+        /kubepods/burstable/pod{POD}/crio-{ID2} => cri-o {ID2} in pod {POD} burstable
+        /kubepods/burstable/pod{POD}/crio-conmon-{ID2} => none
+        /crio/crio-{ID2} => cri-o {ID2}
+        # Podman.
+        /machine.slice/libpod-{ID3}.scope => podman {ID3}
+        /machine.slice/libpod-{ID3}.scope/container => podman {ID3}
+        /machine.slice/libpod-conmon-{ID3}.scope => none
+        /user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID3}.scope/container => podman {ID3}
+        /machine.slice/machine-libpod_pod_{ID1}.slice/libpod-{ID3}.scope/container => podman {ID3}
+        /system.slice/nginx.service/libpod-payload-{QUADLET} => podman {QUADLET}
+        /system.slice/nginx.service/runtime => none
+        # conmon running inside a docker container runs in that container.
+        /docker/{DOCKER_A}/machine.slice/libpod-conmon-{ID3}.scope => docker {DOCKER_A}
+        # nerdctl.
+        /system.slice/nerdctl-{ID1}.scope => nerdctl {ID1}
+        # LXC.
+        /lxc/web => lxc web
+        /lxc/web/init.scope => lxc web
+        /lxc.payload/web => lxc web
+        /lxc.payload.web => lxc web
+        /lxc.payload.web/system.slice/sshd.service => lxc web
+        /lxc.payload.web/lxc.payload.inner => lxc inner
+        /lxc.monitor.web => none
+        /lxc.monitor/web => none
+        /lxc.pivot => none
+        /lxc.payload. => none
+        # systemd-nspawn.
+        /machine.slice/machine-my\x2dcontainer.scope => systemd-nspawn my-container
+        /machine.slice/machine-my\x2dcontainer.scope/payload => systemd-nspawn my-container
+        /machine.slice/machine-my\x2dcontainer.scope/payload/system.slice/sshd.service => systemd-nspawn my-container
+        /machine.slice/machine-my\x2dcontainer.scope/supervisor => none
+        /machine.slice/systemd-nspawn@my\x2dcontainer.service/payload => systemd-nspawn my-container
+        /machine.slice/systemd-nspawn@my\x2dcontainer.service/supervisor => none
+        /machine.slice/machine-debian.scope => systemd-nspawn debian
+        # libvirt domains registered with machined are not nspawn containers.
+        /machine.slice/machine-qemu\x2d1\x2dvm1.scope => none
+        /machine.slice/machine-lxc\x2d4711\x2dweb.scope => none
+        # Not how systemd escapes a machine name.
+        /machine.slice/machine-my-container.scope => none
+        /machine.slice/machine-my\x2.scope => none
+        /machine.slice/machine-my\u2d.scope => none
+        /machine.slice/machine-\xff.scope => none
+        /machine.slice/machine-a\x2fb.scope => none
+        /machine.slice/machine-a\x0ab.scope => none
+        /machine.slice/machine-.scope => none
+        /machine.slice/machine-café.scope => none
+";
+
+    /// `text` with each `{NAME}` replaced by the id constant it stands for.
+    fn with_ids(text: &str) -> String {
+        let ids = [
+            ("{DOCKER_A}", DOCKER_A),
+            ("{DOCKER_B}", DOCKER_B),
+            ("{QUADLET}", QUADLET),
+            ("{ID1}", ID1),
+            ("{ID2}", ID2),
+            ("{ID3}", ID3),
+            ("{POD}", POD),
+            ("{POD_}", POD_),
+            ("{STATIC_POD}", STATIC_POD),
+        ];
+        ids.iter()
+            .fold(text.to_owned(), |text, (name, id)| text.replace(name, id))
+    }
+
+    /// What [`attribute`] found, as [`RUNTIMES_AND_DRIVERS`] writes it: `none`, or the runtime's
+    /// name and the id, then `in pod UID QOS` for a pod's container. Every field is in it, so
+    /// two answers that read alike are the same answer.
+    fn described(found: Option<ContainerRef>) -> String {
+        let Some(ContainerRef { runtime, id, pod }) = found else {
+            return "none".to_owned();
+        };
+        let container = format!("{} {id}", runtime.as_str());
+        match pod {
+            None => container,
+            Some(PodRef { uid, qos }) => format!("{container} in pod {uid} {}", Serialised(qos)),
+        }
+    }
+
     #[test]
     fn attributes_each_runtime_and_driver() {
-        use QosClass::*;
-        use Runtime::*;
-        let cases: Vec<(String, Option<ContainerRef>)> = vec![
-            // Docker.
-            (format!("/docker/{DOCKER_A}"), container(Docker, DOCKER_A)),
-            (format!("/docker/{DOCKER_B}"), container(Docker, DOCKER_B)),
-            (
-                format!("/system.slice/docker-{DOCKER_A}.scope"),
-                container(Docker, DOCKER_A),
-            ),
-            (
-                format!("/system.slice/docker-{DOCKER_A}.scope/init.scope"),
-                container(Docker, DOCKER_A),
-            ),
-            // Docker-in-docker: the inner container, whatever driver the outer one used.
-            (
-                format!("/docker/{DOCKER_A}/docker/{DOCKER_B}"),
-                container(Docker, DOCKER_B),
-            ),
-            (
-                format!("/system.slice/docker-{DOCKER_A}.scope/docker/{DOCKER_B}"),
-                container(Docker, DOCKER_B),
-            ),
-            // Kubernetes, cgroupfs driver.
-            (
-                format!("/kubepods/burstable/pod{POD}/{ID1}"),
-                in_pod(Kubernetes, ID1, POD, Burstable),
-            ),
-            (
-                format!("/kubepods/besteffort/pod{POD}/{ID1}"),
-                in_pod(Kubernetes, ID1, POD, BestEffort),
-            ),
-            (
-                format!("/kubepods/pod{POD}/{ID1}"),
-                in_pod(Kubernetes, ID1, POD, Guaranteed),
-            ),
-            // kind: kubelet --cgroup-root=/kubelet, inside a docker container on a v1 host.
-            (
-                format!("/docker/{DOCKER_A}/kubelet/kubepods/burstable/pod{POD}/{ID1}"),
-                in_pod(Kubernetes, ID1, POD, Burstable),
-            ),
-            // Kubernetes, systemd driver.
-            (
-                format!(
-                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/cri-containerd-{ID1}.scope"
-                ),
-                in_pod(Containerd, ID1, POD, Burstable),
-            ),
-            (
-                format!(
-                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/crio-{ID2}.scope"
-                ),
-                in_pod(CriO, ID2, POD, BestEffort),
-            ),
-            (
-                format!("/kubepods.slice/kubepods-pod{POD_}.slice/docker-{ID3}.scope"),
-                in_pod(Docker, ID3, POD, Guaranteed),
-            ),
-            (
-                format!(
-                    "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{POD_}.slice/cri-containerd-{ID1}.scope"
-                ),
-                in_pod(Containerd, ID1, POD, BestEffort),
-            ),
-            // A static pod: the kubelet's config hash is the uid.
-            (
-                format!(
-                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{STATIC_POD}.slice/cri-containerd-{ID1}.scope"
-                ),
-                in_pod(Containerd, ID1, STATIC_POD, Burstable),
-            ),
-            (
-                format!("/kubepods/burstable/pod{STATIC_POD}/{ID1}"),
-                in_pod(Kubernetes, ID1, STATIC_POD, Burstable),
-            ),
-            // A container inside a pod's container is not the pod's.
-            (
-                format!("/kubepods/burstable/pod{POD}/{ID1}/docker/{ID2}"),
-                container(Docker, ID2),
-            ),
-            // CRI-O.
-            (format!("/system.slice/crio-conmon-{ID2}.scope"), None),
-            (
-                format!(
-                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/crio-conmon-{ID2}.scope"
-                ),
-                None,
-            ),
-            (
-                format!("/kubepods/burstable/pod{POD}/crio-{ID2}"),
-                in_pod(CriO, ID2, POD, Burstable),
-            ),
-            (
-                format!("/kubepods/burstable/pod{POD}/crio-conmon-{ID2}"),
-                None,
-            ),
-            (format!("/crio/crio-{ID2}"), container(CriO, ID2)),
-            // Podman.
-            (
-                format!("/machine.slice/libpod-{ID3}.scope"),
-                container(Podman, ID3),
-            ),
-            (
-                format!("/machine.slice/libpod-{ID3}.scope/container"),
-                container(Podman, ID3),
-            ),
-            (format!("/machine.slice/libpod-conmon-{ID3}.scope"), None),
-            (
-                format!(
-                    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID3}.scope/container"
-                ),
-                container(Podman, ID3),
-            ),
-            (
-                format!(
-                    "/machine.slice/machine-libpod_pod_{ID1}.slice/libpod-{ID3}.scope/container"
-                ),
-                container(Podman, ID3),
-            ),
-            (
-                format!("/system.slice/nginx.service/libpod-payload-{QUADLET}"),
-                container(Podman, QUADLET),
-            ),
-            ("/system.slice/nginx.service/runtime".into(), None),
-            // conmon running inside a docker container runs in that container.
-            (
-                format!("/docker/{DOCKER_A}/machine.slice/libpod-conmon-{ID3}.scope"),
-                container(Docker, DOCKER_A),
-            ),
-            // nerdctl.
-            (
-                format!("/system.slice/nerdctl-{ID1}.scope"),
-                container(Nerdctl, ID1),
-            ),
-            // LXC.
-            ("/lxc/web".into(), container(Lxc, "web")),
-            ("/lxc/web/init.scope".into(), container(Lxc, "web")),
-            ("/lxc.payload/web".into(), container(Lxc, "web")),
-            ("/lxc.payload.web".into(), container(Lxc, "web")),
-            (
-                "/lxc.payload.web/system.slice/sshd.service".into(),
-                container(Lxc, "web"),
-            ),
-            (
-                "/lxc.payload.web/lxc.payload.inner".into(),
-                container(Lxc, "inner"),
-            ),
-            ("/lxc.monitor.web".into(), None),
-            ("/lxc.monitor/web".into(), None),
-            ("/lxc.pivot".into(), None),
-            ("/lxc.payload.".into(), None),
-            // systemd-nspawn.
-            (
-                r"/machine.slice/machine-my\x2dcontainer.scope".into(),
-                container(SystemdNspawn, "my-container"),
-            ),
-            (
-                r"/machine.slice/machine-my\x2dcontainer.scope/payload".into(),
-                container(SystemdNspawn, "my-container"),
-            ),
-            (
-                r"/machine.slice/machine-my\x2dcontainer.scope/payload/system.slice/sshd.service"
-                    .into(),
-                container(SystemdNspawn, "my-container"),
-            ),
-            (
-                r"/machine.slice/machine-my\x2dcontainer.scope/supervisor".into(),
-                None,
-            ),
-            (
-                r"/machine.slice/systemd-nspawn@my\x2dcontainer.service/payload".into(),
-                container(SystemdNspawn, "my-container"),
-            ),
-            (
-                r"/machine.slice/systemd-nspawn@my\x2dcontainer.service/supervisor".into(),
-                None,
-            ),
-            (
-                "/machine.slice/machine-debian.scope".into(),
-                container(SystemdNspawn, "debian"),
-            ),
-            // libvirt domains registered with machined are not nspawn containers.
-            (
-                r"/machine.slice/machine-qemu\x2d1\x2dvm1.scope".into(),
-                None,
-            ),
-            (
-                r"/machine.slice/machine-lxc\x2d4711\x2dweb.scope".into(),
-                None,
-            ),
-            // Not how systemd escapes a machine name.
-            ("/machine.slice/machine-my-container.scope".into(), None),
-            (r"/machine.slice/machine-my\x2.scope".into(), None),
-            (r"/machine.slice/machine-my\u2d.scope".into(), None),
-            (r"/machine.slice/machine-\xff.scope".into(), None),
-            (r"/machine.slice/machine-a\x2fb.scope".into(), None),
-            (r"/machine.slice/machine-a\x0ab.scope".into(), None),
-            ("/machine.slice/machine-.scope".into(), None),
-            ("/machine.slice/machine-caf\u{e9}.scope".into(), None),
-        ];
-        for (path, want) in &cases {
-            assert_eq!(&attribute(path), want, "{path}");
+        let cases = with_ids(RUNTIMES_AND_DRIVERS);
+        let lines = cases.lines().map(str::trim_start);
+        for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            assert!(
+                !line.contains('{'),
+                "no constant stands for a name in {line:?}"
+            );
+            let (path, want) = line
+                .split_once(" => ")
+                .unwrap_or_else(|| panic!("no ` => ` in {line:?}"));
+            assert_eq!(described(attribute(path)), want, "{path}");
         }
     }
 
