@@ -1,16 +1,16 @@
 //! The pure core of oomtrace: everything that turns what the kernel wrote into a report and a
 //! report into text, with no kernel program, no async runtime and no container runtime client.
-//! It needs only std, serde, serde_json, humantime, jiff and the record layout shared with the
-//! kernel program, so the fuzzers, the end-to-end tests and the benchmarks depend on it without
-//! building the eBPF program.
+//! It needs only std, libc, serde, serde_json, humantime, jiff and the record layout shared with
+//! the kernel program, so the fuzzers, the end-to-end tests and the benchmarks depend on it
+//! without building the eBPF program.
 //!
 //! - [`report`]: the one model every source builds and every output renders; [`identity`]
 //!   says when two records are one event; [`time`]: the kernel's clocks and `--since`;
 //! - [`kernel`]: readers of what the kernel publishes as text (tracefs formats, the cgroup
-//!   hierarchy, `/proc/vmstat`) and the attach modes;
+//!   hierarchy, `/proc/vmstat`), the attach modes and what a recorded stack says;
 //! - [`source`]: the parsers of kernel output: eBPF records, kernel-log lines;
 //! - [`attribution`]: from a cgroup path to a container, and what the OOM was;
-//! - [`output`]: the human and JSON renderers, their escaping, and filters;
+//! - [`output`]: the human and JSON renderers, their escaping, filters, and what a kill means;
 //! - [`journal`]: the journal's line format, read back.
 
 pub mod attribution;

@@ -1,6 +1,6 @@
 //! Attribution from facts alone: from the victim's cgroup path to the container that owns it
-//! ([`cgroup_path`]), and what the OOM was, from the record, its stack and the kernel log
-//! ([`oom`]).
+//! ([`cgroup_path`]), and which limit was hit and which OOM invocation a kill belongs to, from
+//! the record and its stack ([`oom`]); the kernel log's own account is `source::kmsg`'s.
 
 pub mod cgroup_path;
 pub mod oom;
