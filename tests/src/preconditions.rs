@@ -1,8 +1,8 @@
 //! What a test needs before it runs: the binaries under test, root (or a recorded skip), the
 //! host's OOM killer to itself, and to know whether it runs in a kernel-matrix VM.
 //!
-//! The skip rule itself is oomtrace-core's (`testing::skips`), shared with the unit tests of
-//! the other crates and read back by `cargo xtask test`.
+//! The skip rule itself is `oomtrace-test-skips`' (here through oomtrace-core's
+//! `testing::skips`, which the unit tests use too), and `cargo xtask test` reads it back.
 
 use std::{
     path::PathBuf,
