@@ -227,7 +227,7 @@ mod tests {
             .collect()
     }
 
-    const WEB: &str = r#"scope="container",container="shop-web-1",image="shop/web:1.2",compose_project="shop",compose_service="web",k8s_namespace="",k8s_pod="",k8s_container="""#;
+    const WEB: &str = r#"scope="container",container="shop-web-1",image="shop/web:1.2",compose_project="shop",compose_service="web",k8s_namespace="",k8s_pod="",k8s_pod_uid="",k8s_container="""#;
 
     #[test]
     fn a_recreated_container_keeps_its_series() {
@@ -250,7 +250,7 @@ mod tests {
         metrics.record_kill(&host, SystemTime::now());
 
         let samples = samples(&metrics);
-        let host_labels = r#"scope="host",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="""#;
+        let host_labels = r#"scope="host",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_pod_uid="",k8s_container="""#;
         for want in [
             format!(r#"oomtrace_oom_kills_total{{{WEB},kind="killed"}} 2"#),
             format!(r#"oomtrace_oom_kills_total{{{host_labels},kind="marked"}} 1"#),
@@ -321,9 +321,9 @@ mod tests {
             count("oomtrace_last_oom_kill_timestamp_seconds{"),
             MAX_WORKLOADS + 1
         );
-        let overflow = r#"oomtrace_oom_kills_total{scope="overflow",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="",kind="killed"} 11"#;
+        let overflow = r#"oomtrace_oom_kills_total{scope="overflow",container="",image="",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_pod_uid="",k8s_container="",kind="killed"} 11"#;
         assert!(samples.contains(&overflow.to_owned()), "no overflow line");
-        let c0 = r#"oomtrace_oom_kills_total{scope="container",container="c0",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_container="",kind="killed"} 2"#;
+        let c0 = r#"oomtrace_oom_kills_total{scope="container",container="c0",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_pod_uid="",k8s_container="",kind="killed"} 2"#;
         assert!(samples.contains(&c0.to_owned()), "c0 lost its series");
     }
 }

@@ -22,6 +22,9 @@ pub struct Workload {
     // Prefixed: Prometheus attaches `namespace` and `pod` of the scraped oomtrace pod itself.
     k8s_namespace: String,
     k8s_pod: String,
+    /// Only where the pod's name is not known (no runtime named it): different pods must not
+    /// share a series, and a container id would start a new one at every restart.
+    k8s_pod_uid: String,
     k8s_container: String,
 }
 
@@ -53,6 +56,12 @@ impl Workload {
         let k8s_pod = pod
             .and_then(|p| p.name.clone())
             .unwrap_or_else(|| label("io.kubernetes.pod.name"));
+        let k8s_pod_uid = if k8s_pod.is_empty() {
+            pod.map(|p| p.uid.clone())
+                .unwrap_or_else(|| label("io.kubernetes.pod.uid"))
+        } else {
+            String::new()
+        };
         let workload = Self {
             scope: "container",
             // The kubelet names a Docker container after its pod's uid and restart attempt,
@@ -69,6 +78,7 @@ impl Workload {
                 .and_then(|p| p.namespace.clone())
                 .unwrap_or_else(|| label("io.kubernetes.pod.namespace")),
             k8s_pod,
+            k8s_pod_uid,
             k8s_container: label("io.kubernetes.container.name"),
         };
         let values = [
@@ -78,6 +88,7 @@ impl Workload {
             &workload.compose_service,
             &workload.k8s_namespace,
             &workload.k8s_pod,
+            &workload.k8s_pod_uid,
             &workload.k8s_container,
         ];
         values
@@ -111,11 +122,49 @@ mod tests {
             });
         }
         metrics.record_kill(&report, SystemTime::now());
-        let want = r#"oomtrace_oom_kills_total{scope="container",container="",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="prod",k8s_pod="api-7d9f",k8s_container="app",kind="killed"} 1"#;
+        let want = r#"oomtrace_oom_kills_total{scope="container",container="",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="prod",k8s_pod="api-7d9f",k8s_pod_uid="",k8s_container="app",kind="killed"} 1"#;
         assert!(
             samples(&metrics).contains(&want.to_owned()),
             "{:#?}",
             samples(&metrics)
+        );
+    }
+
+    #[test]
+    fn pods_whose_names_are_unknown_are_told_apart_by_their_uid() {
+        let metrics = metrics();
+        for (uid, id) in [
+            ("0b1c-uid", "aaaa"),
+            ("0b1c-uid", "bbbb"),
+            ("9f8e-uid", "cccc"),
+        ] {
+            let mut report = kill_in(None, id, &[]);
+            if let Some(container) = report.container.as_mut() {
+                container.pod = Some(Pod {
+                    uid: uid.into(),
+                    namespace: None,
+                    name: None,
+                    qos: Some("burstable"),
+                });
+            }
+            metrics.record_kill(&report, SystemTime::now());
+        }
+        let series = |uid: &str, kills: u32| {
+            format!(
+                r#"oomtrace_oom_kills_total{{scope="container",container="",image="shop/web:1.2",compose_project="",compose_service="",k8s_namespace="",k8s_pod="",k8s_pod_uid="{uid}",k8s_container="",kind="killed"}} {kills}"#
+            )
+        };
+        let samples = samples(&metrics);
+        // Two containers of one pod (a restart makes a new id) are one series; another pod,
+        // another series.
+        for want in [series("0b1c-uid", 2), series("9f8e-uid", 1)] {
+            assert!(samples.contains(&want), "{want}\n{samples:#?}");
+        }
+        assert!(
+            !samples
+                .iter()
+                .any(|s| s.contains("aaaa") || s.contains("bbbb")),
+            "a container id in the labels: {samples:#?}"
         );
     }
 }
