@@ -226,3 +226,38 @@ fn an_address_in_use_is_refused_before_tracing() {
     );
     assert!(!stderr.contains("watching"), "{stderr}");
 }
+
+/// 300 clients that connect and send half a request, from anywhere the port is reachable,
+/// cannot keep Prometheus out: a scrape beside them is answered whole within a second.
+#[test]
+fn slow_clients_cannot_keep_a_scrape_out() {
+    use std::io::Write as _;
+    const SLOW_CLIENTS: usize = 300;
+    let test = "slow_clients_cannot_keep_a_scrape_out";
+    if !privileged(test) {
+        return;
+    }
+    let tracer = Tracer::start(&["--metrics-addr", "127.0.0.1:0"]);
+    let addr = metrics_addr(&tracer.stderr_so_far());
+    let slow: Vec<std::net::TcpStream> = (0..SLOW_CLIENTS)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, RUN_TIMEOUT)
+                .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: ")
+                .expect("half a request");
+            stream
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, body) = http_get(addr, "/metrics");
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(samples(&body, "oomtrace_build_info").len(), 1, "{body}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a scrape beside {SLOW_CLIENTS} slow clients took {took:?}"
+    );
+    drop(slow);
+    tracer.stop().assert_success();
+}

@@ -1,16 +1,27 @@
 //! The smallest HTTP/1.1 server Prometheus can scrape: `GET /metrics` (or `HEAD`), one
 //! request per connection, nothing else. A web framework would outweigh the rest of oomtrace.
 //!
-//! Whoever can reach the port is untrusted: a request's head is capped in size and time, a
-//! few connections are served at once and the rest are closed at once, so neither a slow
-//! client nor a flood can hold memory or the event loop.
+//! Whoever can reach the port is untrusted: a request's head is capped in size and time, and
+//! the connections open at once are capped. Past the cap, the connection that has waited
+//! longest without sending its whole request is dropped to make room, so clients that connect
+//! and stall, however many and however often renewed, cannot keep a scrape out; and neither
+//! they nor a flood can hold more than a bounded amount of memory.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
+    task::AbortHandle,
     time::timeout,
 };
 
@@ -19,11 +30,13 @@ use super::Metrics;
 /// A request head (request line and headers) larger than this is refused: Prometheus sends
 /// a few hundred bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// A client has this long to send its request head, and to take the response.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client has this long to send its request head, which Prometheus sends at once, and to
+/// take the response.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Scrapes served at once: a Prometheus pair and a curl, with room to spare.
-const MAX_CONNECTIONS: usize = 4;
+/// Connections open at once. A scrape takes milliseconds; the rest is room for clients that
+/// stall, each holding a few KiB at most (its task, its head so far): about 1.5 MiB in all.
+pub const MAX_CONNECTIONS: usize = 512;
 /// After a failed accept (out of file descriptors), how long to wait before the next: the
 /// kernel gives no notification of a descriptor coming free.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -59,9 +72,63 @@ impl Listener {
     }
 }
 
+/// The connections being served, for the accept loop to keep under [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Connections {
+    open: AtomicUsize,
+    /// Those still sending their request head, oldest first, by id: the ones to drop when
+    /// the server is full. A connection leaves it once its head is read, so an answer being
+    /// written is never cut off.
+    reading: Mutex<VecDeque<(u64, AbortHandle)>>,
+}
+
+impl Connections {
+    fn reading(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, AbortHandle)>> {
+        // A panic while holding it cannot leave the queue half-changed: recover it.
+        self.reading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes room for one more: true if there is room, or the longest-stalled connection was
+    /// dropped for it; false when every connection is being answered.
+    fn make_room(&self) -> bool {
+        if self.open.load(Ordering::Acquire) < MAX_CONNECTIONS {
+            return true;
+        }
+        let longest_stalled = self.reading().pop_front();
+        match longest_stalled {
+            Some((_, stalled)) => {
+                stalled.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn head_read(&self, id: u64) {
+        self.reading().retain(|(queued, _)| *queued != id);
+    }
+}
+
+/// One open connection's share of [`Connections`], given back however its task ends,
+/// aborted included.
+struct Open {
+    connections: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.connections.head_read(self.id);
+        self.connections.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
     let mut failing = false;
+    let mut next_id = 0u64;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
@@ -77,21 +144,33 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        // Dropping the stream closes it: a busy server says so fastest by not answering.
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        // Every connection is being answered: dropping the stream closes it, which tells a
+        // busy server's client fastest.
+        if !connections.make_room() {
             continue;
+        }
+        connections.open.fetch_add(1, Ordering::AcqRel);
+        let id = next_id;
+        next_id += 1;
+        let open = Open {
+            connections: Arc::clone(&connections),
+            id,
         };
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let _slot = slot;
+        // Queued under the lock the task takes to leave the queue, so it cannot leave first.
+        let mut reading = connections.reading();
+        let task = tokio::spawn(async move {
             // A client that goes away or stalls is its own problem, never the tracer's.
-            let _ = serve_one(stream, &metrics).await;
+            let _ = serve_one(stream, &metrics, &open).await;
         });
+        reading.push_back((id, task.abort_handle()));
     }
 }
 
-async fn serve_one(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    let response = match timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+async fn serve_one(mut stream: TcpStream, metrics: &Metrics, open: &Open) -> io::Result<()> {
+    let head = timeout(READ_TIMEOUT, read_head(&mut stream)).await;
+    open.connections.head_read(open.id);
+    let response = match head {
         Ok(Ok(Some(head))) => respond(&head, metrics),
         Ok(Ok(None)) => Response::plain(431, "Request Header Fields Too Large"),
         Ok(Err(err)) => return Err(err),
@@ -297,5 +376,64 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("oomtrace_build_info{"), "{ok}");
         assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
+    }
+
+    /// Clients that connect and send half a request, more of them than the server holds,
+    /// cannot keep a scrape out: 50 scrapes at once are each answered whole within a second.
+    #[test]
+    fn stalled_clients_past_the_cap_cannot_keep_scrapes_out() {
+        use std::io::{Read as _, Write as _};
+        use std::time::Instant;
+        const STALLED: usize = MAX_CONNECTIONS + 50;
+        const SCRAPES: usize = 50;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let addr = runtime.block_on(async {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+            let addr = listener.addr;
+            listener.serve(metrics());
+            addr
+        });
+        let clients = runtime.spawn_blocking(move || {
+            let stalled: Vec<std::net::TcpStream> = (0..STALLED)
+                .map(|_| {
+                    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                    stream.write_all(b"GET /metr").expect("send half a request");
+                    stream
+                })
+                .collect();
+            let scrapes: Vec<_> = (0..SCRAPES)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let started = Instant::now();
+                        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(1)))
+                            .unwrap();
+                        stream
+                            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                            .expect("send");
+                        let mut response = String::new();
+                        let _ = stream.read_to_string(&mut response);
+                        (started.elapsed(), response)
+                    })
+                })
+                .collect();
+            let answers: Vec<_> = scrapes
+                .into_iter()
+                .map(|scrape| scrape.join().expect("a scrape"))
+                .collect();
+            drop(stalled);
+            answers
+        });
+        let answers = runtime.block_on(clients).expect("the clients");
+        assert_eq!(answers.len(), SCRAPES);
+        for (took, response) in answers {
+            assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response:?}");
+            assert!(response.contains("oomtrace_build_info{"), "{response}");
+            assert!(took < Duration::from_secs(1), "answered in {took:?}");
+        }
     }
 }
