@@ -340,9 +340,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_socket_is_served_and_an_oversized_head_refused() {
-        use std::io::{Read as _, Write as _};
+    /// A server on a free loopback port, run by the returned runtime whenever it blocks on
+    /// something (the test's clients, spawned on its blocking pool).
+    fn serving() -> (tokio::runtime::Runtime, SocketAddr) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -353,6 +353,13 @@ mod tests {
             listener.serve(metrics());
             addr
         });
+        (runtime, addr)
+    }
+
+    #[test]
+    fn a_socket_is_served_and_an_oversized_head_refused() {
+        use std::io::{Read as _, Write as _};
+        let (runtime, addr) = serving();
         // Blocking, on the runtime's blocking pool: block_on drives the server meanwhile.
         let client = runtime.spawn_blocking(move || {
             let exchange = |request: &[u8]| {
@@ -386,16 +393,7 @@ mod tests {
         use std::time::Instant;
         const STALLED: usize = MAX_CONNECTIONS + 50;
         const SCRAPES: usize = 50;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let addr = runtime.block_on(async {
-            let listener = bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
-            let addr = listener.addr;
-            listener.serve(metrics());
-            addr
-        });
+        let (runtime, addr) = serving();
         let clients = runtime.spawn_blocking(move || {
             let stalled: Vec<std::net::TcpStream> = (0..STALLED)
                 .map(|_| {
