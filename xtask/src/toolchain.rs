@@ -58,7 +58,7 @@ pub fn ensure_build_toolchain() -> Result<Toolchain> {
     ensure_rust_src(&ebpf)?;
     ensure_bpf_linker()?;
     // containerd's client crate compiles containerd's .proto files at build time.
-    crate::host::ensure_program("protoc", "protobuf-compiler")?;
+    host::ensure_program("protoc", "protobuf-compiler")?;
     Ok(Toolchain { ebpf })
 }
 
