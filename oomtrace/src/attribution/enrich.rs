@@ -1,7 +1,7 @@
 //! From cgroup to container: attributes a report to the container that owns its cgroup, then
 //! adds what the runtime's cache knows. Reads the cache only; never waits on a runtime.
 
-use crate::attribution::docker::{Cache, ContainerMeta};
+use crate::attribution::runtime::{Cache, ContainerMeta};
 use oomtrace_core::{
     attribution::cgroup_path::{self as container, ContainerRef, QosClass},
     output::facts::INIT_SHIMS,
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_docker_kill_gets_the_cached_name() {
-        let cache = Cache::default();
+        let cache = Cache::new("docker");
         let attributes: HashMap<String, String> = [
             ("name", "data-processor"),
             ("image", "oomtrace-busybox:latest"),
@@ -285,7 +285,7 @@ mod tests {
     fn a_cgroup_parent_container_is_named_only_once_docker_confirms_it() {
         let path = format!("/oomtrace-shared/{ID}");
         let mut report = report_in(&path, 4321, 12);
-        annotate(&mut report, Some(&Cache::default()));
+        annotate(&mut report, Some(&Cache::new("docker")));
         assert_eq!(
             report.container, None,
             "an id Docker does not know names nothing"
@@ -297,7 +297,7 @@ mod tests {
             "without Docker, nothing confirms it"
         );
 
-        let cache = Cache::default();
+        let cache = Cache::new("docker");
         let attributes: HashMap<String, String> =
             [("name".to_owned(), "shared-a".to_owned())].into();
         crate::attribution::docker::apply_event(&cache, "create", ID, &attributes);
@@ -330,7 +330,7 @@ mod tests {
             (None, 100, Some(1), None),
         ];
         for (main_pid, pid, ppid, want) in cases {
-            let cache = Cache::default();
+            let cache = Cache::new("docker");
             cache.insert(ID, meta(main_pid));
             let mut report = report_in(&format!("/docker/{ID}"), pid, 7);
             report.victim.ppid = ppid;
@@ -363,7 +363,7 @@ mod tests {
             "/docker/notanid",
         ] {
             let mut report = report_in(path, 4321, 4321);
-            annotate(&mut report, Some(&Cache::default()));
+            annotate(&mut report, Some(&Cache::new("docker")));
             assert_eq!(report.container, None, "{path}");
             assert_eq!(report.victim.is_container_init, None, "{path}");
         }

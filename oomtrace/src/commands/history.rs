@@ -6,7 +6,7 @@
 use std::{io::Write as _, process::ExitCode, time::SystemTime};
 
 use crate::{
-    attribution::{docker, enrich},
+    attribution::{docker, enrich, runtime},
     cli::Args,
     commands::{
         explain::{Listing, list_docker},
@@ -224,7 +224,7 @@ fn unmatched<'a>(
     wanted: &'a [String],
     kills: &[Report],
     exits: &[ContainerExit],
-    answer: Option<&docker::Cache>,
+    answer: Option<&runtime::Cache>,
     docker_list: impl FnOnce() -> Vec<(String, Option<String>)>,
 ) -> Vec<&'a str> {
     let recorded: Vec<&Container> = kills
@@ -232,7 +232,7 @@ fn unmatched<'a>(
         .filter_map(|r| r.container.as_ref())
         .chain(exits.iter().map(|e| &e.container))
         .collect();
-    let answered = answer.map(docker::Cache::all).unwrap_or_default();
+    let answered = answer.map(runtime::Cache::all).unwrap_or_default();
     let mut unmatched: Vec<&str> = wanted
         .iter()
         .map(String::as_str)
@@ -260,7 +260,7 @@ fn unmatched<'a>(
 /// What Docker says about the containers it still knows, for reports without names; and
 /// for `--container NAME`, which container that name is now. Returns Docker's answer, `None`
 /// when it was not asked or did not answer.
-pub fn ask_docker(args: &Args, kills: &mut [Report]) -> Option<docker::Cache> {
+pub fn ask_docker(args: &Args, kills: &mut [Report]) -> Option<runtime::Cache> {
     if args.no_enrich {
         return None;
     }
@@ -293,7 +293,7 @@ pub fn docker_answer(
     socket: &std::path::Path,
     ids: &[String],
     names: &[String],
-) -> Option<docker::Cache> {
+) -> Option<runtime::Cache> {
     match docker::ask(
         socket,
         docker::WAIT,
@@ -448,7 +448,7 @@ mod tests {
             unmatched(&wanted, kills, exits, None, || panic!("Docker is away")),
             ["db", "ab12", "nosuch", ""]
         );
-        let answer = docker::Cache::default();
+        let answer = runtime::Cache::new("docker");
         assert_eq!(
             unmatched(&wanted, kills, exits, Some(&answer), listed),
             ["nosuch", ""]

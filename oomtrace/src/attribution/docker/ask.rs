@@ -5,8 +5,10 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use bollard::query_parameters::ListContainersOptions;
 
+use crate::attribution::runtime::Cache;
+
 use super::{
-    cache::{Cache, apply_event},
+    cache::apply_event,
     connect::{client, connect},
     inspect::inspect_into,
 };
@@ -64,7 +66,7 @@ pub async fn containers(socket: &Path) -> Result<Vec<(String, Option<String>)>, 
 /// events. An error says why Docker could not be asked.
 pub async fn inspect_now(socket: &Path, ids: &[String], names: &[String]) -> Result<Cache, String> {
     let docker = connect(socket, 5).await?;
-    let cache = Cache::default();
+    let cache = Cache::new("docker");
     for id in ids.iter().chain(names) {
         // inspect accepts a name as well as an id; the cache is keyed by the full id.
         if let Ok(inspect) = docker.inspect_container(id, None).await

@@ -11,19 +11,8 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
-use super::{
-    cache::{Cache, apply_event},
-    connect::connect,
-    inspect::{Lifecycle, inspect_into},
-};
-
-/// Whether Docker enrichment is currently working.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Connecting,
-    Synced,
-    Unavailable,
-}
+use super::{cache::apply_event, connect::connect, inspect::inspect_into};
+use crate::attribution::runtime::{Cache, Lifecycle, Status};
 
 pub struct Enricher {
     pub cache: Cache,
@@ -43,7 +32,7 @@ impl Enricher {
 /// Starts the background task that keeps the cache in step with Docker, reconnecting with
 /// back-off whenever the daemon goes away.
 pub fn start(socket: PathBuf) -> Enricher {
-    let cache = Cache::default();
+    let cache = Cache::new("docker");
     let (status_tx, status) = watch::channel(Status::Connecting);
     let (inspect, mut requests) = mpsc::unbounded_channel::<String>();
     let (lifecycle_tx, lifecycle) = mpsc::unbounded_channel();

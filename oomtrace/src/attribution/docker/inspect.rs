@@ -5,24 +5,8 @@ use std::time::SystemTime;
 
 use bollard::Docker;
 
-use super::cache::{Cache, LABELS};
-
-/// A container's run beginning or ending, as Docker's events say.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
-    Started {
-        id: String,
-    },
-    Died {
-        id: String,
-        time: Option<SystemTime>,
-        exit_code: Option<i64>,
-        /// `State.OOMKilled` as Docker reports it for the run that ended.
-        oom_killed: Option<bool>,
-        restart_count: Option<u32>,
-        restarting: Option<bool>,
-    },
-}
+use super::cache::LABELS;
+use crate::attribution::runtime::{Cache, Lifecycle};
 
 /// What an inspect says about how a container's last run ended.
 #[derive(Debug, Default)]

@@ -19,7 +19,6 @@ mod follow;
 mod inspect;
 
 pub use ask::{WAIT, ask, containers, inspect_now, version};
-pub use cache::{Cache, ContainerMeta, apply_event};
+pub use cache::apply_event;
 pub use connect::socket_path;
-pub use follow::{Enricher, Status, start};
-pub use inspect::Lifecycle;
+pub use follow::{Enricher, start};

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use crate::attribution::docker::ContainerMeta;
+use crate::attribution::runtime::ContainerMeta;
 use oomtrace_core::report::{ContainerExit, Report};
 
 /// How a text shows an untrusted string, given as its exact bytes (a kernel-given name need

@@ -26,7 +26,7 @@ use self::{
     resolve::{Known, Resolution},
 };
 use crate::{
-    attribution::{docker, enrich},
+    attribution::{docker, enrich, runtime},
     cli::Args,
     commands::watch::journal_path,
     source::past::{self, Past},
@@ -150,7 +150,7 @@ fn known(past: &Past, listing: &Listing) -> Vec<Known> {
 }
 
 /// What Docker says about the container `id` now, and the answer to fill its kills from.
-fn docker_view(listing: &Listing, id: &str, past: &Past) -> (DockerView, Option<docker::Cache>) {
+fn docker_view(listing: &Listing, id: &str, past: &Past) -> (DockerView, Option<runtime::Cache>) {
     match listing {
         Listing::NotAsked => (DockerView::NotAsked, None),
         Listing::Unreachable(why) => (DockerView::Unreachable(why.clone()), None),
@@ -191,7 +191,7 @@ fn gather(
     past: Past,
     id: &str,
     docker: DockerView,
-    cache: Option<docker::Cache>,
+    cache: Option<runtime::Cache>,
     journal: JournalRead,
     same_name: Vec<String>,
     since: Option<SystemTime>,
@@ -297,7 +297,7 @@ mod tests {
         render::render,
         story::build,
     };
-    use crate::attribution::docker::ContainerMeta;
+    use crate::attribution::runtime::ContainerMeta;
     use oomtrace_core::{
         output::escape::visible_bytes,
         report::{Container, ContainerExit, MemcgStat, OomContext, Report, TopTask},

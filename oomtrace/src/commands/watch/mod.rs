@@ -22,7 +22,7 @@ use tokio::{
 use oomtrace_core::kernel::vmstat;
 
 use crate::{
-    attribution::docker,
+    attribution::{docker, runtime},
     cli::{Args, Backend},
     kernel::{attach::attach, loader::Attached, plan::Plan},
     output::{
@@ -465,8 +465,8 @@ async fn changed(
 
 /// Docker's status once it changes; never, without Docker (or once its task is gone).
 async fn status_changed(
-    receiver: &mut Option<tokio::sync::watch::Receiver<docker::Status>>,
-) -> Option<docker::Status> {
+    receiver: &mut Option<tokio::sync::watch::Receiver<runtime::Status>>,
+) -> Option<runtime::Status> {
     match receiver {
         Some(inner) => match inner.changed().await {
             Ok(()) => Some(*inner.borrow_and_update()),
@@ -480,7 +480,7 @@ async fn status_changed(
 }
 
 /// The next container start or death Docker reports; never, without Docker.
-async fn lifecycle(pipeline: &mut Pipeline) -> Option<docker::Lifecycle> {
+async fn lifecycle(pipeline: &mut Pipeline) -> Option<runtime::Lifecycle> {
     match pipeline.context.docker.as_mut() {
         Some(docker) => docker.lifecycle.recv().await,
         None => std::future::pending().await,

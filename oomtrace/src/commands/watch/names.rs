@@ -3,7 +3,7 @@
 //! it is away, and a value that matches no container any of them knows. Neither stops the
 //! watch; the filter keeps applying as documented.
 
-use crate::attribution::docker::{Cache, Status};
+use crate::attribution::runtime::{Cache, Status};
 use oomtrace_core::output::filter::names_container;
 
 /// What has been said, so each warning is given once.
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn values_matching_a_name_or_an_id_prefix_are_known() {
-        let cache = Cache::default();
+        let cache = Cache::new("docker");
         let attributes: HashMap<String, String> = [("name".to_owned(), "web".to_owned())].into();
         apply_event(&cache, "create", ID, &attributes);
         let wanted: Vec<String> = ["web", "/web", "28f29", ID, "db", "28f3", "we", ""]

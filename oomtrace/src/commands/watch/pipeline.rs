@@ -16,8 +16,8 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 
 use crate::{
     attribution::{
-        docker::{self, Lifecycle},
-        enrich,
+        docker, enrich,
+        runtime::{self, Lifecycle},
     },
     output::{metrics::Metrics, sink::Sinks},
 };
@@ -452,7 +452,7 @@ fn attribute(report: &mut Report, context: &Context) {
     }
 }
 
-fn cache(context: &Context) -> Option<&docker::Cache> {
+fn cache(context: &Context) -> Option<&runtime::Cache> {
     context.docker.as_ref().map(|d| &d.cache)
 }
 
@@ -460,7 +460,7 @@ fn docker_answers(context: &Context) -> bool {
     context
         .docker
         .as_ref()
-        .is_some_and(|d| *d.status.borrow() != docker::Status::Unavailable)
+        .is_some_and(|d| *d.status.borrow() != runtime::Status::Unavailable)
 }
 
 /// The id Docker is asked about for `report`: its Docker container's, or an id in its cgroup
