@@ -121,6 +121,11 @@ pub struct Args {
     #[arg(long, value_name = "PATH", global = true)]
     pub docker_socket: Option<PathBuf>,
 
+    /// Talk to containerd at PATH, for Kubernetes names [default: CONTAINERD_ADDRESS, else
+    /// /run/containerd/containerd.sock].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub containerd_socket: Option<PathBuf>,
+
     /// Ask no container runtime; containers are still identified from their cgroup.
     #[arg(long, global = true)]
     pub no_enrich: bool,
@@ -206,6 +211,7 @@ impl Args {
         note("--tracepoint-layout", self.tracepoint_layout.is_some());
         note("--btf", self.btf.is_some());
         note("--docker-socket", self.docker_socket.is_some());
+        note("--containerd-socket", self.containerd_socket.is_some());
         note("--no-enrich", self.no_enrich);
         note("--container", !self.containers.is_empty());
         note("--pid", !self.pids.is_empty());
@@ -228,7 +234,12 @@ fn applies(command: Option<&Command>, option: &str) -> bool {
     const JOURNAL: [&str; 2] = ["--journal", "--no-journal"];
     let takes: &[&str] = match command {
         None => return true,
-        Some(Command::Check) => &["--attach", "--tracepoint-layout", "--btf"],
+        Some(Command::Check) => &[
+            "--attach",
+            "--tracepoint-layout",
+            "--btf",
+            "--containerd-socket",
+        ],
         Some(Command::History) => &[
             "--json",
             "--verbose",
@@ -284,6 +295,11 @@ impl Cli {
         if a.no_enrich && a.docker_socket.is_some() {
             return Some(
                 "--no-enrich asks no container runtime, and --docker-socket says where to ask Docker: give one or the other".into(),
+            );
+        }
+        if a.no_enrich && a.containerd_socket.is_some() {
+            return Some(
+                "--no-enrich asks no container runtime, and --containerd-socket says where to ask containerd: give one or the other".into(),
             );
         }
         if a.no_journal && a.no_journal_write {
@@ -371,7 +387,7 @@ mod tests {
     /// without a word.
     #[test]
     fn an_option_applies_wherever_it_is_written_or_is_refused() {
-        let ok: [&[&str]; 13] = [
+        let ok: [&[&str]; 15] = [
             &["--json", "history"],
             &["history", "--json"],
             &["--container", "s0", "history"],
@@ -385,11 +401,13 @@ mod tests {
             &["--metrics-addr", "9633"],
             &["--verbose", "history"],
             &["--no-journal-write", "--since", "1h"],
+            &["--containerd-socket", "/c.sock", "-j"],
+            &["check", "--containerd-socket", "/c.sock"],
         ];
         for args in ok {
             assert_eq!(problem(args), None, "{args:?}");
         }
-        let refused: [(&[&str], &str); 11] = [
+        let refused: [(&[&str], &str); 13] = [
             (
                 &["check", "--json"],
                 "--json does not apply to `oomtrace check`",
@@ -418,6 +436,14 @@ mod tests {
             (
                 &["--no-enrich", "--docker-socket", "/x"],
                 "give one or the other",
+            ),
+            (
+                &["--no-enrich", "--containerd-socket", "/x"],
+                "give one or the other",
+            ),
+            (
+                &["history", "--containerd-socket", "/x"],
+                "--containerd-socket does not apply to `oomtrace history`",
             ),
             (&["-n", "0"], "at least 1"),
             (

@@ -1,34 +1,70 @@
 //! From cgroup to container: attributes a report to the container that owns its cgroup, then
-//! adds what the runtime's cache knows. Reads the cache only; never waits on a runtime.
+//! adds what the runtime's cache knows. Reads the caches only; never waits on a runtime.
 
 use crate::attribution::runtime::{Cache, ContainerMeta};
 use oomtrace_core::{
-    attribution::cgroup_path::{self as container, ContainerRef, QosClass},
+    attribution::cgroup_path::{self as container, ContainerRef, QosClass, Runtime},
     output::facts::INIT_SHIMS,
     report::{Container, Pod, Report, Victim},
 };
 
-/// Fills `report.container` and `victim.is_container_init` from the cgroup path and, for
-/// Docker containers, the cache.
-pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
+/// The runtimes' caches a report is attributed with; `None` for a runtime not asked.
+#[derive(Clone, Copy, Default)]
+pub struct Caches<'a> {
+    pub docker: Option<&'a Cache>,
+    pub containerd: Option<&'a Cache>,
+}
+
+impl<'a> Caches<'a> {
+    /// Docker's cache alone: for what only Docker is asked about (`history`, `explain`).
+    pub fn docker_only(docker: Option<&'a Cache>) -> Self {
+        Self {
+            docker,
+            containerd: None,
+        }
+    }
+
+    /// What the runtime that may own a container of this shape says about `id`, and that
+    /// runtime. The kubelet's cgroupfs shape does not say which runtime made the container:
+    /// containerd is asked first, then Docker (cri-dockerd).
+    pub fn lookup(&self, runtime: Runtime, id: &str) -> Option<(Runtime, ContainerMeta)> {
+        let ask = |cache: Option<&Cache>, runtime| Some((runtime, cache?.lookup(id)?));
+        match runtime {
+            Runtime::Docker => ask(self.docker, Runtime::Docker),
+            Runtime::Containerd => ask(self.containerd, Runtime::Containerd),
+            Runtime::Kubernetes => ask(self.containerd, Runtime::Containerd)
+                .or_else(|| ask(self.docker, Runtime::Docker)),
+            _ => None,
+        }
+    }
+
+    /// Whichever cache knows `id`.
+    pub fn any(&self, id: &str) -> Option<ContainerMeta> {
+        [self.docker, self.containerd]
+            .into_iter()
+            .flatten()
+            .find_map(|cache| cache.lookup(id))
+    }
+}
+
+/// Fills `report.container` and `victim.is_container_init` from the cgroup path and what the
+/// runtime that owns the container says.
+pub fn annotate(report: &mut Report, caches: Caches) {
     let path = report.cgroup.path.as_deref();
-    let (reference, meta) = match path.and_then(container::attribute) {
+    let (mut reference, meta) = match path.and_then(container::attribute) {
         Some(reference) => {
-            let meta = match (reference.runtime, docker) {
-                (container::Runtime::Docker, Some(cache)) => cache.lookup(&reference.id),
-                _ => None,
-            };
+            let meta = caches.lookup(reference.runtime, &reference.id);
             (reference, meta)
         }
         // An id under a parent of the user's choosing is Docker's only if Docker says so.
-        None => match (path.and_then(container::unclaimed_id), docker) {
+        None => match (path.and_then(container::unclaimed_id), caches.docker) {
             (Some(id), Some(cache)) if let Some(meta) = cache.lookup(id) => (
                 ContainerRef {
-                    runtime: container::Runtime::Docker,
+                    runtime: Runtime::Docker,
                     id: id.to_owned(),
                     pod: None,
                 },
-                Some(meta),
+                Some((Runtime::Docker, meta)),
             ),
             _ => {
                 // Outside a container, where a parent lives says nothing.
@@ -37,6 +73,11 @@ pub fn annotate(report: &mut Report, docker: Option<&Cache>) {
             }
         },
     };
+    // The runtime that answered made the container.
+    let meta = meta.map(|(runtime, meta)| {
+        reference.runtime = runtime;
+        meta
+    });
     let main_pid = meta.as_ref().and_then(|m| m.container.main_pid);
     let victim = &mut report.victim;
     victim.is_container_init = is_container_init(victim, main_pid);
@@ -104,16 +145,16 @@ fn qos_name(qos: QosClass) -> &'static str {
 }
 
 /// Fills what a report read back from the journal or the kernel log lacks about its container
-/// from what Docker says now; what it already has stays.
-pub fn fill_missing(report: &mut Report, docker: &Cache) {
+/// from what the runtimes say now; what it already has stays.
+pub fn fill_missing(report: &mut Report, caches: Caches) {
     if report.container.is_none() {
-        annotate(report, Some(docker));
+        annotate(report, caches);
         return;
     }
     let Some(container) = report.container.as_mut() else {
         return;
     };
-    let Some(meta) = docker.lookup(&container.id) else {
+    let Some(meta) = caches.any(&container.id) else {
         return;
     };
     let said = meta.container;
@@ -134,7 +175,7 @@ pub fn refresh(container: &mut Container, meta: ContainerMeta) {
     } = std::mem::take(container);
     let mut fresh = describe(
         ContainerRef {
-            runtime: container::Runtime::Docker,
+            runtime: Runtime::Docker,
             id,
             pod: None,
         },
@@ -269,7 +310,7 @@ mod tests {
         .collect();
         crate::attribution::docker::apply_event(&cache, "create", ID, &attributes);
         let mut report = report_in(&format!("/docker/{ID}"), 4321, 12);
-        annotate(&mut report, Some(&cache));
+        annotate(&mut report, Caches::docker_only(Some(&cache)));
         let container = report.container.unwrap();
         assert_eq!(container.runtime, "docker");
         assert_eq!(container.id, ID);
@@ -285,13 +326,16 @@ mod tests {
     fn a_cgroup_parent_container_is_named_only_once_docker_confirms_it() {
         let path = format!("/oomtrace-shared/{ID}");
         let mut report = report_in(&path, 4321, 12);
-        annotate(&mut report, Some(&Cache::new("docker")));
+        annotate(
+            &mut report,
+            Caches::docker_only(Some(&Cache::new("docker"))),
+        );
         assert_eq!(
             report.container, None,
             "an id Docker does not know names nothing"
         );
         let mut report = report_in(&path, 4321, 12);
-        annotate(&mut report, None);
+        annotate(&mut report, Caches::docker_only(None));
         assert_eq!(
             report.container, None,
             "without Docker, nothing confirms it"
@@ -302,7 +346,7 @@ mod tests {
             [("name".to_owned(), "shared-a".to_owned())].into();
         crate::attribution::docker::apply_event(&cache, "create", ID, &attributes);
         let mut report = report_in(&path, 4321, 12);
-        annotate(&mut report, Some(&cache));
+        annotate(&mut report, Caches::docker_only(Some(&cache)));
         let container = report.container.expect("Docker knows the id");
         assert_eq!((container.runtime, container.id.as_str()), ("docker", ID));
         assert_eq!(container.name.as_deref(), Some("shared-a"));
@@ -334,7 +378,7 @@ mod tests {
             cache.insert(ID, meta(main_pid));
             let mut report = report_in(&format!("/docker/{ID}"), pid, 7);
             report.victim.ppid = ppid;
-            annotate(&mut report, Some(&cache));
+            annotate(&mut report, Caches::docker_only(Some(&cache)));
             let container = report.container.expect("a container");
             assert_eq!(container.restart_count, want, "{main_pid:?} {pid} {ppid:?}");
             assert_eq!(
@@ -348,7 +392,7 @@ mod tests {
     #[test]
     fn without_docker_the_id_still_comes_from_the_path() {
         let mut report = report_in(&format!("/docker/{ID}"), 4321, 1);
-        annotate(&mut report, None);
+        annotate(&mut report, Caches::docker_only(None));
         let container = report.container.unwrap();
         assert_eq!((container.id.as_str(), container.name), (ID, None));
         assert_eq!(report.victim.is_container_init, Some(true));
@@ -363,7 +407,10 @@ mod tests {
             "/docker/notanid",
         ] {
             let mut report = report_in(path, 4321, 4321);
-            annotate(&mut report, Some(&Cache::new("docker")));
+            annotate(
+                &mut report,
+                Caches::docker_only(Some(&Cache::new("docker"))),
+            );
             assert_eq!(report.container, None, "{path}");
             assert_eq!(report.victim.is_container_init, None, "{path}");
         }
@@ -375,12 +422,67 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0c6a8f47_2b8e_4a5c_9d1e_3f2a1b0c9d8e.slice/cri-containerd-{ID}.scope"
         );
         let mut report = report_in(&path, 4321, 1);
-        annotate(&mut report, None);
+        annotate(&mut report, Caches::docker_only(None));
         let container = report.container.unwrap();
         assert_eq!(container.runtime, "containerd");
         let pod = container.pod.unwrap();
         assert_eq!(pod.uid, "0c6a8f47-2b8e-4a5c-9d1e-3f2a1b0c9d8e");
         assert_eq!(pod.qos, Some("burstable"));
         assert_eq!((pod.namespace, pod.name), (None, None));
+    }
+
+    #[test]
+    fn containerd_names_a_kubernetes_container_docker_does_not_know() {
+        let uid = "0c6a8f47-2b8e-4a5c-9d1e-3f2a1b0c9d8e";
+        let path = format!("/kubepods/burstable/pod{uid}/{ID}");
+        let labels = [
+            ("io.kubernetes.pod.name", "web-0"),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.container.name", "web"),
+        ];
+        let containerd = Cache::new("containerd");
+        containerd.insert(
+            ID,
+            ContainerMeta {
+                container: Container {
+                    name: Some("web".into()),
+                    main_pid: Some(4000),
+                    memory_limit_bytes: Some(200 << 20),
+                    labels: Some(
+                        labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
+                    ..Container::default()
+                },
+                ..ContainerMeta::default()
+            },
+        );
+        let docker = Cache::new("docker");
+        // (caches asked, runtime, name, pod name)
+        let cases = [
+            (Caches::docker_only(Some(&docker)), "kubernetes", None, None),
+            (
+                Caches {
+                    docker: Some(&docker),
+                    containerd: Some(&containerd),
+                },
+                "containerd",
+                Some("web"),
+                Some("web-0"),
+            ),
+        ];
+        for (caches, runtime, name, pod_name) in cases {
+            let mut report = report_in(&path, 4000, 1);
+            annotate(&mut report, caches);
+            let container = report.container.expect("a container");
+            assert_eq!(container.runtime, runtime);
+            assert_eq!(container.name.as_deref(), name);
+            let pod = container.pod.expect("its pod");
+            assert_eq!(pod.uid, uid);
+            assert_eq!(pod.name.as_deref(), pod_name);
+            assert_eq!(pod.qos, Some("burstable"));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! what its cgroup's files still hold ([`memcg_files`]). From a cgroup path alone, the
 //! container is `oomtrace_core`'s `attribution::cgroup_path`.
 
+pub mod containerd;
 pub mod docker;
 pub mod enrich;
 pub mod memcg_files;

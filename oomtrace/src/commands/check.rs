@@ -1,13 +1,13 @@
 //! `oomtrace check`: can this host be traced, and how? It answers two questions, each by
 //! doing it: whether the mode forced with `--attach` works here, and what plain `oomtrace`
 //! would use. It attaches for real and detaches, so "yes" is proven rather than inferred.
-//! Then whether Docker answers, and whether the kernel log can be read (the fallback, and
+//! Then whether Docker and containerd answer, and whether the kernel log can be read (the fallback, and
 //! `history`).
 
 use std::{fmt::Write as _, io::Write as _, path::Path, process::ExitCode, time::Duration};
 
 use crate::{
-    attribution::docker,
+    attribution::{containerd, docker},
     cli::Args,
     kernel::{
         attach::{AttachFailure, AttachOptions, attach},
@@ -69,6 +69,7 @@ fn describe(args: &Args, out: &mut String) -> ExitCode {
     }
     symbols_line(out);
     docker_line(out, args);
+    containerd_line(out, args);
     match &kmsg {
         Ok(()) => {
             let _ = writeln!(
@@ -207,6 +208,36 @@ fn docker_line(out: &mut String, args: &Args) {
             let _ = writeln!(
                 out,
                 "Docker: does not answer: {why}; reports carry container ids without names"
+            );
+        }
+    }
+}
+
+/// Whether containerd answers, and if not, why, in words.
+fn containerd_line(out: &mut String, args: &Args) {
+    if args.no_enrich {
+        let _ = writeln!(out, "containerd: not asked (--no-enrich)");
+        return;
+    }
+    let address = std::env::var(containerd::ADDRESS_ENV).ok();
+    let socket = containerd::socket_path(args.containerd_socket.as_deref(), address.as_deref());
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an event loop: {e}"))
+        .and_then(|runtime| runtime.block_on(containerd::version(&socket, Duration::from_secs(3))));
+    match answer {
+        Ok(version) => {
+            let _ = writeln!(
+                out,
+                "containerd: answers at {} ({version}): Kubernetes containers are named",
+                socket.display()
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                out,
+                "containerd: does not answer: {why}; Kubernetes containers are reported by id and pod uid"
             );
         }
     }

@@ -283,7 +283,7 @@ pub fn ask_docker(args: &Args, kills: &mut [Report]) -> Option<runtime::Cache> {
     ids.dedup();
     let cache = docker_answer(&socket, &ids, &args.containers)?;
     for report in kills.iter_mut() {
-        enrich::fill_missing(report, &cache);
+        enrich::fill_missing(report, enrich::Caches::docker_only(Some(&cache)));
     }
     Some(cache)
 }

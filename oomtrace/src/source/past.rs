@@ -135,7 +135,7 @@ fn complete_from_log(journal: &mut Report, log: &Report) {
 
 /// A kill only the log has, named after the container the journal knew by its id.
 fn named(mut log: Report, names: &[Container]) -> Report {
-    crate::attribution::enrich::annotate(&mut log, None);
+    crate::attribution::enrich::annotate(&mut log, Default::default());
     if let Some(container) = log.container.as_mut()
         && let Some(known) = names.iter().rev().find(|c| c.id == container.id)
     {

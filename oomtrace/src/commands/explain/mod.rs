@@ -203,7 +203,7 @@ fn gather(
         // which only Docker can say are its.
         for kill in &mut all {
             if kill.container.is_none() || kill.container.as_ref().is_some_and(|c| c.id == id) {
-                enrich::fill_missing(kill, cache);
+                enrich::fill_missing(kill, enrich::Caches::docker_only(Some(cache)));
             }
         }
     }

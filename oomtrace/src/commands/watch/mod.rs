@@ -22,7 +22,7 @@ use tokio::{
 use oomtrace_core::kernel::vmstat;
 
 use crate::{
-    attribution::{docker, runtime},
+    attribution::{containerd, docker, runtime},
     cli::{Args, Backend},
     kernel::{attach::attach, loader::Attached, plan::Plan},
     output::{
@@ -132,6 +132,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let containerd = (!args.no_enrich).then(|| {
+        let address = std::env::var(containerd::ADDRESS_ENV).ok();
+        containerd::start(containerd::socket_path(
+            args.containerd_socket.as_deref(),
+            address.as_deref(),
+        ))
+    });
     let mut signals = Signals::new()?;
     // Before the attach: an address that cannot be served ends the watch before it traces.
     let metrics_listener = match args.metrics_addr {
@@ -209,6 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let context = Context {
         docker,
+        containerd,
         filter: Filter {
             containers: args.containers.clone(),
             pids: args.pids.clone(),
@@ -220,6 +228,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut docker_changes = context.docker.as_ref().map(|d| d.cache.subscribe());
     let mut docker_status = context.docker.as_ref().map(|d| d.status.clone());
+    let mut containerd_changes = context.containerd.as_ref().map(|c| c.cache.subscribe());
     let mut name_check = names::NameCheck::default();
     let verbose = args.verbose || stdout_is_terminal();
     let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
@@ -281,6 +290,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
+                pipeline.release(Instant::now());
+            }
+            Ok(()) = changed(&mut containerd_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
             }
             Some(event) = lifecycle(&mut pipeline) => {
@@ -479,10 +491,23 @@ async fn status_changed(
     }
 }
 
-/// The next container start or death Docker reports; never, without Docker.
+/// The next container start or death a runtime reports; never, without one.
 async fn lifecycle(pipeline: &mut Pipeline) -> Option<runtime::Lifecycle> {
-    match pipeline.context.docker.as_mut() {
-        Some(docker) => docker.lifecycle.recv().await,
+    let context = &mut pipeline.context;
+    let docker = context.docker.as_mut().map(|d| &mut d.lifecycle);
+    let containerd = context.containerd.as_mut().map(|c| &mut c.lifecycle);
+    tokio::select! {
+        Some(event) = next(docker) => Some(event),
+        Some(event) = next(containerd) => Some(event),
+        else => None,
+    }
+}
+
+async fn next(
+    receiver: Option<&mut mpsc::UnboundedReceiver<runtime::Lifecycle>>,
+) -> Option<runtime::Lifecycle> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -16,8 +16,9 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 
 use crate::{
     attribution::{
-        docker, enrich,
-        runtime::{self, Lifecycle},
+        containerd, docker,
+        enrich::{self, Caches},
+        runtime::{Lifecycle, Status},
     },
     output::{metrics::Metrics, sink::Sinks},
 };
@@ -69,6 +70,7 @@ pub struct Tally {
 /// What turning a record into a report needs besides the record.
 pub struct Context {
     pub docker: Option<docker::Enricher>,
+    pub containerd: Option<containerd::Enricher>,
     pub filter: Filter,
     pub format: StdoutFormat,
     /// `--metrics-addr`: counts the kills shown.
@@ -147,10 +149,15 @@ impl Pipeline {
         attribute(&mut report, &self.context);
         let run = self.note_kill(&report);
         let until = match name_wait(&self.context, &report) {
-            Some(wait) if docker_answers(&self.context) => {
-                if let (Some(docker), Some(id)) = (&self.context.docker, docker_id(&report)) {
-                    docker.request_inspect(id);
-                }
+            Some((wait, asked, id)) if answers(&self.context, asked) => {
+                match asked {
+                    Asked::Docker => self.context.docker.as_ref().map(|d| d.request_inspect(id)),
+                    Asked::Containerd => self
+                        .context
+                        .containerd
+                        .as_ref()
+                        .map(|c| c.request_inspect(id)),
+                };
                 now + wait
             }
             _ => now,
@@ -159,7 +166,7 @@ impl Pipeline {
         self.release(now);
     }
 
-    /// Takes a container's start or death from Docker.
+    /// Takes a container's start or death from its runtime.
     pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
         let Lifecycle::Died {
             id,
@@ -218,18 +225,20 @@ impl Pipeline {
             Item::Kill(report, _) => report.container.clone().filter(|c| c.id == id),
             Item::Exit(..) => None,
         });
+        let said = caches(&self.context).any(id);
         let mut container = newest.unwrap_or_else(|| oomtrace_core::report::Container {
-            runtime: "docker",
+            runtime: said.as_ref().map_or("docker", |m| m.container.runtime),
             id: id.to_owned(),
             ..Default::default()
         });
-        if let Some(meta) = cache(&self.context).and_then(|c| c.lookup(id)) {
+        if let Some(meta) = said {
             enrich::refresh(&mut container, meta);
         }
         container
     }
 
-    /// Files a kill in a Docker container for the exit that will end its run. A replayed kill
+    /// Files a kill in a container whose runtime reports exits (Docker, containerd) for the
+    /// exit that will end its run. A replayed kill
     /// is not filed: its run ended before the watch, or the journal has its exit.
     fn note_kill(&mut self, report: &Report) -> Option<u64> {
         if report.past {
@@ -238,7 +247,7 @@ impl Pipeline {
         let id = report
             .container
             .as_ref()
-            .filter(|c| c.runtime == "docker")?
+            .filter(|c| matches!(c.runtime, "docker" | "containerd" | "kubernetes"))?
             .id
             .clone();
         let run_told = self
@@ -287,8 +296,8 @@ impl Pipeline {
         while let Some(front) = self.held.front_mut() {
             if let Item::Kill(report, _) = &mut front.item {
                 attribute(report, &self.context);
-                let waiting = name_wait(&self.context, report).is_some()
-                    && docker_answers(&self.context)
+                let waiting = name_wait(&self.context, report)
+                    .is_some_and(|(_, asked, _)| answers(&self.context, asked))
                     && now < front.until;
                 if waiting {
                     break;
@@ -442,57 +451,83 @@ impl Pipeline {
 }
 
 /// From the cgroup to the container. A kill seen live is attributed from its cgroup and what
-/// Docker says now; a replayed one keeps what the journal recorded (a removed container's
-/// name, whether the victim was its main process), and Docker fills only what it lacks.
+/// the runtimes say now; a replayed one keeps what the journal recorded (a removed container's
+/// name, whether the victim was its main process), and the runtimes fill only what it lacks.
 fn attribute(report: &mut Report, context: &Context) {
-    match (report.past, cache(context)) {
-        (false, docker) => enrich::annotate(report, docker),
-        (true, Some(docker)) => enrich::fill_missing(report, docker),
+    let caches = caches(context);
+    match (report.past, caches.docker.or(caches.containerd)) {
+        (false, _) => enrich::annotate(report, caches),
+        (true, Some(_)) => enrich::fill_missing(report, caches),
         (true, None) => {}
     }
 }
 
-fn cache(context: &Context) -> Option<&runtime::Cache> {
-    context.docker.as_ref().map(|d| &d.cache)
+fn caches(context: &Context) -> Caches<'_> {
+    Caches {
+        docker: context.docker.as_ref().map(|d| &d.cache),
+        containerd: context.containerd.as_ref().map(|c| &c.cache),
+    }
 }
 
-fn docker_answers(context: &Context) -> bool {
-    context
-        .docker
-        .as_ref()
-        .is_some_and(|d| *d.status.borrow() != runtime::Status::Unavailable)
+/// The runtime a report's container name is asked of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    Docker,
+    Containerd,
 }
 
-/// The id Docker is asked about for `report`: its Docker container's, or an id in its cgroup
-/// path that only Docker can say is a container (`--cgroup-parent`).
-fn docker_id(report: &Report) -> Option<&str> {
+fn answers(context: &Context, asked: Asked) -> bool {
+    let status = match asked {
+        Asked::Docker => context.docker.as_ref().map(|d| &d.status),
+        Asked::Containerd => context.containerd.as_ref().map(|c| &c.status),
+    };
+    status.is_some_and(|s| *s.borrow() != Status::Unavailable)
+}
+
+/// The runtime that could still name `report`'s container, and the id to ask it about: a
+/// Docker container without a name, an id in a cgroup path that only Docker can say is a
+/// container (`--cgroup-parent`), or a Kubernetes container containerd has not described.
+fn unnamed<'r>(context: &Context, report: &'r Report) -> Option<(Asked, &'r str)> {
     match &report.container {
-        Some(container) => (container.runtime == "docker").then_some(container.id.as_str()),
-        None => report
-            .cgroup
-            .path
-            .as_deref()
-            .and_then(oomtrace_core::attribution::cgroup_path::unclaimed_id),
+        Some(c) if c.runtime == "docker" => {
+            (c.name.is_none() && context.docker.is_some()).then_some((Asked::Docker, &c.id))
+        }
+        Some(c) if matches!(c.runtime, "kubernetes" | "containerd") => {
+            let cache = &context.containerd.as_ref()?.cache;
+            cache
+                .lookup(&c.id)
+                .is_none()
+                .then_some((Asked::Containerd, &c.id))
+        }
+        Some(_) => None,
+        None => {
+            context.docker.as_ref()?;
+            let id = report
+                .cgroup
+                .path
+                .as_deref()
+                .and_then(oomtrace_core::attribution::cgroup_path::unclaimed_id)?;
+            Some((Asked::Docker, id))
+        }
     }
 }
 
-/// How long `report` may wait for its container's name, if it lacks one Docker could give.
-fn name_wait(context: &Context, report: &Report) -> Option<Duration> {
-    docker_id(report)?;
-    if report.container.as_ref().is_some_and(|c| c.name.is_some()) {
-        return None;
-    }
-    context.docker.as_ref()?;
+/// How long `report` may wait for its container's name, if it lacks one a runtime could
+/// give; the runtime, and the id to ask it about.
+fn name_wait<'r>(context: &Context, report: &'r Report) -> Option<(Duration, Asked, &'r str)> {
+    let (asked, id) = unnamed(context, report)?;
     if report.container.is_none() {
         // Not confirmed yet: until Docker answers, a `--container` filter cannot decide.
-        return Some(if context.filter.containers.is_empty() {
+        let wait = if context.filter.containers.is_empty() {
             NAME_WAIT
         } else {
             FILTER_NAME_WAIT
-        });
+        };
+        return Some((wait, asked, id));
     }
-    Some(match context.filter.verdict(report) {
+    let wait = match context.filter.verdict(report) {
         Verdict::NeedsName => FILTER_NAME_WAIT,
         Verdict::Shown | Verdict::Hidden => NAME_WAIT,
-    })
+    };
+    Some((wait, asked, id))
 }

@@ -270,7 +270,7 @@ mod tests {
             kernel_ns: (docker.usec + 2_000_000) * 1000,
         };
         let mut report = report_from_kill(docker, &clock, CgroupMode::V1);
-        crate::attribution::enrich::annotate(&mut report, None);
+        crate::attribution::enrich::annotate(&mut report, Default::default());
         assert_eq!(report.source, "kmsg");
         assert_eq!(report.victim.pid, Some(docker.pid));
         assert_eq!(report.victim.tid, None, "the log does not say which thread");

@@ -1,0 +1,281 @@
+//! A watch's view of containerd: the cache kept in step with containerd's events in every
+//! namespace, reconnecting when containerd goes away, and the starts and exits of tasks.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use containerd_client::{events, types::Envelope};
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+
+use super::{connect::Api, describe::meta_of};
+use crate::attribution::runtime::{Cache, Lifecycle, Status};
+
+/// How long containerd gets to answer one call before it counts as away.
+const CALL_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Enricher {
+    pub cache: Cache,
+    pub status: watch::Receiver<Status>,
+    requests: mpsc::UnboundedSender<String>,
+    /// Task starts and exits, in the order containerd reported them.
+    pub lifecycle: mpsc::UnboundedReceiver<Lifecycle>,
+}
+
+impl Enricher {
+    /// Asks containerd about a container the cache does not know; the answer lands in it.
+    pub fn request_inspect(&self, id: &str) {
+        let _ = self.requests.send(id.to_owned());
+    }
+}
+
+/// Starts the background task that keeps the cache in step with containerd, reconnecting
+/// with back-off whenever it goes away.
+pub fn start(socket: PathBuf) -> Enricher {
+    let cache = Cache::new("containerd");
+    let (status_tx, status) = watch::channel(Status::Connecting);
+    let (requests, mut asked) = mpsc::unbounded_channel::<String>();
+    let (lifecycle_tx, lifecycle) = mpsc::unbounded_channel();
+    let task_cache = cache.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(250);
+        let mut said_unavailable = false;
+        loop {
+            let mut session = Session {
+                socket: &socket,
+                cache: &task_cache,
+                status: &status_tx,
+                lifecycle: &lifecycle_tx,
+                namespaces: Vec::new(),
+            };
+            let why = session.run(&mut asked, &mut said_unavailable).await;
+            if *status_tx.borrow() == Status::Synced {
+                backoff = Duration::from_millis(250);
+            }
+            let _ = status_tx.send(Status::Unavailable);
+            if !said_unavailable {
+                crate::say!(
+                    "containerd enrichment is unavailable ({why}); Kubernetes containers are reported by id and pod uid until containerd answers at {}",
+                    socket.display()
+                );
+                said_unavailable = true;
+            }
+            // Questions asked while containerd is away cannot be answered: drop them.
+            while asked.try_recv().is_ok() {}
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+    Enricher {
+        cache,
+        status,
+        requests,
+        lifecycle,
+    }
+}
+
+struct Session<'a> {
+    socket: &'a Path,
+    cache: &'a Cache,
+    status: &'a watch::Sender<Status>,
+    lifecycle: &'a mpsc::UnboundedSender<Lifecycle>,
+    /// The namespaces containerd listed, where an unknown id is looked for.
+    namespaces: Vec<String>,
+}
+
+impl Session<'_> {
+    /// One connection: subscribe, list what exists, then follow events until the stream
+    /// ends. Returns why it ended.
+    async fn run(
+        &mut self,
+        asked: &mut mpsc::UnboundedReceiver<String>,
+        said_unavailable: &mut bool,
+    ) -> String {
+        let api = match Api::connect(self.socket, CALL_WAIT).await {
+            Ok(api) => api,
+            Err(why) => return why,
+        };
+        // Subscribed before the listing, so that nothing created in between is missed.
+        let mut stream = match api.subscribe().await {
+            Ok(stream) => stream,
+            Err(why) => return why,
+        };
+        if let Err(why) = self.list(&api).await {
+            return why;
+        }
+        let _ = self.status.send(Status::Synced);
+        if std::mem::take(said_unavailable) {
+            crate::say!(
+                "containerd answers again at {}: Kubernetes containers are named",
+                self.socket.display()
+            );
+        }
+        loop {
+            tokio::select! {
+                envelope = stream.message() => match envelope {
+                    Ok(Some(envelope)) => self.apply(&api, envelope).await,
+                    Ok(None) => return "the event stream ended".to_owned(),
+                    Err(status) => return format!("the event stream failed: {}", status.message()),
+                },
+                Some(id) = asked.recv() => self.look_up(&api, &id).await,
+            }
+        }
+    }
+
+    /// Every container in every namespace, and the main pid of each running task.
+    async fn list(&mut self, api: &Api) -> Result<(), String> {
+        self.namespaces = api.namespaces().await?;
+        for namespace in &self.namespaces {
+            for container in api.containers(namespace).await? {
+                let meta = meta_of(&container, namespace);
+                self.cache.upsert(&container.id, |slot| *slot = meta);
+            }
+            for process in api.tasks(namespace).await? {
+                // A task's init process carries the container's id; exec'd processes do not.
+                if process.pid > 0 && process.id == process.container_id {
+                    self.cache.upsert(&process.container_id, |slot| {
+                        slot.container.main_pid = Some(process.pid);
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A container the cache did not know: looked for in every namespace.
+    async fn look_up(&mut self, api: &Api, id: &str) {
+        if self.cache.lookup(id).is_some() {
+            return;
+        }
+        if let Ok(namespaces) = api.namespaces().await {
+            self.namespaces = namespaces;
+        }
+        for namespace in &self.namespaces {
+            if let Ok(Some(container)) = api.container(namespace, id).await {
+                self.remember(&container, namespace, None);
+                return;
+            }
+        }
+    }
+
+    fn remember(
+        &self,
+        container: &containerd_client::services::v1::Container,
+        namespace: &str,
+        main_pid: Option<u32>,
+    ) {
+        let meta = meta_of(container, namespace);
+        self.cache.upsert(&container.id, |slot| {
+            let kept = (slot.container.main_pid, slot.oom_event_seen);
+            *slot = meta;
+            slot.container.main_pid = main_pid.or(kept.0);
+            slot.oom_event_seen = kept.1;
+        });
+    }
+
+    async fn apply(&mut self, api: &Api, envelope: Envelope) {
+        let Some(payload) = envelope.event.as_ref().map(|any| any.value.as_slice()) else {
+            return;
+        };
+        let namespace = envelope.namespace.as_str();
+        match envelope.topic.as_str() {
+            "/containers/create" | "/containers/update" => {
+                let id = match envelope.topic.as_str() {
+                    "/containers/create" => events::ContainerCreate::decode(payload).map(|e| e.id),
+                    _ => events::ContainerUpdate::decode(payload).map(|e| e.id),
+                };
+                if let Ok(id) = id
+                    && let Ok(Some(container)) = api.container(namespace, &id).await
+                {
+                    self.remember(&container, namespace, None);
+                }
+                if !self.namespaces.iter().any(|n| n == namespace) {
+                    self.namespaces.push(namespace.to_owned());
+                }
+            }
+            "/containers/delete" => {
+                if let Ok(deleted) = events::ContainerDelete::decode(payload) {
+                    self.cache.mark_removed(&deleted.id);
+                }
+            }
+            "/tasks/start" => {
+                if let Ok(started) = events::TaskStart::decode(payload) {
+                    if self.cache.lookup(&started.container_id).is_none()
+                        && let Ok(Some(container)) =
+                            api.container(namespace, &started.container_id).await
+                    {
+                        self.remember(&container, namespace, None);
+                    }
+                    self.cache.upsert(&started.container_id, |meta| {
+                        meta.container.main_pid = Some(started.pid).filter(|&pid| pid > 0);
+                        meta.oom_event_seen = false;
+                    });
+                    let _ = self.lifecycle.send(Lifecycle::Started {
+                        id: started.container_id,
+                    });
+                }
+            }
+            "/tasks/oom" => {
+                if let Ok(oom) = events::TaskOom::decode(payload) {
+                    self.cache
+                        .upsert(&oom.container_id, |meta| meta.oom_event_seen = true);
+                }
+            }
+            "/tasks/exit" => {
+                if let Ok(exit) = events::TaskExit::decode(payload)
+                    && let Some(died) = self.died(exit)
+                {
+                    let _ = self.lifecycle.send(died);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The exit of a task's init process: its container's run ended. An exec'd process's
+    /// exit (its own id) is not.
+    fn died(&self, exit: events::TaskExit) -> Option<Lifecycle> {
+        if exit.id != exit.container_id {
+            return None;
+        }
+        let meta = self.cache.lookup(&exit.container_id);
+        self.cache
+            .upsert(&exit.container_id, |meta| meta.container.main_pid = None);
+        Some(Lifecycle::Died {
+            id: exit.container_id,
+            time: exit.exited_at.and_then(|t| timestamp(t.seconds, t.nanos)),
+            exit_code: Some(i64::from(exit.exit_status)),
+            // containerd keeps no OOMKilled flag of its own.
+            oom_killed: None,
+            // kubelet makes a new container for every restart: the count it gave this one
+            // is this run's.
+            restart_count: meta.and_then(|m| m.container.restart_count),
+            restarting: None,
+        })
+    }
+}
+
+/// A protobuf timestamp as a time; `None` for the zero time or one out of range.
+fn timestamp(seconds: i64, nanos: i32) -> Option<SystemTime> {
+    let seconds = u64::try_from(seconds).ok().filter(|&s| s > 0)?;
+    let nanos = u32::try_from(nanos).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_before_the_epoch_or_zero_are_no_time() {
+        assert_eq!(timestamp(0, 0), None);
+        assert_eq!(timestamp(-5, 0), None);
+        assert_eq!(timestamp(10, -1), None);
+        assert_eq!(
+            timestamp(10, 5),
+            Some(SystemTime::UNIX_EPOCH + Duration::new(10, 5))
+        );
+    }
+}
