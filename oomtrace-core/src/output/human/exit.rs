@@ -1,4 +1,5 @@
-//! The exit line: how Docker says a container ended, and the kill before it.
+//! The exit line: how the runtime (Docker, containerd) says a container ended, and the kill
+//! before it.
 
 use std::{
     fmt::Write as _,
@@ -12,7 +13,7 @@ use crate::{
 };
 
 impl HumanView {
-    /// Appends a container exit's line: the fact Docker gives, and the kill before it.
+    /// Appends a container exit's line: the facts its runtime gives, and the kill before it.
     pub fn exit(&mut self, exit: &ContainerExit, now: SystemTime, out: &mut String) {
         self.time(exit.time, now, out);
         out.push_str("  container ");
@@ -23,11 +24,13 @@ impl HumanView {
             }
             None => out.push_str(" exited"),
         }
-        match exit.runtime_oom_killed {
-            Some(flag) => {
+        // Only Docker keeps an OOMKilled flag; containerd's exits have none to tell.
+        match (exit.container.runtime, exit.runtime_oom_killed) {
+            ("docker", Some(flag)) => {
                 let _ = write!(out, " (Docker: OOMKilled={flag})");
             }
-            None => out.push_str(" (Docker's OOMKilled unknown)"),
+            ("docker", None) => out.push_str(" (Docker's OOMKilled unknown)"),
+            _ => {}
         }
         if let Some(last) = &exit.last_kill {
             if let (Some(exited), Some(killed)) = (exit.time, last.time) {
@@ -113,6 +116,45 @@ mod tests {
             "04:47:34  container seed0 exited 0 (Docker: OOMKilled=true) 4.2 s after dd (pid \
              10390) was OOM-killed; its main process survived the kill; 0 restarts so far\n"
         );
+    }
+
+    #[test]
+    fn a_containerd_exit_claims_no_docker_flag() {
+        let report = seed0(true);
+        let mut container = report.container.clone().unwrap();
+        container.runtime = "containerd";
+        container.name = Some("job".into());
+        container.restart_policy = None;
+        let exit = |restart_count| ContainerExit {
+            schema: 1,
+            event: "container_exit",
+            time: report.time,
+            container: container.clone(),
+            exit_code: Some(137),
+            runtime_oom_killed: None,
+            restart_count,
+            restarting: None,
+            kills: vec![Some(5)],
+            host: None,
+            last_kill: Some(KillSummary::of(&report)),
+        };
+        for (count, tail) in [
+            (None, ", the container's main process\n"),
+            // kubelet's count, where containerd's record of the container holds it.
+            (
+                Some(2),
+                ", the container's main process; 2 restarts so far\n",
+            ),
+        ] {
+            let mut out = String::new();
+            utc().exit(&exit(count), today(), &mut out);
+            assert_eq!(
+                out,
+                format!(
+                    "04:47:30  container job exited 137 0.0 s after dd (pid 10390) was OOM-killed{tail}"
+                )
+            );
+        }
     }
 
     #[test]
