@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod docker;
 pub mod hog;
 pub mod kernel;
+pub mod kubernetes;
 pub mod metrics;
 pub mod pipes;
 pub mod pods;
