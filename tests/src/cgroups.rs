@@ -53,23 +53,12 @@ impl MemCgroup {
             let _ = fs::remove_dir(&dir);
         }
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let limit = (limit_mib << 20).to_string();
-        let cgroup = Self {
+        set_memory_limit(mode, &dir, limit_mib << 20);
+        Self {
             mode,
             dir,
             path: format!("/{name}"),
-        };
-        if mode == CgroupMode::V1 {
-            cgroup.write("memory.limit_in_bytes", &limit);
-        } else {
-            cgroup.write("memory.max", &limit);
-            // Swap would let a process outlive its limit; v1's limit covers only RAM already.
-            // Where the file is absent there is no swap to limit.
-            if cgroup.dir.join("memory.swap.max").exists() {
-                cgroup.write("memory.swap.max", "0");
-            }
         }
-        cgroup
     }
 
     /// A cgroup named `name` inside this one, with no limit of its own: the parent's limit is
@@ -128,6 +117,37 @@ impl Drop for MemCgroup {
     }
 }
 
+/// Sets the memory limit of the cgroup `dir` to `bytes`: `memory.limit_in_bytes` on v1,
+/// `memory.max` on v2.
+pub fn set_memory_limit(mode: CgroupMode, dir: &Path, bytes: u64) {
+    let write = |file: &str, value: &str| {
+        let path = dir.join(file);
+        fs::write(&path, value)
+            .unwrap_or_else(|e| panic!("write {value} to {}: {e}", path.display()));
+    };
+    if mode == CgroupMode::V1 {
+        write("memory.limit_in_bytes", &bytes.to_string());
+    } else {
+        write("memory.max", &bytes.to_string());
+        // Swap would let a process outlive its limit; v1's limit covers only RAM already.
+        // Where the file is absent there is no swap to limit.
+        if dir.join("memory.swap.max").exists() {
+            write("memory.swap.max", "0");
+        }
+    }
+}
+
+/// A number the memory controller keeps for the cgroup `path` (relative to the hierarchy's
+/// root, as oomtrace reports it): `memory.limit_in_bytes`, `memory.failcnt`.
+pub fn memory_number(path: &str, file: &str) -> u64 {
+    let (_, root) = memory_hierarchy();
+    let file = root.join(path.trim_start_matches('/')).join(file);
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{} holds no number ({e}): {text:?}", file.display()))
+}
+
 /// The cgroups [`MemCgroup::create`] made in runs whose process is gone.
 fn remove_stale(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
@@ -149,7 +169,7 @@ fn remove_stale(root: &Path) {
 }
 
 /// Removes the cgroup `dir`, its child cgroups first, killing whatever still runs in them.
-fn remove(dir: &Path) -> io::Result<()> {
+pub(crate) fn remove(dir: &Path) -> io::Result<()> {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {

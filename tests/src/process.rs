@@ -165,3 +165,30 @@ fn read_to_end_in_thread(
     });
     rx
 }
+
+/// Re-checks `done` until it holds or `timeout` passes; whether it held. For what the kernel or a
+/// daemon gives no notification of (a process gone that is not our child, a cgroup's usage
+/// reaching a level): each check costs microseconds, so one every 20 ms is no load.
+pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process `pid` exists (a zombie counts as gone: it holds nothing but its entry).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}

@@ -1,5 +1,6 @@
-//! Host prerequisites of the privileged tests: root, apt packages, tracefs, a Docker daemon and
-//! the busybox test image. Each is set up only when missing, and only as root.
+//! Host prerequisites of the privileged tests: root, apt packages, tracefs, a Docker daemon, the
+//! busybox test image and containerd's programs. Each is set up only when missing, and only as
+//! root.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -36,12 +37,14 @@ fn effective_uid(status: &str) -> Option<u32> {
 }
 
 /// What the privileged tests need: tracefs, a Docker daemon and the busybox image (put
-/// together under `target`, the cargo target directory, if missing); the terminal test drives
-/// the human view through tmux, and the unit file is checked with systemd-analyze.
+/// together under `target`, the cargo target directory, if missing), containerd's programs for
+/// the Kubernetes-shaped tests; the terminal test drives the human view through tmux, and the
+/// unit file is checked with systemd-analyze.
 pub fn ensure_test_prerequisites(target: &Path) -> Result<()> {
     ensure_tracefs()?;
     ensure_docker()?;
     ensure_test_image(target)?;
+    ensure_containerd_programs()?;
     ensure_program("tmux", "tmux")?;
     ensure_program("systemd-analyze", "systemd")
 }
@@ -71,6 +74,25 @@ pub fn ensure_bench_tools() -> Result<()> {
         missing.join(", ")
     ));
     apt_install(&missing)
+}
+
+/// The programs the Kubernetes-shaped tests run, each with the Debian package that provides it.
+/// The tests start a containerd of their own from these (never the host's, nor Docker's),
+/// drive it with ctr, and its shim runs the tasks with runc.
+const CONTAINERD_PROGRAMS: [(&str, &str); 4] = [
+    ("containerd", "containerd"),
+    ("ctr", "containerd"),
+    ("containerd-shim-runc-v2", "containerd"),
+    ("runc", "runc"),
+];
+
+/// Installs containerd and runc when any of their programs is missing; nothing is started.
+fn ensure_containerd_programs() -> Result<()> {
+    for (program, package) in CONTAINERD_PROGRAMS {
+        ensure_program(program, package)?;
+    }
+    progress("containerd, ctr and runc are installed");
+    Ok(())
 }
 
 /// Installs Debian's `package` when `program` is not on PATH, saying so.
