@@ -6,7 +6,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use containerd_client::{events, types::Envelope};
+use containerd_client::{
+    events,
+    types::{Envelope, v1::Process},
+};
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 
@@ -133,9 +136,8 @@ impl Session<'_> {
                 self.cache.upsert(&container.id, |slot| *slot = meta);
             }
             for process in api.tasks(namespace).await? {
-                // A task's init process carries the container's id; exec'd processes do not.
-                if process.pid > 0 && process.id == process.container_id {
-                    self.cache.upsert(&process.container_id, |slot| {
+                if let Some(container) = task_container(&process) {
+                    self.cache.upsert(container, |slot| {
                         slot.container.main_pid = Some(process.pid);
                     });
                 }
@@ -257,6 +259,18 @@ impl Session<'_> {
     }
 }
 
+/// The container whose init process `process` is, from a task listing. containerd 1.6 lists
+/// a task's init process by the container's id and leaves `container_id` empty; later
+/// versions may fill it. A process that has not started (pid 0) has no pid to give.
+fn task_container(process: &Process) -> Option<&str> {
+    let container = match process.container_id.as_str() {
+        "" => process.id.as_str(),
+        id if id == process.id => id,
+        _ => return None,
+    };
+    (process.pid > 0 && !container.is_empty()).then_some(container)
+}
+
 /// A protobuf timestamp as a time; `None` for the zero time or one out of range.
 fn timestamp(seconds: i64, nanos: i32) -> Option<SystemTime> {
     let seconds = u64::try_from(seconds).ok().filter(|&s| s > 0)?;
@@ -267,6 +281,28 @@ fn timestamp(seconds: i64, nanos: i32) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_listing_names_the_container_of_each_init_process() {
+        let process = |container_id: &str, id: &str, pid| Process {
+            container_id: container_id.into(),
+            id: id.into(),
+            pid,
+            ..Process::default()
+        };
+        let cases = [
+            // containerd 1.6: the init process by the container's id, no container id.
+            (process("", "c1", 40), Some("c1")),
+            (process("c1", "c1", 40), Some("c1")),
+            // An exec'd process.
+            (process("c1", "exec-1", 41), None),
+            (process("", "c1", 0), None),
+            (process("", "", 40), None),
+        ];
+        for (process, want) in cases {
+            assert_eq!(task_container(&process), want, "{process:?}");
+        }
+    }
 
     #[test]
     fn timestamps_before_the_epoch_or_zero_are_no_time() {
