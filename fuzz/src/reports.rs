@@ -139,6 +139,7 @@ fn container(u: &mut Unstructured) -> Result<Container> {
                 namespace: maybe(u, text)?,
                 name: maybe(u, text)?,
                 qos: maybe(u, word)?,
+                containers: u.arbitrary()?,
             })
         })?,
     })

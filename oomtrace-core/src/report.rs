@@ -365,6 +365,12 @@ pub struct Pod {
     pub name: Option<String>,
     #[serde(deserialize_with = "known_option")]
     pub qos: Option<Label>,
+    /// How many workload containers the pod had at the report: those whose cgroups were in
+    /// the pod's cgroup, and the victim's own, whose cgroup may be gone already; never the
+    /// sandbox ("pause") container. `null` when not known, and in journals written before it
+    /// was.
+    #[serde(default)]
+    pub containers: Option<u32>,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

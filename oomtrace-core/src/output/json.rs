@@ -169,6 +169,38 @@ mod tests {
     }
 
     #[test]
+    fn journal_lines_from_before_a_field_still_read() {
+        let mut report = report();
+        report.container = Some(crate::report::Container {
+            runtime: "kubernetes",
+            id: "4f2c".repeat(16),
+            pod: Some(crate::report::Pod {
+                uid: "b67e5888-667c-48fb-824e-7c2b4da2cb28".into(),
+                namespace: None,
+                name: None,
+                qos: Some("burstable"),
+                containers: Some(2),
+            }),
+            ..crate::report::Container::default()
+        });
+        let mut out = Vec::new();
+        write_line(&report, &mut out);
+        let mut json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["container"]["pod"]["containers"], 2);
+        // Fields added since schema 1 began, which older journals do not have.
+        let added = [("/container/pod", "containers")];
+        for (object, key) in added {
+            json.pointer_mut(object)
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|object| object.remove(key))
+                .unwrap_or_else(|| panic!("{object}/{key} written"));
+        }
+        let back: Report = serde_json::from_value(json).expect("an older line reads");
+        let pod = back.container.and_then(|c| c.pod).unwrap();
+        assert_eq!(pod.containers, None, "unknown, not 0");
+    }
+
+    #[test]
     fn an_ordinary_report_writes_no_hex_fields() {
         let mut out = Vec::new();
         write_line(&report(), &mut out);
@@ -234,6 +266,7 @@ mod readme_contract {
                 namespace: Some("default".into()),
                 name: Some("web-0".into()),
                 qos: Some("burstable"),
+                containers: Some(2),
             }),
             ..Container::default()
         });

@@ -407,6 +407,7 @@ mod tests {
             namespace: Some("prod".into()),
             name: Some("web-7f9".into()),
             qos: Some("burstable"),
+            containers: None,
         });
         let line = render(&mut utc(), &report);
         assert!(
