@@ -4,13 +4,13 @@
 
 use std::{fmt::Write as _, time::SystemTime};
 
-use super::{HumanView, container_name};
+use super::{HumanView, container_name, pod_name};
 use crate::{
     output::{
         escape::{push_visible_bytes, visible, visible_bytes},
         facts::{
-            Role, limited_cgroup, only_marked, own_cgroup, program, retries_allowed, victim_name,
-            victim_rss,
+            Role, container_cgroup, limited_cgroup, only_marked, own_cgroup, pod_limit_hit,
+            program, retries_allowed, victim_name, victim_rss,
         },
         format::{at_most_retries, bytes, memory, restarts_so_far, shown_path, top_tasks},
     },
@@ -93,14 +93,7 @@ fn place(report: &Report, out: &mut String) {
             let labels = container.labels.as_ref();
             let label = |key: &str| labels.and_then(|l| l.get(key));
             if let Some(pod) = &container.pod {
-                match (&pod.namespace, &pod.name) {
-                    (Some(ns), Some(name)) => {
-                        let _ = write!(out, " (pod {}/{})", visible(ns), visible(name));
-                    }
-                    _ => {
-                        let _ = write!(out, " (pod {})", visible(&pod.uid));
-                    }
-                }
+                let _ = write!(out, " (pod {})", pod_name(pod));
             } else if let (Some(project), Some(service)) = (
                 label("com.docker.compose.project"),
                 label("com.docker.compose.service"),
@@ -152,9 +145,14 @@ fn limit(report: &Report, out: &mut String) {
         out.push_str("  system out of memory");
         return;
     }
-    let limit = oom
-        .and_then(|o| o.memcg_limit_bytes)
-        .or_else(|| report.container.as_ref().and_then(|c| c.memory_limit_bytes));
+    // The runtime's limit is the container's own cgroup's: not the size of another one's.
+    let limited = limited_cgroup(report);
+    let containers_own =
+        limited.is_none() || limited == own_cgroup(report) || limited == container_cgroup(report);
+    let limit = oom.and_then(|o| o.memcg_limit_bytes).or_else(|| {
+        let container = report.container.as_ref()?;
+        container.memory_limit_bytes.filter(|_| containers_own)
+    });
     if let Some(limit) = limit {
         let _ = write!(out, "  limit {}", bytes(limit));
     }
@@ -164,7 +162,11 @@ fn limit(report: &Report, out: &mut String) {
 /// container, what set it off, and whether the kernel killed or only marked it.
 fn meaning(report: &Report) -> Vec<String> {
     let mut said = Vec::new();
-    if let (Some(memcg), Some(own)) = (limited_cgroup(report), own_cgroup(report))
+    if pod_limit_hit(report)
+        && let Some(container) = &report.container
+    {
+        said.extend(pod_limit(report, container));
+    } else if let (Some(memcg), Some(own)) = (limited_cgroup(report), own_cgroup(report))
         && memcg != own
     {
         said.push(format!(
@@ -196,6 +198,33 @@ fn meaning(report: &Report) -> Vec<String> {
         said.push(
             "it was already exiting, so the kernel only marked it: no SIGKILL, not counted".into(),
         );
+    }
+    said
+}
+
+/// The pod's limit, which its containers share, and the container's own: `the limit of pod
+/// shop/web-0, 256.0 MiB, shared by 2 containers`, `this container's own limit is 200.0 MiB`.
+/// Each part only where it is known: an unknown count or limit is left out, not taken for
+/// none.
+fn pod_limit(report: &Report, container: &Container) -> Vec<String> {
+    let Some(pod) = &container.pod else {
+        return Vec::new();
+    };
+    let mut pods = format!("the limit of pod {}", pod_name(pod));
+    if let Some(limit) = report.oom.as_ref().and_then(|o| o.memcg_limit_bytes) {
+        let _ = write!(pods, ", {}", bytes(limit));
+    }
+    // The count has the victim's own container in it, so 1 is this one alone.
+    match pod.containers {
+        Some(1) => pods.push_str(", which has no other container"),
+        Some(n) if n > 1 => {
+            let _ = write!(pods, ", shared by {n} containers");
+        }
+        _ => {}
+    }
+    let mut said = vec![pods];
+    if let Some(own) = container.memory_limit_bytes {
+        said.push(format!("this container's own limit is {}", bytes(own)));
     }
     said
 }
@@ -303,7 +332,7 @@ mod tests {
     use super::*;
     use crate::{
         kernel::cgroups::CgroupMode,
-        report::{MemcgStat, Pod, TopTask},
+        report::{MemcgStat, Pod, Report, TopTask},
         source::ebpf::decode,
         testing as fixtures,
     };
@@ -414,6 +443,193 @@ mod tests {
             line.starts_with("04:47:30  seed0 (pod prod/web-7f9)  dd"),
             "{line}"
         );
+    }
+
+    const POD_UID: &str = "b67e5888-667c-48fb-824e-7c2b4da2cb28";
+    const POD_ID: &str = "14ee10eb9e4c160434bca9d4c8519d350d4b9158f9d7a291758c2e7811ec968a";
+
+    /// The cgroupfs driver's pod cgroup, and its container's.
+    fn pod_cgroup() -> String {
+        format!("/kubepods/burstable/pod{POD_UID}")
+    }
+
+    /// The main process of a pod's container, killed at the pod's 256 MiB limit, which its
+    /// two containers share; the container's own limit is 200 MiB.
+    fn at_the_pod_s_limit() -> Report {
+        let mut report = seed0(true);
+        report.cgroup.path = Some(format!("{}/{POD_ID}", pod_cgroup()));
+        let oom = report.oom.as_mut().unwrap();
+        oom.memcg = Some(pod_cgroup());
+        oom.memcg_limit_bytes = Some(256 * MIB);
+        report.container = Some(Container {
+            runtime: "kubernetes",
+            id: POD_ID.into(),
+            name: Some("web".into()),
+            memory_limit_bytes: Some(200 * MIB),
+            pod: Some(Pod {
+                uid: POD_UID.into(),
+                namespace: Some("shop".into()),
+                name: Some("web-0".into()),
+                qos: Some("burstable"),
+                containers: Some(2),
+            }),
+            ..Container::default()
+        });
+        report
+    }
+
+    /// The line under the facts.
+    fn meaning_line(report: &Report) -> String {
+        let shown = render(&mut utc(), report);
+        let mut lines = shown.lines();
+        lines.next();
+        lines.next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn a_pod_s_limit_is_said_as_the_pod_s_shared_by_its_containers() {
+        type Edit = fn(&mut Report);
+        fn pod(r: &mut Report) -> &mut Pod {
+            r.container.as_mut().unwrap().pod.as_mut().unwrap()
+        }
+        let main = "; the container's main process (PID 1)";
+        let the_pod_s = "the limit of pod shop/web-0, 256.0 MiB";
+        let own = "; this container's own limit is 200.0 MiB";
+        let cases: Vec<(&str, Edit, String)> = vec![
+            (
+                "everything known",
+                |_| {},
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the pod's names unknown: its uid",
+                |r| pod(r).name = None,
+                format!("the limit of pod {POD_UID}, 256.0 MiB, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the size unknown",
+                |r| r.oom.as_mut().unwrap().memcg_limit_bytes = None,
+                format!("the limit of pod shop/web-0, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the count unknown",
+                |r| pod(r).containers = None,
+                format!("{the_pod_s}{own}{main}"),
+            ),
+            (
+                "a count of none says nothing",
+                |r| pod(r).containers = Some(0),
+                format!("{the_pod_s}{own}{main}"),
+            ),
+            (
+                "one container: this one",
+                |r| pod(r).containers = Some(1),
+                format!("{the_pod_s}, which has no other container{own}{main}"),
+            ),
+            (
+                "the container's own limit unknown is left out, not said to be none",
+                |r| r.container.as_mut().unwrap().memory_limit_bytes = None,
+                format!("{the_pod_s}, shared by 2 containers{main}"),
+            ),
+            (
+                "the victim in a cgroup below its container's",
+                |r| r.cgroup.path = Some(format!("{}/{POD_ID}/worker", pod_cgroup())),
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the systemd driver",
+                |r| {
+                    let slice = format!(
+                        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+                        POD_UID.replace('-', "_")
+                    );
+                    r.cgroup.path = Some(format!("{slice}/cri-containerd-{POD_ID}.scope"));
+                    r.oom.as_mut().unwrap().memcg = Some(slice);
+                },
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            // Not the pod's limit: said as before.
+            (
+                "the container's own limit",
+                |r| r.oom.as_mut().unwrap().memcg = r.cgroup.path.clone(),
+                "the container's main process (PID 1)".to_owned(),
+            ),
+            (
+                "the QoS class's slice above the pod",
+                |r| r.oom.as_mut().unwrap().memcg = Some("/kubepods/burstable".into()),
+                "limit of /kubepods/burstable hit, the victim lived in \
+                 /kubepods/burstable/podb67e5888-667c-48fb-824e-7c2b4da2cb28/14ee10eb9e4c…{main}"
+                    .replace("{main}", main),
+            ),
+            (
+                "a name that reads as the pod's but is other bytes",
+                |r| {
+                    let oom = r.oom.as_mut().unwrap();
+                    oom.memcg = Some(format!("{}\u{fffd}", pod_cgroup()));
+                    oom.memcg_bytes = Some([pod_cgroup().as_bytes(), b"\xff"].concat());
+                },
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID}\\xff hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+            (
+                "a container the path does not name",
+                |r| r.container.as_mut().unwrap().id = "4f2c".repeat(16),
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID} hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+            (
+                "a pod the path does not name",
+                |r| pod(r).uid = "0c6a".into(),
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID} hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+        ];
+        for (what, edit, want) in cases {
+            let mut report = at_the_pod_s_limit();
+            edit(&mut report);
+            assert_eq!(meaning_line(&report), format!("    {want}"), "{what}");
+        }
+        // The pod's limit unknown: the container's own is not shown as the limit hit.
+        let mut report = at_the_pod_s_limit();
+        report.oom.as_mut().unwrap().memcg_limit_bytes = None;
+        let first = render(&mut utc(), &report);
+        assert!(first.contains("rss 63.0 MiB\n"), "{first}");
+        report.oom.as_mut().unwrap().memcg = report.cgroup.path.clone();
+        let first = render(&mut utc(), &report);
+        assert!(first.contains("rss 63.0 MiB  limit 200.0 MiB\n"), "{first}");
+        let first = render(&mut utc(), &at_the_pod_s_limit());
+        assert!(
+            first.starts_with(
+                "04:47:30  web (pod shop/web-0)  dd (pid 10390, thread 10391)  rss 63.0 MiB  limit \
+                 256.0 MiB\n"
+            ),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn a_pod_s_hostile_names_are_escaped_in_its_limit() {
+        let mut report = at_the_pod_s_limit();
+        let pod = report.container.as_mut().unwrap().pod.as_mut().unwrap();
+        pod.namespace = Some("\x1b[2Jshop".into());
+        pod.name = Some("web\u{202e}0\n".into());
+        let line = meaning_line(&report);
+        assert!(
+            line.starts_with(
+                "    the limit of pod \\x1b[2Jshop/web\\u{202e}0\\x0a, 256.0 MiB, shared by 2"
+            ),
+            "{line}"
+        );
+        let pod = report.container.as_mut().unwrap().pod.as_mut().unwrap();
+        (pod.name, pod.uid) = (None, format!("{POD_UID}\x07"));
+        // The uid the report has is not the one the path names: not said to be the pod's.
+        assert!(!meaning_line(&report).contains("the limit of pod"));
     }
 
     #[test]

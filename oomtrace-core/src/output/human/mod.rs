@@ -27,7 +27,7 @@ use crate::{
         escape::visible,
         format::{clock, short_id},
     },
-    report::Container,
+    report::{Container, Pod},
 };
 
 /// Renders reports and container exits, remembering what makes the next line say more:
@@ -64,6 +64,14 @@ fn container_name(c: &Container) -> String {
     match &c.name {
         Some(name) => visible(name),
         None => format!("{} {}", c.runtime, visible(short_id(&c.id))),
+    }
+}
+
+/// A pod as `namespace/name`, or by its uid when its names are not known.
+fn pod_name(pod: &Pod) -> String {
+    match (&pod.namespace, &pod.name) {
+        (Some(ns), Some(name)) => format!("{}/{}", visible(ns), visible(name)),
+        _ => visible(&pod.uid),
     }
 }
 
