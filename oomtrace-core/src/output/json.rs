@@ -114,6 +114,11 @@ mod tests {
         set(&mut c.path, &mut c.path_bytes, b"/docker/a\xffb");
         let mut oom = crate::report::OomContext::default();
         set(&mut oom.memcg, &mut oom.memcg_bytes, b"/docker");
+        set(
+            &mut oom.group_memcg,
+            &mut oom.group_memcg_bytes,
+            b"/docker/a\xffb",
+        );
         oom.top_tasks = Some(vec![crate::report::TopTask {
             pid: 10390,
             comm: "\u{1b}[31mEV\u{fffd}IL".into(),
@@ -143,6 +148,12 @@ mod tests {
             (
                 "cgroup",
                 "path",
+                "/docker/a\u{fffd}b",
+                Some("2f646f636b65722f61ff62"),
+            ),
+            (
+                "oom",
+                "group_memcg",
                 "/docker/a\u{fffd}b",
                 Some("2f646f636b65722f61ff62"),
             ),
@@ -188,7 +199,7 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["container"]["pod"]["containers"], 2);
         // Fields added since schema 1 began, which older journals do not have.
-        let added = [("/container/pod", "containers")];
+        let added = [("/container/pod", "containers"), ("/oom", "group_memcg")];
         for (object, key) in added {
             json.pointer_mut(object)
                 .and_then(serde_json::Value::as_object_mut)
@@ -278,6 +289,7 @@ mod readme_contract {
         report.cgroup.path_bytes = not_utf8();
         report.oom = Some(OomContext {
             memcg_bytes: not_utf8(),
+            group_memcg_bytes: not_utf8(),
             memcg_stat: Some(MemcgStat::default()),
             top_tasks: Some(vec![TopTask {
                 pid: 1,
