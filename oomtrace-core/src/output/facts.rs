@@ -83,6 +83,15 @@ pub fn own_cgroup(report: &Report) -> Option<&[u8]> {
     Some(exact(path, report.cgroup.path_bytes.as_deref()))
 }
 
+/// The cgroup the kernel kills whole with the victim (`memory.oom.group`), as its exact bytes.
+pub fn group_cgroup(report: &Report) -> Option<&[u8]> {
+    let oom = report.oom.as_ref()?;
+    Some(exact(
+        oom.group_memcg.as_deref()?,
+        oom.group_memcg_bytes.as_deref(),
+    ))
+}
+
 /// The report's container's own cgroup, as its exact bytes: where the victim's cgroup path
 /// names that container (the victim may live in a cgroup below it).
 pub fn container_cgroup(report: &Report) -> Option<&[u8]> {

@@ -9,8 +9,8 @@ use crate::{
     output::{
         escape::{push_visible_bytes, visible, visible_bytes},
         facts::{
-            Role, container_cgroup, limited_cgroup, only_marked, own_cgroup, pod_limit_hit,
-            program, retries_allowed, victim_name, victim_rss,
+            Role, container_cgroup, group_cgroup, limited_cgroup, only_marked, own_cgroup,
+            pod_cgroup, pod_limit_hit, program, retries_allowed, victim_name, victim_rss,
         },
         format::{at_most_retries, bytes, memory, restarts_so_far, shown_path, top_tasks},
     },
@@ -175,6 +175,9 @@ fn meaning(report: &Report) -> Vec<String> {
             shown_path(own)
         ));
     }
+    if let Some(group) = group_kill(report) {
+        said.push(group);
+    }
     if let Some(container) = &report.container {
         said.push(role(report, container));
         if let Some(restart) = restart_facts(container) {
@@ -227,6 +230,40 @@ fn pod_limit(report: &Report, container: &Container) -> Vec<String> {
         said.push(format!("this container's own limit is {}", bytes(own)));
     }
     said
+}
+
+/// What a `memory.oom.group` kill takes with the victim: the container, its pod, or another
+/// cgroup, all of whose processes the kernel is killing. The kernel chose the group before it
+/// killed the victim, so by the time this is read the rest are being killed: a fact, not a
+/// forecast.
+fn group_kill(report: &Report) -> Option<String> {
+    // A victim only marked was already exiting: the kernel killed no group for it.
+    if only_marked(report) {
+        return None;
+    }
+    let member = report.oom.as_ref().and_then(|o| o.group_kill) == Some(true);
+    let Some(group) = group_cgroup(report) else {
+        return member.then(|| "killed with the rest of its memory.oom.group".to_owned());
+    };
+    let container = report.container.as_ref();
+    let (on, whose) = if Some(group) == container_cgroup(report) {
+        ("the container".to_owned(), "all its processes")
+    } else if Some(group) == pod_cgroup(report)
+        && let Some(pod) = container.and_then(|c| c.pod.as_ref())
+    {
+        (
+            format!("pod {}", pod_name(pod)),
+            "all its containers' processes",
+        )
+    } else {
+        (shown_path(group), "all its processes")
+    };
+    Some(if member {
+        // Shown in full when its chosen victim was not: one of the many.
+        format!("memory.oom.group is set on {on}: {whose} are being killed, this one among them")
+    } else {
+        format!("memory.oom.group is set on {on}: {whose} are being killed with it")
+    })
 }
 
 /// The victim's place in its container.
@@ -332,7 +369,7 @@ mod tests {
     use super::*;
     use crate::{
         kernel::cgroups::CgroupMode,
-        report::{MemcgStat, Pod, Report, TopTask},
+        report::{MemcgStat, OomContext, Pod, Report, TopTask},
         source::ebpf::decode,
         testing as fixtures,
     };
@@ -630,6 +667,162 @@ mod tests {
         (pod.name, pod.uid) = (None, format!("{POD_UID}\x07"));
         // The uid the report has is not the one the path names: not said to be the pod's.
         assert!(!meaning_line(&report).contains("the limit of pod"));
+    }
+
+    #[test]
+    fn a_group_kill_says_what_the_kernel_is_killing_with_the_victim() {
+        type Edit = fn(&mut Report);
+        fn oom(r: &mut Report) -> &mut OomContext {
+            r.oom.as_mut().unwrap()
+        }
+        let own = format!("{}/{POD_ID}", pod_cgroup());
+        let pod_limit = "the limit of pod shop/web-0, 256.0 MiB, shared by 2 containers; this \
+                         container's own limit is 200.0 MiB; ";
+        let main = "; the container's main process (PID 1)";
+        // (what, the group: the container's own cgroup, the pod's or one below the
+        // container's; an edit, what the line says between the limit and the role)
+        let cases: Vec<(&str, Option<&str>, Edit, &str)> = vec![
+            (
+                "the container's",
+                Some("OWN"),
+                |_| {},
+                "memory.oom.group is set on the container: all its processes are being killed \
+                 with it",
+            ),
+            (
+                "the pod's",
+                Some("POD"),
+                |_| {},
+                "memory.oom.group is set on pod shop/web-0: all its containers' processes are \
+                 being killed with it",
+            ),
+            (
+                "a cgroup below the container's",
+                Some("BELOW"),
+                |r| r.cgroup.path = r.oom.as_ref().unwrap().group_memcg.clone(),
+                "memory.oom.group is set on \
+                 /kubepods/burstable/podb67e5888-667c-48fb-824e-7c2b4da2cb28/14ee10eb9e4c…/app: \
+                 all its processes are being killed with it",
+            ),
+            (
+                "a member shown in full, its chosen victim not shown",
+                Some("OWN"),
+                |r| oom(r).group_kill = Some(true),
+                "memory.oom.group is set on the container: all its processes are being killed, \
+                 this one among them",
+            ),
+            (
+                "a member whose group is not known",
+                None,
+                |r| oom(r).group_kill = Some(true),
+                "killed with the rest of its memory.oom.group",
+            ),
+        ];
+        for (what, group, edit, want) in cases {
+            let mut report = at_the_pod_s_limit();
+            let oom = report.oom.as_mut().unwrap();
+            oom.id = Some(5);
+            oom.group_kill = Some(false);
+            oom.group_memcg = group.map(|g| match g {
+                "OWN" => own.clone(),
+                "POD" => pod_cgroup(),
+                _ => format!("{own}/app"),
+            });
+            edit(&mut report);
+            let line = meaning_line(&report);
+            assert_eq!(line, format!("    {pod_limit}{want}{main}"), "{what}");
+        }
+
+        // Said nowhere else: no group, and a victim only marked (no group was killed for it).
+        let mut report = at_the_pod_s_limit();
+        assert!(!meaning_line(&report).contains("oom.group"));
+        let oom = report.oom.as_mut().unwrap();
+        (oom.group_memcg, oom.kind) = (Some(pod_cgroup()), Some("marked"));
+        assert!(!meaning_line(&report).contains("oom.group"));
+
+        // Docker's container, on cgroup v2.
+        let mut report = seed0(true);
+        report.cgroup.path = Some(format!("/system.slice/docker-{POD_ID}.scope"));
+        report.container.as_mut().unwrap().id = POD_ID.into();
+        let oom = report.oom.as_mut().unwrap();
+        (oom.memcg, oom.group_memcg) = (report.cgroup.path.clone(), report.cgroup.path.clone());
+        assert_eq!(
+            meaning_line(&report),
+            "    memory.oom.group is set on the container: all its processes are being killed \
+             with it; the container's main process (PID 1)"
+        );
+    }
+
+    #[test]
+    fn a_group_kill_s_hostile_names_are_escaped() {
+        let mut report = at_the_pod_s_limit();
+        let container = report.container.as_mut().unwrap();
+        container.pod.as_mut().unwrap().name = Some("web\x1b]0;x\x07".into());
+        report.oom.as_mut().unwrap().group_memcg = Some(pod_cgroup());
+        let line = meaning_line(&report);
+        assert!(
+            line.contains(
+                "memory.oom.group is set on pod shop/web\\x1b]0;x\\x07: all its containers'"
+            ),
+            "{line}"
+        );
+        // A cgroup whose name is not UTF-8, and one that reads like the pod's but is not.
+        let oom = report.oom.as_mut().unwrap();
+        oom.group_memcg = Some(format!("{}\u{fffd}", pod_cgroup()));
+        oom.group_memcg_bytes = Some([pod_cgroup().as_bytes(), b"\x9b"].concat());
+        let line = meaning_line(&report);
+        assert!(
+            line.contains(&format!(
+                "memory.oom.group is set on {}\\x9b: all its processes are being killed with it",
+                pod_cgroup()
+            )),
+            "{line}"
+        );
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+
+    #[test]
+    fn a_group_kill_s_members_follow_their_own_incident() {
+        let mut view = utc();
+        let kill = |id: u64, pid: u32, member: bool| {
+            let mut report = at_the_pod_s_limit();
+            (report.victim.pid, report.victim.tid) = (Some(pid), Some(pid));
+            report.victim.comm = Some(if member { "sleep" } else { "java" }.into());
+            let oom = report.oom.as_mut().unwrap();
+            (oom.id, oom.group_kill) = (Some(id), Some(member));
+            oom.group_memcg = Some(pod_cgroup());
+            report
+        };
+        let lines: Vec<String> = [
+            kill(5, 100, false),
+            kill(5, 101, true),
+            kill(5, 102, true),
+            kill(6, 200, false),
+            kill(6, 201, true),
+            // A member whose chosen victim was not shown: in full, then the rest under it.
+            kill(7, 301, true),
+            kill(7, 302, true),
+        ]
+        .iter()
+        .map(|report| render(&mut view, report))
+        .collect();
+        let plus = |pid| {
+            format!(
+                "  + sleep (pid {pid})  rss 63.0 MiB  killed with the rest of its \
+                 memory.oom.group\n"
+            )
+        };
+        let chosen_says = "memory.oom.group is set on pod shop/web-0: all its containers' \
+                           processes are being killed with it";
+        assert!(lines[0].contains("java (pid 100)"), "{}", lines[0]);
+        assert!(lines[0].contains(chosen_says), "{}", lines[0]);
+        assert_eq!(lines[1], plus(101));
+        assert_eq!(lines[2], plus(102));
+        assert!(lines[3].contains("java (pid 200)") && lines[3].contains(chosen_says));
+        assert_eq!(lines[4], plus(201));
+        assert!(lines[5].contains("sleep (pid 301)"), "{}", lines[5]);
+        assert!(lines[5].contains("this one among them"), "{}", lines[5]);
+        assert_eq!(lines[6], plus(302));
     }
 
     #[test]

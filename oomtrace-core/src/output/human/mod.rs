@@ -10,8 +10,9 @@
 //! ```
 //!
 //! With `--verbose`, or when stdout is a terminal, a third line gives the limited cgroup's
-//! memory breakdown and its biggest processes. The members of a `memory.oom.group` kill
-//! follow their chosen victim as `+` lines of the same incident. Times are local (`TZ`, else
+//! memory breakdown and its biggest processes. The chosen victim of a `memory.oom.group` kill
+//! says what the kernel is killing with it (the container, its pod, another cgroup), and the
+//! members follow it as `+` lines of the same incident. Times are local (`TZ`, else
 //! `/etc/localtime`), with the date when not today and the zone where the clock reading is
 //! ambiguous; JSON keeps RFC 3339 UTC. Every untrusted string is escaped (see `escape`).
 
