@@ -78,6 +78,7 @@ fn kill(view: &mut HumanView, report: &Report, now: SystemTime) {
     ]
     .into_iter()
     .chain(oom.map(|o| &o.memcg_bytes))
+    .chain(oom.map(|o| &o.group_memcg_bytes))
     .chain(tasks.iter().map(|t| &t.comm_bytes));
     for raw in raws.flatten() {
         let mut escaped = String::new();

@@ -139,6 +139,7 @@ fn container(u: &mut Unstructured) -> Result<Container> {
                 namespace: maybe(u, text)?,
                 name: maybe(u, text)?,
                 qos: maybe(u, word)?,
+                containers: u.arbitrary()?,
             })
         })?,
     })
@@ -146,6 +147,7 @@ fn container(u: &mut Unstructured) -> Result<Container> {
 
 fn oom(u: &mut Unstructured) -> Result<OomContext> {
     let (memcg, memcg_bytes) = kernel(u)?;
+    let (group_memcg, group_memcg_bytes) = kernel(u)?;
     Ok(OomContext {
         // Few incidents, so group-kill members follow their victim.
         id: maybe(u, |u| u.int_in_range(0..=3u64))?,
@@ -163,6 +165,8 @@ fn oom(u: &mut Unstructured) -> Result<OomContext> {
         memcg_usage_bytes: u.arbitrary()?,
         global: u.arbitrary()?,
         group_kill: u.arbitrary()?,
+        group_memcg,
+        group_memcg_bytes,
         memcg_stat: maybe(u, |u| {
             Ok(MemcgStat {
                 anon_bytes: u.arbitrary()?,
@@ -297,7 +301,11 @@ pub fn strings(report: &Report) -> Vec<&str> {
         container_strings(c, &mut all);
     }
     if let Some(oom) = &report.oom {
-        all.extend([&oom.constraint, &oom.memcg].into_iter().flatten());
+        all.extend(
+            [&oom.constraint, &oom.memcg, &oom.group_memcg]
+                .into_iter()
+                .flatten(),
+        );
         all.extend(oom.top_tasks.iter().flatten().map(|t| &t.comm));
     }
     all.into_iter().map(String::as_str).collect()

@@ -221,6 +221,16 @@ pub struct OomContext {
     pub global: Option<bool>,
     /// Killed as a member of a `memory.oom.group` cgroup.
     pub group_kill: Option<bool>,
+    /// The cgroup whose every task the kernel kills together with this victim, because
+    /// `memory.oom.group` is set on it (the highest such level from the victim's cgroup up to
+    /// the limited one): the same for the chosen victim and the members. `null` when the victim
+    /// is killed alone, or when that is not known; in journals written before it was.
+    #[serde(default)]
+    pub group_memcg: Option<String>,
+    /// `group_memcg`'s exact bytes, where they are not UTF-8.
+    #[serde(rename = "group_memcg_hex", with = "hex")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_memcg_bytes: Option<Vec<u8>>,
     /// The limited cgroup's memory breakdown at the kill (the kernel log's report), or right
     /// after it (its `memory.stat`).
     pub memcg_stat: Option<MemcgStat>,
@@ -365,6 +375,12 @@ pub struct Pod {
     pub name: Option<String>,
     #[serde(deserialize_with = "known_option")]
     pub qos: Option<Label>,
+    /// How many workload containers the pod had at the report: those whose cgroups were in
+    /// the pod's cgroup, and the victim's own, whose cgroup may be gone already; never the
+    /// sandbox ("pause") container. `null` when not known, and in journals written before it
+    /// was.
+    #[serde(default)]
+    pub containers: Option<u32>,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

@@ -121,21 +121,93 @@ pub struct ContainerRef {
 /// The path must be as the kernel spells it: a leading `/`, no empty components. Anything else
 /// is not a path we know and gives `None`.
 pub fn attribute(cgroup_path: &str) -> Option<ContainerRef> {
-    let below_root = cgroup_path.strip_prefix('/')?;
-    if below_root.is_empty() {
-        return None; // the root cgroup: host processes
-    }
-    let parts: Vec<&str> = below_root.split('/').collect();
-    if parts.iter().any(|part| part.is_empty()) {
-        return None;
-    }
+    locate(cgroup_path).map(|found| found.container)
+}
+
+/// The container [`attribute`] names, and where in the path its own cgroup is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub container: ContainerRef,
+    /// How many components of the path name the container's own cgroup: the victim may live
+    /// in a cgroup below it (`/container`, an init's `system.slice`). A pod's container sits
+    /// directly in its pod's cgroup, which is one component less.
+    pub depth: usize,
+}
+
+/// [`attribute`], with where the container's own cgroup ends; see [`cgroup_prefix`].
+pub fn locate(cgroup_path: &str) -> Option<Located> {
+    let parts = components(cgroup_path)?;
     // Deepest first, so the outer containers' ids are never even built.
     (0..parts.len())
         .rev()
         .find_map(|at| match classify(&parts, at) {
-            Level::Container(container) => Some(container),
+            Level::Container(container) => Some(Located {
+                container,
+                depth: at + 1,
+            }),
             Level::Pod | Level::Helper | Level::Other => None,
         })
+}
+
+/// The components of a path as the kernel spells it; `None` for the root (host processes)
+/// and for anything that is not such a path.
+fn components(cgroup_path: &str) -> Option<Vec<&str>> {
+    let below_root = cgroup_path.strip_prefix('/')?;
+    if below_root.is_empty() {
+        return None;
+    }
+    let parts: Vec<&str> = below_root.split('/').collect();
+    (!parts.iter().any(|part| part.is_empty())).then_some(parts)
+}
+
+/// The cgroup made of the first `depth` components of `path` (exact bytes, which need not be
+/// UTF-8): with [`Located::depth`], the container's own cgroup or its pod's. The string
+/// [`locate`] read and the exact bytes have the same components, because U+FFFD never
+/// stands for a `/`. `None` when the path has fewer components, or for depth 0 (the root).
+pub fn cgroup_prefix(path: &[u8], depth: usize) -> Option<&[u8]> {
+    if depth == 0 || path.first() != Some(&b'/') {
+        return None;
+    }
+    let mut slashes = path.iter().enumerate().filter(|(_, b)| **b == b'/');
+    match slashes.nth(depth) {
+        Some((end, _)) => Some(&path[..end]),
+        // Exactly `depth` components: the whole path.
+        None if path.iter().filter(|b| **b == b'/').count() == depth => Some(path),
+        None => None,
+    }
+}
+
+/// The ids of the containers among a pod cgroup's child directories: `children` are the
+/// names in `pod_cgroup`, a pod's cgroup as the kernel spells it (the parent of a pod's
+/// container, see [`Located`]). A child counts when the same rules [`attribute`] uses make it
+/// a container of this pod (a bare id under the cgroupfs driver, CRI-O's cgroupfs
+/// `crio-<id>`, a runtime's `cri-containerd-<id>.scope`, `crio-<id>.scope`,
+/// `docker-<id>.scope`, ... under the systemd driver); runtime helpers (conmon) and anything
+/// else do not. The pod's sandbox ("pause") container, where the runtime
+/// gives it a cgroup, is among them: the path cannot tell it apart. `None` when `pod_cgroup`
+/// is not a pod's cgroup.
+pub fn pod_container_ids<S: AsRef<str>>(pod_cgroup: &str, children: &[S]) -> Option<Vec<String>> {
+    let mut parts = components(pod_cgroup)?;
+    if classify(&parts, parts.len() - 1) != Level::Pod {
+        return None;
+    }
+    let at = parts.len();
+    let mut ids = Vec::new();
+    for child in children {
+        let child = child.as_ref();
+        if child.is_empty() || child.contains('/') {
+            continue;
+        }
+        parts.push(child);
+        if let Level::Container(ContainerRef {
+            id, pod: Some(_), ..
+        }) = classify(&parts, at)
+        {
+            ids.push(id);
+        }
+        parts.pop();
+    }
+    Some(ids)
 }
 
 /// A 64-hex id that no runtime's shape claims: the deepest such component of a path
@@ -147,11 +219,7 @@ pub fn unclaimed_id(cgroup_path: &str) -> Option<&str> {
     if attribute(cgroup_path).is_some() {
         return None;
     }
-    let below_root = cgroup_path.strip_prefix('/')?;
-    let parts: Vec<&str> = below_root.split('/').collect();
-    if parts.iter().any(|part| part.is_empty()) {
-        return None;
-    }
+    let parts = components(cgroup_path)?;
     let at = (0..parts.len()).rev().find(|&at| is_hex64(parts[at]))?;
     // Inside a pod, a bare id is the kubelet's, and one the pod shape did not accept is not
     // Docker's either.
@@ -746,6 +814,130 @@ mod tests {
                 container(Runtime::Containerd, ID1),
                 "{path}"
             );
+        }
+    }
+
+    /// Where the container's own cgroup ends, and its pod's: a path, then the cgroup of its
+    /// container and of that container's pod (`-` for none), `{NAME}` as in
+    /// [`RUNTIMES_AND_DRIVERS`].
+    const OWN_AND_POD_CGROUPS: &str = r"
+        /docker/{DOCKER_A} /docker/{DOCKER_A} -
+        /system.slice/docker-{DOCKER_A}.scope/init.scope /system.slice/docker-{DOCKER_A}.scope -
+        /docker/{DOCKER_A}/docker/{DOCKER_B} /docker/{DOCKER_A}/docker/{DOCKER_B} -
+        /kubepods/burstable/pod{POD}/{ID1} /kubepods/burstable/pod{POD}/{ID1} /kubepods/burstable/pod{POD}
+        /kubepods/pod{POD}/{ID1}/sub /kubepods/pod{POD}/{ID1} /kubepods/pod{POD}
+        /kubepods.slice/kubepods-pod{POD_}.slice/crio-{ID2}.scope /kubepods.slice/kubepods-pod{POD_}.slice/crio-{ID2}.scope /kubepods.slice/kubepods-pod{POD_}.slice
+        /kubepods/burstable/pod{POD}/{ID1}/docker/{ID2} /kubepods/burstable/pod{POD}/{ID1}/docker/{ID2} -
+        /machine.slice/libpod-{ID3}.scope/container /machine.slice/libpod-{ID3}.scope -
+        /lxc.payload.web/system.slice/sshd.service /lxc.payload.web -
+";
+
+    #[test]
+    fn the_container_s_own_cgroup_and_its_pod_s_are_prefixes_of_the_path() {
+        for line in with_ids(OWN_AND_POD_CGROUPS).lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [path, own, pod] = words[..] else {
+                assert!(words.is_empty(), "{line:?}");
+                continue;
+            };
+            let found = locate(path).unwrap_or_else(|| panic!("{path}: no container"));
+            let cut = |depth| cgroup_prefix(path.as_bytes(), depth);
+            assert_eq!(cut(found.depth), Some(own.as_bytes()), "{path}");
+            let pod_cgroup = found
+                .container
+                .pod
+                .as_ref()
+                .and_then(|_| cut(found.depth - 1));
+            assert_eq!(pod_cgroup, (pod != "-").then_some(pod.as_bytes()), "{path}");
+        }
+        assert_eq!(locate("/system.slice/sshd.service"), None);
+    }
+
+    #[test]
+    fn a_cgroup_prefix_is_whole_components_of_the_exact_bytes() {
+        // (path, depth, the cgroup of its first `depth` components)
+        type Case<'a> = (&'a [u8], usize, Option<&'a [u8]>);
+        let cases: [Case; 8] = [
+            (b"/a/b/c", 1, Some(b"/a")),
+            (b"/a/b/c", 2, Some(b"/a/b")),
+            (b"/a/b/c", 3, Some(b"/a/b/c")),
+            (b"/a/b/c", 4, None),
+            (b"/a/b/c", 0, None),
+            (b"/a\xff/b\xfe", 1, Some(b"/a\xff")),
+            (b"/a\xff/b\xfe", 2, Some(b"/a\xff/b\xfe")),
+            (b"a/b", 1, None),
+        ];
+        for (path, depth, want) in cases {
+            assert_eq!(cgroup_prefix(path, depth), want, "{path:?} {depth}");
+        }
+    }
+
+    #[test]
+    fn a_pod_s_containers_are_the_children_attribute_names_as_its_own() {
+        let cgroupfs = format!("/kubepods/burstable/pod{POD}");
+        let systemd =
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice");
+        let container = format!("{cgroupfs}/{ID1}");
+        // (the pod's cgroup, its children, the ids among them)
+        type Case<'a> = (&'a str, Vec<String>, Option<Vec<&'a str>>);
+        let cases: Vec<Case> = vec![
+            (
+                &cgroupfs,
+                vec![
+                    ID1.into(),
+                    ID2.into(),
+                    // Not containers: cut ids, other names, a nested path, an empty name.
+                    ID3[..63].into(),
+                    ID3.to_uppercase(),
+                    "cgroup.procs".into(),
+                    format!("{ID3}/sub"),
+                    String::new(),
+                ],
+                Some(vec![ID1, ID2]),
+            ),
+            (
+                // CRI-O's cgroupfs manager: the container, not its conmon.
+                &cgroupfs,
+                vec![format!("crio-{ID2}"), format!("crio-conmon-{ID2}")],
+                Some(vec![ID2]),
+            ),
+            (
+                &systemd,
+                vec![
+                    format!("cri-containerd-{ID1}.scope"),
+                    format!("crio-{ID2}.scope"),
+                    format!("docker-{ID3}.scope"),
+                    format!("crio-conmon-{ID2}.scope"),
+                    // Any runtime's scope in a pod's slice is the pod's, as attribute() has it.
+                    format!("nerdctl-{DOCKER_A}.scope"),
+                    // A bare id is the cgroupfs driver's, never the systemd driver's.
+                    DOCKER_B.into(),
+                    format!("docker-{DOCKER_B}.service"),
+                ],
+                Some(vec![ID1, ID2, ID3, DOCKER_A]),
+            ),
+            (&systemd, Vec::new(), Some(Vec::new())),
+            // Not a pod's cgroup: no answer, rather than a count of something else.
+            ("/kubepods/burstable", vec![format!("pod{POD}")], None),
+            (&container, vec![ID2.into()], None),
+            ("/docker", vec![DOCKER_A.into()], None),
+            ("/", vec![ID1.into()], None),
+            ("", vec![ID1.into()], None),
+        ];
+        for (pod, children, want) in cases {
+            let want = want.map(|ids| ids.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(
+                pod_container_ids(pod, &children),
+                want,
+                "{pod} {children:?}"
+            );
+        }
+        // Each id found is what attribute() says of the child's own path.
+        for child in [ID1.to_owned(), format!("crio-{ID2}")] {
+            let path = format!("{cgroupfs}/{child}");
+            let named = attribute(&path).map(|c| c.id);
+            let found = pod_container_ids(&cgroupfs, &[&child]).unwrap();
+            assert_eq!(found.first(), named.as_ref(), "{path}");
         }
     }
 

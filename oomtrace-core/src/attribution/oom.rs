@@ -12,10 +12,17 @@
 //! several are, `oom.memcg` is `null`. A concurrent uncharge between the kernel's check and
 //! the handler can only widen the margin, which makes the answer `null`, not another cgroup,
 //! unless a second level happens to sit within 8 pages of its own limit at that moment.
+//!
+//! Which cgroup is killed whole with the victim (`oom.group_memcg`) is what the kernel's
+//! `mem_cgroup_get_oom_group(victim, oc->memcg)` returns, which `oom_kill_process` calls before
+//! it kills its chosen victim: the highest memory cgroup from the victim's up to the OOM domain
+//! (the limited cgroup; the root for a global OOM) whose `memory.oom.group` is set, and none on
+//! cgroup v1. Its members are killed for it after the victim. The handler read each level's
+//! flag, so the same walk gives the answer, or `null` where a level in it was not read.
 
 use crate::{
     kernel::stack::StackReading,
-    report::{KernelFacts, MemcgReading, Report, kernel_text},
+    report::{KernelFacts, MemcgReading, OomContext, Report, exact, kernel_text},
 };
 
 /// The largest charge the memcg OOM killer acts on: `PAGE_ALLOC_COSTLY_ORDER` (3) pages.
@@ -62,7 +69,114 @@ pub fn complete(report: &mut Report, stack: StackReading, page_size: u64) {
         oom.memcg_limit_bytes = Some(hit.limit_bytes);
         oom.memcg_usage_bytes = Some(hit.usage_bytes);
     }
+    // The log names the group only after the chosen victim's kill: its report takes it here.
+    if oom.group_memcg.is_none()
+        && let Some(bytes) = group_cgroup(report, &oom)
+    {
+        let (text, exact_bytes) = kernel_text(&bytes);
+        (oom.group_memcg, oom.group_memcg_bytes) = (Some(text), exact_bytes);
+    }
     report.oom = Some(oom);
+}
+
+/// The OOM domain `mem_cgroup_get_oom_group` walks up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OomDomain {
+    /// The limited memory cgroup, by its id.
+    Memcg(u64),
+    /// The root, for a global OOM: every level below it, the root itself having no
+    /// `memory.oom.group` to set.
+    Root,
+}
+
+/// What `mem_cgroup_get_oom_group` returned, as far as the readings tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OomGroup {
+    /// A level it looks at was not read, or where it stops is not known.
+    Unknown,
+    /// No group: the victim is killed alone.
+    Alone,
+    /// Every task of this memory cgroup (by id) is killed with the victim.
+    Cgroup(u64),
+}
+
+/// The kernel's walk over the handler's memory cgroups (`memcgs`, the victim's first): from
+/// the victim's up to `domain`, the highest level whose `memory.oom.group` is set. Every level
+/// on the way must have been read, and the domain must be on the victim's chain (the kernel
+/// ignores the flag for a victim moved out of it, which the readings cannot tell).
+pub fn oom_group(memcgs: &[MemcgReading], domain: OomDomain) -> OomGroup {
+    let walked = match domain {
+        OomDomain::Root => memcgs,
+        OomDomain::Memcg(id) => match memcgs.iter().position(|level| level.id == id) {
+            Some(at) => &memcgs[..=at],
+            None => return OomGroup::Unknown,
+        },
+    };
+    if walked.is_empty() {
+        return OomGroup::Unknown;
+    }
+    let mut group = OomGroup::Alone;
+    for level in walked {
+        match level.oom_group {
+            None => return OomGroup::Unknown,
+            // Higher levels come later and win.
+            Some(true) => group = OomGroup::Cgroup(level.id),
+            Some(false) => {}
+        }
+    }
+    group
+}
+
+/// [`oom_group`] for a report, its OOM as `oom` says so far: the domain from the limited
+/// cgroup (or a global OOM), and what the kernel does before it walks at all.
+pub fn report_oom_group(report: &Report, oom: &OomContext) -> OomGroup {
+    // `memory.oom.group` is cgroup v2's: on v1 the kernel never kills a group.
+    if report.cgroup.mode == Some("v1") {
+        return OomGroup::Alone;
+    }
+    // The kernel asks only on its way to killing the victim it chose: one already exiting is
+    // only marked (`task_will_free_mem`), with no group. A member was killed for its group.
+    if oom.group_kill != Some(true) {
+        match oom.kind {
+            Some("killed") => {}
+            Some("marked") => return OomGroup::Alone,
+            _ => return OomGroup::Unknown,
+        }
+    }
+    let (Some(facts), Some(path)) = (report.facts.as_deref(), report.cgroup.path.as_deref()) else {
+        return OomGroup::Unknown;
+    };
+    let path = exact(path, report.cgroup.path_bytes.as_deref());
+    let memcg = oom
+        .memcg
+        .as_deref()
+        .map(|memcg| exact(memcg, oom.memcg_bytes.as_deref()));
+    let domain = match (oom.global, memcg) {
+        (Some(true), None) => OomDomain::Root,
+        (Some(false) | None, Some(memcg)) => {
+            match ancestor_id_of_bytes(path, &facts.cgroup_ids, memcg) {
+                Some(id) => OomDomain::Memcg(id),
+                None => return OomGroup::Unknown,
+            }
+        }
+        _ => return OomGroup::Unknown,
+    };
+    oom_group(&facts.memcgs, domain)
+}
+
+/// The exact path of the cgroup the kernel kills whole with the report's victim; `None` when
+/// there is none or it is not known.
+fn group_cgroup(report: &Report, oom: &OomContext) -> Option<Vec<u8>> {
+    let OomGroup::Cgroup(id) = report_oom_group(report, oom) else {
+        return None;
+    };
+    let facts = report.facts.as_deref()?;
+    let path = report.cgroup.path.as_deref()?;
+    ancestor_bytes(
+        exact(path, report.cgroup.path_bytes.as_deref()),
+        &facts.cgroup_ids,
+        id,
+    )
 }
 
 /// The one level, on the victim's and the trigger's memory cgroup chains, at its limit; see
@@ -129,10 +243,16 @@ fn ancestor_bytes(path: &[u8], ids: &[u64], id: u64) -> Option<Vec<u8>> {
 /// The id of `memcg`, an ancestor of (or the same as) the victim's cgroup `path`, from the
 /// handler's path ids.
 pub fn ancestor_id(path: &str, ids: &[u64], memcg: &str) -> Option<u64> {
-    let components = |p: &str| -> Vec<String> {
-        p.split('/')
+    ancestor_id_of_bytes(path.as_bytes(), ids, memcg.as_bytes())
+}
+
+/// [`ancestor_id`] of exact bytes, which need not be UTF-8: two names that read alike as
+/// strings are two cgroups.
+fn ancestor_id_of_bytes(path: &[u8], ids: &[u64], memcg: &[u8]) -> Option<u64> {
+    let components = |p: &[u8]| -> Vec<Vec<u8>> {
+        p.split(|&b| b == b'/')
             .filter(|c| !c.is_empty())
-            .map(str::to_owned)
+            .map(<[u8]>::to_vec)
             .collect()
     };
     let (victim, limited) = (components(path), components(memcg));
@@ -354,6 +474,222 @@ mod tests {
             None,
             "ids and path disagree"
         );
+    }
+
+    /// A level whose `memory.oom.group` reads `flag` (`None`: not read), at no limit.
+    fn flagged(id: u64, flag: Option<bool>) -> MemcgReading {
+        MemcgReading {
+            oom_group: flag,
+            ..level(id, MIB, NONE)
+        }
+    }
+
+    #[test]
+    fn the_group_is_the_highest_flagged_level_up_to_the_oom_domain() {
+        use OomDomain::{Memcg, Root};
+        use OomGroup::{Alone, Cgroup, Unknown};
+        let (set, unset, unread) = (Some(true), Some(false), None);
+        // (what, the flags of levels 30 (victim's), 20, 10 (below the root), domain, answer)
+        let cases = [
+            (
+                "the container's own",
+                [set, unset, unset],
+                Memcg(20),
+                Cgroup(30),
+            ),
+            (
+                "the pod's, over the container's",
+                [set, set, unset],
+                Memcg(20),
+                Cgroup(20),
+            ),
+            ("none set", [unset, unset, unset], Memcg(20), Alone),
+            (
+                "a flag above the domain counts not",
+                [unset, unset, set],
+                Memcg(20),
+                Alone,
+            ),
+            (
+                "the domain is the victim's own",
+                [set, set, set],
+                Memcg(30),
+                Cgroup(30),
+            ),
+            (
+                "a level on the way unread",
+                [set, unread, unset],
+                Memcg(20),
+                Unknown,
+            ),
+            (
+                "unread below the flag",
+                [unread, set, unset],
+                Memcg(20),
+                Unknown,
+            ),
+            (
+                "unread above the domain does not matter",
+                [set, unset, unread],
+                Memcg(20),
+                Cgroup(30),
+            ),
+            (
+                "a domain not on the chain",
+                [set, set, set],
+                Memcg(99),
+                Unknown,
+            ),
+            (
+                "global: up to the top",
+                [unset, unset, set],
+                Root,
+                Cgroup(10),
+            ),
+            ("global, none set", [unset, unset, unset], Root, Alone),
+            (
+                "global, the top unread",
+                [set, unset, unread],
+                Root,
+                Unknown,
+            ),
+        ];
+        for (what, [a, b, c], domain, want) in cases {
+            let memcgs = [flagged(30, a), flagged(20, b), flagged(10, c)];
+            assert_eq!(oom_group(&memcgs, domain), want, "{what}");
+        }
+        assert_eq!(oom_group(&[], Root), Unknown, "nothing read");
+        assert_eq!(oom_group(&[], Memcg(30)), Unknown, "nothing read");
+    }
+
+    /// A v2 report of a kill in `/kubepods/pod1/c1` (ids 30, 20, 10) at `/kubepods/pod1`'s
+    /// limit, `memory.oom.group` set on the container and the pod.
+    fn group_report() -> Report {
+        let mut report = crate::testing::report();
+        report.cgroup.path = Some("/kubepods/pod1/c1".into());
+        report.cgroup.mode = Some("v2");
+        report.facts = Some(Box::new(facts(
+            vec![
+                flagged(30, Some(true)),
+                flagged(20, Some(true)),
+                flagged(10, Some(false)),
+            ],
+            Some(vec![30, 20, 10]),
+            &[30, 20, 10],
+        )));
+        report.oom = Some(OomContext {
+            kind: Some("killed"),
+            memcg: Some("/kubepods/pod1".into()),
+            global: Some(false),
+            group_kill: Some(false),
+            ..OomContext::default()
+        });
+        report
+    }
+
+    #[test]
+    fn the_group_of_a_report_is_what_the_kernel_walked() {
+        use OomGroup::{Alone, Cgroup, Unknown};
+        type Edit = fn(&mut Report);
+        fn oom(report: &mut Report) -> &mut OomContext {
+            report.oom.as_mut().unwrap()
+        }
+        let cases: [(&str, Edit, OomGroup); 13] = [
+            ("the chosen victim", |_| {}, Cgroup(20)),
+            ("a member", |r| oom(r).group_kill = Some(true), Cgroup(20)),
+            (
+                "a member whose kind is unknown",
+                |r| (oom(r).group_kill, oom(r).kind) = (Some(true), None),
+                Cgroup(20),
+            ),
+            (
+                "the kill's place in the group unknown",
+                |r| oom(r).group_kill = None,
+                Cgroup(20),
+            ),
+            (
+                "the container's own limit",
+                |r| oom(r).memcg = Some("/kubepods/pod1/c1".into()),
+                Cgroup(30),
+            ),
+            (
+                "a global OOM",
+                |r| (oom(r).memcg, oom(r).global) = (None, Some(true)),
+                Cgroup(20),
+            ),
+            // The kernel returned before it asked.
+            ("only marked", |r| oom(r).kind = Some("marked"), Alone),
+            ("cgroup v1", |r| r.cgroup.mode = Some("v1"), Alone),
+            // Not known.
+            (
+                "killed or only marked, unknown",
+                |r| oom(r).kind = None,
+                Unknown,
+            ),
+            (
+                "the limited cgroup unknown",
+                |r| oom(r).memcg = None,
+                Unknown,
+            ),
+            (
+                "the limited cgroup not the victim's ancestor",
+                |r| oom(r).memcg = Some("/kubepods/pod2".into()),
+                Unknown,
+            ),
+            (
+                "a name that reads as the ancestor's but is other bytes",
+                |r| {
+                    oom(r).memcg = Some("/kubepods/pod\u{fffd}".into());
+                    oom(r).memcg_bytes = Some(b"/kubepods/pod\xff".to_vec());
+                    r.cgroup.path = Some("/kubepods/pod\u{fffd}/c1".into());
+                    r.cgroup.path_bytes = Some(b"/kubepods/pod\xfe/c1".to_vec());
+                },
+                Unknown,
+            ),
+            ("no readings", |r| r.facts = None, Unknown),
+        ];
+        for (what, edit, want) in cases {
+            let mut report = group_report();
+            edit(&mut report);
+            let oom = report.oom.clone().unwrap();
+            assert_eq!(report_oom_group(&report, &oom), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn complete_names_the_group_by_its_exact_path_unless_the_log_did() {
+        let mut report = group_report();
+        complete(&mut report, StackReading::default(), 4096);
+        let oom = report.oom.as_ref().unwrap();
+        assert_eq!(oom.group_memcg.as_deref(), Some("/kubepods/pod1"));
+        assert_eq!(oom.group_memcg_bytes, None);
+
+        let mut report = group_report();
+        report.cgroup.path = Some("/kubepods/p\u{fffd}d1/c1".into());
+        report.cgroup.path_bytes = Some(b"/kubepods/p\xffd1/c1".to_vec());
+        let oom = report.oom.as_mut().unwrap();
+        oom.memcg = Some("/kubepods/p\u{fffd}d1".into());
+        oom.memcg_bytes = Some(b"/kubepods/p\xffd1".to_vec());
+        complete(&mut report, StackReading::default(), 4096);
+        let oom = report.oom.as_ref().unwrap();
+        assert_eq!(oom.group_memcg.as_deref(), Some("/kubepods/p\u{fffd}d1"));
+        assert_eq!(
+            oom.group_memcg_bytes.as_deref(),
+            Some(&b"/kubepods/p\xffd1"[..])
+        );
+
+        // What the kernel log printed stands.
+        let mut report = group_report();
+        report.oom.as_mut().unwrap().group_memcg = Some("/kubepods".into());
+        complete(&mut report, StackReading::default(), 4096);
+        let oom = report.oom.as_ref().unwrap();
+        assert_eq!(oom.group_memcg.as_deref(), Some("/kubepods"));
+
+        // No group: nothing.
+        let mut report = group_report();
+        report.oom.as_mut().unwrap().kind = Some("marked");
+        complete(&mut report, StackReading::default(), 4096);
+        assert_eq!(report.oom.unwrap().group_memcg, None);
     }
 
     fn report_by(trigger: u32, boot_ns: u64, oom_group: Option<bool>) -> Report {

@@ -114,6 +114,11 @@ mod tests {
         set(&mut c.path, &mut c.path_bytes, b"/docker/a\xffb");
         let mut oom = crate::report::OomContext::default();
         set(&mut oom.memcg, &mut oom.memcg_bytes, b"/docker");
+        set(
+            &mut oom.group_memcg,
+            &mut oom.group_memcg_bytes,
+            b"/docker/a\xffb",
+        );
         oom.top_tasks = Some(vec![crate::report::TopTask {
             pid: 10390,
             comm: "\u{1b}[31mEV\u{fffd}IL".into(),
@@ -146,6 +151,12 @@ mod tests {
                 "/docker/a\u{fffd}b",
                 Some("2f646f636b65722f61ff62"),
             ),
+            (
+                "oom",
+                "group_memcg",
+                "/docker/a\u{fffd}b",
+                Some("2f646f636b65722f61ff62"),
+            ),
             // Valid UTF-8: the string is exact, and no `_hex` is written.
             ("oom", "memcg", "/docker", None),
         ];
@@ -166,6 +177,38 @@ mod tests {
                 ..report
             }
         );
+    }
+
+    #[test]
+    fn journal_lines_from_before_a_field_still_read() {
+        let mut report = report();
+        report.container = Some(crate::report::Container {
+            runtime: "kubernetes",
+            id: "4f2c".repeat(16),
+            pod: Some(crate::report::Pod {
+                uid: "b67e5888-667c-48fb-824e-7c2b4da2cb28".into(),
+                namespace: None,
+                name: None,
+                qos: Some("burstable"),
+                containers: Some(2),
+            }),
+            ..crate::report::Container::default()
+        });
+        let mut out = Vec::new();
+        write_line(&report, &mut out);
+        let mut json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["container"]["pod"]["containers"], 2);
+        // Fields added since schema 1 began, which older journals do not have.
+        let added = [("/container/pod", "containers"), ("/oom", "group_memcg")];
+        for (object, key) in added {
+            json.pointer_mut(object)
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|object| object.remove(key))
+                .unwrap_or_else(|| panic!("{object}/{key} written"));
+        }
+        let back: Report = serde_json::from_value(json).expect("an older line reads");
+        let pod = back.container.and_then(|c| c.pod).unwrap();
+        assert_eq!(pod.containers, None, "unknown, not 0");
     }
 
     #[test]
@@ -234,6 +277,7 @@ mod readme_contract {
                 namespace: Some("default".into()),
                 name: Some("web-0".into()),
                 qos: Some("burstable"),
+                containers: Some(2),
             }),
             ..Container::default()
         });
@@ -245,6 +289,7 @@ mod readme_contract {
         report.cgroup.path_bytes = not_utf8();
         report.oom = Some(OomContext {
             memcg_bytes: not_utf8(),
+            group_memcg_bytes: not_utf8(),
             memcg_stat: Some(MemcgStat::default()),
             top_tasks: Some(vec![TopTask {
                 pid: 1,

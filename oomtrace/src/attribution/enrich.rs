@@ -194,6 +194,8 @@ fn describe(reference: ContainerRef, meta: Option<ContainerMeta>) -> Container {
         namespace: label("io.kubernetes.pod.namespace"),
         name: label("io.kubernetes.pod.name"),
         qos: Some(qos_name(pod.qos)),
+        // Counted where the pod's cgroup is read, not from one container's description.
+        containers: None,
     });
     Container {
         runtime: reference.runtime.as_str(),

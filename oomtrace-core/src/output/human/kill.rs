@@ -4,13 +4,13 @@
 
 use std::{fmt::Write as _, time::SystemTime};
 
-use super::{HumanView, container_name};
+use super::{HumanView, container_name, pod_name};
 use crate::{
     output::{
         escape::{push_visible_bytes, visible, visible_bytes},
         facts::{
-            Role, limited_cgroup, only_marked, own_cgroup, program, retries_allowed, victim_name,
-            victim_rss,
+            Role, container_cgroup, group_cgroup, limited_cgroup, only_marked, own_cgroup,
+            pod_cgroup, pod_limit_hit, program, retries_allowed, victim_name, victim_rss,
         },
         format::{at_most_retries, bytes, memory, restarts_so_far, shown_path, top_tasks},
     },
@@ -93,14 +93,7 @@ fn place(report: &Report, out: &mut String) {
             let labels = container.labels.as_ref();
             let label = |key: &str| labels.and_then(|l| l.get(key));
             if let Some(pod) = &container.pod {
-                match (&pod.namespace, &pod.name) {
-                    (Some(ns), Some(name)) => {
-                        let _ = write!(out, " (pod {}/{})", visible(ns), visible(name));
-                    }
-                    _ => {
-                        let _ = write!(out, " (pod {})", visible(&pod.uid));
-                    }
-                }
+                let _ = write!(out, " (pod {})", pod_name(pod));
             } else if let (Some(project), Some(service)) = (
                 label("com.docker.compose.project"),
                 label("com.docker.compose.service"),
@@ -152,9 +145,14 @@ fn limit(report: &Report, out: &mut String) {
         out.push_str("  system out of memory");
         return;
     }
-    let limit = oom
-        .and_then(|o| o.memcg_limit_bytes)
-        .or_else(|| report.container.as_ref().and_then(|c| c.memory_limit_bytes));
+    // The runtime's limit is the container's own cgroup's: not the size of another one's.
+    let limited = limited_cgroup(report);
+    let containers_own =
+        limited.is_none() || limited == own_cgroup(report) || limited == container_cgroup(report);
+    let limit = oom.and_then(|o| o.memcg_limit_bytes).or_else(|| {
+        let container = report.container.as_ref()?;
+        container.memory_limit_bytes.filter(|_| containers_own)
+    });
     if let Some(limit) = limit {
         let _ = write!(out, "  limit {}", bytes(limit));
     }
@@ -164,7 +162,11 @@ fn limit(report: &Report, out: &mut String) {
 /// container, what set it off, and whether the kernel killed or only marked it.
 fn meaning(report: &Report) -> Vec<String> {
     let mut said = Vec::new();
-    if let (Some(memcg), Some(own)) = (limited_cgroup(report), own_cgroup(report))
+    if pod_limit_hit(report)
+        && let Some(container) = &report.container
+    {
+        said.extend(pod_limit(report, container));
+    } else if let (Some(memcg), Some(own)) = (limited_cgroup(report), own_cgroup(report))
         && memcg != own
     {
         said.push(format!(
@@ -172,6 +174,9 @@ fn meaning(report: &Report) -> Vec<String> {
             shown_path(memcg),
             shown_path(own)
         ));
+    }
+    if let Some(group) = group_kill(report) {
+        said.push(group);
     }
     if let Some(container) = &report.container {
         said.push(role(report, container));
@@ -198,6 +203,67 @@ fn meaning(report: &Report) -> Vec<String> {
         );
     }
     said
+}
+
+/// The pod's limit, which its containers share, and the container's own: `the limit of pod
+/// shop/web-0, 256.0 MiB, shared by 2 containers`, `this container's own limit is 200.0 MiB`.
+/// Each part only where it is known: an unknown count or limit is left out, not taken for
+/// none.
+fn pod_limit(report: &Report, container: &Container) -> Vec<String> {
+    let Some(pod) = &container.pod else {
+        return Vec::new();
+    };
+    let mut pods = format!("the limit of pod {}", pod_name(pod));
+    if let Some(limit) = report.oom.as_ref().and_then(|o| o.memcg_limit_bytes) {
+        let _ = write!(pods, ", {}", bytes(limit));
+    }
+    // The count has the victim's own container in it, so 1 is this one alone.
+    match pod.containers {
+        Some(1) => pods.push_str(", which has no other container"),
+        Some(n) if n > 1 => {
+            let _ = write!(pods, ", shared by {n} containers");
+        }
+        _ => {}
+    }
+    let mut said = vec![pods];
+    if let Some(own) = container.memory_limit_bytes {
+        said.push(format!("this container's own limit is {}", bytes(own)));
+    }
+    said
+}
+
+/// What a `memory.oom.group` kill takes with the victim: the container, its pod, or another
+/// cgroup, all of whose processes the kernel is killing. The kernel chose the group before it
+/// killed the victim, so by the time this is read the rest are being killed: a fact, not a
+/// forecast.
+fn group_kill(report: &Report) -> Option<String> {
+    // A victim only marked was already exiting: the kernel killed no group for it.
+    if only_marked(report) {
+        return None;
+    }
+    let member = report.oom.as_ref().and_then(|o| o.group_kill) == Some(true);
+    let Some(group) = group_cgroup(report) else {
+        return member.then(|| "killed with the rest of its memory.oom.group".to_owned());
+    };
+    let container = report.container.as_ref();
+    let (on, whose) = if Some(group) == container_cgroup(report) {
+        ("the container".to_owned(), "all its processes")
+    } else if Some(group) == pod_cgroup(report)
+        && let Some(pod) = container.and_then(|c| c.pod.as_ref())
+    {
+        (
+            format!("pod {}", pod_name(pod)),
+            "all its containers' processes",
+        )
+    } else {
+        (shown_path(group), "all its processes")
+    };
+    Some(if member {
+        // Shown in full when its chosen victim was not: one of the many.
+        format!("memory.oom.group is set on {on}: {whose} are being killed, this one among them")
+    } else {
+        format!("memory.oom.group is set on {on}: {whose} are being killed with it")
+    })
 }
 
 /// The victim's place in its container.
@@ -303,7 +369,7 @@ mod tests {
     use super::*;
     use crate::{
         kernel::cgroups::CgroupMode,
-        report::{MemcgStat, Pod, TopTask},
+        report::{MemcgStat, OomContext, Pod, Report, TopTask},
         source::ebpf::decode,
         testing as fixtures,
     };
@@ -407,12 +473,356 @@ mod tests {
             namespace: Some("prod".into()),
             name: Some("web-7f9".into()),
             qos: Some("burstable"),
+            containers: None,
         });
         let line = render(&mut utc(), &report);
         assert!(
             line.starts_with("04:47:30  seed0 (pod prod/web-7f9)  dd"),
             "{line}"
         );
+    }
+
+    const POD_UID: &str = "b67e5888-667c-48fb-824e-7c2b4da2cb28";
+    const POD_ID: &str = "14ee10eb9e4c160434bca9d4c8519d350d4b9158f9d7a291758c2e7811ec968a";
+
+    /// The cgroupfs driver's pod cgroup, and its container's.
+    fn pod_cgroup() -> String {
+        format!("/kubepods/burstable/pod{POD_UID}")
+    }
+
+    /// The main process of a pod's container, killed at the pod's 256 MiB limit, which its
+    /// two containers share; the container's own limit is 200 MiB.
+    fn at_the_pod_s_limit() -> Report {
+        let mut report = seed0(true);
+        report.cgroup.path = Some(format!("{}/{POD_ID}", pod_cgroup()));
+        let oom = report.oom.as_mut().unwrap();
+        oom.memcg = Some(pod_cgroup());
+        oom.memcg_limit_bytes = Some(256 * MIB);
+        report.container = Some(Container {
+            runtime: "kubernetes",
+            id: POD_ID.into(),
+            name: Some("web".into()),
+            memory_limit_bytes: Some(200 * MIB),
+            pod: Some(Pod {
+                uid: POD_UID.into(),
+                namespace: Some("shop".into()),
+                name: Some("web-0".into()),
+                qos: Some("burstable"),
+                containers: Some(2),
+            }),
+            ..Container::default()
+        });
+        report
+    }
+
+    /// The line under the facts.
+    fn meaning_line(report: &Report) -> String {
+        let shown = render(&mut utc(), report);
+        let mut lines = shown.lines();
+        lines.next();
+        lines.next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn a_pod_s_limit_is_said_as_the_pod_s_shared_by_its_containers() {
+        type Edit = fn(&mut Report);
+        fn pod(r: &mut Report) -> &mut Pod {
+            r.container.as_mut().unwrap().pod.as_mut().unwrap()
+        }
+        let main = "; the container's main process (PID 1)";
+        let the_pod_s = "the limit of pod shop/web-0, 256.0 MiB";
+        let own = "; this container's own limit is 200.0 MiB";
+        let cases: Vec<(&str, Edit, String)> = vec![
+            (
+                "everything known",
+                |_| {},
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the pod's names unknown: its uid",
+                |r| pod(r).name = None,
+                format!("the limit of pod {POD_UID}, 256.0 MiB, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the size unknown",
+                |r| r.oom.as_mut().unwrap().memcg_limit_bytes = None,
+                format!("the limit of pod shop/web-0, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the count unknown",
+                |r| pod(r).containers = None,
+                format!("{the_pod_s}{own}{main}"),
+            ),
+            (
+                "a count of none says nothing",
+                |r| pod(r).containers = Some(0),
+                format!("{the_pod_s}{own}{main}"),
+            ),
+            (
+                "one container: this one",
+                |r| pod(r).containers = Some(1),
+                format!("{the_pod_s}, which has no other container{own}{main}"),
+            ),
+            (
+                "the container's own limit unknown is left out, not said to be none",
+                |r| r.container.as_mut().unwrap().memory_limit_bytes = None,
+                format!("{the_pod_s}, shared by 2 containers{main}"),
+            ),
+            (
+                "the victim in a cgroup below its container's",
+                |r| r.cgroup.path = Some(format!("{}/{POD_ID}/worker", pod_cgroup())),
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            (
+                "the systemd driver",
+                |r| {
+                    let slice = format!(
+                        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+                        POD_UID.replace('-', "_")
+                    );
+                    r.cgroup.path = Some(format!("{slice}/cri-containerd-{POD_ID}.scope"));
+                    r.oom.as_mut().unwrap().memcg = Some(slice);
+                },
+                format!("{the_pod_s}, shared by 2 containers{own}{main}"),
+            ),
+            // Not the pod's limit: said as before.
+            (
+                "the container's own limit",
+                |r| r.oom.as_mut().unwrap().memcg = r.cgroup.path.clone(),
+                "the container's main process (PID 1)".to_owned(),
+            ),
+            (
+                "the QoS class's slice above the pod",
+                |r| r.oom.as_mut().unwrap().memcg = Some("/kubepods/burstable".into()),
+                "limit of /kubepods/burstable hit, the victim lived in \
+                 /kubepods/burstable/podb67e5888-667c-48fb-824e-7c2b4da2cb28/14ee10eb9e4c…{main}"
+                    .replace("{main}", main),
+            ),
+            (
+                "a name that reads as the pod's but is other bytes",
+                |r| {
+                    let oom = r.oom.as_mut().unwrap();
+                    oom.memcg = Some(format!("{}\u{fffd}", pod_cgroup()));
+                    oom.memcg_bytes = Some([pod_cgroup().as_bytes(), b"\xff"].concat());
+                },
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID}\\xff hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+            (
+                "a container the path does not name",
+                |r| r.container.as_mut().unwrap().id = "4f2c".repeat(16),
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID} hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+            (
+                "a pod the path does not name",
+                |r| pod(r).uid = "0c6a".into(),
+                format!(
+                    "limit of /kubepods/burstable/pod{POD_UID} hit, the victim lived in \
+                     /kubepods/burstable/pod{POD_UID}/14ee10eb9e4c…{main}"
+                ),
+            ),
+        ];
+        for (what, edit, want) in cases {
+            let mut report = at_the_pod_s_limit();
+            edit(&mut report);
+            assert_eq!(meaning_line(&report), format!("    {want}"), "{what}");
+        }
+        // The pod's limit unknown: the container's own is not shown as the limit hit.
+        let mut report = at_the_pod_s_limit();
+        report.oom.as_mut().unwrap().memcg_limit_bytes = None;
+        let first = render(&mut utc(), &report);
+        assert!(first.contains("rss 63.0 MiB\n"), "{first}");
+        report.oom.as_mut().unwrap().memcg = report.cgroup.path.clone();
+        let first = render(&mut utc(), &report);
+        assert!(first.contains("rss 63.0 MiB  limit 200.0 MiB\n"), "{first}");
+        let first = render(&mut utc(), &at_the_pod_s_limit());
+        assert!(
+            first.starts_with(
+                "04:47:30  web (pod shop/web-0)  dd (pid 10390, thread 10391)  rss 63.0 MiB  limit \
+                 256.0 MiB\n"
+            ),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn a_pod_s_hostile_names_are_escaped_in_its_limit() {
+        let mut report = at_the_pod_s_limit();
+        let pod = report.container.as_mut().unwrap().pod.as_mut().unwrap();
+        pod.namespace = Some("\x1b[2Jshop".into());
+        pod.name = Some("web\u{202e}0\n".into());
+        let line = meaning_line(&report);
+        assert!(
+            line.starts_with(
+                "    the limit of pod \\x1b[2Jshop/web\\u{202e}0\\x0a, 256.0 MiB, shared by 2"
+            ),
+            "{line}"
+        );
+        let pod = report.container.as_mut().unwrap().pod.as_mut().unwrap();
+        (pod.name, pod.uid) = (None, format!("{POD_UID}\x07"));
+        // The uid the report has is not the one the path names: not said to be the pod's.
+        assert!(!meaning_line(&report).contains("the limit of pod"));
+    }
+
+    #[test]
+    fn a_group_kill_says_what_the_kernel_is_killing_with_the_victim() {
+        type Edit = fn(&mut Report);
+        fn oom(r: &mut Report) -> &mut OomContext {
+            r.oom.as_mut().unwrap()
+        }
+        let own = format!("{}/{POD_ID}", pod_cgroup());
+        let pod_limit = "the limit of pod shop/web-0, 256.0 MiB, shared by 2 containers; this \
+                         container's own limit is 200.0 MiB; ";
+        let main = "; the container's main process (PID 1)";
+        // (what, the group: the container's own cgroup, the pod's or one below the
+        // container's; an edit, what the line says between the limit and the role)
+        let cases: Vec<(&str, Option<&str>, Edit, &str)> = vec![
+            (
+                "the container's",
+                Some("OWN"),
+                |_| {},
+                "memory.oom.group is set on the container: all its processes are being killed \
+                 with it",
+            ),
+            (
+                "the pod's",
+                Some("POD"),
+                |_| {},
+                "memory.oom.group is set on pod shop/web-0: all its containers' processes are \
+                 being killed with it",
+            ),
+            (
+                "a cgroup below the container's",
+                Some("BELOW"),
+                |r| r.cgroup.path = r.oom.as_ref().unwrap().group_memcg.clone(),
+                "memory.oom.group is set on \
+                 /kubepods/burstable/podb67e5888-667c-48fb-824e-7c2b4da2cb28/14ee10eb9e4c…/app: \
+                 all its processes are being killed with it",
+            ),
+            (
+                "a member shown in full, its chosen victim not shown",
+                Some("OWN"),
+                |r| oom(r).group_kill = Some(true),
+                "memory.oom.group is set on the container: all its processes are being killed, \
+                 this one among them",
+            ),
+            (
+                "a member whose group is not known",
+                None,
+                |r| oom(r).group_kill = Some(true),
+                "killed with the rest of its memory.oom.group",
+            ),
+        ];
+        for (what, group, edit, want) in cases {
+            let mut report = at_the_pod_s_limit();
+            let oom = report.oom.as_mut().unwrap();
+            oom.id = Some(5);
+            oom.group_kill = Some(false);
+            oom.group_memcg = group.map(|g| match g {
+                "OWN" => own.clone(),
+                "POD" => pod_cgroup(),
+                _ => format!("{own}/app"),
+            });
+            edit(&mut report);
+            let line = meaning_line(&report);
+            assert_eq!(line, format!("    {pod_limit}{want}{main}"), "{what}");
+        }
+
+        // Said nowhere else: no group, and a victim only marked (no group was killed for it).
+        let mut report = at_the_pod_s_limit();
+        assert!(!meaning_line(&report).contains("oom.group"));
+        let oom = report.oom.as_mut().unwrap();
+        (oom.group_memcg, oom.kind) = (Some(pod_cgroup()), Some("marked"));
+        assert!(!meaning_line(&report).contains("oom.group"));
+
+        // Docker's container, on cgroup v2.
+        let mut report = seed0(true);
+        report.cgroup.path = Some(format!("/system.slice/docker-{POD_ID}.scope"));
+        report.container.as_mut().unwrap().id = POD_ID.into();
+        let oom = report.oom.as_mut().unwrap();
+        (oom.memcg, oom.group_memcg) = (report.cgroup.path.clone(), report.cgroup.path.clone());
+        assert_eq!(
+            meaning_line(&report),
+            "    memory.oom.group is set on the container: all its processes are being killed \
+             with it; the container's main process (PID 1)"
+        );
+    }
+
+    #[test]
+    fn a_group_kill_s_hostile_names_are_escaped() {
+        let mut report = at_the_pod_s_limit();
+        let container = report.container.as_mut().unwrap();
+        container.pod.as_mut().unwrap().name = Some("web\x1b]0;x\x07".into());
+        report.oom.as_mut().unwrap().group_memcg = Some(pod_cgroup());
+        let line = meaning_line(&report);
+        assert!(
+            line.contains(
+                "memory.oom.group is set on pod shop/web\\x1b]0;x\\x07: all its containers'"
+            ),
+            "{line}"
+        );
+        // A cgroup whose name is not UTF-8, and one that reads like the pod's but is not.
+        let oom = report.oom.as_mut().unwrap();
+        oom.group_memcg = Some(format!("{}\u{fffd}", pod_cgroup()));
+        oom.group_memcg_bytes = Some([pod_cgroup().as_bytes(), b"\x9b"].concat());
+        let line = meaning_line(&report);
+        assert!(
+            line.contains(&format!(
+                "memory.oom.group is set on {}\\x9b: all its processes are being killed with it",
+                pod_cgroup()
+            )),
+            "{line}"
+        );
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+
+    #[test]
+    fn a_group_kill_s_members_follow_their_own_incident() {
+        let mut view = utc();
+        let kill = |id: u64, pid: u32, member: bool| {
+            let mut report = at_the_pod_s_limit();
+            (report.victim.pid, report.victim.tid) = (Some(pid), Some(pid));
+            report.victim.comm = Some(if member { "sleep" } else { "java" }.into());
+            let oom = report.oom.as_mut().unwrap();
+            (oom.id, oom.group_kill) = (Some(id), Some(member));
+            oom.group_memcg = Some(pod_cgroup());
+            report
+        };
+        let lines: Vec<String> = [
+            kill(5, 100, false),
+            kill(5, 101, true),
+            kill(5, 102, true),
+            kill(6, 200, false),
+            kill(6, 201, true),
+            // A member whose chosen victim was not shown: in full, then the rest under it.
+            kill(7, 301, true),
+            kill(7, 302, true),
+        ]
+        .iter()
+        .map(|report| render(&mut view, report))
+        .collect();
+        let plus = |pid| {
+            format!(
+                "  + sleep (pid {pid})  rss 63.0 MiB  killed with the rest of its \
+                 memory.oom.group\n"
+            )
+        };
+        let chosen_says = "memory.oom.group is set on pod shop/web-0: all its containers' \
+                           processes are being killed with it";
+        assert!(lines[0].contains("java (pid 100)"), "{}", lines[0]);
+        assert!(lines[0].contains(chosen_says), "{}", lines[0]);
+        assert_eq!(lines[1], plus(101));
+        assert_eq!(lines[2], plus(102));
+        assert!(lines[3].contains("java (pid 200)") && lines[3].contains(chosen_says));
+        assert_eq!(lines[4], plus(201));
+        assert!(lines[5].contains("sleep (pid 301)"), "{}", lines[5]);
+        assert!(lines[5].contains("this one among them"), "{}", lines[5]);
+        assert_eq!(lines[6], plus(302));
     }
 
     #[test]

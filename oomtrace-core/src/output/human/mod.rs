@@ -10,8 +10,9 @@
 //! ```
 //!
 //! With `--verbose`, or when stdout is a terminal, a third line gives the limited cgroup's
-//! memory breakdown and its biggest processes. The members of a `memory.oom.group` kill
-//! follow their chosen victim as `+` lines of the same incident. Times are local (`TZ`, else
+//! memory breakdown and its biggest processes. The chosen victim of a `memory.oom.group` kill
+//! says what the kernel is killing with it (the container, its pod, another cgroup), and the
+//! members follow it as `+` lines of the same incident. Times are local (`TZ`, else
 //! `/etc/localtime`), with the date when not today and the zone where the clock reading is
 //! ambiguous; JSON keeps RFC 3339 UTC. Every untrusted string is escaped (see `escape`).
 
@@ -27,7 +28,7 @@ use crate::{
         escape::visible,
         format::{clock, short_id},
     },
-    report::Container,
+    report::{Container, Pod},
 };
 
 /// Renders reports and container exits, remembering what makes the next line say more:
@@ -64,6 +65,14 @@ fn container_name(c: &Container) -> String {
     match &c.name {
         Some(name) => visible(name),
         None => format!("{} {}", c.runtime, visible(short_id(&c.id))),
+    }
+}
+
+/// A pod as `namespace/name`, or by its uid when its names are not known.
+fn pod_name(pod: &Pod) -> String {
+    match (&pod.namespace, &pod.name) {
+        (Some(ns), Some(name)) => format!("{}/{}", visible(ns), visible(name)),
+        _ => visible(&pod.uid),
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU64;
 
 use super::context::{DEFAULT_PAGE_SIZE, ReportContext};
+use super::group::{GroupLine, is_within};
 use super::kill::KmsgKill;
 use super::lines::{
     KILLED, KILLED_PREFIXES, KilledLine, KilledParse, MAX_JOIN, OomKind, Summary, is_summary_piece,
@@ -103,6 +104,7 @@ impl KillAssembler {
             kill.group_kill = true;
             kill.constraint = group.constraint.clone();
             kill.oom_memcg = group.oom_memcg.clone();
+            kill.group_memcg = group.cgroup();
             group.global
         } else {
             let summary = self.summary.as_ref().filter(|s| s.pid == Some(pid))?;
@@ -227,10 +229,10 @@ impl KillAssembler {
                 return;
             }
         }
-        if message.starts_with("Tasks in ") {
+        if let Some(line) = GroupLine::start(message) {
             self.finish_pending();
             self.report.close();
-            self.start_group();
+            self.start_group(line);
             return;
         }
         if let Some(rest) = message.strip_prefix("Task in ") {
@@ -247,6 +249,11 @@ impl KillAssembler {
             self.before_kill_line();
             self.report.close();
             self.legacy_kind = Some(prefix_kind(&message[..at]));
+            return;
+        }
+        if let Some(group) = self.group.as_mut()
+            && group.line.take(message)
+        {
             return;
         }
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
@@ -293,12 +300,13 @@ impl KillAssembler {
         self.killed.clear();
     }
 
-    fn start_group(&mut self) {
+    fn start_group(&mut self, line: GroupLine) {
         let context = match &self.summary {
             Some(summary) => GroupContext {
                 constraint: summary.constraint.clone(),
                 oom_memcg: summary.oom_memcg.clone(),
                 global: summary.global,
+                line,
             },
             None => GroupContext {
                 constraint: None,
@@ -308,6 +316,7 @@ impl KillAssembler {
                     (None, Some(kind)) => kind.global(),
                     (None, None) => None,
                 },
+                line,
             },
         };
         self.group = Some(context);
@@ -351,6 +360,7 @@ impl KillAssembler {
             kill.group_kill = true;
             kill.constraint = group.constraint.clone();
             kill.oom_memcg = group.oom_memcg.clone();
+            kill.group_memcg = group.cgroup();
             context_global = group.global;
         } else {
             if !self.killed.is_empty() {
@@ -442,6 +452,21 @@ struct GroupContext {
     constraint: Option<String>,
     oom_memcg: Option<LogText>,
     global: Option<bool>,
+    /// `Tasks in <cgroup> ...`, which may still be coming in pieces.
+    line: GroupLine,
+}
+
+impl GroupContext {
+    /// The cgroup the group kill takes whole, once its line is whole; never one above the
+    /// limited cgroup, where the kernel's group cannot be (such a "path" was another CPU's
+    /// record taken for a piece).
+    fn cgroup(&self) -> Option<LogText> {
+        let cgroup = self.line.cgroup()?;
+        match &self.oom_memcg {
+            Some(limited) if !is_within(&cgroup, limited) => None,
+            _ => Some(cgroup),
+        }
+    }
 }
 
 /// Records that start, or are, one of the OOM killer's lines; such a record is never the
@@ -562,8 +587,8 @@ mod tests {
 
     /// Expected kills as a table, one per line:
     /// `seq usec pid comm uid total-vm anon-rss file-rss shmem-rss pgtables oom_score_adj
-    /// constraint oom_memcg task_memcg how trigger`, `-` for None, `how` one of `victim`,
-    /// `member` (group kill) and `global`.
+    /// constraint oom_memcg task_memcg how trigger group`, `-` for None, `how` one of `victim`,
+    /// `member` (group kill) and `global`, `group` the cgroup a group kill takes whole.
     fn table(text: &str) -> Vec<KmsgKill> {
         fn opt(word: &str) -> Option<String> {
             (word != "-").then(|| word.to_owned())
@@ -576,7 +601,7 @@ mod tests {
             .map(Iterator::collect::<Vec<_>>)
             .filter(|words| !words.is_empty())
             .map(|w| {
-                assert_eq!(w.len(), 16, "{w:?}");
+                assert_eq!(w.len(), 17, "{w:?}");
                 KmsgKill {
                     seq: num(w[0]).expect("seq"),
                     usec: num(w[1]).expect("usec"),
@@ -595,6 +620,7 @@ mod tests {
                     global: w[14] == "global",
                     group_kill: w[14] == "member",
                     trigger_comm: opt(w[15]).map(LogText::from),
+                    group_memcg: opt(w[16]).map(LogText::from),
                     ..KmsgKill::default()
                 }
             })
@@ -834,15 +860,17 @@ mod tests {
                     k.group_kill,
                     k.oom_memcg.as_deref(),
                     k.task_memcg.as_deref(),
+                    k.group_memcg.as_deref(),
                 )
             })
             .collect();
         assert_eq!(
             summary,
             vec![
-                (30, false, Some("/pod"), Some("/pod/c1")),
-                (31, true, Some("/pod"), None),
-                (31, false, None, None),
+                // The chosen victim's line comes before the group's is printed.
+                (30, false, Some("/pod"), Some("/pod/c1"), None),
+                (31, true, Some("/pod"), None, Some("/pod")),
+                (31, false, None, None, None),
             ]
         );
         assert_eq!(kills[1].constraint.as_deref(), Some(MEMCG));
@@ -851,6 +879,99 @@ mod tests {
             (Some(65535), Some(-998))
         );
         assert_eq!(kills[2].constraint, None, "that OOM printed no summary");
+    }
+
+    /// A group kill at `/pod`'s limit: its header, summary and chosen victim (pid 30), then
+    /// `group_line`'s records, then a member (pid 31).
+    fn group_kill(group_line: &[&str]) -> Vec<String> {
+        let mut messages = vec![
+            "stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0".to_owned(),
+            r"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/p\xffd,task_memcg=/p\xffd/c1,task=stress,pid=30,uid=0".to_owned(),
+            "Memory cgroup out of memory: Killed process 30 (stress) total-vm:9kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0".to_owned(),
+        ];
+        messages.extend(group_line.iter().map(|line| line.to_string()));
+        messages.push("Memory cgroup out of memory: Killed process 31 (pause) total-vm:1kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:65535 pgtables:4kB oom_score_adj:-998".to_owned());
+        messages
+    }
+
+    #[test]
+    fn the_group_s_cgroup_reaches_its_members_only_from_its_whole_line() {
+        const END: &str = " are going to be killed due to memory.oom.group set";
+        let pod: &[u8] = b"/p\xffd";
+        let below: &[u8] = b"/p\xffd/c1";
+        // The records of the `Tasks in` line, and the group cgroup the member gets.
+        let cases: [(&[&str], Option<&[u8]>); 7] = [
+            (
+                &[r"Tasks in /p\xffd are going to be killed due to memory.oom.group set"],
+                Some(pod),
+            ),
+            (
+                &[r"Tasks in /p\xffd/c1 are going to be killed due to memory.oom.group set"],
+                Some(below),
+            ),
+            // Other CPUs' records in between.
+            (
+                &[
+                    "Tasks in ",
+                    "eth0: link up",
+                    r"/p\xffd",
+                    "usb 1-1: new device",
+                    END,
+                ],
+                Some(pod),
+            ),
+            // Cut for good.
+            (&["Tasks in ", r"/p\xffd"], None),
+            (&["Tasks in "], None),
+            // Another CPU's record taken for the path names a cgroup above the limited one,
+            // where the kernel's group cannot be: none rather than that.
+            (&["Tasks in ", "/dev/sda1: mounted", r"/p\xffd", END], None),
+            (
+                &[r"Tasks in /p are going to be killed due to memory.oom.group set"],
+                None,
+            ),
+        ];
+        for (group_line, want) in cases {
+            let messages = group_kill(group_line);
+            let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+            let kills = kills_in(&dump(&messages));
+            assert_eq!(kills.len(), 2, "{group_line:?}");
+            assert_eq!(
+                kills[0].group_memcg, None,
+                "the chosen victim's line comes first"
+            );
+            let group = kills[1].group_memcg.as_ref();
+            assert_eq!(group.and_then(LogText::raw), want, "{group_line:?}");
+            assert!(kills[1].group_kill);
+        }
+    }
+
+    #[test]
+    fn a_member_seen_first_by_the_kernel_program_has_its_group() {
+        let messages =
+            group_kill(&[r"Tasks in /p\xffd are going to be killed due to memory.oom.group set"]);
+        let mut assembler = KillAssembler::default();
+        for (at, message) in messages.iter().enumerate() {
+            let record = Record {
+                seq: at as u64 + 1,
+                usec: (at as u64 + 1) * 10,
+                message,
+            };
+            if message.contains("Killed process 30") {
+                // The chosen victim is marked before the group is named.
+                let chosen = assembler.context_for(30).expect("the summary names it");
+                assert_eq!(chosen.group_memcg, None);
+            }
+            if message.contains("Killed process 31") {
+                let member = assembler
+                    .context_for(31)
+                    .expect("a group kill is under way");
+                assert!(member.group_kill);
+                let group = member.group_memcg.expect("named");
+                assert_eq!(group.raw(), Some(&b"/p\xffd"[..]));
+            }
+            assembler.push(&record);
+        }
     }
 
     #[test]
@@ -1069,6 +1190,7 @@ mod tests {
             && got.task_memcg == want.task_memcg
             && got.global == want.global
             && got.group_kill == want.group_kill
+            && got.group_memcg == want.group_memcg
             && got.trigger_comm == want.trigger_comm
             && got.memcg_usage_kb == want.memcg_usage_kb
             && got.memcg_limit_kb == want.memcg_limit_kb

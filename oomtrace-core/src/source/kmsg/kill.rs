@@ -35,6 +35,10 @@ pub struct KmsgKill {
     /// once, when its own line comes (before the kernel says a group kill follows), with
     /// `group_kill == false`; its repeat among the group members is dropped.
     pub group_kill: bool,
+    /// The cgroup a `memory.oom.group` kill takes whole, from `Tasks in <cgroup> are going to
+    /// be killed ...`: for the members only, since the kernel prints it after the chosen
+    /// victim's line; `None` where that line was cut.
+    pub group_memcg: Option<LogText>,
     /// From `<comm> invoked oom-killer`.
     pub trigger_comm: Option<LogText>,
     /// When the invocation this kill belongs to began (its `invoked oom-killer` header, or
@@ -66,6 +70,11 @@ impl KmsgKill {
         };
         oom.global = Some(self.global);
         oom.group_kill = Some(self.group_kill);
+        (oom.group_memcg, oom.group_memcg_bytes) =
+            match self.group_memcg.clone().map(LogText::into_parts) {
+                Some((group, bytes)) => (Some(group), bytes),
+                None => (None, None),
+            };
         oom.memcg_limit_bytes = self.memcg_limit_kb.map(|kb| kb << 10);
         oom.memcg_usage_bytes = self.memcg_usage_kb.map(|kb| kb << 10);
         oom.memcg_stat = self.memcg_stat.as_ref().map(|logged| logged.stat.clone());
@@ -86,5 +95,37 @@ impl KmsgKill {
             report.cgroup.path = Some(path);
             report.cgroup.path_bytes = bytes;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oom_takes_the_group_as_the_log_names_it() {
+        let member = KmsgKill {
+            group_kill: true,
+            oom_memcg: Some(LogText::from_bytes(b"/p\xffd".to_vec())),
+            group_memcg: Some(LogText::from_bytes(b"/p\xffd/c1".to_vec())),
+            ..KmsgKill::default()
+        };
+        let mut oom = OomContext {
+            group_memcg: Some("/stale".into()),
+            ..OomContext::default()
+        };
+        member.tell_oom(&mut oom);
+        assert_eq!(oom.group_kill, Some(true));
+        assert_eq!(oom.group_memcg.as_deref(), Some("/p\u{fffd}d/c1"));
+        assert_eq!(oom.group_memcg_bytes.as_deref(), Some(&b"/p\xffd/c1"[..]));
+
+        // The chosen victim's line comes before the log names the group: not known from it.
+        let chosen = KmsgKill {
+            oom_memcg: Some("/pod".into()),
+            ..KmsgKill::default()
+        };
+        chosen.tell_oom(&mut oom);
+        assert_eq!((oom.group_memcg, oom.group_memcg_bytes), (None, None));
+        assert_eq!(oom.group_kill, Some(false));
     }
 }

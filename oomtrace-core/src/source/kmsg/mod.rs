@@ -9,6 +9,8 @@
 //! * [`lines`]: the parsers of single OOM lines, `Killed process` and the `oom-kill:` summary.
 //! * [`context`]: what the invocation's report prints before the kill, the OOM cgroup's
 //!   counters and stats and the task dump, parsed and kept per invocation.
+//! * `group`: the `Tasks in <cgroup> are going to be killed due to memory.oom.group set` line,
+//!   which names the cgroup a group kill's members are killed for.
 //! * [`assembler`]: [`KillAssembler`] reads the messages of consecutive records and turns the lines the OOM
 //!   killer prints into one [`KmsgKill`] per killed process:
 //!
@@ -40,6 +42,7 @@
 
 pub mod assembler;
 pub mod context;
+mod group;
 pub mod kill;
 pub mod lines;
 pub mod record;

@@ -119,6 +119,7 @@ mod tests {
                 namespace: Some("prod".into()),
                 name: Some("api-7d9f".into()),
                 qos: Some("burstable"),
+                containers: None,
             });
         }
         metrics.record_kill(&report, SystemTime::now());
@@ -145,6 +146,7 @@ mod tests {
                     namespace: None,
                     name: None,
                     qos: Some("burstable"),
+                    containers: None,
                 });
             }
             metrics.record_kill(&report, SystemTime::now());
