@@ -225,6 +225,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         format,
         metrics,
         host,
+        cgroup_root,
     };
     let mut docker_changes = context.docker.as_ref().map(|d| d.cache.subscribe());
     let mut docker_status = context.docker.as_ref().map(|d| d.status.clone());

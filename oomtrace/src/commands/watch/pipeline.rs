@@ -18,6 +18,7 @@ use crate::{
     attribution::{
         containerd, docker,
         enrich::{self, Caches},
+        pod_members,
         runtime::{Lifecycle, Status},
     },
     output::{metrics::Metrics, sink::Sinks},
@@ -77,6 +78,8 @@ pub struct Context {
     pub metrics: Option<Arc<Metrics>>,
     /// This node and boot, for every event seen live.
     pub host: Host,
+    /// The memory hierarchy's root, where a pod's cgroup is read for its members.
+    pub cgroup_root: Option<std::path::PathBuf>,
 }
 
 /// A kill in a container, kept for the exit that ends the container's run: the first exit
@@ -456,7 +459,15 @@ impl Pipeline {
 fn attribute(report: &mut Report, context: &Context) {
     let caches = caches(context);
     match (report.past, caches.docker.or(caches.containerd)) {
-        (false, _) => enrich::annotate(report, caches),
+        (false, _) => {
+            enrich::annotate(report, caches);
+            if let (Some(root), Some(containerd)) = (&context.cgroup_root, caches.containerd) {
+                let members = pod_members::count(report, root, containerd);
+                if let Some(pod) = report.container.as_mut().and_then(|c| c.pod.as_mut()) {
+                    pod.containers = members;
+                }
+            }
+        }
         (true, Some(_)) => enrich::fill_missing(report, caches),
         (true, None) => {}
     }
