@@ -18,6 +18,10 @@ use oomtrace_tests::{
 };
 use serde_json::Value;
 
+// In the binary the kernel matrix boots, in a file of its own.
+#[path = "oom_kill/kubelet_shapes.rs"]
+mod kubelet_shapes;
+
 const MIB: u64 = 1 << 20;
 /// `oomtrace check` and `oomtrace history` finish in well under a second on the host; under
 /// the kernel matrix's TCG emulation, loading and verifying a program takes far longer.
