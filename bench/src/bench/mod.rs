@@ -51,7 +51,12 @@ fn run(target: &Path, config: &Config) -> Result<bool> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench loads BPF programs and creates memory cgroups: run it as root");
     }
-    let paths = tools::Paths::find(target)?;
+    let mut paths = tools::Paths::find(target)?;
+    // Both runtime clients connected, as on a node that runs Docker and containerd: the
+    // host's Docker, and a containerd of the bench's own (never the host's).
+    let containerd = oomtrace_tests::Containerd::start();
+    paths.containerd_socket = Some(containerd.socket().to_owned());
+    tools::both_runtimes_answer(&paths)?;
     let clock = tools::nsecs_clock(&paths.bpftrace)?;
     let supervisor = procs::Supervisor::new();
     let cgroups = cgroups::Cgroups::create(config.storm_cgroups);

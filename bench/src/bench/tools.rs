@@ -108,6 +108,9 @@ pub struct Paths {
     pub oomtrace: PathBuf,
     pub hog: PathBuf,
     pub bpftrace: PathBuf,
+    /// The socket of a containerd of the bench's own, which oomtrace is pointed at so that it
+    /// runs with both runtime clients connected, as on a node with Docker and containerd.
+    pub containerd_socket: Option<String>,
 }
 
 impl Paths {
@@ -126,9 +129,39 @@ impl Paths {
             hog,
             bpftrace: which::which("bpftrace")
                 .context("bpftrace is missing: `cargo xtask bench` installs it")?,
+            containerd_socket: None,
         })
     }
 }
+
+/// Fails unless `oomtrace check` finds both Docker and the bench's containerd answering, so
+/// that every figure is taken with both clients connected.
+pub fn both_runtimes_answer(paths: &Paths) -> Result<()> {
+    let mut check = Command::new(&paths.oomtrace);
+    check.arg("check");
+    if let Some(socket) = &paths.containerd_socket {
+        check.args(["--containerd-socket", socket]);
+    }
+    let output = oomtrace_tests::process::output_within(&mut check, CHECK_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    for runtime in ["Docker", "containerd"] {
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(&format!("{runtime}: ")))
+            .unwrap_or_default();
+        if !line.contains(": answers at ") {
+            bail!(
+                "the bench measures oomtrace with both runtime clients connected, and {runtime} does not answer: {line:?}"
+            );
+        }
+        crate::console::progress(line);
+    }
+    Ok(())
+}
+
+/// `oomtrace check` attaches and detaches twice and asks both runtimes; seconds here.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One victim as a tool reported it, and when the line reached the bench.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +264,9 @@ impl Running {
                 let mut cmd = Command::new(&paths.oomtrace);
                 // The journal is on by default; a bench's thousands of kills stay out of it.
                 cmd.args(["--json", "--no-journal"]);
+                if let Some(socket) = &paths.containerd_socket {
+                    cmd.args(["--containerd-socket", socket]);
+                }
                 if let Some(mode) = mode {
                     cmd.args(["--attach", mode]);
                 }
