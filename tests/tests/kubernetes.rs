@@ -207,13 +207,26 @@ fn child_killed_while_the_main_process_survives() {
     let containerd = Containerd::start();
     let pod = Pod::build(Qos::Burstable, "seed", "api").create(&containerd);
     let task = pod.run_container("api", Some(64 * MIB), IDLE_MAIN);
-    let tracer = Tracer::start(&["--containerd-socket", containerd.socket()]);
+    let socket = ["--containerd-socket", containerd.socket()];
+    let tracer = Tracer::start(&socket);
+    let human = HumanWatch::start(&socket);
     assert_eq!(
         pod.exec(&task, DD_SH).code(),
         Some(KILLED),
         "dd is OOM-killed"
     );
-    tracer.wait_for(1, REPORT_TIMEOUT, |r| about(r, &task.id));
+    let reported = tracer.wait_for(1, REPORT_TIMEOUT, |r| about(r, &task.id));
+    let victim_pid = reported
+        .first()
+        .and_then(|r| r["victim"]["pid"].as_u64())
+        .expect("a report with the victim's pid");
+    human.wait_until(REPORT_TIMEOUT, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("dd (pid {victim_pid})")))
+    });
+    // Everything it wrote, the line under the kill's included.
+    let (lines, _) = human.stop();
     assert!(
         process_alive(task.pid),
         "the main process survived the kill"
@@ -248,6 +261,17 @@ fn child_killed_while_the_main_process_survives() {
 
     assert_named_by_containerd(report, &pod, &task, "api", 64 * MIB, 1);
     assert_eq!(field(report, "victim.is_container_main"), false, "{report}");
+    let (line, meaning) = human_kill(&lines, victim);
+    let place = format!("api (pod {})", pod.full_name());
+    assert!(line.contains(&place), "{place} in {line}");
+    let role = format!(
+        "not the container's main process (that is sh, pid {}); entered the container from outside, as kubectl exec does",
+        task.pid
+    );
+    assert!(
+        meaning.is_some_and(|m| m.contains(&role)),
+        "{role:?} under {line:?}: {meaning:?}"
+    );
     let exit = only_exit(&stopped.exits, &task);
     assert_eq!(field(exit, "exit_code"), 0, "{exit}");
 }

@@ -289,7 +289,13 @@ fn role(report: &Report, c: &Container) -> String {
                     text.push_str("; forked by the main process");
                 }
                 _ if from_outside => {
-                    text.push_str("; entered the container from outside, as docker exec does");
+                    text.push_str("; entered the container from outside, as ");
+                    text.push_str(match c.runtime {
+                        "docker" => "docker exec does",
+                        // kubelet's exec goes through the CRI to the runtime's own.
+                        "containerd" | "kubernetes" | "cri-o" => "kubectl exec does",
+                        _ => "an exec does",
+                    });
                 }
                 _ => {}
             }
@@ -386,6 +392,26 @@ mod tests {
         );
         let first = line.lines().next().unwrap();
         assert!(first.chars().count() <= 120, "{first}");
+    }
+
+    #[test]
+    fn an_exec_is_named_by_the_tool_of_the_container_s_runtime() {
+        for (runtime, tool) in [
+            ("docker", "docker exec"),
+            ("containerd", "kubectl exec"),
+            ("kubernetes", "kubectl exec"),
+            ("podman", "an exec"),
+        ] {
+            let mut report = seed0(false);
+            report.container.as_mut().unwrap().runtime = runtime;
+            let line = render(&mut utc(), &report);
+            assert!(
+                line.contains(&format!(
+                    "entered the container from outside, as {tool} does"
+                )),
+                "{runtime}: {line}"
+            );
+        }
     }
 
     #[test]
