@@ -37,13 +37,17 @@ fn effective_uid(status: &str) -> Option<u32> {
 
 /// What the privileged tests need: tracefs, a Docker daemon and the busybox image (put
 /// together under `target`, the cargo target directory, if missing); the terminal test drives
-/// the human view through tmux, and the unit file is checked with systemd-analyze.
+/// the human view through tmux, the unit file is checked with systemd-analyze, and the alerting
+/// rules with promtool, and a real Prometheus scrapes the metrics. The tests start a Prometheus
+/// of their own; the package's own service, if its installation starts one, is not theirs.
 pub fn ensure_test_prerequisites(target: &Path) -> Result<()> {
     ensure_tracefs()?;
     ensure_docker()?;
     ensure_test_image(target)?;
     ensure_program("tmux", "tmux")?;
-    ensure_program("systemd-analyze", "systemd")
+    ensure_program("systemd-analyze", "systemd")?;
+    ensure_program("promtool", "prometheus")?;
+    ensure_program("prometheus", "prometheus")
 }
 
 /// What the bench runs besides oomtrace, each with the command that must work and the Debian
