@@ -1,9 +1,10 @@
 //! The deployment files in deploy/ and the container image, checked as an operator would use
 //! them: the systemd unit passes `systemd-analyze verify`, the DaemonSet parses, names the
 //! image `cargo xtask image` builds and reaches each runtime's socket, where the node has one,
-//! through a read-only mount that works for a socket; and the `docker run` command of the
-//! operator's guide, run as written, reports a kill in another container with that
-//! container's name, its host pid, and no confusion from oomtrace's own namespaces.
+//! through a read-only mount that works for a socket; the alerting rules pass promtool's check
+//! and their unit tests; and the `docker run` command of the operator's guide, run as written,
+//! reports a kill in another container with that container's name, its host pid, and no
+//! confusion from oomtrace's own namespaces.
 //!
 //! The image test needs the image: `cargo xtask image` builds it (no registry can be reached,
 //! so this test cannot pull one, and it does not build one itself: that takes the eBPF toolchain
@@ -22,7 +23,9 @@ use std::{
 use oomtrace_tests::{
     CAP_SYS_RESOURCE, PipeLines, Started, capabilities,
     docker::{Containers, DD_SH, IMAGE, KILLED, docker, try_docker},
-    privileged, run_within, serial, skip, spawn_until_ready, temp_dir,
+    privileged,
+    prometheus::promtool,
+    run_within, serial, skip, spawn_until_ready, temp_dir,
 };
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -517,6 +520,37 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify deploy/oomtrace.service ({:?}):\n{said}",
         out.status
     );
+}
+
+/// promtool loads the rules as Prometheus would, then runs their unit tests: each alert made
+/// to fire, and not to fire, from series as oomtrace exposes them.
+#[test]
+fn prometheus_rules_pass_promtool_and_their_unit_tests() {
+    let test = "prometheus_rules_pass_promtool_and_their_unit_tests";
+    let Some(promtool) = promtool(test) else {
+        return;
+    };
+    let deploy = workspace().join("deploy");
+    for (args, said) in [
+        (
+            ["check", "rules", "prometheus-rules.yaml"],
+            "SUCCESS: 3 rules found",
+        ),
+        (["test", "rules", "prometheus-rules.test.yaml"], "SUCCESS"),
+    ] {
+        let out = run_within(
+            Command::new(&promtool).args(args).current_dir(&deploy),
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(said),
+            "promtool {} ({:?}):\n{stdout}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn docker_succeeds(args: &[&str]) -> bool {
