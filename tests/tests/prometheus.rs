@@ -24,8 +24,9 @@ const REPORT_WAIT: Duration = Duration::from_secs(10);
 /// The workload the test OOM-kills, and the labels oomtrace must count its kill under.
 ///
 /// Today a Docker container, named by Docker. For a Kubernetes-shaped kill, this is what to
-/// change: a containerd task in a pod's cgroup (its `io.kubernetes.*` labels set), whose
-/// `labels` are then `k8s_namespace`, `k8s_pod` and `k8s_container`, and no `container`.
+/// change: a containerd task in a pod's cgroup (its `io.kubernetes.*` labels set), oomtrace
+/// pointed at that containerd, and `labels` then `k8s_namespace`, `k8s_pod` and
+/// `k8s_container`, and no `container`.
 struct Workload {
     /// Removes the container when the test ends.
     _containers: Containers,
@@ -44,6 +45,11 @@ impl Workload {
             _containers: containers,
             name,
         })
+    }
+
+    /// What oomtrace needs to be told to name the workload: Docker's socket is its default.
+    fn tracer_args(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// A process of the workload OOM-killed, and oomtrace's report of it seen.
@@ -132,7 +138,9 @@ fn prometheus_scrapes_a_kill_under_its_workload_s_labels() {
         return;
     };
     let _serial = serial();
-    let tracer = Tracer::start(&["--metrics-addr", "127.0.0.1:0"]);
+    let mut args = vec!["--metrics-addr".to_owned(), "127.0.0.1:0".to_owned()];
+    args.extend(workload.tracer_args());
+    let tracer = Tracer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let target = metrics_addr(&tracer.stderr_so_far());
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-rules.yaml");
     let prometheus = Prometheus::start(&bin, target, &[rules.as_path()]);
