@@ -1,7 +1,8 @@
 //! Shared pieces of oomtrace's privileged end-to-end tests, and of the soak and the bench that
 //! drive oomtrace the same way: a running tracer, a real memory cgroup, the hog the kernel
 //! OOM-kills in it, a containerd of the tests' own with pods laid out as kubelet lays them out,
-//! child processes that cannot hang a run, and the rule that CI never skips.
+//! a real Prometheus scraping it, child processes that cannot hang a run, and the rule that CI
+//! never skips.
 //!
 //! Like aya's integration tests, helpers panic with a message instead of returning errors.
 //! No sleep here stands in for synchronisation: a child's exit is awaited on its pidfd, a line
@@ -22,6 +23,7 @@ pub mod pipes;
 pub mod pods;
 pub mod preconditions;
 pub mod process;
+pub mod prometheus;
 pub mod record;
 pub mod scratch;
 pub mod tracer;

@@ -1,8 +1,10 @@
 //! The deployment files in deploy/ and the container image, checked as an operator would use
-//! them: the systemd unit passes `systemd-analyze verify`, the DaemonSet parses and names the
-//! image `cargo xtask image` builds, and the `docker run` command of the operator's guide, run as
-//! written, reports a kill in another container with that container's name, its host pid, and
-//! no confusion from oomtrace's own namespaces.
+//! them: the systemd unit passes `systemd-analyze verify`, the DaemonSet parses, names the
+//! image `cargo xtask image` builds and reaches each runtime's socket, where the node has one,
+//! through a read-only mount that works for a socket; the alerting rules pass promtool's check
+//! and their unit tests; and the `docker run` command of the operator's guide, run as written,
+//! reports a kill in another container with that container's name, its host pid, and no
+//! confusion from oomtrace's own namespaces.
 //!
 //! The image test needs the image: `cargo xtask image` builds it (no registry can be reached,
 //! so this test cannot pull one, and it does not build one itself: that takes the eBPF toolchain
@@ -21,7 +23,9 @@ use std::{
 use oomtrace_tests::{
     CAP_SYS_RESOURCE, PipeLines, Started, capabilities,
     docker::{Containers, DD_SH, IMAGE, KILLED, docker, try_docker},
-    privileged, run_within, serial, skip, spawn_until_ready, temp_dir,
+    privileged,
+    prometheus::promtool,
+    run_within, serial, skip, spawn_until_ready, temp_dir,
 };
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -292,8 +296,38 @@ fn daemonset_parses_and_names_the_image() {
     assert_eq!(caps("drop"), BTreeSet::from(["ALL"]));
     assert_eq!(caps("add"), BTreeSet::from(["BPF", "PERFMON", "SYSLOG"]));
 
-    // The host mounts of the documented `docker run`, read-only, plus the journal.
+    // The host mounts of the documented `docker run`, read-only, plus the journal; but Docker's
+    // socket, which the DaemonSet reaches through the host's /run (below).
     let volumes = list(pod, "volumes");
+    let mounts = host_mounts(c, volumes);
+    let docker_run = documented_docker_run();
+    let documented: Vec<&str> = values_of(&docker_run, "--volume")
+        .into_iter()
+        .filter(|v| !v.starts_with(&format!("{DOCKER_SOCKET}:")))
+        .collect();
+    for volume in &documented {
+        let parts: Vec<&str> = volume.split(':').collect();
+        let (source, target, read_only) = (parts[0], parts[1], parts.get(2) == Some(&"ro"));
+        assert!(
+            mounts.contains(&(source.to_owned(), target.to_owned(), read_only)),
+            "the DaemonSet lacks the documented `--volume {volume}`: {mounts:?}"
+        );
+    }
+    assert_eq!(mounts.len(), documented.len() + 1, "{mounts:?}");
+    runtime_sockets_are_optional(c, volumes, &args);
+}
+
+/// Docker's socket as the documented `docker run` mounts it; `/var/run` links to `/run`.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// Where each runtime's socket is on a node, for the flag that names it to oomtrace: the
+/// daemons' defaults.
+const RUNTIME_SOCKETS: [(&str, &str); 2] = [
+    ("--docker-socket", "/run/docker.sock"),
+    ("--containerd-socket", "/run/containerd/containerd.sock"),
+];
+
+/// The container's mounts of host paths: (host path, mount path, read-only).
+fn host_mounts(container: &Yaml, volumes: &[Yaml]) -> Vec<(String, String, bool)> {
     let host_path = |name: &str| {
         let volume = volumes
             .iter()
@@ -301,7 +335,7 @@ fn daemonset_parses_and_names_the_image() {
             .unwrap_or_else(|| panic!("no volume {name}"));
         text(volume, "hostPath.path").to_owned()
     };
-    let mounts: Vec<(String, String, bool)> = list(c, "volumeMounts")
+    list(container, "volumeMounts")
         .iter()
         .map(|m| {
             (
@@ -310,21 +344,49 @@ fn daemonset_parses_and_names_the_image() {
                 m["readOnly"].as_bool() == Some(true),
             )
         })
-        .collect();
-    let docker_run = documented_docker_run();
-    for volume in values_of(&docker_run, "--volume") {
-        let parts: Vec<&str> = volume.split(':').collect();
-        let (source, target, read_only) = (parts[0], parts[1], parts.get(2) == Some(&"ro"));
+        .collect()
+}
+
+/// Each runtime's socket is optional: a node may have Docker's, containerd's, both or neither,
+/// and the pod must start on every one. So no volume is of type `Socket` (a missing socket
+/// keeps the pod from starting) or of no type (the runtime may create a directory where the
+/// socket belongs); the sockets are reached through a directory every node has, mounted
+/// read-only, and the flags name them there.
+fn runtime_sockets_are_optional(container: &Yaml, volumes: &[Yaml], args: &[&str]) {
+    for volume in volumes {
+        let name = text(volume, "name");
+        let kind = volume["hostPath"]["type"].as_str().unwrap_or_default();
+        let path = text(volume, "hostPath.path");
         assert!(
-            mounts.contains(&(source.to_owned(), target.to_owned(), read_only)),
-            "the DaemonSet lacks the documented `--volume {volume}`: {mounts:?}"
+            kind == "Directory" || (kind == "DirectoryOrCreate" && path == "/var/lib/oomtrace"),
+            "volume {name}: hostPath {path} of type {kind:?}: a path that must be of a kind keeps the pod from starting where it is not, and one of no type may be created; only the journal's should be"
         );
     }
-    assert_eq!(
-        mounts.len(),
-        values_of(&docker_run, "--volume").len(),
-        "{mounts:?}"
-    );
+    let mounts = host_mounts(container, volumes);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for (flag, on_the_node) in RUNTIME_SOCKETS {
+        let given = values_of(&args, flag);
+        assert_eq!(given.len(), 1, "one {flag}: {args:?}");
+        let (host, mount_path, read_only) = mounts
+            .iter()
+            .find(|(_, mount_path, _)| Path::new(given[0]).starts_with(mount_path))
+            .unwrap_or_else(|| panic!("{flag} {} is in no mount: {mounts:?}", given[0]));
+        let inside = Path::new(given[0])
+            .strip_prefix(mount_path)
+            .expect("under the mount");
+        assert_eq!(
+            Path::new(host).join(inside),
+            Path::new(on_the_node),
+            "{flag} {} is not the node's {on_the_node}",
+            given[0]
+        );
+        assert!(read_only, "{flag}: {host} is mounted writable");
+        assert_ne!(
+            Path::new(host),
+            Path::new(on_the_node),
+            "{flag}: the socket itself is mounted, which fails where it is missing"
+        );
+    }
 }
 
 /// `systemd-analyze`, installed with apt if it is missing and this runs as root.
@@ -458,6 +520,37 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify deploy/oomtrace.service ({:?}):\n{said}",
         out.status
     );
+}
+
+/// promtool loads the rules as Prometheus would, then runs their unit tests: each alert made
+/// to fire, and not to fire, from series as oomtrace exposes them.
+#[test]
+fn prometheus_rules_pass_promtool_and_their_unit_tests() {
+    let test = "prometheus_rules_pass_promtool_and_their_unit_tests";
+    let Some(promtool) = promtool(test) else {
+        return;
+    };
+    let deploy = workspace().join("deploy");
+    for (args, said) in [
+        (
+            ["check", "rules", "prometheus-rules.yaml"],
+            "SUCCESS: 3 rules found",
+        ),
+        (["test", "rules", "prometheus-rules.test.yaml"], "SUCCESS"),
+    ] {
+        let out = run_within(
+            Command::new(&promtool).args(args).current_dir(&deploy),
+            Duration::from_secs(60),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(said),
+            "promtool {} ({:?}):\n{stdout}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn docker_succeeds(args: &[&str]) -> bool {
@@ -666,4 +759,90 @@ fn image_run_as_documented_reports_a_kill_in_another_container() {
         kept.lines().any(|l| l.contains(id.as_str())),
         "the journal holds the kill in {victim}"
     );
+}
+
+/// The DaemonSet reaches the runtimes' sockets through the host's /run mounted read-only, as
+/// kubelet mounts a `readOnly` hostPath: bound, then remounted read-only. A socket is connected
+/// to, not written, so the mount does not stand in the way; files there cannot be made.
+#[test]
+fn a_socket_under_a_read_only_mount_can_be_connected_to() {
+    use std::{
+        io::{ErrorKind, Read as _},
+        os::unix::net::{UnixListener, UnixStream},
+    };
+    let test = "a_socket_under_a_read_only_mount_can_be_connected_to";
+    if !privileged(test) {
+        return;
+    }
+    let scratch = temp_dir("ro-socket", 0o700);
+    let host_run = scratch.path().join("run");
+    let socket_dir = host_run.join("containerd");
+    std::fs::create_dir_all(&socket_dir).expect("create the socket's directory");
+    let listener = UnixListener::bind(socket_dir.join("containerd.sock")).expect("bind");
+    let mount_point = scratch.path().join("host-run");
+    std::fs::create_dir(&mount_point).expect("create the mount point");
+
+    // A thread of its own in a mount namespace of its own: the mounts are gone with it, and
+    // the host's namespace never sees them.
+    let seen = mount_point.clone();
+    let connected = std::thread::spawn(move || {
+        let path = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL");
+        let (source, target) = (path(&host_run), path(&seen));
+        let check = |what: &str, rc: libc::c_int| {
+            assert_eq!(rc, 0, "{what}: {}", std::io::Error::last_os_error());
+        };
+        // SAFETY: plain system calls on NUL-terminated paths that outlive them. unshare gives
+        // only this thread a new mount namespace (CLONE_NEWNS implies CLONE_FS, which copies
+        // this thread's view alone).
+        unsafe {
+            check("unshare", libc::unshare(libc::CLONE_NEWNS));
+            let root = c"/";
+            check(
+                "make the mounts private",
+                libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ),
+            );
+            check(
+                "bind",
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ),
+            );
+            check(
+                "remount read-only",
+                libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ),
+            );
+        }
+        let refused = std::fs::File::create(seen.join("containerd/new-file"))
+            .expect_err("the mount is read-only");
+        assert_eq!(refused.kind(), ErrorKind::ReadOnlyFilesystem, "{refused}");
+        let mut stream = UnixStream::connect(seen.join("containerd/containerd.sock"))
+            .unwrap_or_else(|e| panic!("connect through the read-only mount: {e}"));
+        stream.write_all(b"ping").expect("write to the socket");
+    });
+    connected.join().expect("the connection through the mount");
+    // Queued by the kernel when the thread connected: accept does not wait.
+    listener.set_nonblocking(true).expect("nonblocking");
+    let (mut stream, _) = listener.accept().expect("the connection is queued");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = String::new();
+    stream.read_to_string(&mut got).expect("read what was sent");
+    assert_eq!(got, "ping");
 }

@@ -1,22 +1,24 @@
 //! `--metrics-addr` end to end: real kills in a real container, scraped over plain HTTP, and
-//! the series surviving the container's restart and recreation; oomtrace's own protection
-//! from the OOM killer; an address that cannot be served.
+//! the series surviving the container's restart and recreation; the kills seen held against
+//! the kernel's count, filtered or not; oomtrace's own protection from the OOM killer; an
+//! address that cannot be served.
 //!
 //! Other test binaries may OOM-kill at the same time: only this test's containers' series are
-//! checked for values.
+//! checked for values, and the node-wide counts only against each other.
 
 use std::{
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     process::Command,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use oomtrace_tests::{
-    Sample, Tracer,
+    Hog, MemCgroup, Sample, Tracer,
     docker::{
         Containers, DD, IMAGE, KILLED, about, docker, docker_code, docker_ready, inspect, run_idle,
     },
-    http_get, metrics_addr, oomtrace_bin, privileged, run_within, samples, serial, spawn_ready,
+    hog_bin, http_get, metrics_addr, oomtrace_bin, privileged, run_within, samples, serial,
+    spawn_ready,
 };
 
 /// A kill is reported well within this once `docker exec` has returned.
@@ -30,6 +32,84 @@ fn kills_of(exposition: &str, name: &str) -> Vec<Sample> {
         .into_iter()
         .filter(|s| s.labels["container"] == name)
         .collect()
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The node-wide counts of one scrape: the kernel's, and the kills oomtrace saw by kind.
+#[derive(Clone, Copy, Debug, Default)]
+struct NodeCounts {
+    kernel: f64,
+    killed: f64,
+    marked: f64,
+    unknown: f64,
+    group_victims: f64,
+}
+
+impl NodeCounts {
+    fn of(exposition: &str) -> Self {
+        let one = |name: &str| {
+            let found = samples(exposition, name);
+            assert_eq!(found.len(), 1, "one {name}: {exposition}");
+            found[0].value
+        };
+        let seen = samples(exposition, "oomtrace_oom_kills_seen_total");
+        let kind = |kind: &str| {
+            let found: Vec<&Sample> = seen.iter().filter(|s| s.labels["kind"] == kind).collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "one seen count of kind {kind}: {exposition}"
+            );
+            found[0].value
+        };
+        Self {
+            kernel: one("oomtrace_kernel_oom_kills_total"),
+            killed: kind("killed"),
+            marked: kind("marked"),
+            unknown: kind("unknown"),
+            group_victims: one("oomtrace_oom_group_victims_seen_total"),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            kernel: self.kernel - before.kernel,
+            killed: self.killed - before.killed,
+            marked: self.marked - before.marked,
+            unknown: self.unknown - before.unknown,
+            group_victims: self.group_victims - before.group_victims,
+        }
+    }
+
+    /// What the missed-kills rule of deploy/prometheus-rules.yaml holds a healthy node to: the
+    /// kernel counted at least the kills seen, and at most those that may be counted twice
+    /// more. Kills the kernel counts before the tracer is told fall outside for a moment.
+    fn agree(self) -> bool {
+        self.kernel >= self.killed && self.kernel <= self.killed + self.unknown + self.group_victims
+    }
+}
+
+/// Scrapes until the counts since `before` show at least `kills` kills seen and agree with the
+/// kernel's, or fails the test after [`REPORT_WAIT`].
+fn wait_for_agreement(addr: SocketAddr, before: NodeCounts, kills: f64) -> NodeCounts {
+    let deadline = Instant::now() + REPORT_WAIT;
+    loop {
+        let counts = NodeCounts::of(&scrape(addr)).since(before);
+        if counts.killed >= kills && counts.agree() {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {REPORT_WAIT:?}, the counts since the first scrape, {counts:?}, show fewer than {kills} kills seen or disagree with the kernel's"
+        );
+        // A scrape costs microseconds; this only paces them.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `dd` run in the container `name`, OOM-killed there, and oomtrace's report of it seen.
@@ -68,16 +148,11 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
         .as_secs_f64();
     let tracer = Tracer::start(&["--metrics-addr", "127.0.0.1:0"]);
     let addr = metrics_addr(&tracer.stderr_so_far());
-    let scrape = || {
-        let (status, body) = http_get(addr, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        body
-    };
 
     let version = run_within(Command::new(oomtrace_bin()).arg("--version"), RUN_TIMEOUT);
     let version = String::from_utf8_lossy(&version.stdout);
     let version = version.trim().strip_prefix("oomtrace ").expect("a version");
-    let body = scrape();
+    let body = scrape(addr);
     let build = samples(&body, "oomtrace_build_info");
     assert_eq!(build.len(), 1, "{body}");
     assert_eq!(build[0].labels["version"], version);
@@ -90,10 +165,11 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
         );
     }
     assert!(kills_of(&body, &name).is_empty(), "{body}");
+    let before = NodeCounts::of(&body);
 
     let first = run_idle(&name, "64m");
     kill_in(&tracer, &name, &first, 0);
-    let body = scrape();
+    let body = scrape(addr);
     let series = kills_of(&body, &name);
     assert_eq!(series.len(), 1, "{body}");
     let labels = &series[0].labels;
@@ -109,7 +185,7 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
     docker(&["restart", "--time", "10", &name]);
     assert_eq!(inspect(&name).id, first);
     kill_in(&tracer, &name, &first, 1);
-    let series = kills_of(&scrape(), &name);
+    let series = kills_of(&scrape(addr), &name);
     assert_eq!(series.len(), 1, "{series:?}");
     assert_eq!(series[0].value, 2.0, "{series:?}");
 
@@ -118,7 +194,7 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
     let second = run_idle(&name, "64m");
     assert_ne!(second, first);
     kill_in(&tracer, &name, &second, 0);
-    let body = scrape();
+    let body = scrape(addr);
     let series = kills_of(&body, &name);
     assert_eq!(series.len(), 1, "one series for {name}: {series:?}");
     assert_eq!(series[0].value, 3.0, "{series:?}");
@@ -143,9 +219,57 @@ fn a_restarted_or_recreated_container_keeps_its_series() {
         kernel.len() == 1 && kernel[0].value >= 3.0,
         "the kernel counted at least these 3 kills: {kernel:?}"
     );
+    wait_for_agreement(addr, before, 3.0);
 
     let stopped = tracer.stop();
     stopped.assert_success();
+}
+
+/// A kill `--comm` hides is not shown, so it is counted against no workload; but it is seen,
+/// and the kernel's count agrees with the kills seen, which is what tells a kill the filters
+/// hid from one the tracer missed.
+#[test]
+fn a_kill_the_filters_hide_is_seen_all_the_same() {
+    let test = "a_kill_the_filters_hide_is_seen_all_the_same";
+    if !privileged(test) {
+        return;
+    }
+    let _serial = serial();
+    let cgroup = MemCgroup::create("metrics-hidden", 32);
+    let tracer = Tracer::start(&[
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--comm",
+        "oomtrace-e2e-nobody",
+    ]);
+    let addr = metrics_addr(&tracer.stderr_so_far());
+    let before = NodeCounts::of(&scrape(addr));
+
+    let mut hog = Hog::spawn(&hog_bin(env!("CARGO_BIN_EXE_hog")), &cgroup, 500, &[]);
+    hog.expect_oom_killed();
+    let seen = wait_for_agreement(addr, before, 1.0);
+    // On cgroup v1 no kill can be counted twice.
+    if cgroup.mode == oomtrace_tests::CgroupMode::V1 {
+        assert_eq!(seen.group_victims, 0.0, "{seen:?}");
+    }
+    let body = scrape(addr);
+    assert!(
+        samples(&body, "oomtrace_oom_kills_total").is_empty(),
+        "every kill is hidden, so none is shown: {body}"
+    );
+
+    let stopped = tracer.stop();
+    stopped.assert_success();
+    assert!(stopped.reports.is_empty(), "{:?}", stopped.reports);
+    assert!(
+        stopped
+            .stderr
+            .iter()
+            .any(|l| l.starts_with("oomtrace: 0 OOM kills reported, ")
+                && !l.contains(", 0 filtered out")),
+        "the hog's kill is counted as filtered out: {:?}",
+        stopped.stderr
+    );
 }
 
 /// oomtrace started with oom_score_adj 321 (by a shell that then execs it) and without

@@ -38,15 +38,19 @@ fn effective_uid(status: &str) -> Option<u32> {
 
 /// What the privileged tests need: tracefs, a Docker daemon and the busybox image (put
 /// together under `target`, the cargo target directory, if missing), containerd's programs for
-/// the Kubernetes-shaped tests; the terminal test drives the human view through tmux, and the
-/// unit file is checked with systemd-analyze.
+/// the Kubernetes-shaped tests; the terminal test drives the human view through tmux, the unit
+/// file is checked with systemd-analyze, and the alerting rules with promtool, and a real
+/// Prometheus scrapes the metrics. The tests start a containerd and a Prometheus of their own;
+/// the packages' own services, if their installation starts them, are not theirs.
 pub fn ensure_test_prerequisites(target: &Path) -> Result<()> {
     ensure_tracefs()?;
     ensure_docker()?;
     ensure_test_image(target)?;
     ensure_containerd_programs()?;
     ensure_program("tmux", "tmux")?;
-    ensure_program("systemd-analyze", "systemd")
+    ensure_program("systemd-analyze", "systemd")?;
+    ensure_program("promtool", "prometheus")?;
+    ensure_program("prometheus", "prometheus")
 }
 
 /// What the bench runs besides oomtrace, each with the command that must work and the Debian

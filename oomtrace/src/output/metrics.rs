@@ -9,6 +9,10 @@
 //! watch shows: kills seen live that pass the filters, as `--output` receives them; kills
 //! replayed by `--since` are not counted, or a restarted oomtrace would count them twice.
 //!
+//! Beside them, every kill seen live is counted before the filters and without labels, with
+//! the kills the kernel may count twice: held against the kernel's own count, that tells kills
+//! the tracer missed from kills it hid (deploy/prometheus-rules.yaml does).
+//!
 //! Here the metrics recorded as kills come; [`workload`] names whom a kill is counted
 //! against, [`live`] what is read at each scrape, and [`http`] serves the exposition.
 
@@ -30,7 +34,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use oomtrace_core::report::Report;
+use oomtrace_core::{attribution::oom::group_kill_possible, report::Report};
 
 pub use workload::{MAX_LABEL_BYTES, Workload};
 
@@ -46,6 +50,15 @@ struct KillLabels {
     workload: Workload,
     /// `killed`, `marked` (already exiting: the kernel neither signals nor counts it) or
     /// `unknown`.
+    kind: &'static str,
+}
+
+/// The kinds of kill, each with its own series from the start: a rule comparing the kernel's
+/// count with the kills seen needs a zero to compare with before the first kill.
+const KINDS: [&str; 3] = ["killed", "marked", "unknown"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
     kind: &'static str,
 }
 
@@ -67,6 +80,10 @@ pub struct Metrics {
     last_kill: Family<Workload, Gauge<f64, AtomicU64>>,
     /// Series in `last_kill`: one per workload, the overflow's included.
     workloads: AtomicUsize,
+    /// Every kill seen live, before the filters, by kind.
+    seen: Family<KindLabel, Counter>,
+    /// Of those, the ones the kernel's `oom_kill` may count twice.
+    group_victims: Counter,
     dropped: Arc<Dropped>,
 }
 
@@ -92,6 +109,21 @@ impl Metrics {
             Unit::Seconds,
             last_kill.clone(),
         );
+        let seen = Family::<KindLabel, Counter>::default();
+        for kind in KINDS {
+            drop(seen.get_or_create(&KindLabel { kind }));
+        }
+        registry.register(
+            "oomtrace_oom_kills_seen",
+            "Every OOM kill the tracer saw live, before --container, --pid and --comm, by kind: the kills to hold against oomtrace_kernel_oom_kills_total",
+            seen.clone(),
+        );
+        let group_victims = Counter::default();
+        registry.register(
+            "oomtrace_oom_group_victims_seen",
+            "Of the kills seen, chosen victims whose cgroup v2 ancestors may have memory.oom.group set: the kernel kills such a victim again with its group, and counts it twice",
+            group_victims.clone(),
+        );
         let dropped = Arc::new(Dropped {
             not_written,
             ..Dropped::default()
@@ -110,7 +142,21 @@ impl Metrics {
             kills,
             last_kill,
             workloads: AtomicUsize::new(0),
+            seen,
+            group_victims,
             dropped,
+        }
+    }
+
+    /// Counts one kill seen live, whether the filters show it or not.
+    pub fn record_seen(&self, report: &Report) {
+        self.seen
+            .get_or_create(&KindLabel {
+                kind: kind_of(report),
+            })
+            .inc();
+        if may_be_counted_twice(report) {
+            self.group_victims.inc();
         }
     }
 
@@ -136,13 +182,11 @@ impl Metrics {
             gauge.set(seconds);
         }
         drop(gauge);
-        let kind = match report.oom.as_ref().and_then(|o| o.kind) {
-            Some("killed") => "killed",
-            Some("marked") => "marked",
-            _ => "unknown",
-        };
         self.kills
-            .get_or_create(&KillLabels { workload, kind })
+            .get_or_create(&KillLabels {
+                workload,
+                kind: kind_of(report),
+            })
             .inc();
     }
 
@@ -170,6 +214,29 @@ impl Metrics {
         debug_assert!(encoded.is_ok());
         out
     }
+}
+
+fn kind_of(report: &Report) -> &'static str {
+    match report.oom.as_ref().and_then(|o| o.kind) {
+        Some("killed") => "killed",
+        Some("marked") => "marked",
+        _ => "unknown",
+    }
+}
+
+/// Whether the kernel's `oom_kill` may count this kill twice: after killing its chosen victim,
+/// the kernel kills every process of the highest cgroup with `memory.oom.group` set between
+/// the victim's and the limited one, the victim again among them. That second kill is
+/// counted, but the victim, marked already, is not marked again, so the tracer sees it once.
+/// Only cgroup v2 has group kills. True where the victim's cgroups could not be read, or
+/// whether it was a member could not be told: an upper bound, never an undercount.
+fn may_be_counted_twice(report: &Report) -> bool {
+    let oom = report.oom.as_ref();
+    oom.and_then(|o| o.kind) != Some("marked")
+        // A member other than the chosen victim is killed, and counted, once.
+        && oom.and_then(|o| o.group_kill) != Some(true)
+        && report.cgroup.mode != Some("v1")
+        && group_kill_possible(report.facts.as_deref())
 }
 
 #[cfg(test)]
@@ -274,6 +341,102 @@ mod tests {
         for id in ["aaaa", "bbbb", "10390", "dd-worker"] {
             assert!(!text.contains(id), "{id} must not be a label: {text}");
         }
+    }
+
+    #[test]
+    fn every_kill_seen_is_counted_with_those_the_kernel_may_count_twice() {
+        use oomtrace_core::report::{KernelFacts, MemcgReading};
+        let metrics = metrics();
+        let before = samples(&metrics);
+        for want in [
+            r#"oomtrace_oom_kills_seen_total{kind="killed"} 0"#,
+            r#"oomtrace_oom_kills_seen_total{kind="marked"} 0"#,
+            r#"oomtrace_oom_kills_seen_total{kind="unknown"} 0"#,
+            "oomtrace_oom_group_victims_seen_total 0",
+        ] {
+            assert!(
+                before.contains(&want.to_owned()),
+                "no {want} in {before:#?}"
+            );
+        }
+
+        // `oom_group` for each level of the victim's cgroups; `None`: not read at all.
+        let kill = |mode: &'static str,
+                    kind: Option<&'static str>,
+                    member: Option<bool>,
+                    oom_group: Option<&[Option<bool>]>| {
+            let mut report = oomtrace_core::testing::report();
+            report.container = None;
+            report.cgroup.mode = Some(mode);
+            let oom = report.oom.get_or_insert_with(OomContext::default);
+            oom.kind = kind;
+            oom.group_kill = member;
+            report.facts = oom_group.map(|levels| {
+                Box::new(KernelFacts {
+                    memcgs: levels
+                        .iter()
+                        .map(|&oom_group| MemcgReading {
+                            oom_group,
+                            ..MemcgReading::default()
+                        })
+                        .collect(),
+                    ..KernelFacts::default()
+                })
+            });
+            report
+        };
+        let set = Some(true);
+        let unset = Some(false);
+        for (report, counted_twice) in [
+            // cgroup v1 has no group kills, whatever could not be read.
+            (kill("v1", Some("killed"), None, None), false),
+            // The chosen victim of a group kill: killed, then killed again with its group.
+            (kill("v2", Some("killed"), unset, Some(&[unset, set])), true),
+            // A member beside it: killed once.
+            (kill("v2", Some("killed"), set, Some(&[set])), false),
+            // No level has memory.oom.group: no group kill.
+            (
+                kill("v2", Some("killed"), unset, Some(&[unset, unset])),
+                false,
+            ),
+            // Not known: the kernel log's kills have no cgroup readings.
+            (kill("v2", Some("killed"), None, None), true),
+            (
+                kill("v2", Some("killed"), unset, Some(&[unset, None])),
+                true,
+            ),
+            // Whether the kernel counted it at all is not known either.
+            (kill("v2", None, None, None), true),
+            // Only marked: not counted, not even once.
+            (kill("v2", Some("marked"), unset, Some(&[set])), false),
+        ] {
+            let group_before = metrics.group_victims.get();
+            metrics.record_seen(&report);
+            assert_eq!(
+                metrics.group_victims.get() - group_before,
+                u64::from(counted_twice),
+                "{:?}, {:?}, {:?}",
+                report.cgroup.mode,
+                report.oom,
+                report.facts
+            );
+        }
+        let after = samples(&metrics);
+        for want in [
+            r#"oomtrace_oom_kills_seen_total{kind="killed"} 6"#,
+            r#"oomtrace_oom_kills_seen_total{kind="marked"} 1"#,
+            r#"oomtrace_oom_kills_seen_total{kind="unknown"} 1"#,
+            "oomtrace_oom_group_victims_seen_total 4",
+        ] {
+            assert!(after.contains(&want.to_owned()), "no {want} in {after:#?}");
+        }
+        // Seen is not shown: nothing was recorded against a workload.
+        assert!(
+            !after
+                .iter()
+                .any(|s| s.starts_with("oomtrace_oom_kills_total")),
+            "{after:#?}"
+        );
     }
 
     #[test]

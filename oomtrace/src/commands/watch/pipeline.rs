@@ -74,7 +74,7 @@ pub struct Context {
     pub containerd: Option<containerd::Enricher>,
     pub filter: Filter,
     pub format: StdoutFormat,
-    /// `--metrics-addr`: counts the kills shown.
+    /// `--metrics-addr`: counts the kills seen, and those shown.
     pub metrics: Option<Arc<Metrics>>,
     /// This node and boot, for every event seen live.
     pub host: Host,
@@ -148,6 +148,7 @@ impl Pipeline {
     pub fn push(&mut self, mut report: Report, now: Instant) {
         if !report.past {
             report.host = Some(self.context.host.clone());
+            self.seen(&report);
         }
         attribute(&mut report, &self.context);
         let run = self.note_kill(&report);
@@ -403,11 +404,20 @@ impl Pipeline {
     /// replay may have had it from the kernel log alone, and the journal must hold it.
     pub fn record_only(&mut self, mut report: Report) {
         report.host = Some(self.context.host.clone());
+        self.seen(&report);
         attribute(&mut report, &self.context);
         self.json.clear();
         json::write_line(&report, (&mut self.json).writer());
         let json = self.json.split().freeze();
         self.sinks.record(&json, true);
+    }
+
+    /// Counts a kill seen live for the metrics, before anything can hold or hide it: the
+    /// kernel has counted it already, and a scrape is compared with that count.
+    fn seen(&self, report: &Report) {
+        if let Some(metrics) = &self.context.metrics {
+            metrics.record_seen(report);
+        }
     }
 
     /// Counts what the kernel did, for the summary's comparison with its own count.
