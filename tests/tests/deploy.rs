@@ -202,6 +202,60 @@ fn mebibytes(quantity: &str) -> u64 {
     n.parse::<u64>().expect("a whole number of Mi") << 20
 }
 
+/// The DaemonSet's own arguments on a node that has neither socket where the manifest mounts
+/// them (this host has no /host/run): oomtrace starts, says once for each runtime that it
+/// cannot be asked, watches, and exits 0. Only the metrics address is moved to a free
+/// loopback port and the journal left out (the tracer's own `--no-journal`), so that the test
+/// takes nothing of the host's.
+#[test]
+fn daemonset_args_run_where_neither_socket_exists() {
+    let test = "daemonset_args_run_where_neither_socket_exists";
+    if !privileged(test) {
+        return;
+    }
+    let docs = YamlLoader::load_from_str(&read("deploy/daemonset.yaml"))
+        .unwrap_or_else(|e| panic!("deploy/daemonset.yaml is not YAML: {e}"));
+    let container = &list(at(&docs[0], "spec.template.spec"), "containers")[0];
+    let args: Vec<String> = list(container, "args")
+        .iter()
+        .filter_map(Yaml::as_str)
+        // The tracer gives --json and --no-journal itself.
+        .filter(|a| *a != "--json")
+        .map(|a| match a {
+            "0.0.0.0:9633" => "127.0.0.1:0".to_owned(),
+            a => a.to_owned(),
+        })
+        .collect();
+    for socket in [
+        values_of(&args, "--docker-socket"),
+        values_of(&args, "--containerd-socket"),
+    ] {
+        assert!(
+            socket.iter().all(|s| !Path::new(s).exists()),
+            "{socket:?} exists here, so this test proves nothing"
+        );
+    }
+    let _serial = serial();
+    let tracer =
+        oomtrace_tests::Tracer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for runtime in ["Docker", "containerd"] {
+        tracer.wait_for_stderr(
+            &format!("{runtime} enrichment is unavailable"),
+            Duration::from_secs(10),
+        );
+    }
+    let stopped = tracer.stop();
+    stopped.assert_success();
+    for runtime in ["Docker", "containerd"] {
+        let said = stopped
+            .stderr
+            .iter()
+            .filter(|l| l.contains(&format!("{runtime} enrichment is unavailable")))
+            .count();
+        assert_eq!(said, 1, "said once: {:?}", stopped.stderr);
+    }
+}
+
 #[test]
 fn daemonset_parses_and_names_the_image() {
     let docs = YamlLoader::load_from_str(&read("deploy/daemonset.yaml"))

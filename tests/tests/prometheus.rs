@@ -7,8 +7,8 @@
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use oomtrace_tests::{
-    Sample, Tracer,
-    docker::{Containers, DD, IMAGE, KILLED, about, docker_code, docker_ready, run_idle},
+    Containerd, IMAGE_REF, Pod, Qos, Sample, Tracer, containerd_ready,
+    docker::{DD_SH, IDLE_MAIN, KILLED, MIB, about},
     http_get, metrics_addr, privileged,
     prometheus::{Prometheus, prometheus_bin},
     samples, serial,
@@ -21,60 +21,62 @@ const SCRAPE_WAIT: Duration = Duration::from_secs(30);
 /// A kill is reported well within this once `docker exec` has returned.
 const REPORT_WAIT: Duration = Duration::from_secs(10);
 
-/// The workload the test OOM-kills, and the labels oomtrace must count its kill under.
-///
-/// Today a Docker container, named by Docker. For a Kubernetes-shaped kill, this is what to
-/// change: a containerd task in a pod's cgroup (its `io.kubernetes.*` labels set), oomtrace
-/// pointed at that containerd, and `labels` then `k8s_namespace`, `k8s_pod` and
-/// `k8s_container`, and no `container`.
+/// The workload the test OOM-kills, and the labels oomtrace must count its kill under: a
+/// process in a Kubernetes-shaped containerd task (a pod in kubelet's cgroups, with the labels
+/// kubelet and the CRI plugin set), in a containerd of the test's own that oomtrace is pointed
+/// at, so that the series carries the pod's namespace and name and the container's name.
 struct Workload {
-    /// Removes the container when the test ends.
-    _containers: Containers,
-    name: String,
+    containerd: Containerd,
 }
+
+const NAMESPACE: &str = "metrics";
+const POD: &str = "scraped";
+const CONTAINER: &str = "app";
 
 impl Workload {
     /// `None` where the runtime cannot run here (a skip, which fails under CI).
     fn ready(test: &str) -> Option<Self> {
-        if !docker_ready(test) {
+        if !containerd_ready(test) {
             return None;
         }
-        let mut containers = Containers::default();
-        let name = containers.name("scraped");
         Some(Self {
-            _containers: containers,
-            name,
+            containerd: Containerd::start(),
         })
     }
 
-    /// What oomtrace needs to be told to name the workload: Docker's socket is its default.
+    /// What oomtrace needs to be told to name the workload.
     fn tracer_args(&self) -> Vec<String> {
-        Vec::new()
+        vec![
+            "--containerd-socket".to_owned(),
+            self.containerd.socket().to_owned(),
+        ]
     }
 
-    /// A process of the workload OOM-killed, and oomtrace's report of it seen.
+    /// A process of the workload OOM-killed, and oomtrace's report of it, named, seen. The
+    /// pod and its task are removed once the kill is reported; its series stays.
     fn kill(&self, tracer: &Tracer) {
-        let id = run_idle(&self.name, "64m");
-        let mut exec = vec!["exec", self.name.as_str()];
-        exec.extend(DD);
-        let (code, stderr) = docker_code(&exec);
+        let pod = Pod::build(Qos::Burstable, NAMESPACE, POD).create(&self.containerd);
+        let task = pod.run_container(CONTAINER, Some(64 * MIB), IDLE_MAIN);
         assert_eq!(
-            code,
+            pod.exec(&task, DD_SH).code(),
             Some(KILLED),
-            "dd in {} must be OOM-killed: {stderr}",
-            self.name
+            "dd in {CONTAINER} must be OOM-killed"
         );
-        let seen = tracer.wait_for(1, REPORT_WAIT, |r| about(r, &id));
-        assert_eq!(seen.len(), 1, "no report of the kill in {}", self.name);
+        let seen = tracer.wait_for(1, REPORT_WAIT, |r| about(r, &task.id));
+        assert_eq!(seen.len(), 1, "no report of the kill in {}", task.id);
+        assert_eq!(seen[0]["container"]["name"], CONTAINER, "{}", seen[0]);
     }
 
     /// The labels of its kill's `oomtrace_oom_kills_total` series that are not empty: what
-    /// Prometheus stores. `kind` aside.
+    /// Prometheus stores. `kind` aside. A pod's container is named by the pod's labels, never
+    /// by `container`.
     fn labels(&self) -> Vec<(&'static str, String)> {
         vec![
             ("scope", "container".to_owned()),
-            ("container", self.name.clone()),
-            ("image", IMAGE.to_owned()),
+            ("image", IMAGE_REF.to_owned()),
+            ("k8s_namespace", NAMESPACE.to_owned()),
+            ("k8s_pod", POD.to_owned()),
+            ("k8s_container", CONTAINER.to_owned()),
         ]
     }
 }
@@ -205,6 +207,18 @@ fn prometheus_scrapes_a_kill_under_its_workload_s_labels() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The kill in a pod fires the pod alert in this real Prometheus, for that pod.
+    let firing = prometheus.wait_for(
+        &format!(r#"ALERTS{{alertname="OOMKillInPod",k8s_pod="{POD}",alertstate="firing"}}"#),
+        SCRAPE_WAIT,
+        |s| !s.is_empty(),
+    );
+    assert_eq!(firing.len(), 1, "OOMKillInPod for {POD}: {firing:#?}");
+    assert_eq!(
+        firing[0].labels.get("k8s_namespace").map(String::as_str),
+        Some(NAMESPACE)
+    );
 
     // What the rules use, oomtrace exposes: each metric is in Prometheus now, each label in
     // oomtrace's own exposition (where empty ones are still written).
