@@ -7,6 +7,7 @@
 pub mod containerd;
 pub mod docker;
 pub mod enrich;
+pub mod following;
 pub mod memcg_files;
 pub mod pod_members;
 pub mod runtime;

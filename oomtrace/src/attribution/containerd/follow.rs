@@ -11,91 +11,63 @@ use containerd_client::{
     types::{Envelope, v1::Process},
 };
 use prost::Message as _;
-use tokio::sync::{mpsc, watch};
 
 use super::{connect::Api, describe::meta_of};
-use crate::attribution::runtime::{Cache, Lifecycle, Status};
+use crate::attribution::{
+    following::{self, Enricher, Follow, Link},
+    runtime::{Cache, Lifecycle},
+};
 
 /// How long containerd gets to answer one call before it counts as away.
 const CALL_WAIT: Duration = Duration::from_secs(5);
 
-pub struct Enricher {
-    pub cache: Cache,
-    pub status: watch::Receiver<Status>,
-    requests: mpsc::UnboundedSender<String>,
-    /// Task starts and exits, in the order containerd reported them.
-    pub lifecycle: mpsc::UnboundedReceiver<Lifecycle>,
-}
-
-impl Enricher {
-    /// Asks containerd about a container the cache does not know; the answer lands in it.
-    pub fn request_inspect(&self, id: &str) {
-        let _ = self.requests.send(id.to_owned());
-    }
-}
-
 /// Starts the background task that keeps the cache in step with containerd, reconnecting
 /// with back-off whenever it goes away.
 pub fn start(socket: PathBuf) -> Enricher {
-    let cache = Cache::new("containerd");
-    let (status_tx, status) = watch::channel(Status::Connecting);
-    let (requests, mut asked) = mpsc::unbounded_channel::<String>();
-    let (lifecycle_tx, lifecycle) = mpsc::unbounded_channel();
-    let task_cache = cache.clone();
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(250);
-        let mut said_unavailable = false;
-        loop {
-            let mut session = Session {
-                socket: &socket,
-                cache: &task_cache,
-                status: &status_tx,
-                lifecycle: &lifecycle_tx,
-                namespaces: Vec::new(),
-            };
-            let why = session.run(&mut asked, &mut said_unavailable).await;
-            if *status_tx.borrow() == Status::Synced {
-                backoff = Duration::from_millis(250);
-            }
-            let _ = status_tx.send(Status::Unavailable);
-            if !said_unavailable {
-                crate::say!(
-                    "containerd enrichment is unavailable ({why}); Kubernetes containers are reported by id and pod uid until containerd answers at {}",
-                    socket.display()
-                );
-                said_unavailable = true;
-            }
-            // Questions asked while containerd is away cannot be answered: drop them.
-            while asked.try_recv().is_ok() {}
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    });
-    Enricher {
-        cache,
-        status,
-        requests,
-        lifecycle,
-    }
+    following::start(
+        Cache::new("containerd"),
+        Containerd {
+            socket,
+            namespaces: Vec::new(),
+        },
+    )
 }
 
-struct Session<'a> {
-    socket: &'a Path,
-    cache: &'a Cache,
-    status: &'a watch::Sender<Status>,
-    lifecycle: &'a mpsc::UnboundedSender<Lifecycle>,
+/// containerd, followed through its socket.
+struct Containerd {
+    socket: PathBuf,
     /// The namespaces containerd listed, where an unknown id is looked for.
     namespaces: Vec<String>,
 }
 
-impl Session<'_> {
+impl Follow for Containerd {
+    async fn session(&mut self, link: &mut Link<'_>) -> String {
+        let mut session = Session {
+            socket: &self.socket,
+            namespaces: &mut self.namespaces,
+            link,
+        };
+        session.run().await
+    }
+
+    fn unavailable(&self, why: &str) -> String {
+        format!(
+            "containerd enrichment is unavailable ({why}); Kubernetes containers are reported by id and pod uid until containerd answers at {}",
+            self.socket.display()
+        )
+    }
+}
+
+struct Session<'s, 'l> {
+    socket: &'s Path,
+    namespaces: &'s mut Vec<String>,
+    link: &'s mut Link<'l>,
+}
+
+impl Session<'_, '_> {
     /// One connection: subscribe, list what exists, then follow events until the stream
     /// ends. Returns why it ended.
-    async fn run(
-        &mut self,
-        asked: &mut mpsc::UnboundedReceiver<String>,
-        said_unavailable: &mut bool,
-    ) -> String {
+    async fn run(&mut self) -> String {
         let api = match Api::connect(self.socket, CALL_WAIT).await {
             Ok(api) => api,
             Err(why) => return why,
@@ -108,13 +80,13 @@ impl Session<'_> {
         if let Err(why) = self.list(&api).await {
             return why;
         }
-        let _ = self.status.send(Status::Synced);
-        if std::mem::take(said_unavailable) {
-            crate::say!(
+        let socket = self.socket;
+        self.link.synced(|| {
+            format!(
                 "containerd answers again at {}: Kubernetes containers are named",
-                self.socket.display()
-            );
-        }
+                socket.display()
+            )
+        });
         loop {
             tokio::select! {
                 envelope = stream.message() => match envelope {
@@ -122,22 +94,22 @@ impl Session<'_> {
                     Ok(None) => return "the event stream ended".to_owned(),
                     Err(status) => return format!("the event stream failed: {}", status.message()),
                 },
-                Some(id) = asked.recv() => self.look_up(&api, &id).await,
+                Some(id) = self.link.requests.recv() => self.look_up(&api, &id).await,
             }
         }
     }
 
     /// Every container in every namespace, and the main pid of each running task.
     async fn list(&mut self, api: &Api) -> Result<(), String> {
-        self.namespaces = api.namespaces().await?;
-        for namespace in &self.namespaces {
+        *self.namespaces = api.namespaces().await?;
+        for namespace in self.namespaces.iter() {
             for container in api.containers(namespace).await? {
                 let meta = meta_of(&container, namespace);
-                self.cache.upsert(&container.id, |slot| *slot = meta);
+                self.link.cache.upsert(&container.id, |slot| *slot = meta);
             }
             for process in api.tasks(namespace).await? {
                 if let Some(container) = task_container(&process) {
-                    self.cache.upsert(container, |slot| {
+                    self.link.cache.upsert(container, |slot| {
                         slot.container.main_pid = Some(process.pid);
                     });
                 }
@@ -148,13 +120,13 @@ impl Session<'_> {
 
     /// A container the cache did not know: looked for in every namespace.
     async fn look_up(&mut self, api: &Api, id: &str) {
-        if self.cache.lookup(id).is_some() {
+        if self.link.cache.lookup(id).is_some() {
             return;
         }
         if let Ok(namespaces) = api.namespaces().await {
-            self.namespaces = namespaces;
+            *self.namespaces = namespaces;
         }
-        for namespace in &self.namespaces {
+        for namespace in self.namespaces.iter() {
             if let Ok(Some(container)) = api.container(namespace, id).await {
                 self.remember(&container, namespace, None);
                 return;
@@ -169,7 +141,7 @@ impl Session<'_> {
         main_pid: Option<u32>,
     ) {
         let meta = meta_of(container, namespace);
-        self.cache.upsert(&container.id, |slot| {
+        self.link.cache.upsert(&container.id, |slot| {
             let kept = (slot.container.main_pid, slot.oom_event_seen);
             *slot = meta;
             slot.container.main_pid = main_pid.or(kept.0);
@@ -199,29 +171,30 @@ impl Session<'_> {
             }
             "/containers/delete" => {
                 if let Ok(deleted) = events::ContainerDelete::decode(payload) {
-                    self.cache.mark_removed(&deleted.id);
+                    self.link.cache.mark_removed(&deleted.id);
                 }
             }
             "/tasks/start" => {
                 if let Ok(started) = events::TaskStart::decode(payload) {
-                    if self.cache.lookup(&started.container_id).is_none()
+                    if self.link.cache.lookup(&started.container_id).is_none()
                         && let Ok(Some(container)) =
                             api.container(namespace, &started.container_id).await
                     {
                         self.remember(&container, namespace, None);
                     }
-                    self.cache.upsert(&started.container_id, |meta| {
+                    self.link.cache.upsert(&started.container_id, |meta| {
                         meta.container.main_pid = Some(started.pid).filter(|&pid| pid > 0);
                         meta.oom_event_seen = false;
                     });
-                    let _ = self.lifecycle.send(Lifecycle::Started {
+                    let _ = self.link.lifecycle.send(Lifecycle::Started {
                         id: started.container_id,
                     });
                 }
             }
             "/tasks/oom" => {
                 if let Ok(oom) = events::TaskOom::decode(payload) {
-                    self.cache
+                    self.link
+                        .cache
                         .upsert(&oom.container_id, |meta| meta.oom_event_seen = true);
                 }
             }
@@ -229,7 +202,7 @@ impl Session<'_> {
                 if let Ok(exit) = events::TaskExit::decode(payload)
                     && let Some(died) = self.died(exit)
                 {
-                    let _ = self.lifecycle.send(died);
+                    let _ = self.link.lifecycle.send(died);
                 }
             }
             _ => {}
@@ -242,8 +215,9 @@ impl Session<'_> {
         if exit.id != exit.container_id {
             return None;
         }
-        let meta = self.cache.lookup(&exit.container_id);
-        self.cache
+        let meta = self.link.cache.lookup(&exit.container_id);
+        self.link
+            .cache
             .upsert(&exit.container_id, |meta| meta.container.main_pid = None);
         Some(Lifecycle::Died {
             id: exit.container_id,

@@ -21,4 +21,4 @@ mod follow;
 
 pub use ask::version;
 pub use connect::{ADDRESS_ENV, DEFAULT_SOCKET, socket_path};
-pub use follow::{Enricher, start};
+pub use follow::start;

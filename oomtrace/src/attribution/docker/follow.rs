@@ -9,85 +9,41 @@ use std::{
 
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt as _;
-use tokio::sync::{mpsc, watch};
 
 use super::{cache::apply_event, connect::connect, inspect::inspect_into};
-use crate::attribution::runtime::{Cache, Lifecycle, Status};
+use crate::attribution::{
+    following::{self, Enricher, Follow, Link},
+    runtime::{Cache, Lifecycle},
+};
 
-pub struct Enricher {
-    pub cache: Cache,
-    pub status: watch::Receiver<Status>,
-    inspect: mpsc::UnboundedSender<String>,
-    /// Starts and deaths, in the order Docker reported them.
-    pub lifecycle: mpsc::UnboundedReceiver<Lifecycle>,
-}
-
-impl Enricher {
-    /// Asks Docker about a container the cache does not know; the answer lands in the cache.
-    pub fn request_inspect(&self, id: &str) {
-        let _ = self.inspect.send(id.to_owned());
-    }
+/// Docker, followed through its socket.
+struct Docker {
+    socket: PathBuf,
 }
 
 /// Starts the background task that keeps the cache in step with Docker, reconnecting with
 /// back-off whenever the daemon goes away.
 pub fn start(socket: PathBuf) -> Enricher {
-    let cache = Cache::new("docker");
-    let (status_tx, status) = watch::channel(Status::Connecting);
-    let (inspect, mut requests) = mpsc::unbounded_channel::<String>();
-    let (lifecycle_tx, lifecycle) = mpsc::unbounded_channel();
-    let task_cache = cache.clone();
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(250);
-        // An outage is said once, when it begins; its end is said too, so that the next one
-        // is said again.
-        let mut said_unavailable = false;
-        loop {
-            let why = session(
-                &socket,
-                &task_cache,
-                &status_tx,
-                &mut requests,
-                &lifecycle_tx,
-                &mut said_unavailable,
-            )
-            .await;
-            // A daemon that was answering gets a quick retry; one that never did, a slower one.
-            if *status_tx.borrow() == Status::Synced {
-                backoff = Duration::from_millis(250);
-            }
-            let _ = status_tx.send(Status::Unavailable);
-            if !said_unavailable {
-                crate::say!(
-                    "Docker enrichment is unavailable ({why}); reports carry container ids without names until Docker answers at {}",
-                    socket.display()
-                );
-                said_unavailable = true;
-            }
-            // Requests made while Docker is away cannot be answered: drop them.
-            while requests.try_recv().is_ok() {}
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    });
-    Enricher {
-        cache,
-        status,
-        inspect,
-        lifecycle,
+    following::start(Cache::new("docker"), Docker { socket })
+}
+
+impl Follow for Docker {
+    async fn session(&mut self, link: &mut Link<'_>) -> String {
+        session(&self.socket, link).await
+    }
+
+    fn unavailable(&self, why: &str) -> String {
+        format!(
+            "Docker enrichment is unavailable ({why}); reports carry container ids without names until Docker answers at {}",
+            self.socket.display()
+        )
     }
 }
 
 /// One connection: list what exists, then follow events until the stream ends. Returns why it
 /// ended.
-async fn session(
-    socket: &Path,
-    cache: &Cache,
-    status: &watch::Sender<Status>,
-    requests: &mut mpsc::UnboundedReceiver<String>,
-    lifecycle: &mpsc::UnboundedSender<Lifecycle>,
-    said_unavailable: &mut bool,
-) -> String {
+async fn session(socket: &Path, link: &mut Link<'_>) -> String {
+    let cache = link.cache;
     let docker = match connect(socket, 10).await {
         Ok(docker) => docker,
         Err(why) => return why,
@@ -129,13 +85,12 @@ async fn session(
     for id in running {
         inspect_into(&docker, cache, &id).await;
     }
-    let _ = status.send(Status::Synced);
-    if std::mem::take(said_unavailable) {
-        crate::say!(
+    link.synced(|| {
+        format!(
             "Docker answers again at {}: containers are named",
             socket.display()
-        );
-    }
+        )
+    });
 
     let mut filters = HashMap::new();
     filters.insert("type".to_owned(), vec!["container".to_owned()]);
@@ -167,7 +122,7 @@ async fn session(
                     .map(|ns| std::time::UNIX_EPOCH + Duration::from_nanos(ns));
                 if let Some(changed) = apply_event(cache, action, &id, &attributes) {
                     let died = inspect_into(&docker, cache, &changed).await;
-                    let _ = lifecycle.send(match action {
+                    let _ = link.lifecycle.send(match action {
                         "die" => {
                             let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
                             let oom_event_seen = cache.lookup(&id).map(|m| m.oom_event_seen);
@@ -177,7 +132,7 @@ async fn session(
                     });
                 }
             }
-            Some(id) = requests.recv() => {
+            Some(id) = link.requests.recv() => {
                 inspect_into(&docker, cache, &id).await;
             }
         }

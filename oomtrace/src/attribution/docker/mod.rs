@@ -21,4 +21,4 @@ mod inspect;
 pub use ask::{WAIT, ask, containers, inspect_now, version};
 pub use cache::apply_event;
 pub use connect::socket_path;
-pub use follow::{Enricher, start};
+pub use follow::start;

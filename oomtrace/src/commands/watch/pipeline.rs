@@ -16,8 +16,8 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 
 use crate::{
     attribution::{
-        containerd, docker,
         enrich::{self, Caches},
+        following::Enricher,
         pod_members,
         runtime::{Lifecycle, Status},
     },
@@ -70,8 +70,8 @@ pub struct Tally {
 
 /// What turning a record into a report needs besides the record.
 pub struct Context {
-    pub docker: Option<docker::Enricher>,
-    pub containerd: Option<containerd::Enricher>,
+    pub docker: Option<Enricher>,
+    pub containerd: Option<Enricher>,
     pub filter: Filter,
     pub format: StdoutFormat,
     /// `--metrics-addr`: counts the kills seen, and those shown.
