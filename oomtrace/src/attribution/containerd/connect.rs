@@ -8,7 +8,7 @@ use std::{
 
 use containerd_client::{
     services::v1::{
-        Container, GetContainerRequest, ListContainersRequest, ListNamespacesRequest,
+        Container, GetContainerRequest, GetRequest, ListContainersRequest, ListNamespacesRequest,
         ListTasksRequest, SubscribeRequest, containers_client::ContainersClient,
         events_client::EventsClient, namespaces_client::NamespacesClient,
         tasks_client::TasksClient, version_client::VersionClient,
@@ -92,6 +92,22 @@ impl Api {
             Ok(Err(status)) => Err(status.message().to_owned()),
             Err(_) => Err(self.no_answer()),
         }
+    }
+
+    /// The pid of the init process of container `id`'s task in `namespace`, running or
+    /// exited (until the task is deleted); `None` without a task.
+    pub(super) async fn task_pid(&self, namespace: &str, id: &str) -> Option<u32> {
+        let mut client = TasksClient::new(self.channel.clone());
+        let request = in_namespace(
+            GetRequest {
+                container_id: id.to_owned(),
+                exec_id: String::new(),
+            },
+            namespace,
+        )
+        .ok()?;
+        let answer = self.bounded(client.get(request)).await.ok()?;
+        answer.process.map(|p| p.pid).filter(|&pid| pid > 0)
     }
 
     /// The processes of `namespace`'s tasks: each task's init process carries its container's

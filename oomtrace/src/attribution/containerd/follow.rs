@@ -120,7 +120,18 @@ impl Session<'_, '_> {
 
     /// A container the cache did not know: looked for in every namespace.
     async fn look_up(&mut self, api: &Api, id: &str) {
-        if self.link.cache.lookup(id).is_some() {
+        if let Some(known) = self.link.cache.lookup(id) {
+            // Known, but its task's start not followed yet (events are applied in turn): the
+            // task says the pid.
+            if known.container.main_pid.is_none()
+                && known.running != Some(false)
+                && let Some(namespace) = known.namespace.as_deref()
+                && let Some(pid) = api.task_pid(namespace, id).await
+            {
+                self.link
+                    .cache
+                    .upsert(id, |meta| meta.container.main_pid = Some(pid));
+            }
             return;
         }
         if let Ok(namespaces) = api.namespaces().await {
@@ -128,7 +139,9 @@ impl Session<'_, '_> {
         }
         for namespace in self.namespaces.iter() {
             if let Ok(Some(container)) = api.container(namespace, id).await {
-                self.remember(&container, namespace, None);
+                // A kill can come before the task's start event: its task says the pid.
+                let main_pid = api.task_pid(namespace, id).await;
+                self.remember(&container, namespace, main_pid);
                 return;
             }
         }
@@ -184,6 +197,7 @@ impl Session<'_, '_> {
                     }
                     self.link.cache.upsert(&started.container_id, |meta| {
                         meta.container.main_pid = Some(started.pid).filter(|&pid| pid > 0);
+                        meta.running = Some(true);
                         meta.oom_event_seen = false;
                     });
                     let _ = self.link.lifecycle.send(Lifecycle::Started {
@@ -216,9 +230,12 @@ impl Session<'_, '_> {
             return None;
         }
         let meta = self.link.cache.lookup(&exit.container_id);
+        // The pid stays: it was this run's PID 1, which is what a report about a kill in this
+        // run arriving after the exit needs. kubelet starts a new container for the next run;
+        // a task started again in the same container brings its own pid at its start.
         self.link
             .cache
-            .upsert(&exit.container_id, |meta| meta.container.main_pid = None);
+            .upsert(&exit.container_id, |meta| meta.running = Some(false));
         Some(Lifecycle::Died {
             id: exit.container_id,
             time: exit.exited_at.and_then(|t| timestamp(t.seconds, t.nanos)),

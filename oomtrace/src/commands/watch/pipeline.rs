@@ -507,17 +507,19 @@ fn answers(context: &Context, asked: Asked) -> bool {
 
 /// The runtime that could still name `report`'s container, and the id to ask it about: a
 /// Docker container without a name, an id in a cgroup path that only Docker can say is a
-/// container (`--cgroup-parent`), or a Kubernetes container containerd has not described.
+/// container (`--cgroup-parent`), or a Kubernetes container containerd has not described, or
+/// whose main pid it has not given yet.
 fn unnamed<'r>(context: &Context, report: &'r Report) -> Option<(Asked, &'r str)> {
     match &report.container {
         Some(c) if c.runtime == "docker" => {
             (c.name.is_none() && context.docker.is_some()).then_some((Asked::Docker, &c.id))
         }
         Some(c) if matches!(c.runtime, "kubernetes" | "containerd") => {
+            // Unknown, or known before its task's start was followed: a kill can come first.
             let cache = &context.containerd.as_ref()?.cache;
             cache
                 .lookup(&c.id)
-                .is_none()
+                .is_none_or(|m| m.container.main_pid.is_none() && m.running != Some(false))
                 .then_some((Asked::Containerd, &c.id))
         }
         Some(_) => None,
