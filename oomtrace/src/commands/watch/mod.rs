@@ -4,6 +4,7 @@
 mod feeds;
 mod memory;
 mod names;
+mod naming;
 mod pipeline;
 mod protect;
 mod summary;

@@ -1,26 +1,23 @@
-//! From what any source produced to the sinks: attribution, a short wait for a container
-//! name Docker is about to give, the filters, rendering, and the counts for the summary.
+//! From what any source produced to the sinks: attribution ([`naming`](super::naming)), a short wait for a
+//! container name a runtime is about to give, the filters, rendering, and the counts for the
+//! summary.
 //!
 //! Items leave in the order they came. A report waiting for its container's name holds the
-//! ones behind it, for at most [`NAME_WAIT`] (or, when a `--container NAME` filter can only be
-//! decided by the name, until Docker answers or gives up). A container's exit follows its
+//! ones behind it, for at most [`NAME_WAIT`](super::naming::NAME_WAIT) (or, when a `--container NAME` filter can only be
+//! decided by the name, until the runtime answers or gives up). A container's exit follows its
 //! kills, and is written only if one of them was.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 
+use super::naming::{Asked, answers, attribute, caches, name_wait};
 use crate::{
-    attribution::{
-        enrich::{self, Caches},
-        following::Enricher,
-        pod_members,
-        runtime::{Lifecycle, Status},
-    },
+    attribution::{enrich, following::Enricher, runtime::Lifecycle},
     output::{metrics::Metrics, sink::Sinks},
 };
 use oomtrace_core::{
@@ -32,11 +29,6 @@ use oomtrace_core::{
     report::{ContainerExit, Host, KillSummary, Report, SCHEMA},
 };
 
-/// How long a report waits for Docker to name a container it has not seen yet. A healthy
-/// daemon answers an inspect in milliseconds.
-pub const NAME_WAIT: Duration = Duration::from_millis(250);
-/// How long a report that only its container's name can filter waits for Docker.
-pub const FILTER_NAME_WAIT: Duration = Duration::from_secs(10);
 /// Items held at once; past this the oldest goes out as it is.
 const MAX_HELD: usize = 4096;
 /// Kills remembered for their container's exit; past this the ones no held item waits on go.
@@ -461,96 +453,4 @@ impl Pipeline {
         };
         self.sinks.send(&json, shown, false);
     }
-}
-
-/// From the cgroup to the container. A kill seen live is attributed from its cgroup and what
-/// the runtimes say now; a replayed one keeps what the journal recorded (a removed container's
-/// name, whether the victim was its main process), and the runtimes fill only what it lacks.
-fn attribute(report: &mut Report, context: &Context) {
-    let caches = caches(context);
-    match (report.past, caches.docker.or(caches.containerd)) {
-        (false, _) => {
-            enrich::annotate(report, caches);
-            if let (Some(root), Some(containerd)) = (&context.cgroup_root, caches.containerd) {
-                let members = pod_members::count(report, root, containerd);
-                if let Some(pod) = report.container.as_mut().and_then(|c| c.pod.as_mut()) {
-                    pod.containers = members;
-                }
-            }
-        }
-        (true, Some(_)) => enrich::fill_missing(report, caches),
-        (true, None) => {}
-    }
-}
-
-fn caches(context: &Context) -> Caches<'_> {
-    Caches {
-        docker: context.docker.as_ref().map(|d| &d.cache),
-        containerd: context.containerd.as_ref().map(|c| &c.cache),
-    }
-}
-
-/// The runtime a report's container name is asked of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Asked {
-    Docker,
-    Containerd,
-}
-
-fn answers(context: &Context, asked: Asked) -> bool {
-    let status = match asked {
-        Asked::Docker => context.docker.as_ref().map(|d| &d.status),
-        Asked::Containerd => context.containerd.as_ref().map(|c| &c.status),
-    };
-    status.is_some_and(|s| *s.borrow() != Status::Unavailable)
-}
-
-/// The runtime that could still name `report`'s container, and the id to ask it about: a
-/// Docker container without a name, an id in a cgroup path that only Docker can say is a
-/// container (`--cgroup-parent`), or a Kubernetes container containerd has not described, or
-/// whose main pid it has not given yet.
-fn unnamed<'r>(context: &Context, report: &'r Report) -> Option<(Asked, &'r str)> {
-    match &report.container {
-        Some(c) if c.runtime == "docker" => {
-            (c.name.is_none() && context.docker.is_some()).then_some((Asked::Docker, &c.id))
-        }
-        Some(c) if matches!(c.runtime, "kubernetes" | "containerd") => {
-            // Unknown, or known before its task's start was followed: a kill can come first.
-            let cache = &context.containerd.as_ref()?.cache;
-            cache
-                .lookup(&c.id)
-                .is_none_or(|m| m.container.main_pid.is_none() && m.running != Some(false))
-                .then_some((Asked::Containerd, &c.id))
-        }
-        Some(_) => None,
-        None => {
-            context.docker.as_ref()?;
-            let id = report
-                .cgroup
-                .path
-                .as_deref()
-                .and_then(oomtrace_core::attribution::cgroup_path::unclaimed_id)?;
-            Some((Asked::Docker, id))
-        }
-    }
-}
-
-/// How long `report` may wait for its container's name, if it lacks one a runtime could
-/// give; the runtime, and the id to ask it about.
-fn name_wait<'r>(context: &Context, report: &'r Report) -> Option<(Duration, Asked, &'r str)> {
-    let (asked, id) = unnamed(context, report)?;
-    if report.container.is_none() {
-        // Not confirmed yet: until Docker answers, a `--container` filter cannot decide.
-        let wait = if context.filter.containers.is_empty() {
-            NAME_WAIT
-        } else {
-            FILTER_NAME_WAIT
-        };
-        return Some((wait, asked, id));
-    }
-    let wait = match context.filter.verdict(report) {
-        Verdict::NeedsName => FILTER_NAME_WAIT,
-        Verdict::Shown | Verdict::Hidden => NAME_WAIT,
-    };
-    Some((wait, asked, id))
 }
