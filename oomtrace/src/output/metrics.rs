@@ -34,7 +34,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use oomtrace_core::{attribution::oom::group_kill_possible, report::Report};
+use oomtrace_core::{
+    attribution::oom::{OomGroup, group_kill_possible, report_oom_group},
+    report::Report,
+};
 
 pub use workload::{MAX_LABEL_BYTES, Workload};
 
@@ -232,11 +235,13 @@ fn kind_of(report: &Report) -> &'static str {
 /// whether it was a member could not be told: an upper bound, never an undercount.
 fn may_be_counted_twice(report: &Report) -> bool {
     let oom = report.oom.as_ref();
-    oom.and_then(|o| o.kind) != Some("marked")
+    let possible = oom.and_then(|o| o.kind) != Some("marked")
         // A member other than the chosen victim is killed, and counted, once.
         && oom.and_then(|o| o.group_kill) != Some(true)
         && report.cgroup.mode != Some("v1")
-        && group_kill_possible(report.facts.as_deref())
+        && group_kill_possible(report.facts.as_deref());
+    // Where the kernel's walk to the group's cgroup can be retraced, it says which it is.
+    possible && oom.is_none_or(|oom| !matches!(report_oom_group(report, oom), OomGroup::Alone))
 }
 
 #[cfg(test)]
@@ -421,12 +426,45 @@ mod tests {
                 report.facts
             );
         }
+        // memory.oom.group set above the cgroup whose limit was hit: the kernel's walk stops
+        // at that cgroup, so no group is killed; set at the limited cgroup, the group is.
+        let limited_at = |memcg: &str| {
+            let mut report = kill("v2", Some("killed"), unset, None);
+            report.cgroup.path = Some("/pod/app".into());
+            report.facts = Some(Box::new(KernelFacts {
+                memcgs: vec![
+                    MemcgReading {
+                        id: 20,
+                        oom_group: unset,
+                        ..MemcgReading::default()
+                    },
+                    MemcgReading {
+                        id: 10,
+                        oom_group: set,
+                        ..MemcgReading::default()
+                    },
+                ],
+                cgroup_ids: vec![20, 10],
+                ..KernelFacts::default()
+            }));
+            report.oom.as_mut().unwrap().memcg = Some(memcg.to_owned());
+            report
+        };
+        for (memcg, counted_twice) in [("/pod/app", false), ("/pod", true)] {
+            let group_before = metrics.group_victims.get();
+            metrics.record_seen(&limited_at(memcg));
+            assert_eq!(
+                metrics.group_victims.get() - group_before,
+                u64::from(counted_twice),
+                "limit of {memcg} hit"
+            );
+        }
         let after = samples(&metrics);
         for want in [
-            r#"oomtrace_oom_kills_seen_total{kind="killed"} 6"#,
+            r#"oomtrace_oom_kills_seen_total{kind="killed"} 8"#,
             r#"oomtrace_oom_kills_seen_total{kind="marked"} 1"#,
             r#"oomtrace_oom_kills_seen_total{kind="unknown"} 1"#,
-            "oomtrace_oom_group_victims_seen_total 4",
+            "oomtrace_oom_group_victims_seen_total 5",
         ] {
             assert!(after.contains(&want.to_owned()), "no {want} in {after:#?}");
         }
