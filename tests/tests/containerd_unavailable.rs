@@ -264,3 +264,41 @@ fn check_says_whether_containerd_answers() {
         "containerd does not answer, in {out}"
     );
 }
+
+/// How long a containerd call may go unanswered before oomtrace counts containerd as away
+/// (`CALL_WAIT` in oomtrace's containerd module), and a margin past it.
+const PAST_CALL_WAIT: Duration = Duration::from_secs(8);
+
+/// A containerd with nothing happening sends no event, and its event stream's answer comes with
+/// the first one: a watch that waited for it would take a quiet containerd for an absent one,
+/// say so, and reconnect every few seconds. Found by the bench: steady RSS doubled by the
+/// reconnections. Past the time a call may take, nothing is said, and the first container
+/// created after that quiet spell is named.
+#[test]
+fn a_quiet_containerd_is_not_taken_for_an_absent_one() {
+    let test = "a_quiet_containerd_is_not_taken_for_an_absent_one";
+    if !containerd_ready(test) {
+        return;
+    }
+    let _serial = serial();
+    let containerd = Containerd::start();
+    let tracer = Tracer::start(&["--containerd-socket", containerd.socket()]);
+    // The property is an absence over a span of time: the wait is the span, not a sync.
+    let quiet = tracer.wait_for_stderr("containerd", PAST_CALL_WAIT);
+    assert!(
+        containerd_lines(&quiet).is_empty(),
+        "a quiet containerd was taken for an absent one: {quiet:?}"
+    );
+    let pod = Pod::build(Qos::Burstable, "quiet", "late").create(&containerd);
+    let task = pod.run_container("late", Some(LIMIT), &format!("exec {DD_SH}"));
+    let reports = tracer.wait_for(1, REPORT_TIMEOUT, |r| about(r, &task.id));
+    let stopped = tracer.stop();
+    stopped.assert_success();
+    assert_eq!(reports.len(), 1, "{:#?}", stopped.reports);
+    assert_named_by_containerd(&reports[0], &pod, &task, "late", LIMIT, 1);
+    assert!(
+        containerd_lines(&stopped.stderr).is_empty(),
+        "{:?}",
+        stopped.stderr
+    );
+}

@@ -118,11 +118,18 @@ impl Api {
         Ok(self.bounded(client.list(request)).await?.tasks)
     }
 
-    /// Every namespace's events from now on.
-    pub(super) async fn subscribe(&self) -> Result<Streaming<Envelope>, String> {
+    /// Every namespace's events from now on. Not bounded in time: containerd sends the
+    /// stream's headers with its first event, however long that takes.
+    pub(super) fn subscribe(
+        &self,
+    ) -> impl Future<Output = Result<Streaming<Envelope>, String>> + Send + use<> {
         let mut client = EventsClient::new(self.channel.clone());
-        self.bounded(client.subscribe(SubscribeRequest::default()))
-            .await
+        async move {
+            match client.subscribe(SubscribeRequest::default()).await {
+                Ok(answer) => Ok(answer.into_inner()),
+                Err(status) => Err(describe_status(&status)),
+            }
+        }
     }
 
     async fn bounded<T>(

@@ -8,8 +8,10 @@ use std::{
 
 use containerd_client::{
     events,
+    tonic::Streaming,
     types::{Envelope, v1::Process},
 };
+use futures_util::FutureExt as _;
 use prost::Message as _;
 
 use super::{connect::Api, describe::meta_of};
@@ -72,10 +74,15 @@ impl Session<'_, '_> {
             Ok(api) => api,
             Err(why) => return why,
         };
-        // Subscribed before the listing, so that nothing created in between is missed.
-        let mut stream = match api.subscribe().await {
-            Ok(stream) => stream,
-            Err(why) => return why,
+        // Subscribed before the listing, so that nothing created in between is missed: the
+        // request goes out, on the same connection, ahead of the listing's. Its answer comes
+        // with the first event, so it is awaited beside everything else.
+        let subscribing = api.subscribe();
+        tokio::pin!(subscribing);
+        let mut stream = match (&mut subscribing).now_or_never() {
+            Some(Ok(stream)) => Some(stream),
+            Some(Err(why)) => return format!("the event stream failed: {why}"),
+            None => None,
         };
         if let Err(why) = self.list(&api).await {
             return why;
@@ -88,8 +95,13 @@ impl Session<'_, '_> {
             )
         });
         loop {
+            let subscribed = stream.is_some();
             tokio::select! {
-                envelope = stream.message() => match envelope {
+                answer = &mut subscribing, if !subscribed => match answer {
+                    Ok(events) => stream = Some(events),
+                    Err(why) => return format!("the event stream failed: {why}"),
+                },
+                envelope = next_event(stream.as_mut()) => match envelope {
                     Ok(Some(envelope)) => self.apply(&api, envelope).await,
                     Ok(None) => return "the event stream ended".to_owned(),
                     Err(status) => return format!("the event stream failed: {}", status.message()),
@@ -260,6 +272,16 @@ fn task_container(process: &Process) -> Option<&str> {
         _ => return None,
     };
     (process.pid > 0 && !container.is_empty()).then_some(container)
+}
+
+/// The next event, once subscribed; never before.
+async fn next_event(
+    stream: Option<&mut Streaming<Envelope>>,
+) -> Result<Option<Envelope>, containerd_client::tonic::Status> {
+    match stream {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A protobuf timestamp as a time; `None` for the zero time or one out of range.
