@@ -183,6 +183,8 @@ fn pod_limit_shared_by_two_containers_is_the_limit_named() {
 
     assert_named_by_containerd(report, &pod, &hog, "hog", CONTAINER_LIMIT, 2);
     let (line, meaning) = human_kill(&lines, u64::from(hog.pid));
+    // Shown with --nocapture: what a person reads for this case.
+    println!("{line}\n{}", meaning.unwrap_or_default());
     let place = format!("hog (pod {})", pod.full_name());
     assert!(line.contains(&place), "{place} in {line}");
     let limit = format!(
@@ -262,6 +264,7 @@ fn child_killed_while_the_main_process_survives() {
     assert_named_by_containerd(report, &pod, &task, "api", 64 * MIB, 1);
     assert_eq!(field(report, "victim.is_container_main"), false, "{report}");
     let (line, meaning) = human_kill(&lines, victim);
+    println!("{line}\n{}", meaning.unwrap_or_default());
     let place = format!("api (pod {})", pod.full_name());
     assert!(line.contains(&place), "{place} in {line}");
     let role = format!(

@@ -487,4 +487,26 @@ mod tests {
             assert_eq!(pod.qos, Some("burstable"));
         }
     }
+
+    #[test]
+    fn a_docker_container_is_named_by_docker_even_where_containerd_knows_it_too() {
+        // Docker runs its containers in containerd's `moby` namespace: containerd knows the
+        // same id, without Docker's name.
+        let docker = Cache::new("docker");
+        let attributes: HashMap<String, String> = [("name".to_owned(), "web".to_owned())].into();
+        crate::attribution::docker::apply_event(&docker, "create", ID, &attributes);
+        let containerd = Cache::new("containerd");
+        containerd.insert(ID, ContainerMeta::default());
+        let mut report = report_in(&format!("/docker/{ID}"), 4321, 12);
+        annotate(
+            &mut report,
+            Caches {
+                docker: Some(&docker),
+                containerd: Some(&containerd),
+            },
+        );
+        let container = report.container.expect("a container");
+        assert_eq!(container.runtime, "docker");
+        assert_eq!(container.name.as_deref(), Some("web"));
+    }
 }
