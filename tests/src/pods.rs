@@ -151,21 +151,11 @@ impl<'c> Pod<'c> {
     /// A workload container named `name` (its `io.kubernetes.container.name`) whose main
     /// process is `sh -c SCRIPT`, with the OCI memory limit `memory_limit`; started, not awaited.
     pub fn run_container(&self, name: &str, memory_limit: Option<u64>, script: &str) -> Task {
-        self.run(name, memory_limit, &[], script)
+        self.run_container_with(name, memory_limit, &[], script)
     }
 
     /// [`Self::run_container`] with host directories bind-mounted: `(host, container)`.
     pub fn run_container_with(
-        &self,
-        name: &str,
-        memory_limit: Option<u64>,
-        binds: &[(&Path, &str)],
-        script: &str,
-    ) -> Task {
-        self.run(name, memory_limit, binds, script)
-    }
-
-    fn run(
         &self,
         name: &str,
         memory_limit: Option<u64>,

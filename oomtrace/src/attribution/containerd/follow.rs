@@ -116,8 +116,7 @@ impl Session<'_, '_> {
         *self.namespaces = api.namespaces().await?;
         for namespace in self.namespaces.iter() {
             for container in api.containers(namespace).await? {
-                let meta = meta_of(&container, namespace);
-                self.link.cache.upsert(&container.id, |slot| *slot = meta);
+                self.remember(&container, namespace, None);
             }
             for process in api.tasks(namespace).await? {
                 if let Some(container) = task_container(&process) {
