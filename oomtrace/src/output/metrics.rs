@@ -392,40 +392,6 @@ mod tests {
         };
         let set = Some(true);
         let unset = Some(false);
-        for (report, counted_twice) in [
-            // cgroup v1 has no group kills, whatever could not be read.
-            (kill("v1", Some("killed"), None, None), false),
-            // The chosen victim of a group kill: killed, then killed again with its group.
-            (kill("v2", Some("killed"), unset, Some(&[unset, set])), true),
-            // A member beside it: killed once.
-            (kill("v2", Some("killed"), set, Some(&[set])), false),
-            // No level has memory.oom.group: no group kill.
-            (
-                kill("v2", Some("killed"), unset, Some(&[unset, unset])),
-                false,
-            ),
-            // Not known: the kernel log's kills have no cgroup readings.
-            (kill("v2", Some("killed"), None, None), true),
-            (
-                kill("v2", Some("killed"), unset, Some(&[unset, None])),
-                true,
-            ),
-            // Whether the kernel counted it at all is not known either.
-            (kill("v2", None, None, None), true),
-            // Only marked: not counted, not even once.
-            (kill("v2", Some("marked"), unset, Some(&[set])), false),
-        ] {
-            let group_before = metrics.group_victims.get();
-            metrics.record_seen(&report);
-            assert_eq!(
-                metrics.group_victims.get() - group_before,
-                u64::from(counted_twice),
-                "{:?}, {:?}, {:?}",
-                report.cgroup.mode,
-                report.oom,
-                report.facts
-            );
-        }
         // memory.oom.group set above the cgroup whose limit was hit: the kernel's walk stops
         // at that cgroup, so no group is killed; set at the limited cgroup, the group is.
         let limited_at = |memcg: &str| {
@@ -450,13 +416,40 @@ mod tests {
             report.oom.as_mut().unwrap().memcg = Some(memcg.to_owned());
             report
         };
-        for (memcg, counted_twice) in [("/pod/app", false), ("/pod", true)] {
+        for (report, counted_twice) in [
+            // cgroup v1 has no group kills, whatever could not be read.
+            (kill("v1", Some("killed"), None, None), false),
+            // The chosen victim of a group kill: killed, then killed again with its group.
+            (kill("v2", Some("killed"), unset, Some(&[unset, set])), true),
+            // A member beside it: killed once.
+            (kill("v2", Some("killed"), set, Some(&[set])), false),
+            // No level has memory.oom.group: no group kill.
+            (
+                kill("v2", Some("killed"), unset, Some(&[unset, unset])),
+                false,
+            ),
+            // Not known: the kernel log's kills have no cgroup readings.
+            (kill("v2", Some("killed"), None, None), true),
+            (
+                kill("v2", Some("killed"), unset, Some(&[unset, None])),
+                true,
+            ),
+            // Whether the kernel counted it at all is not known either.
+            (kill("v2", None, None, None), true),
+            // Only marked: not counted, not even once.
+            (kill("v2", Some("marked"), unset, Some(&[set])), false),
+            (limited_at("/pod/app"), false),
+            (limited_at("/pod"), true),
+        ] {
             let group_before = metrics.group_victims.get();
-            metrics.record_seen(&limited_at(memcg));
+            metrics.record_seen(&report);
             assert_eq!(
                 metrics.group_victims.get() - group_before,
                 u64::from(counted_twice),
-                "limit of {memcg} hit"
+                "{:?}, {:?}, {:?}",
+                report.cgroup.mode,
+                report.oom,
+                report.facts
             );
         }
         let after = samples(&metrics);
