@@ -10,7 +10,7 @@ use jiff::tz::{Offset, TimeZone};
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 
 use oomtrace_core::report::{
-    Cgroup, Container, ContainerExit, Host, KNOWN_WORDS, KillSummary, MemcgStat, OomContext, Pod, Report,
+    Cgroup, Container, ContainerExit, EarlierSignal, Host, KNOWN_WORDS, KillSummary, KilledBy, MemcgStat, OomContext, Pod, Report, Sender, SenderContainer, SenderParent,
     TopTask, Trigger, Victim, kernel_text,
 };
 
@@ -32,7 +32,7 @@ const IDS: [&str; 3] = [
 ];
 
 fn word(u: &mut Unstructured) -> Result<&'static str> {
-    u.choose(&KNOWN_WORDS).copied()
+    u.choose(KNOWN_WORDS).copied()
 }
 
 fn maybe<T>(
@@ -255,6 +255,46 @@ pub fn report(u: &mut Unstructured) -> Result<Report> {
     })
 }
 
+/// Who ended a container, with an untrusted sender and container name.
+fn killed_by(u: &mut Unstructured) -> Result<KilledBy> {
+    Ok(KilledBy {
+        kind: maybe(u, word)?,
+        signal: maybe(u, word)?,
+        time: maybe(u, time)?,
+        oom_id: u.arbitrary()?,
+        sender: maybe(u, |u| {
+            let (comm, comm_bytes) = kernel(u)?;
+            Ok(Sender {
+                pid: u.arbitrary()?,
+                tid: u.arbitrary()?,
+                comm: comm.unwrap_or_default(),
+                comm_bytes,
+                uid: u.arbitrary()?,
+                host_process: u.arbitrary()?,
+                container: maybe(u, |u| {
+                    Ok(SenderContainer {
+                        id: u.arbitrary()?,
+                        name: u.arbitrary()?,
+                    })
+                })?,
+                parent: maybe(u, |u| {
+                    Ok(SenderParent {
+                        pid: u.arbitrary()?,
+                        comm: u.arbitrary()?,
+                    })
+                })?,
+            })
+        })?,
+        after: maybe(u, |u| {
+            Ok(EarlierSignal {
+                signal: maybe(u, word)?,
+                seconds_before: f64::from(u.arbitrary::<u32>()?) / 1000.0,
+                ignored: u.arbitrary()?,
+            })
+        })?,
+    })
+}
+
 /// A container exit, with the kill before it as the human line tells it.
 pub fn exit(u: &mut Unstructured) -> Result<ContainerExit> {
     Ok(ContainerExit {
@@ -269,6 +309,8 @@ pub fn exit(u: &mut Unstructured) -> Result<ContainerExit> {
         kills: (0..u.int_in_range(0..=8u8)?)
             .map(|_| u.arbitrary())
             .collect::<Result<_>>()?,
+        killed_by: maybe(u, killed_by)?,
+        runtime_oom_killed_reason: maybe(u, word)?,
         host: maybe(u, host)?,
         last_kill: maybe(u, |u| {
             let (comm, comm_bytes) = kernel(u)?;

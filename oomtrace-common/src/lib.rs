@@ -39,6 +39,126 @@ pub const DROPPED_MAP: &str = "DROPPED";
 /// behalf ([`SigkillSent`]), which tells a killed victim from one only marked.
 pub const SIGKILLS_MAP: &str = "SIGKILLS";
 
+/// Name of the ring buffer map that carries [`SignalSent`]s, apart from the kills so that a
+/// burst of signals can never take a kill's room.
+pub const SIGNALS_MAP: &str = "SIGNALS";
+/// The signal ring buffer's size: about 260 records at once. Only the signals that can end a
+/// container's main process, or that a userspace OOM killer sends, are written.
+pub const SIGNALS_BYTES: u32 = 64 * 1024;
+/// Name of the per-CPU array (one slot) counting signals the ring buffer had no room for.
+pub const SIGNALS_DROPPED_MAP: &str = "SIGNALS_DROPPED";
+/// Return addresses kept with a signal the kernel sent on a task's behalf (`SEND_SIG_NOINFO`):
+/// enough to see `cgroup_kill_write` under `send_sig`.
+pub const SIGNAL_STACK_DEPTH: usize = 8;
+
+/// The signals whose default action ends a process and that are sent to end one: `SIGHUP`,
+/// `SIGINT`, `SIGQUIT`, `SIGABRT`, `SIGKILL` and `SIGTERM`, as a bit per signal number.
+/// `SIGUSR1`, `SIGUSR2`, `SIGALRM` and `SIGPIPE` end a process by default too, but programs
+/// trade them as messages by the million, so they are not kept; a death by one of them has
+/// no `killed_by` sender.
+pub const FATAL_SIGNALS: u64 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9) | (1 << 15);
+
+/// The names (`comm`) of the userspace OOM killers whose signals are kept whatever their
+/// target.
+pub const USERSPACE_OOM_KILLERS: [&str; 3] = ["earlyoom", "systemd-oomd", "oomd"];
+
+/// [`USERSPACE_OOM_KILLERS`] as the kernel program compares them: each comm NUL-padded to
+/// [`TASK_COMM_LEN`] bytes and read as two little-endian words.
+pub const USERSPACE_OOM_KILLER_WORDS: [[u64; 2]; 3] = [
+    comm_words(USERSPACE_OOM_KILLERS[0]),
+    comm_words(USERSPACE_OOM_KILLERS[1]),
+    comm_words(USERSPACE_OOM_KILLERS[2]),
+];
+
+/// A comm of at most 15 bytes as the two words its NUL-padded 16 bytes make.
+pub const fn comm_words(name: &str) -> [u64; 2] {
+    let bytes = name.as_bytes();
+    let mut words = [0u64; 2];
+    let mut i = 0;
+    while i < bytes.len() && i < TASK_COMM_LEN - 1 {
+        words[i / 8] |= (bytes[i] as u64) << ((i % 8) * 8);
+        i += 1;
+    }
+    words
+}
+
+/// How the kernel was asked to send a signal, as [`SignalSent::origin`].
+pub mod signal_origin {
+    /// With a `siginfo` the sender filled: `kill(2)`, `tgkill(2)`, `pidfd_send_signal(2)`.
+    pub const SIGINFO: u32 = 1;
+    /// `SEND_SIG_NOINFO`: the kernel on the current task's behalf, as a write to
+    /// `cgroup.kill` does.
+    pub const NOINFO: u32 = 2;
+    /// `SEND_SIG_PRIV`: the kernel's own, as the OOM killer's SIGKILL.
+    pub const PRIV: u32 = 3;
+}
+
+/// Bits of [`SignalSent::fields`]: which fields the handler read. A clear bit means `null`.
+pub mod signal_field {
+    pub const TARGET_TGID: u32 = 1 << 0;
+    pub const TARGET_COMM: u32 = 1 << 1;
+    /// `target_ns_pid` and `target_pid_level`.
+    pub const TARGET_NS: u32 = 1 << 2;
+    pub const SENDER_UID: u32 = 1 << 3;
+    pub const SENDER_PID_LEVEL: u32 = 1 << 4;
+    pub const SENDER_CGROUP_ID: u32 = 1 << 5;
+    /// `sender_cgroup_name` holds the whole name of the sender's memory cgroup.
+    pub const SENDER_CGROUP_NAME: u32 = 1 << 6;
+    /// `sender_parent_tgid` and `sender_parent_comm`.
+    pub const SENDER_PARENT: u32 = 1 << 7;
+    /// `code`: the `si_code` the sender's `siginfo` carries.
+    pub const CODE: u32 = 1 << 8;
+    /// `stack` holds `stack_bytes / 8` return addresses.
+    pub const STACK: u32 = 1 << 9;
+}
+
+/// `signal_generate`'s `result`: what became of the signal.
+pub mod signal_result {
+    pub const DELIVERED: u32 = 0;
+    /// Ignored: among others, a container's PID 1 ignores a signal it has no handler for
+    /// (SIGTERM to a `sleep`), unless the kernel forces it.
+    pub const IGNORED: u32 = 1;
+    pub const ALREADY_PENDING: u32 = 2;
+    pub const OVERFLOW_FAIL: u32 = 3;
+    pub const LOSE_INFO: u32 = 4;
+}
+
+/// One signal that can end a process, sent to a container's PID 1 (a task at `ns_pid` 1 in a
+/// pid namespace below the host's) or sent by a userspace OOM killer: who sent it, and to
+/// whom. Every byte range that `fields` does not vouch for is garbage.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SignalSent {
+    /// `CLOCK_BOOTTIME` when the signal was generated.
+    pub boot_ns: u64,
+    pub sender_cgroup_id: u64,
+    /// [`signal_field`] bits.
+    pub fields: u32,
+    pub sig: u32,
+    /// [`signal_origin`].
+    pub origin: u32,
+    pub code: i32,
+    /// [`signal_result`].
+    pub result: u32,
+    pub target_tid: u32,
+    pub target_tgid: u32,
+    pub target_ns_pid: u32,
+    pub target_pid_level: u32,
+    pub sender_tid: u32,
+    pub sender_tgid: u32,
+    pub sender_uid: u32,
+    pub sender_pid_level: u32,
+    pub sender_parent_tgid: u32,
+    pub stack_bytes: u32,
+    pub _pad: u32,
+    pub target_comm: [u8; TASK_COMM_LEN],
+    pub sender_comm: [u8; TASK_COMM_LEN],
+    pub sender_parent_comm: [u8; TASK_COMM_LEN],
+    /// The kernfs name of the sender's memory cgroup (a container's id is in it), NUL-ended.
+    pub sender_cgroup_name: [u8; CGROUP_NAME_LEN],
+    pub stack: [u64; SIGNAL_STACK_DEPTH],
+}
+
 /// Kernel program names, one per attach mode.
 pub mod program {
     pub const TP_BTF: &str = "mark_victim_btf";
@@ -367,4 +487,5 @@ mod user {
     unsafe impl aya::Pod for super::OomEvent {}
     unsafe impl aya::Pod for super::KernelLayout {}
     unsafe impl aya::Pod for super::SigkillSent {}
+    unsafe impl aya::Pod for super::SignalSent {}
 }

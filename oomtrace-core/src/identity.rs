@@ -561,6 +561,8 @@ mod tests {
             restart_count: Some(1),
             restarting: Some(true),
             kills,
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: None,
         };

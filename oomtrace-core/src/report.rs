@@ -5,6 +5,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::attribution::killer::{
+    EarlierSignal, KilledBy, Sender, SenderContainer, SenderParent,
+};
+
 /// A word from the schema's fixed vocabulary (`"oom_kill"`, `"tp_btf"`, `"docker"`, ...).
 /// An alias, not `&'static str` written out: serde would otherwise borrow it from the input,
 /// and a journal read from a buffer could not be deserialized.
@@ -70,7 +74,7 @@ pub struct KernelFacts {
     pub stack: Vec<u64>,
 }
 
-/// `"event":"container_exit"`: a container that had a reported kill exited, as Docker says.
+/// `"event":"container_exit"`: a container exited, as its runtime says, and who ended it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContainerExit {
     pub schema: u32,
@@ -90,6 +94,14 @@ pub struct ContainerExit {
     pub restarting: Option<bool>,
     /// The `oom.id`s of the container's kills since it started, `null` where unknown.
     pub kills: Vec<Option<u64>>,
+    /// Who sent the signal its main process died of; `null` where it did not die of one, or
+    /// the kernel's record does not say.
+    #[serde(default)]
+    pub killed_by: Option<KilledBy>,
+    /// Why `runtime_oom_killed` says what it says, where the facts tell (see
+    /// `attribution::killer::flag_reason`); `null` where they do not.
+    #[serde(default, deserialize_with = "known_option")]
+    pub runtime_oom_killed_reason: Option<Label>,
     /// The node and the boot the exit happened in.
     #[serde(default)]
     pub host: Option<Host>,
@@ -383,7 +395,10 @@ pub struct Pod {
     pub containers: Option<u32>,
 }
 
-fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: serde::Serializer>(
+    time: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match time {
         Some(time) => s.collect_str(&humantime::format_rfc3339_micros(*time)),
         None => s.serialize_none(),
@@ -393,7 +408,7 @@ fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::O
 /// Every value a `&'static str` field of the schema takes; reading a journal maps each back
 /// to it, and anything else to `"unknown"` rather than a made-up value. The renderers' fuzz
 /// target writes these words and reads them back.
-pub const KNOWN_WORDS: [&str; 30] = [
+pub const KNOWN_WORDS: &[&str] = &[
     "oom_kill",
     "container_exit",
     "tp_btf",
@@ -424,6 +439,30 @@ pub const KNOWN_WORDS: [&str; 30] = [
     "container",
     "env",
     "uts",
+    "oom_killer",
+    "runtime",
+    "userspace_oom_killer",
+    "cgroup_kill",
+    "process",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "oom_kill_ended_it",
+    "earlier_oom_kill",
+    "oom_killer_disabled",
+    "oom_kill_not_flagged",
 ];
 
 fn intern(text: &str) -> &'static str {
@@ -439,12 +478,16 @@ fn known<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     Ok(intern(&text))
 }
 
-fn known_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+pub(crate) fn known_option<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'static str>, D::Error> {
     let text = Option::<String>::deserialize(d)?;
     Ok(text.as_deref().map(intern))
 }
 
-fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+pub(crate) fn from_rfc3339<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemTime>, D::Error> {
     let text = Option::<String>::deserialize(d)?;
     text.map(|t| humantime::parse_rfc3339(&t).map_err(serde::de::Error::custom))
         .transpose()

@@ -26,9 +26,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use oomtrace_common::{
-    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, EVENTS_BYTES, KernelLayout, MAX_PID_NS_LEVEL,
-    MEMCG_MAX_DEPTH, OomEvent, STACK_DEPTH, SigkillSent, TASK_COMM_LEN, attach_mode, cgroup_mode,
-    field, kind, memcg_flag, rss_index, tp_args,
+    ABSENT, CGROUP_MAX_DEPTH, CGROUP_NAME_LEN, EVENTS_BYTES, FATAL_SIGNALS, KernelLayout,
+    MAX_PID_NS_LEVEL, MEMCG_MAX_DEPTH, OomEvent, SIGNAL_STACK_DEPTH, SIGNALS_BYTES, STACK_DEPTH,
+    SigkillSent, SignalSent, TASK_COMM_LEN, USERSPACE_OOM_KILLER_WORDS, attach_mode, cgroup_mode,
+    field, kind, memcg_flag, rss_index, signal_field, signal_origin, tp_args,
 };
 
 /// Filled by user space at load time (`LAYOUT_GLOBAL`); frozen in `.rodata`.
@@ -41,6 +42,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+#[map]
+static SIGNALS: RingBuf = RingBuf::with_byte_size(SIGNALS_BYTES, 0);
+
+#[map]
+static SIGNALS_DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// The last kernel-sent SIGKILL of each task, by the sender's thread id: the OOM killer sends
 /// one to its victim right before it marks it. LRU, so senders that never mark anyone age out.
 #[map]
@@ -49,8 +56,13 @@ static SIGKILLS: LruHashMap<u32, SigkillSent> = LruHashMap::with_max_entries(409
 /// `SIGKILL`, and `SI_KERNEL`, the code `SEND_SIG_PRIV` carries in the classic tracepoint.
 const SIGKILL: u64 = 9;
 const SI_KERNEL: u32 = 0x80;
-/// `SEND_SIG_PRIV`: the kernel's own signals, the OOM killer's among them.
+/// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV`, the `siginfo` pointers that are not pointers: the
+/// kernel sending on the current task's behalf, and the kernel's own signals (the OOM
+/// killer's among them).
+const SEND_SIG_NOINFO: u64 = 0;
 const SEND_SIG_PRIV: u64 = 1;
+/// `si_code` in `struct kernel_siginfo`, after `si_signo` and `si_errno` (uapi, fixed).
+const SIGINFO_CODE: u32 = 8;
 
 macro_rules! layout {
     ($field:ident) => {
@@ -93,16 +105,17 @@ pub fn mark_victim_tp(ctx: TracePointContext) -> i32 {
     0
 }
 
-/// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, ...)`.
+/// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+/// int group, int result)`.
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_generate_btf(ctx: BtfTracePointContext) -> i32 {
-    on_signal_generate(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    on_signal_generate(ctx.as_ptr(), ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(4));
     0
 }
 
 #[raw_tracepoint(tracepoint = "signal_generate")]
 pub fn signal_generate_raw(ctx: RawTracePointContext) -> i32 {
-    on_signal_generate(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    on_signal_generate(ctx.as_ptr(), ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(4));
     0
 }
 
@@ -117,11 +130,196 @@ pub fn signal_generate_tp(ctx: TracePointContext) -> i32 {
     0
 }
 
-/// `signal_generate`'s arguments as tp_btf and raw_tp give them.
+/// `signal_generate`'s arguments as tp_btf and raw_tp give them. A signal that cannot end a
+/// process returns at the first test: this runs for every signal the machine sends.
 #[inline(always)]
-fn on_signal_generate(sig: u64, info: u64, task: u64) {
-    if sig as u32 as u64 == SIGKILL && info == SEND_SIG_PRIV {
+fn on_signal_generate(ctx: *mut c_void, sig: u64, info: u64, task: u64, result: u64) {
+    let sig = sig as u32 as u64;
+    if sig >= 64 || (FATAL_SIGNALS >> sig) & 1 == 0 {
+        return;
+    }
+    if sig == SIGKILL && info == SEND_SIG_PRIV {
         note_sigkill(load(task, layout!(task_pid)));
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    if is_container_init(task) || is_userspace_oom_killer(&comm) {
+        record_signal(ctx, sig as u32, info, task, result as u32, comm);
+    }
+}
+
+/// Whether `task` is a pid namespace's PID 1 below the host's: a container's main process,
+/// whose death ends the container.
+#[inline(always)]
+fn is_container_init(task: u64) -> bool {
+    let (numbers, upid_size, upid_nr) =
+        (layout!(pid_numbers), layout!(upid_size), layout!(upid_nr));
+    if numbers == ABSENT || upid_size == ABSENT || upid_nr == ABSENT {
+        return false;
+    }
+    let pid = load::<u64>(task, layout!(task_thread_pid));
+    let level = load::<u32>(pid, layout!(pid_level));
+    if level == 0 || level >= MAX_PID_NS_LEVEL {
+        return false;
+    }
+    load::<u32>(pid, numbers + level * upid_size + upid_nr) == 1
+}
+
+#[inline(always)]
+fn is_userspace_oom_killer(comm: &[u8; TASK_COMM_LEN]) -> bool {
+    // SAFETY: 16 bytes read as two unaligned words.
+    let words: [u64; 2] = unsafe { core::ptr::read_unaligned(comm.as_ptr().cast()) };
+    let mut found = false;
+    for killer in USERSPACE_OOM_KILLER_WORDS {
+        found |= words[0] == killer[0] && words[1] == killer[1];
+    }
+    found
+}
+
+/// Writes who sent `sig` to `task` into [`SIGNALS`]; a full buffer is counted in
+/// [`SIGNALS_DROPPED`], never lost silently.
+#[inline(always)]
+fn record_signal(
+    ctx: *mut c_void,
+    sig: u32,
+    info: u64,
+    task: u64,
+    result: u32,
+    comm: [u8; TASK_COMM_LEN],
+) {
+    let Some(mut entry) = SIGNALS.reserve::<SignalSent>(0) else {
+        if let Some(count) = SIGNALS_DROPPED.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot, so no other program writes it concurrently.
+            unsafe { *count += 1 };
+        }
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY (whole block): the helper has no preconditions; every destination is inside the
+    // reserved record.
+    unsafe {
+        let current = bpf_get_current_task();
+        (*record).boot_ns = bpf_ktime_get_boot_ns();
+        (*record).sig = sig;
+        (*record).result = result;
+        (*record).sender_tid = pid_tgid as u32;
+        (*record).sender_tgid = (pid_tgid >> 32) as u32;
+        (*record).sender_comm = comm;
+        (*record)._pad = 0;
+        (*record).origin = match info {
+            SEND_SIG_NOINFO => signal_origin::NOINFO,
+            SEND_SIG_PRIV => signal_origin::PRIV,
+            _ => signal_origin::SIGINFO,
+        };
+        let mut fields = 0;
+        if info > SEND_SIG_PRIV {
+            fields |= bit_if(
+                copy(&raw mut (*record).code, info, SIGINFO_CODE),
+                signal_field::CODE,
+            );
+        } else {
+            (*record).code = 0;
+        }
+        (*record).target_tid = load(task, layout!(task_pid));
+        fields |= bit_if(
+            copy(&raw mut (*record).target_tgid, task, layout!(task_tgid)),
+            signal_field::TARGET_TGID,
+        );
+        fields |= bit_if(
+            copy(&raw mut (*record).target_comm, task, layout!(task_comm)),
+            signal_field::TARGET_COMM,
+        );
+        fields |= fill_target_ns(record, task);
+        fields |= fill_sender(record, current);
+        fields |= if info == SEND_SIG_NOINFO {
+            let copied = bpf_get_stack(
+                ctx,
+                (&raw mut (*record).stack).cast(),
+                (SIGNAL_STACK_DEPTH * 8) as u32,
+                0,
+            );
+            let ok = ok_bit(copied);
+            (*record).stack_bytes = (copied & (ok as i64).wrapping_neg()) as u32;
+            bit_if(ok, signal_field::STACK)
+        } else {
+            (*record).stack_bytes = 0;
+            0
+        };
+        (*record).fields = fields;
+    }
+    entry.submit(0);
+}
+
+/// The target's pid in its own namespace and that namespace's depth.
+#[inline(always)]
+fn fill_target_ns(record: *mut SignalSent, task: u64) -> u32 {
+    let (numbers, upid_size, upid_nr) =
+        (layout!(pid_numbers), layout!(upid_size), layout!(upid_nr));
+    if numbers == ABSENT || upid_size == ABSENT || upid_nr == ABSENT {
+        return 0;
+    }
+    let pid = load(task, layout!(task_thread_pid));
+    // SAFETY (whole block): every destination is inside the reserved record.
+    unsafe {
+        let level_ok = copy(&raw mut (*record).target_pid_level, pid, layout!(pid_level));
+        let level = (*record).target_pid_level % MAX_PID_NS_LEVEL;
+        let read = copy(
+            &raw mut (*record).target_ns_pid,
+            pid,
+            numbers + level * upid_size + upid_nr,
+        );
+        bit_if(level_ok & read, signal_field::TARGET_NS)
+    }
+}
+
+/// The sending task: its uid, how deep its pid namespace is, its memory cgroup's id and name,
+/// and its parent.
+#[inline(always)]
+fn fill_sender(record: *mut SignalSent, current: u64) -> u32 {
+    // SAFETY (whole block): every destination is inside the reserved record.
+    unsafe {
+        let cred = load(current, layout!(task_real_cred));
+        let mut fields = bit_if(
+            copy(&raw mut (*record).sender_uid, cred, layout!(cred_uid)),
+            signal_field::SENDER_UID,
+        );
+        fields |= bit_if(
+            copy(
+                &raw mut (*record).sender_pid_level,
+                load(current, layout!(task_thread_pid)),
+                layout!(pid_level),
+            ),
+            signal_field::SENDER_PID_LEVEL,
+        );
+        let parent = load(current, layout!(task_real_parent));
+        let tgid = copy(
+            &raw mut (*record).sender_parent_tgid,
+            parent,
+            layout!(task_tgid),
+        );
+        let comm = copy(
+            &raw mut (*record).sender_parent_comm,
+            parent,
+            layout!(task_comm),
+        );
+        fields |= bit_if(tgid & comm, signal_field::SENDER_PARENT);
+        let kn = memory_cgroup_kn(current);
+        fields |= bit_if(
+            copy(&raw mut (*record).sender_cgroup_id, kn, layout!(kn_id)),
+            signal_field::SENDER_CGROUP_ID,
+        );
+        let name_offset = layout!(kn_name);
+        if name_offset != ABSENT {
+            let copied = bpf_probe_read_kernel_str(
+                (&raw mut (*record).sender_cgroup_name).cast(),
+                CGROUP_NAME_LEN as u32,
+                load::<u64>(kn, name_offset) as *const c_void,
+            );
+            // 1..=127 bytes with the NUL is a whole name; 128 may have been cut.
+            let whole = non_zero(copied as u64) & (1 ^ non_zero((copied as u64) >> 7));
+            fields |= bit_if(whole, signal_field::SENDER_CGROUP_NAME);
+        }
+        fields
     }
 }
 

@@ -6,7 +6,7 @@
 //! - `--pid` is the host pid (or thread id) of the killed process;
 //! - `--comm` is the process's or the killed thread's name, exactly.
 
-use crate::report::Report;
+use crate::report::{Container, Report};
 
 /// What a filter says about one report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,17 @@ pub struct Filter {
 impl Filter {
     pub fn is_active(&self) -> bool {
         !(self.containers.is_empty() && self.pids.is_empty() && self.comms.is_empty())
+    }
+
+    /// Whether an exit with no kill before it is shown: `--pid` and `--comm` choose kills,
+    /// so with either an exit needs a shown kill; `--container` takes it by its container.
+    pub fn shows_exit(&self, container: &Container) -> bool {
+        self.pids.is_empty()
+            && self.comms.is_empty()
+            && (self.containers.is_empty()
+                || self.containers.iter().any(|wanted| {
+                    names_container(wanted, &container.id, container.name.as_deref())
+                }))
     }
 
     pub fn verdict(&self, report: &Report) -> Verdict {

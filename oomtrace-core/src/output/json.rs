@@ -251,15 +251,18 @@ mod readme_contract {
     use serde_json::Value;
 
     use crate::report::{
-        Container, ContainerExit, KillSummary, MemcgStat, OomContext, Pod, Report, TopTask,
+        Container, ContainerExit, EarlierSignal, KillSummary, KilledBy, MemcgStat, OomContext, Pod,
+        Report, Sender, SenderContainer, SenderParent, TopTask,
     };
 
     const README: &str = include_str!("../../../README.md");
 
     /// Objects the table documents whole, with their keys in one cell.
-    const DOCUMENTED_WHOLE: [&str; 4] = [
+    const DOCUMENTED_WHOLE: [&str; 6] = [
         "container.labels",
         "container.pod",
+        "killed_by.after",
+        "killed_by.sender",
         "oom.memcg_stat",
         "oom.top_tasks",
     ];
@@ -314,6 +317,34 @@ mod readme_contract {
             restart_count: Some(0),
             restarting: Some(false),
             kills: vec![Some(1)],
+            killed_by: Some(KilledBy {
+                kind: Some("runtime"),
+                signal: Some("SIGKILL"),
+                time: report.time,
+                oom_id: None,
+                sender: Some(Sender {
+                    pid: 4242,
+                    tid: 4242,
+                    comm: "runc".into(),
+                    comm_bytes: Some(b"ru\xffnc".to_vec()),
+                    uid: Some(0),
+                    host_process: Some(true),
+                    container: Some(SenderContainer {
+                        id: "c".repeat(64),
+                        name: Some("sidecar".into()),
+                    }),
+                    parent: Some(SenderParent {
+                        pid: 4000,
+                        comm: "containerd-shim".into(),
+                    }),
+                }),
+                after: Some(EarlierSignal {
+                    signal: Some("SIGTERM"),
+                    seconds_before: 10.0,
+                    ignored: true,
+                }),
+            }),
+            runtime_oom_killed_reason: Some("earlier_oom_kill"),
             host: None,
             last_kill: Some(KillSummary::of(&report)),
         }

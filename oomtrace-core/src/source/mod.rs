@@ -3,3 +3,4 @@
 
 pub mod ebpf;
 pub mod kmsg;
+pub mod signal;

@@ -34,6 +34,13 @@ pub enum Lifecycle {
         oom_killed: Option<bool>,
         restart_count: Option<u32>,
         restarting: Option<bool>,
+        /// The host pid of the run's PID 1, as the runtime gave it while the run lasted.
+        main_pid: Option<u32>,
+        /// The runtime reported an OOM event for the run (Docker's `oom`, containerd's
+        /// `/tasks/oom`).
+        runtime_saw_oom: bool,
+        /// Docker's `HostConfig.OomKillDisable`.
+        oom_kill_disabled: Option<bool>,
     },
 }
 
@@ -63,6 +70,8 @@ pub struct ContainerMeta {
     pub running: Option<bool>,
     pub last_exit: Option<i64>,
     pub last_oom_killed: Option<bool>,
+    /// Docker's `HostConfig.OomKillDisable`: the kernel's OOM killer is off for it (cgroup v1).
+    pub oom_kill_disabled: Option<bool>,
 }
 
 struct Entry {

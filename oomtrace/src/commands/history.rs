@@ -426,6 +426,8 @@ mod tests {
             restart_count: None,
             restarting: None,
             kills: Vec::new(),
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: None,
         };

@@ -1,7 +1,8 @@
 //! The kernel functions an OOM's stack is read by. The handler records the kernel stack at
 //! `mark_victim`; which functions its return addresses fall in says whether the OOM was a
 //! cgroup's or the machine's, and whether the victim was killed as a member of a
-//! `memory.oom.group` kill. Their addresses come from `/proc/kallsyms`, read once, off the
+//! `memory.oom.group` kill; a signal's stack says whether a write to `cgroup.kill` sent it.
+//! Their addresses come from `/proc/kallsyms`, read once, off the
 //! event path: it is about 10 MB of text.
 //!
 //! Never guessed: a stack that reaches none of the functions, or symbols that cannot be
@@ -26,10 +27,12 @@ enum Role {
     Memcg,
     /// The page allocator's and the page fault's: the machine's memory.
     Global,
+    /// A write to `cgroup.kill`, which signals every task in the cgroup.
+    CgroupKill,
 }
 
 /// Functions by name (any `.cold`, `.constprop.0`, ... suffix stripped), and their roles.
-const FUNCTIONS: [(&str, Role); 13] = [
+const FUNCTIONS: [(&str, Role); 15] = [
     ("out_of_memory", Role::OomKiller),
     ("oom_kill_process", Role::OomKiller),
     ("oom_kill_memcg_member", Role::GroupMember),
@@ -43,6 +46,8 @@ const FUNCTIONS: [(&str, Role); 13] = [
     ("__alloc_pages_slowpath", Role::Global),
     ("pagefault_out_of_memory", Role::Global),
     ("moom_callback", Role::Global),
+    ("cgroup_kill_write", Role::CgroupKill),
+    ("__cgroup_kill", Role::CgroupKill),
 ];
 
 /// The functions' addresses, loaded on a thread of their own while the watch starts, so
@@ -69,6 +74,23 @@ impl Symbols {
     /// Reads a stack recorded at `mark_victim`, innermost frame first. Unknown (all `None`)
     /// without symbols.
     pub fn read(&mut self, stack: &[u64]) -> StackReading {
+        match self.loaded() {
+            Some(kallsyms) => kallsyms.read(stack),
+            None => StackReading::default(),
+        }
+    }
+
+    /// Whether a signal's stack, recorded at `signal_generate`, passes through a write to
+    /// `cgroup.kill`: false without symbols, as without a stack.
+    pub fn via_cgroup_kill(&mut self, stack: &[u64]) -> bool {
+        self.loaded().is_some_and(|kallsyms| {
+            stack
+                .iter()
+                .any(|&a| kallsyms.role(a) == Some(Role::CgroupKill))
+        })
+    }
+
+    fn loaded(&mut self) -> Option<&Kallsyms> {
         if let Loading::Pending(_) = &self.0 {
             let Loading::Pending(handle) = std::mem::replace(&mut self.0, Loading::Done(None))
             else {
@@ -77,8 +99,8 @@ impl Symbols {
             self.0 = Loading::Done(handle.join().ok().flatten());
         }
         match &self.0 {
-            Loading::Done(Some(kallsyms)) => kallsyms.read(stack),
-            _ => StackReading::default(),
+            Loading::Done(kallsyms) => kallsyms.as_ref(),
+            Loading::Pending(_) => None,
         }
     }
 }

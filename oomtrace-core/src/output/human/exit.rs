@@ -9,7 +9,7 @@ use std::{
 use super::{HumanView, container_name};
 use crate::{
     output::{escape::visible_bytes, facts::retries_used_up, format::restarts_so_far},
-    report::{ContainerExit, exact},
+    report::{ContainerExit, KillSummary, KilledBy, exact},
 };
 
 impl HumanView {
@@ -32,26 +32,59 @@ impl HumanView {
             ("docker", None) => out.push_str(" (Docker's OOMKilled unknown)"),
             _ => {}
         }
-        if let Some(last) = &exit.last_kill {
-            if let (Some(exited), Some(killed)) = (exit.time, last.time) {
-                let _ = write!(out, " {} after", seconds(exited, killed));
-            } else {
-                out.push_str(" after");
-            }
-            let comm = exact(&last.comm, last.comm_bytes.as_deref());
-            let _ = write!(out, " {} (pid ", visible_bytes(comm));
-            match last.pid {
-                Some(pid) => {
-                    let _ = write!(out, "{pid}");
+        // The OOM killer's own kill is told by the kill it made, below.
+        let killer = exit
+            .killed_by
+            .as_ref()
+            .filter(|k| k.kind != Some("oom_killer"));
+        if let Some(killer) = killer {
+            out.push_str(": ");
+            killed_by(killer, exit.container.runtime, out);
+        }
+        let not_oom = "; not an OOM kill, although Docker says OOMKilled=true";
+        match (killer, &exit.last_kill) {
+            (Some(_), Some(last)) => {
+                if exit.runtime_oom_killed_reason == Some("earlier_oom_kill") {
+                    out.push_str(not_oom);
+                    out.push(':');
+                } else {
+                    out.push(';');
                 }
-                None => out.push('?'),
+                out.push(' ');
+                victim(last, out);
+                out.push_str(" was OOM-killed");
+                if let (Some(exited), Some(killed)) = (exit.time, last.time) {
+                    let _ = write!(out, " {} before", seconds(exited, killed));
+                }
+                out.push_str(" and the container lived on");
             }
-            out.push_str(") was OOM-killed");
-            match last.is_container_main {
-                Some(false) => out.push_str("; its main process survived the kill"),
-                Some(true) => out.push_str(", the container's main process"),
-                None => {}
+            (None, Some(last)) => {
+                if let (Some(exited), Some(killed)) = (exit.time, last.time) {
+                    let _ = write!(out, " {} after ", seconds(exited, killed));
+                } else {
+                    out.push_str(" after ");
+                }
+                victim(last, out);
+                out.push_str(" was OOM-killed");
+                match last.is_container_main {
+                    Some(false) => out.push_str("; its main process survived the kill"),
+                    Some(true) => out.push_str(", the container's main process"),
+                    None => {}
+                }
             }
+            (_, None) => {}
+        }
+        match exit.runtime_oom_killed_reason {
+            Some("oom_killer_disabled") => {
+                out.push_str(not_oom);
+                out.push_str(
+                    ": the container hit its memory limit with the OOM killer disabled, and nothing was killed",
+                );
+            }
+            Some("oom_kill_not_flagged") => {
+                out.push_str("; an OOM kill, although Docker says OOMKilled=false");
+            }
+            _ => {}
         }
         match (exit.restarting, exit.restart_count) {
             (Some(true), Some(count)) => {
@@ -75,6 +108,99 @@ impl HumanView {
             (_, None) => {}
         }
         out.push('\n');
+    }
+}
+
+/// `dd (pid 12839)`.
+fn victim(kill: &KillSummary, out: &mut String) {
+    let comm = exact(&kill.comm, kill.comm_bytes.as_deref());
+    let _ = write!(out, "{} (pid ", visible_bytes(comm));
+    match kill.pid {
+        Some(pid) => {
+            let _ = write!(out, "{pid})");
+        }
+        None => out.push_str("?)"),
+    }
+}
+
+/// `SIGKILL from the runtime (runc, pid 5120) 10.0 s after its SIGTERM, which PID 1 ignored, as
+/// docker stop does when its timeout runs out`: who sent the signal the main process died of.
+fn killed_by(killer: &KilledBy, runtime: &str, out: &mut String) {
+    out.push_str(killer.signal.unwrap_or("a signal"));
+    out.push_str(" from ");
+    let sender = killer.sender.as_ref();
+    let named = |out: &mut String| {
+        if let Some(sender) = sender {
+            let comm = exact(&sender.comm, sender.comm_bytes.as_deref());
+            let _ = write!(out, "{} (pid {}", visible_bytes(comm), sender.pid);
+            if let Some(uid) = sender.uid {
+                let _ = write!(out, ", uid {uid}");
+            }
+            out.push(')');
+        } else {
+            out.push_str("a sender the kernel did not name");
+        }
+    };
+    match killer.kind {
+        Some("runtime") => {
+            out.push_str("the runtime (");
+            if let Some(sender) = sender {
+                let comm = exact(&sender.comm, sender.comm_bytes.as_deref());
+                let _ = write!(out, "{}, pid {}", visible_bytes(comm), sender.pid);
+            }
+            out.push(')');
+        }
+        Some("userspace_oom_killer") => {
+            out.push_str("the userspace OOM killer ");
+            named(out);
+        }
+        Some("cgroup_kill") => {
+            out.push_str("a write to cgroup.kill by ");
+            named(out);
+        }
+        _ => {
+            named(out);
+            if let Some(sender) = sender {
+                match (&sender.container, sender.host_process) {
+                    (Some(container), _) => {
+                        let name = container.name.as_deref().unwrap_or(&container.id);
+                        let _ = write!(out, " in container {}", visible_bytes(name.as_bytes()));
+                    }
+                    (None, Some(true)) => out.push_str(", a process on the host"),
+                    (None, Some(false)) => out.push_str(", a process in a container"),
+                    (None, None) => {}
+                }
+                if let Some(parent) = &sender.parent {
+                    let _ = write!(
+                        out,
+                        ", child of {} (pid {})",
+                        visible_bytes(parent.comm.as_bytes()),
+                        parent.pid
+                    );
+                }
+            }
+        }
+    }
+    if let Some(after) = &killer.after {
+        let _ = write!(
+            out,
+            " {:.1} s after its {}",
+            after.seconds_before,
+            after.signal.unwrap_or("earlier signal")
+        );
+        if after.ignored {
+            out.push_str(", which PID 1 ignored");
+        }
+    }
+    if runtime == "docker" && killer.kind == Some("runtime") {
+        match (killer.signal, &killer.after) {
+            (Some("SIGKILL"), Some(after)) if after.signal == Some("SIGTERM") => {
+                out.push_str(", as docker stop does when its timeout runs out");
+            }
+            (Some("SIGKILL"), None) => out.push_str(", as docker kill does"),
+            (Some("SIGTERM"), None) => out.push_str(", as docker stop does"),
+            _ => {}
+        }
     }
 }
 
@@ -106,6 +232,8 @@ mod tests {
             restart_count: Some(0),
             restarting: Some(false),
             kills: vec![Some(5)],
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: Some(KillSummary::of(&report)),
         };
@@ -115,6 +243,192 @@ mod tests {
             out,
             "04:47:34  container seed0 exited 0 (Docker: OOMKilled=true) 4.2 s after dd (pid \
              10390) was OOM-killed; its main process survived the kill; 0 restarts so far\n"
+        );
+    }
+
+    #[test]
+    fn who_ended_it_is_told_with_docker_s_flag_reconciled() {
+        use crate::report::{EarlierSignal, Sender, SenderContainer, SenderParent};
+        let report = seed0(false);
+        let killed = report.time.unwrap();
+        let sender = |comm: &str, host| Sender {
+            pid: 5120,
+            tid: 5120,
+            comm: comm.into(),
+            uid: Some(0),
+            host_process: Some(host),
+            ..Sender::default()
+        };
+        let by = |kind, signal, sender, after| KilledBy {
+            kind,
+            signal: Some(signal),
+            time: Some(killed),
+            oom_id: None,
+            sender: Some(sender),
+            after,
+        };
+        let term_ignored = Some(EarlierSignal {
+            signal: Some("SIGTERM"),
+            seconds_before: 10.0,
+            ignored: true,
+        });
+        let mut sibling = sender("sh", false);
+        sibling.container = Some(SenderContainer {
+            id: "ab".repeat(32),
+            name: Some("seed0".into()),
+        });
+        let mut shell = sender("bash", true);
+        shell.parent = Some(SenderParent {
+            pid: 4000,
+            comm: "sshd\x1b[2J".into(),
+        });
+        let mut evil = sender("ru\nnc", true);
+        evil.comm_bytes = None;
+        // (killed_by, exit code, flag, reason, a kill before, the line after "exited")
+        type Row = (
+            KilledBy,
+            i64,
+            bool,
+            Option<&'static str>,
+            bool,
+            &'static str,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                by(
+                    Some("runtime"),
+                    "SIGKILL",
+                    sender("runc", true),
+                    term_ignored.clone(),
+                ),
+                137,
+                false,
+                None,
+                false,
+                "137 (Docker: OOMKilled=false): SIGKILL from the runtime (runc, pid 5120) 10.0 s after its SIGTERM, which PID 1 ignored, as docker stop does when its timeout runs out",
+            ),
+            (
+                by(Some("runtime"), "SIGKILL", sender("runc", true), None),
+                137,
+                true,
+                Some("earlier_oom_kill"),
+                true,
+                "137 (Docker: OOMKilled=true): SIGKILL from the runtime (runc, pid 5120), as docker kill does; not an OOM kill, although Docker says OOMKilled=true: dd (pid 10390) was OOM-killed 4.2 s before and the container lived on",
+            ),
+            (
+                by(
+                    Some("runtime"),
+                    "SIGKILL",
+                    sender("runc", true),
+                    term_ignored.clone(),
+                ),
+                137,
+                true,
+                Some("oom_killer_disabled"),
+                false,
+                "137 (Docker: OOMKilled=true): SIGKILL from the runtime (runc, pid 5120) 10.0 s after its SIGTERM, which PID 1 ignored, as docker stop does when its timeout runs out; not an OOM kill, although Docker says OOMKilled=true: the container hit its memory limit with the OOM killer disabled, and nothing was killed",
+            ),
+            (
+                by(Some("process"), "SIGKILL", shell, None),
+                137,
+                false,
+                None,
+                false,
+                "137 (Docker: OOMKilled=false): SIGKILL from bash (pid 5120, uid 0), a process on the host, child of sshd\\x1b[2J (pid 4000)",
+            ),
+            (
+                by(Some("process"), "SIGTERM", sibling, None),
+                143,
+                false,
+                None,
+                false,
+                "143 (Docker: OOMKilled=false): SIGTERM from sh (pid 5120, uid 0) in container seed0",
+            ),
+            (
+                by(Some("cgroup_kill"), "SIGKILL", sender("bash", true), None),
+                137,
+                false,
+                None,
+                false,
+                "137 (Docker: OOMKilled=false): SIGKILL from a write to cgroup.kill by bash (pid 5120, uid 0)",
+            ),
+            (
+                by(
+                    Some("userspace_oom_killer"),
+                    "SIGKILL",
+                    sender("earlyoom", true),
+                    None,
+                ),
+                137,
+                false,
+                None,
+                false,
+                "137 (Docker: OOMKilled=false): SIGKILL from the userspace OOM killer earlyoom (pid 5120, uid 0)",
+            ),
+            (
+                by(None, "SIGKILL", evil, None),
+                137,
+                false,
+                None,
+                false,
+                "137 (Docker: OOMKilled=false): SIGKILL from ru\\x0anc (pid 5120, uid 0), a process on the host",
+            ),
+        ];
+        for (killer, code, flag, reason, kill_before, want) in rows {
+            let exit = ContainerExit {
+                schema: 1,
+                event: "container_exit",
+                time: Some(killed + Duration::from_millis(4200)),
+                container: report.container.clone().unwrap(),
+                exit_code: Some(code),
+                runtime_oom_killed: Some(flag),
+                restart_count: None,
+                restarting: Some(false),
+                kills: vec![],
+                killed_by: Some(killer),
+                runtime_oom_killed_reason: reason,
+                host: None,
+                last_kill: kill_before.then(|| KillSummary::of(&report)),
+            };
+            let mut out = String::new();
+            utc().exit(&exit, today(), &mut out);
+            assert_eq!(out, format!("04:47:34  container seed0 exited {want}\n"));
+        }
+    }
+
+    #[test]
+    fn an_oom_kill_docker_did_not_flag_is_said_to_be_one() {
+        let report = seed0(true);
+        let killed = report.time.unwrap();
+        let exit = ContainerExit {
+            schema: 1,
+            event: "container_exit",
+            time: Some(killed),
+            container: report.container.clone().unwrap(),
+            exit_code: Some(137),
+            runtime_oom_killed: Some(false),
+            restart_count: None,
+            restarting: Some(false),
+            kills: vec![Some(5)],
+            killed_by: Some(KilledBy {
+                kind: Some("oom_killer"),
+                signal: Some("SIGKILL"),
+                time: Some(killed),
+                oom_id: Some(5),
+                sender: None,
+                after: None,
+            }),
+            runtime_oom_killed_reason: Some("oom_kill_not_flagged"),
+            host: None,
+            last_kill: Some(KillSummary::of(&report)),
+        };
+        let mut out = String::new();
+        utc().exit(&exit, today(), &mut out);
+        assert_eq!(
+            out,
+            "04:47:30  container seed0 exited 137 (Docker: OOMKilled=false) 0.0 s after dd (pid \
+             10390) was OOM-killed, the container's main process; an OOM kill, although Docker \
+             says OOMKilled=false\n"
         );
     }
 
@@ -135,6 +449,8 @@ mod tests {
             restart_count,
             restarting: None,
             kills: vec![Some(5)],
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: Some(KillSummary::of(&report)),
         };
@@ -170,6 +486,8 @@ mod tests {
             restart_count,
             restarting,
             kills: vec![Some(5)],
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: None,
         };
@@ -208,6 +526,8 @@ mod tests {
                 restart_count: count,
                 restarting,
                 kills: vec![Some(5)],
+                killed_by: None,
+                runtime_oom_killed_reason: None,
                 host: None,
                 last_kill: None,
             }

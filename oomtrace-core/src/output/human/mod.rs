@@ -198,6 +198,8 @@ mod tests {
             restart_count: None,
             restarting: None,
             kills: vec![None],
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: Some(KillSummary::of(&back)),
         };

@@ -255,8 +255,11 @@ impl Session<'_, '_> {
             oom_killed: None,
             // kubelet makes a new container for every restart: the count it gave this one
             // is this run's.
-            restart_count: meta.and_then(|m| m.container.restart_count),
+            restart_count: meta.as_ref().and_then(|m| m.container.restart_count),
             restarting: None,
+            main_pid: Some(exit.pid).filter(|&pid| pid > 0),
+            runtime_saw_oom: meta.is_some_and(|m| m.oom_event_seen),
+            oom_kill_disabled: None,
         })
     }
 }

@@ -10,7 +10,11 @@ use std::{
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt as _;
 
-use super::{cache::apply_event, connect::connect, inspect::inspect_into};
+use super::{
+    cache::apply_event,
+    connect::connect,
+    inspect::{BeforeDeath, inspect_into},
+};
 use crate::attribution::{
     following::{self, Enricher, Follow, Link},
     runtime::{Cache, Lifecycle},
@@ -116,6 +120,7 @@ async fn session(socket: &Path, link: &mut Link<'_>) -> String {
                 let attributes = actor.attributes.unwrap_or_default();
                 // `exec_start: sh -c ...` and friends carry a suffix after the action's name.
                 let action = action.split(':').next().unwrap_or_default();
+                let before = BeforeDeath::of(cache, &id);
                 let time = event
                     .time_nano
                     .and_then(|ns| u64::try_from(ns).ok())
@@ -125,8 +130,7 @@ async fn session(socket: &Path, link: &mut Link<'_>) -> String {
                     let _ = link.lifecycle.send(match action {
                         "die" => {
                             let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
-                            let oom_event_seen = cache.lookup(&id).map(|m| m.oom_event_seen);
-                            died.facts_of_exit(id, time, exit_code, oom_event_seen)
+                            died.facts_of_exit(id, time, exit_code, before)
                         }
                         _ => Lifecycle::Started { id },
                     });

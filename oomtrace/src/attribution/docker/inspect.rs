@@ -8,6 +8,25 @@ use bollard::Docker;
 use super::cache::LABELS;
 use crate::attribution::runtime::{Cache, Lifecycle};
 
+/// What the cache knew of a run before its death was announced (the announcement clears it).
+#[derive(Debug, Default)]
+pub(super) struct BeforeDeath {
+    pub main_pid: Option<u32>,
+    pub oom_event_seen: Option<bool>,
+    pub oom_kill_disabled: Option<bool>,
+}
+
+impl BeforeDeath {
+    pub fn of(cache: &Cache, id: &str) -> Self {
+        let meta = cache.lookup(id);
+        Self {
+            main_pid: meta.as_ref().and_then(|m| m.container.main_pid),
+            oom_event_seen: meta.as_ref().map(|m| m.oom_event_seen),
+            oom_kill_disabled: meta.and_then(|m| m.oom_kill_disabled),
+        }
+    }
+}
+
 /// What an inspect says about how a container's last run ended.
 #[derive(Debug, Default)]
 pub(super) struct RunEnd {
@@ -30,7 +49,7 @@ impl RunEnd {
         id: String,
         time: Option<SystemTime>,
         exit_code: Option<i64>,
-        oom_event_seen: Option<bool>,
+        before: BeforeDeath,
     ) -> Lifecycle {
         // Docker keeps `Running` true while it restarts a container.
         let ended = self.running == Some(false) || self.restarting == Some(true);
@@ -50,13 +69,19 @@ impl RunEnd {
             exit_code: exit_code.or(self.exit_code.filter(|_| same_run)),
             // Docker sets OOMKilled on the run's `oom` event, which came before the exit (and
             // tells a container removed before it could be inspected).
-            oom_killed: self.oom_killed.filter(|_| same_run).or(oom_event_seen),
+            oom_killed: self
+                .oom_killed
+                .filter(|_| same_run)
+                .or(before.oom_event_seen),
             restart_count: self.restart_count.filter(|_| same_run),
             restarting: if same_run {
                 self.restarting
             } else {
                 restarted_since.then_some(true)
             },
+            main_pid: before.main_pid,
+            runtime_saw_oom: before.oom_event_seen == Some(true),
+            oom_kill_disabled: before.oom_kill_disabled,
         }
     }
 }
@@ -101,6 +126,7 @@ pub(super) async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> Ru
         .and_then(|p| p.maximum_retry_count)
         .and_then(|n| u32::try_from(n).ok())
         .filter(|_| restart_policy.as_deref() == Some("on-failure"));
+    let oom_kill_disabled = host.and_then(|h| h.oom_kill_disable);
     let memory_limit_bytes = host
         .and_then(|h| h.memory)
         .filter(|&m| m > 0)
@@ -116,6 +142,7 @@ pub(super) async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> Ru
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     cache.upsert(id, |meta| {
+        meta.oom_kill_disabled = oom_kill_disabled;
         let container = &mut meta.container;
         container.main_pid = main_pid;
         container.restart_policy = restart_policy;
@@ -158,7 +185,10 @@ mod tests {
             "c".into(),
             t(10),
             None,
-            oom_event_seen,
+            BeforeDeath {
+                oom_event_seen,
+                ..BeforeDeath::default()
+            },
         ) {
             Lifecycle::Died {
                 exit_code,

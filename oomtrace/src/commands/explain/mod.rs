@@ -384,6 +384,8 @@ mod tests {
             restart_count: Some(restarts),
             restarting: None,
             kills: vec![None; kills],
+            killed_by: None,
+            runtime_oom_killed_reason: None,
             host: None,
             last_kill: None,
         }

@@ -20,12 +20,14 @@ use crate::{
     },
 };
 use oomtrace_core::{
+    attribution::killer::SignalFacts,
     attribution::oom::{self, Invocations},
     kernel::{cgroups::CgroupMode, stack::StackReading},
     report::Report,
     source::{
         ebpf::{self, Decoding},
         kmsg::KillAssembler,
+        signal::{self, Origin},
     },
     time::ClockPair,
 };
@@ -37,6 +39,8 @@ const KMSG_PIECE_WAIT: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub struct Drained {
     pub reports: Vec<Report>,
+    /// Signals that can end a container's main process, or from a userspace OOM killer.
+    pub signals: Vec<SignalFacts>,
     /// Records that could not be decoded, or log records lost before they were read.
     pub undecodable: u64,
 }
@@ -54,12 +58,20 @@ pub struct EbpfSetup {
     pub log: Option<LogFollower>,
 }
 
+/// The signals' ring buffer, watched, and its drop counter.
+struct SignalFeed {
+    ring: AsyncFd<RingBuf<MapData>>,
+    dropped: PerCpuArray<MapData, u64>,
+}
+
 pub struct EbpfFeed {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Readable when the kernel logs something: a duplicate of the follower's descriptor, the
     /// same open file (and so the same reading position).
     log_ready: Option<AsyncFd<File>>,
     dropped: PerCpuArray<MapData, u64>,
+    /// The signals' ring buffer and its drop counter, where `signal_generate` records them.
+    signals: Option<SignalFeed>,
     /// Keeps the program attached; dropping it detaches.
     attached: Option<Attached>,
     kind_known: bool,
@@ -72,6 +84,24 @@ impl EbpfFeed {
     pub fn new(mut attached: Attached, setup: EbpfSetup) -> anyhow::Result<Self> {
         let events = attached.take_events().map_err(|e| anyhow!(e))?;
         let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
+        let signals = match attached
+            .take_signals()
+            .transpose()
+            .map_err(|e| anyhow!(e))?
+        {
+            // SAFETY: as for the kills' ring buffer below.
+            Some(maps) => Some(SignalFeed {
+                ring: unsafe { AsyncFd::register_with_interest(maps.ring, Interest::READABLE) }
+                    .map_err(|e| {
+                        anyhow!(
+                            "cannot watch the signals' ring buffer: {}",
+                            e.into_parts().1
+                        )
+                    })?,
+                dropped: maps.dropped,
+            }),
+            None => None,
+        };
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until the
         // AsyncFd, which owns the RingBuf, is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
@@ -88,6 +118,7 @@ impl EbpfFeed {
             ring,
             log_ready,
             dropped,
+            signals,
             kind_known: attached.signal_failure.is_none(),
             attached: Some(attached),
             setup,
@@ -108,6 +139,10 @@ impl EbpfFeed {
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard.context("cannot wait on the ring buffer")?;
                     guard.clear_ready();
+                    return Ok(self.drain());
+                }
+                signalled = signals_written(self.signals.as_ref().map(|feed| &feed.ring)) => {
+                    signalled.context("cannot wait on the signals' ring buffer")?;
                     return Ok(self.drain());
                 }
                 logged = log_written(self.log_ready.as_ref()) => match logged {
@@ -151,7 +186,30 @@ impl EbpfFeed {
         for report in &mut drained.reports {
             self.complete(report);
         }
+        drained.signals = self.drain_signals(&decoding.clock);
         drained
+    }
+
+    /// Every signal record waiting, without waiting.
+    fn drain_signals(&mut self, clock: &ClockPair) -> Vec<SignalFacts> {
+        let Some(feed) = &mut self.signals else {
+            return Vec::new();
+        };
+        let ring = feed.ring.get_mut();
+        let mut signals = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Some(record) = signal::read_signal(&item) {
+                let seen = signal::decode_signal(&record, clock);
+                let via_cgroup_kill =
+                    seen.origin == Origin::NoInfo && self.symbols.via_cgroup_kill(&seen.stack);
+                signals.push(SignalFacts {
+                    seen,
+                    via_cgroup_kill,
+                    sender_container: None,
+                });
+            }
+        }
+        signals
     }
 
     /// What the kernel program could not read itself: from `/proc`, the kernel log and the
@@ -215,13 +273,37 @@ impl EbpfFeed {
 
     /// Records the kernel had no ring buffer room for, summed over CPUs.
     pub fn kernel_drops(&self) -> u64 {
-        match self.dropped.get(&0, 0) {
-            Ok(per_cpu) => per_cpu.iter().sum(),
-            Err(err) => {
-                crate::say!("cannot read the kernel's drop counter: {err}");
-                0
-            }
+        sum_per_cpu(&self.dropped)
+    }
+
+    /// Signal records the kernel had no room for: exits they would have told go out with
+    /// `killed_by` unknown.
+    pub fn signal_drops(&self) -> u64 {
+        self.signals
+            .as_ref()
+            .map_or(0, |feed| sum_per_cpu(&feed.dropped))
+    }
+}
+
+fn sum_per_cpu(counter: &PerCpuArray<MapData, u64>) -> u64 {
+    match counter.get(&0, 0) {
+        Ok(per_cpu) => per_cpu.iter().sum(),
+        Err(err) => {
+            crate::say!("cannot read the kernel's drop counter: {err}");
+            0
         }
+    }
+}
+
+/// Waits until the signals' ring buffer has records; never, without one.
+async fn signals_written(ring: Option<&AsyncFd<RingBuf<MapData>>>) -> std::io::Result<()> {
+    match ring {
+        Some(ring) => {
+            let mut guard = ring.readable().await?;
+            guard.clear_ready();
+            Ok(())
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -319,7 +401,7 @@ impl KmsgFeed {
                 .iter()
                 .map(|kill| kmsg_device::report_from_kill(kill, &self.clock, self.cgroups))
                 .collect(),
-            undecodable: 0,
+            ..Drained::default()
         }
     }
 }

@@ -7,6 +7,7 @@ mod names;
 mod naming;
 mod pipeline;
 mod protect;
+mod signals;
 mod summary;
 
 use std::{
@@ -320,9 +321,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .zip(vmstat::kernel_oom_kills().ok())
         .map(|(before, after)| after.saturating_sub(before));
     // What the kernel wrote before the detach (or the log's last held line) is reported too.
-    let (rest, kernel_drops) = match &mut feed {
-        Feed::Ebpf(feed) => (feed.detach(), feed.kernel_drops()),
-        Feed::Kmsg(feed) => (feed.finish(), 0),
+    let (rest, kernel_drops, signal_drops) = match &mut feed {
+        Feed::Ebpf(feed) => (feed.detach(), feed.kernel_drops(), feed.signal_drops()),
+        Feed::Kmsg(feed) => (feed.finish(), 0, 0),
     };
     take(&mut pipeline, rest);
     pipeline.release_all();
@@ -330,8 +331,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         sinks,
         tally,
         context,
+        signals,
         ..
     } = pipeline;
+    let pipeline_signals_dropped = signals.dropped;
     let losses = sinks.finish(Instant::now() + FLUSH_WAIT);
     let mut dropped = vec![
         (
@@ -340,6 +343,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         (tally.undecodable, "could not be read".to_owned()),
     ];
+    let signals_dropped = signal_drops + pipeline_signals_dropped;
+    if signals_dropped > 0 {
+        dropped.push((
+            signals_dropped,
+            "signals to containers' main processes were not kept, so exits may say killed_by null"
+                .to_owned(),
+        ));
+    }
     for (destination, lost) in losses.by_destination.iter().cloned() {
         dropped.push((lost, format!("not written to {destination}")));
     }
@@ -459,6 +470,9 @@ fn take(pipeline: &mut Pipeline, drained: Drained) {
     let now = Instant::now();
     for report in drained.reports {
         pipeline.push(report, now);
+    }
+    for signal in drained.signals {
+        pipeline.signal(signal);
     }
 }
 

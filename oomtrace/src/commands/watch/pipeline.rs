@@ -5,22 +5,27 @@
 //! Items leave in the order they came. A report waiting for its container's name holds the
 //! ones behind it, for at most [`NAME_WAIT`](super::naming::NAME_WAIT) (or, when a `--container NAME` filter can only be
 //! decided by the name, until the runtime answers or gives up). A container's exit follows its
-//! kills, and is written only if one of them was.
+//! kills, and is written if one of them was, or, with none, if the filters take its container;
+//! it says who ended the container, from the signals its main process received.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     sync::Arc,
     time::{Instant, SystemTime},
 };
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 
-use super::naming::{Asked, answers, attribute, caches, name_wait};
+use super::{
+    naming::{Asked, answers, attribute, caches, name_wait},
+    signals::SignalBook,
+};
 use crate::{
     attribution::{enrich, following::Enricher, runtime::Lifecycle},
     output::{metrics::Metrics, sink::Sinks},
 };
 use oomtrace_core::{
+    attribution::killer::{self, ExitFacts, SignalFacts},
     output::{
         filter::{Filter, Verdict},
         human::HumanView,
@@ -112,6 +117,10 @@ pub struct Pipeline {
     /// Each container's latest exit as Docker timed it: a kill from before it that arrives
     /// after it belongs to a run already told, never to the next one.
     ended: HashMap<String, SystemTime>,
+    /// Containers whose current run started while the watch ran: a kill in it was seen.
+    started: HashSet<String>,
+    /// Signals to containers' main processes, for their exits.
+    pub signals: SignalBook,
     last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
@@ -129,6 +138,8 @@ impl Pipeline {
             filed: BTreeMap::new(),
             next_serial: 0,
             ended: HashMap::new(),
+            started: HashSet::new(),
+            signals: SignalBook::default(),
             last_group_kill: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
@@ -162,18 +173,52 @@ impl Pipeline {
         self.release(now);
     }
 
+    /// Keeps a signal that can end a container's main process, for the container's exit.
+    pub fn signal(&mut self, signal: SignalFacts) {
+        self.signals.note(signal, caches(&self.context));
+    }
+
     /// Takes a container's start or death from its runtime.
     pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
-        let Lifecycle::Died {
+        let (
             id,
             time,
             exit_code,
             oom_killed,
             restart_count,
             restarting,
-        } = event
-        else {
-            return;
+            main_pid,
+            saw_oom,
+            oom_kill_disabled,
+        ) = match event {
+            Lifecycle::Started { id } => {
+                if self.started.len() >= MAX_FILED {
+                    self.started.clear();
+                }
+                self.started.insert(id);
+                return;
+            }
+            Lifecycle::Died {
+                id,
+                time,
+                exit_code,
+                oom_killed,
+                restart_count,
+                restarting,
+                main_pid,
+                runtime_saw_oom,
+                oom_kill_disabled,
+            } => (
+                id,
+                time,
+                exit_code,
+                oom_killed,
+                restart_count,
+                restarting,
+                main_pid,
+                runtime_saw_oom,
+                oom_kill_disabled,
+            ),
         };
         let time = time.unwrap_or_else(SystemTime::now);
         if self.ended.len() >= MAX_FILED {
@@ -193,11 +238,25 @@ impl Pipeline {
                 *serial
             })
             .collect();
-        let Some(last) = claimed.last().and_then(|s| self.filed.get(s)) else {
-            return;
+        let kills: Vec<(Option<u64>, KillSummary)> = claimed
+            .iter()
+            .map(|s| (self.filed[s].oom_id, self.filed[s].summary.clone()))
+            .collect();
+        let signals = main_pid
+            .map(|pid| self.signals.take(pid))
+            .unwrap_or_default();
+        let facts = ExitFacts {
+            exit_code,
+            runtime_oom_killed: oom_killed,
+            main_pid,
+            signals: &signals,
+            kills: &kills,
+            runtime_saw_oom: saw_oom,
+            oom_kill_disabled,
+            whole_run_watched: self.started.remove(&id),
         };
-        let last_kill = Some(last.summary.clone());
-        let kills = claimed.iter().map(|s| self.filed[s].oom_id).collect();
+        let killed_by = killer::killed_by(&facts);
+        let runtime_oom_killed_reason = killer::flag_reason(&facts, killed_by.as_ref());
         let exit = ContainerExit {
             schema: SCHEMA,
             event: "container_exit",
@@ -207,9 +266,11 @@ impl Pipeline {
             runtime_oom_killed: oom_killed,
             restart_count,
             restarting,
-            kills,
+            kills: kills.iter().map(|(oom_id, _)| *oom_id).collect(),
+            killed_by,
+            runtime_oom_killed_reason,
             host: Some(self.context.host.clone()),
-            last_kill,
+            last_kill: kills.last().map(|(_, summary)| summary.clone()),
         };
         self.hold(Item::Exit(Box::new(exit), claimed), now);
         self.release(now);
@@ -333,10 +394,14 @@ impl Pipeline {
                 }
             }
             Item::Exit(exit, claimed) => {
-                let shown = claimed
-                    .iter()
-                    .filter_map(|s| self.filed.remove(s))
-                    .any(|filed| filed.shown);
+                let shown = if claimed.is_empty() {
+                    self.context.filter.shows_exit(&exit.container)
+                } else {
+                    claimed
+                        .iter()
+                        .filter_map(|s| self.filed.remove(s))
+                        .any(|filed| filed.shown)
+                };
                 self.deliver_exit(&exit, shown);
             }
         }

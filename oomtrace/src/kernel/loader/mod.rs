@@ -19,7 +19,9 @@ use std::{
 
 use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
 use aya_obj::{EbpfSectionKind, Object, generated::bpf_insn};
-use oomtrace_common::{DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL};
+use oomtrace_common::{
+    DROPPED_MAP, EVENTS_MAP, KernelLayout, LAYOUT_GLOBAL, SIGNALS_DROPPED_MAP, SIGNALS_MAP,
+};
 
 use oomtrace_core::kernel::attach_mode::AttachMode;
 
@@ -51,32 +53,56 @@ pub struct Attached {
     _programs: Vec<OwnedFd>,
     events: Option<OwnedFd>,
     dropped: Option<OwnedFd>,
+    signals: Option<OwnedFd>,
+    signals_dropped: Option<OwnedFd>,
     /// The other maps, held for as long as the programs are.
     _maps: Vec<OwnedFd>,
 }
 
 impl Attached {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, String> {
-        let fd = self
-            .events
-            .take()
-            .ok_or_else(|| format!("the kernel program has no {EVENTS_MAP} map"))?;
-        let map = MapData::from_fd(fd)
-            .and_then(Map::from_map_data)
-            .map_err(|e| format!("{EVENTS_MAP}: {e}"))?;
-        RingBuf::try_from(map).map_err(|e| format!("{EVENTS_MAP}: {e}"))
+        take_map(&mut self.events, EVENTS_MAP)
     }
 
     pub fn take_dropped(&mut self) -> Result<PerCpuArray<MapData, u64>, String> {
-        let fd = self
-            .dropped
-            .take()
-            .ok_or_else(|| format!("the kernel program has no {DROPPED_MAP} map"))?;
-        let map = MapData::from_fd(fd)
-            .and_then(Map::from_map_data)
-            .map_err(|e| format!("{DROPPED_MAP}: {e}"))?;
-        PerCpuArray::try_from(map).map_err(|e| format!("{DROPPED_MAP}: {e}"))
+        take_map(&mut self.dropped, DROPPED_MAP)
     }
+
+    /// The ring buffer of signals that can end a container, once `signal_generate` is
+    /// attached; `None` when it is not, or where the kernel program cannot tell its targets
+    /// (the classic tracepoint has no task to read).
+    pub fn take_signals(&mut self) -> Option<Result<SignalMaps, String>> {
+        if self.signal_failure.is_some() || self.mode == AttachMode::Tracepoint {
+            return None;
+        }
+        Some(take_map(&mut self.signals, SIGNALS_MAP).and_then(|ring| {
+            Ok(SignalMaps {
+                ring,
+                dropped: take_map(&mut self.signals_dropped, SIGNALS_DROPPED_MAP)?,
+            })
+        }))
+    }
+}
+
+/// The signals' ring buffer and the count of records it had no room for.
+pub struct SignalMaps {
+    pub ring: RingBuf<MapData>,
+    pub dropped: PerCpuArray<MapData, u64>,
+}
+
+/// A map the loader created, as aya's typed view of it.
+fn take_map<T>(slot: &mut Option<OwnedFd>, name: &str) -> Result<T, String>
+where
+    T: TryFrom<Map>,
+    T::Error: std::fmt::Display,
+{
+    let fd = slot
+        .take()
+        .ok_or_else(|| format!("the kernel program has no {name} map"))?;
+    let map = MapData::from_fd(fd)
+        .and_then(Map::from_map_data)
+        .map_err(|e| format!("{name}: {e}"))?;
+    T::try_from(map).map_err(|e| format!("{name}: {e}"))
 }
 
 /// What an attach needs beyond the layout.
@@ -124,6 +150,8 @@ pub fn load_and_attach(
                     _programs: programs,
                     events: maps.take(EVENTS_MAP),
                     dropped: maps.take(DROPPED_MAP),
+                    signals: maps.take(SIGNALS_MAP),
+                    signals_dropped: maps.take(SIGNALS_DROPPED_MAP),
                     _maps: maps.into_fds(),
                 });
             }
