@@ -110,6 +110,9 @@ pub mod signal_field {
     pub const CODE: u32 = 1 << 8;
     /// `stack` holds `stack_bytes / 8` return addresses.
     pub const STACK: u32 = 1 << 9;
+    pub const TARGET_CGROUP_ID: u32 = 1 << 10;
+    /// `target_cgroup_name` holds the whole name of the target's memory cgroup.
+    pub const TARGET_CGROUP_NAME: u32 = 1 << 11;
 }
 
 /// `signal_generate`'s `result`: what became of the signal.
@@ -132,6 +135,7 @@ pub struct SignalSent {
     /// `CLOCK_BOOTTIME` when the signal was generated.
     pub boot_ns: u64,
     pub sender_cgroup_id: u64,
+    pub target_cgroup_id: u64,
     /// [`signal_field`] bits.
     pub fields: u32,
     pub sig: u32,
@@ -154,8 +158,10 @@ pub struct SignalSent {
     pub target_comm: [u8; TASK_COMM_LEN],
     pub sender_comm: [u8; TASK_COMM_LEN],
     pub sender_parent_comm: [u8; TASK_COMM_LEN],
-    /// The kernfs name of the sender's memory cgroup (a container's id is in it), NUL-ended.
+    /// The kernfs names of the sender's and the target's memory cgroups (a container's id is
+    /// in them), NUL-ended.
     pub sender_cgroup_name: [u8; CGROUP_NAME_LEN],
+    pub target_cgroup_name: [u8; CGROUP_NAME_LEN],
     pub stack: [u64; SIGNAL_STACK_DEPTH],
 }
 

@@ -8,13 +8,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::report::{ContainerExit, Report};
+use crate::{
+    attribution::userspace_killer::UserspaceOomKill,
+    report::{ContainerExit, Report},
+};
 
 /// What the journal holds.
 #[derive(Debug, Default)]
 pub struct Entries {
     pub kills: Vec<Report>,
     pub exits: Vec<ContainerExit>,
+    pub userspace_kills: Vec<UserspaceOomKill>,
     /// Whole lines that were not a report of this schema.
     pub unreadable: u64,
     /// Whether any part of the journal was read.
@@ -98,6 +102,9 @@ pub fn parse_into(text: &[u8], entries: &mut Entries, seen: &mut HashSet<Vec<u8>
                 .is_ok(),
             Some("container_exit") => serde_json::from_slice::<ContainerExit>(line)
                 .map(|e| entries.exits.push(e))
+                .is_ok(),
+            Some("userspace_oom_kill") => serde_json::from_slice::<UserspaceOomKill>(line)
+                .map(|k| entries.userspace_kills.push(k))
                 .is_ok(),
             _ => false,
         };

@@ -463,6 +463,8 @@ pub const KNOWN_WORDS: &[&str] = &[
     "earlier_oom_kill",
     "oom_killer_disabled",
     "oom_kill_not_flagged",
+    "userspace_oom_kill",
+    "oom_stall",
 ];
 
 fn intern(text: &str) -> &'static str {
@@ -473,7 +475,7 @@ fn intern(text: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-fn known<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+pub(crate) fn known<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     let text = String::deserialize(d)?;
     Ok(intern(&text))
 }

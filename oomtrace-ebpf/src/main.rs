@@ -230,6 +230,11 @@ fn record_signal(
             signal_field::TARGET_COMM,
         );
         fields |= fill_target_ns(record, task);
+        fields |= fill_cgroup(
+            memory_cgroup_kn(task),
+            &raw mut (*record).target_cgroup_id,
+            (&raw mut (*record).target_cgroup_name).cast(),
+        ) & (signal_field::TARGET_CGROUP_ID | signal_field::TARGET_CGROUP_NAME);
         fields |= fill_sender(record, current);
         fields |= if info == SEND_SIG_NOINFO {
             let copied = bpf_get_stack(
@@ -248,6 +253,28 @@ fn record_signal(
         (*record).fields = fields;
     }
     entry.submit(0);
+}
+
+/// A memory cgroup's id and kernfs name into a record's slots: the `TARGET_CGROUP_*` bits for
+/// what was read whole.
+#[inline(always)]
+fn fill_cgroup(kn: u64, id: *mut u64, name: *mut u8) -> u32 {
+    let mut fields = bit_if(copy(id, kn, layout!(kn_id)), signal_field::TARGET_CGROUP_ID);
+    let name_offset = layout!(kn_name);
+    if name_offset != ABSENT {
+        // SAFETY: `name` is a CGROUP_NAME_LEN slot of the reserved record.
+        let copied = unsafe {
+            bpf_probe_read_kernel_str(
+                name.cast(),
+                CGROUP_NAME_LEN as u32,
+                load::<u64>(kn, name_offset) as *const c_void,
+            )
+        };
+        // 1..=127 bytes with the NUL is a whole name; 128 may have been cut.
+        let whole = non_zero(copied as u64) & (1 ^ non_zero((copied as u64) >> 7));
+        fields |= bit_if(whole, signal_field::TARGET_CGROUP_NAME);
+    }
+    fields
 }
 
 /// The target's pid in its own namespace and that namespace's depth.
@@ -303,22 +330,19 @@ fn fill_sender(record: *mut SignalSent, current: u64) -> u32 {
             layout!(task_comm),
         );
         fields |= bit_if(tgid & comm, signal_field::SENDER_PARENT);
-        let kn = memory_cgroup_kn(current);
+        let cgroup = fill_cgroup(
+            memory_cgroup_kn(current),
+            &raw mut (*record).sender_cgroup_id,
+            (&raw mut (*record).sender_cgroup_name).cast(),
+        );
         fields |= bit_if(
-            copy(&raw mut (*record).sender_cgroup_id, kn, layout!(kn_id)),
+            non_zero((cgroup & signal_field::TARGET_CGROUP_ID) as u64),
             signal_field::SENDER_CGROUP_ID,
         );
-        let name_offset = layout!(kn_name);
-        if name_offset != ABSENT {
-            let copied = bpf_probe_read_kernel_str(
-                (&raw mut (*record).sender_cgroup_name).cast(),
-                CGROUP_NAME_LEN as u32,
-                load::<u64>(kn, name_offset) as *const c_void,
-            );
-            // 1..=127 bytes with the NUL is a whole name; 128 may have been cut.
-            let whole = non_zero(copied as u64) & (1 ^ non_zero((copied as u64) >> 7));
-            fields |= bit_if(whole, signal_field::SENDER_CGROUP_NAME);
-        }
+        fields |= bit_if(
+            non_zero((cgroup & signal_field::TARGET_CGROUP_NAME) as u64),
+            signal_field::SENDER_CGROUP_NAME,
+        );
         fields
     }
 }

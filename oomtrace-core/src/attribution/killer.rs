@@ -290,6 +290,8 @@ mod tests {
                 target_comm: Some("sleep".into()),
                 target_ns_pid: Some(1),
                 target_pid_level: Some(1),
+                target_cgroup_id: None,
+                target_cgroup_name: None,
                 sender: SenderSeen {
                     pid: 5000,
                     tid: 5000,

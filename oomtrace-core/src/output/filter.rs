@@ -41,6 +41,26 @@ impl Filter {
                 }))
     }
 
+    /// Whether an event of another kind is shown, from its container (id and name), the pid
+    /// and the comm of the process it is about: each kind of filter given must match.
+    pub fn shows_event(
+        &self,
+        container: Option<(&str, Option<&str>)>,
+        pid: Option<u32>,
+        comm: Option<&str>,
+    ) -> bool {
+        let container_ok = self.containers.is_empty()
+            || container.is_some_and(|(id, name)| {
+                self.containers
+                    .iter()
+                    .any(|wanted| names_container(wanted, id, name))
+            });
+        let pid_ok = self.pids.is_empty() || pid.is_some_and(|p| self.pids.contains(&p));
+        let comm_ok =
+            self.comms.is_empty() || comm.is_some_and(|c| self.comms.iter().any(|w| w == c));
+        container_ok && pid_ok && comm_ok
+    }
+
     pub fn verdict(&self, report: &Report) -> Verdict {
         let v = &report.victim;
         let container = if self.containers.is_empty() {

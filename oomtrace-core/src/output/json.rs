@@ -9,8 +9,14 @@ pub fn json_line(report: &Report, out: &mut Vec<u8>) {
 }
 
 /// Writes a container exit as one JSON object and a newline into an in-memory buffer.
-pub fn write_exit(exit: &ContainerExit, mut out: impl std::io::Write) {
-    let _ = serde_json::to_writer(&mut out, exit);
+pub fn write_exit(exit: &ContainerExit, out: impl std::io::Write) {
+    write_event(exit, out);
+}
+
+/// Writes any event of the schema (`userspace_oom_kill`, `oom_stall`, ...) as one JSON
+/// object and a newline into an in-memory buffer.
+pub fn write_event(event: &impl serde::Serialize, mut out: impl std::io::Write) {
+    let _ = serde_json::to_writer(&mut out, event);
     let _ = out.write_all(b"\n");
 }
 

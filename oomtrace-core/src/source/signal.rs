@@ -39,6 +39,9 @@ pub struct SignalSeen {
     /// The target's pid in its own namespace, and that namespace's depth (0: the host's).
     pub target_ns_pid: Option<u32>,
     pub target_pid_level: Option<u32>,
+    /// The target's memory cgroup's id and kernfs name.
+    pub target_cgroup_id: Option<u64>,
+    pub target_cgroup_name: Option<String>,
     pub sender: SenderSeen,
     /// Return addresses, for a signal the kernel sent on the sender's behalf.
     pub stack: Vec<u64>,
@@ -116,6 +119,13 @@ pub fn decode_signal(record: &SignalSent, clock: &ClockPair) -> SignalSeen {
         target_comm: has(signal_field::TARGET_COMM).then(|| until_nul(&record.target_comm).0),
         target_ns_pid: vouched(fields, record.target_ns_pid, signal_field::TARGET_NS),
         target_pid_level: vouched(fields, record.target_pid_level, signal_field::TARGET_NS),
+        target_cgroup_id: vouched(
+            fields,
+            record.target_cgroup_id,
+            signal_field::TARGET_CGROUP_ID,
+        ),
+        target_cgroup_name: has(signal_field::TARGET_CGROUP_NAME)
+            .then(|| until_nul(&record.target_cgroup_name[..CGROUP_NAME_LEN]).0),
         sender: SenderSeen {
             pid: record.sender_tgid,
             tid: record.sender_tid,

@@ -61,6 +61,11 @@ struct KillLabels {
 const KINDS: [&str; 3] = ["killed", "marked", "unknown"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KillerLabel {
+    killer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -87,6 +92,8 @@ pub struct Metrics {
     seen: Family<KindLabel, Counter>,
     /// Of those, the ones the kernel's `oom_kill` may count twice.
     group_victims: Counter,
+    /// Kills by userspace OOM killers, by killer: apart from the kernel's.
+    userspace_kills: Family<KillerLabel, Counter>,
     dropped: Arc<Dropped>,
 }
 
@@ -127,6 +134,15 @@ impl Metrics {
             "Of the kills seen, chosen victims whose cgroup v2 ancestors may have memory.oom.group set: the kernel kills such a victim again with its group, and counts it twice",
             group_victims.clone(),
         );
+        let userspace_kills = Family::<KillerLabel, Counter>::default();
+        for killer in oomtrace_common::USERSPACE_OOM_KILLERS {
+            drop(userspace_kills.get_or_create(&KillerLabel { killer }));
+        }
+        registry.register(
+            "oomtrace_userspace_oom_kills",
+            "Kills by userspace OOM killers (earlyoom, systemd-oomd, oomd), by killer: never in oomtrace_kernel_oom_kills_total, so kept apart from the kernel's kills",
+            userspace_kills.clone(),
+        );
         let dropped = Arc::new(Dropped {
             not_written,
             ..Dropped::default()
@@ -147,7 +163,20 @@ impl Metrics {
             workloads: AtomicUsize::new(0),
             seen,
             group_victims,
+            userspace_kills,
             dropped,
+        }
+    }
+
+    /// Counts one kill by a userspace OOM killer (one of `USERSPACE_OOM_KILLERS`).
+    pub fn record_userspace_kill(&self, killer: &str) {
+        if let Some(killer) = oomtrace_common::USERSPACE_OOM_KILLERS
+            .into_iter()
+            .find(|k| *k == killer)
+        {
+            self.userspace_kills
+                .get_or_create(&KillerLabel { killer })
+                .inc();
         }
     }
 

@@ -343,14 +343,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         (tally.undecodable, "could not be read".to_owned()),
     ];
-    let signals_dropped = signal_drops + pipeline_signals_dropped;
-    if signals_dropped > 0 {
-        dropped.push((
-            signals_dropped,
-            "signals to containers' main processes were not kept, so exits may say killed_by null"
-                .to_owned(),
-        ));
-    }
     for (destination, lost) in losses.by_destination.iter().cloned() {
         dropped.push((lost, format!("not written to {destination}")));
     }
@@ -364,8 +356,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         marked: tally.marked,
         unknown_kind: tally.unknown_kind,
         group_kills: tally.group_kills,
+        userspace_kills: tally.userspace_kills,
+        signals_dropped: signal_drops + pipeline_signals_dropped,
     };
     crate::say!("{}", summary::line(&counts, kernel_count));
+    if let Some(line) = summary::userspace_line(&counts) {
+        crate::say!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -472,7 +469,7 @@ fn take(pipeline: &mut Pipeline, drained: Drained) {
         pipeline.push(report, now);
     }
     for signal in drained.signals {
-        pipeline.signal(signal);
+        pipeline.signal(signal, now);
     }
 }
 

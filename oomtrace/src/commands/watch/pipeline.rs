@@ -18,14 +18,17 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 
 use super::{
     naming::{Asked, answers, attribute, caches, name_wait},
-    signals::SignalBook,
+    signals::{SignalBook, container_of},
 };
 use crate::{
     attribution::{enrich, following::Enricher, runtime::Lifecycle},
     output::{metrics::Metrics, sink::Sinks},
 };
 use oomtrace_core::{
-    attribution::killer::{self, ExitFacts, SignalFacts},
+    attribution::{
+        killer::{self, ExitFacts, SignalFacts},
+        userspace_killer::{self, KillDedup},
+    },
     output::{
         filter::{Filter, Verdict},
         human::HumanView,
@@ -63,6 +66,8 @@ pub struct Tally {
     pub marked: u64,
     pub unknown_kind: u64,
     pub group_kills: u64,
+    /// Kills by userspace OOM killers, by killer: never in the kernel's count.
+    pub userspace_kills: std::collections::BTreeMap<String, u64>,
 }
 
 /// What turning a record into a report needs besides the record.
@@ -98,6 +103,9 @@ enum Item {
     Kill(Box<Report>, Option<u64>),
     /// An exit, and the serials of the kills it claimed.
     Exit(Box<ContainerExit>, Vec<u64>),
+    /// An event of another kind, rendered: its JSON, its human line, and whether the filters
+    /// show it.
+    Other(Bytes, String, bool),
 }
 
 struct Held {
@@ -121,6 +129,7 @@ pub struct Pipeline {
     started: HashSet<String>,
     /// Signals to containers' main processes, for their exits.
     pub signals: SignalBook,
+    userspace_kills: KillDedup,
     last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
@@ -140,6 +149,7 @@ impl Pipeline {
             ended: HashMap::new(),
             started: HashSet::new(),
             signals: SignalBook::default(),
+            userspace_kills: KillDedup::default(),
             last_group_kill: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
@@ -173,8 +183,42 @@ impl Pipeline {
         self.release(now);
     }
 
-    /// Keeps a signal that can end a container's main process, for the container's exit.
-    pub fn signal(&mut self, signal: SignalFacts) {
+    /// Keeps a signal that can end a container's main process, for the container's exit, and
+    /// tells a userspace OOM killer's kill as an event of its own.
+    pub fn signal(&mut self, signal: SignalFacts, now: Instant) {
+        let container = container_of(
+            signal.seen.target_cgroup_name.as_deref(),
+            caches(&self.context),
+        );
+        if let Some(mut kill) = userspace_killer::kill_of(&signal, container)
+            && self.userspace_kills.is_new(&kill)
+        {
+            kill.host = Some(self.context.host.clone());
+            *self
+                .tally
+                .userspace_kills
+                .entry(kill.killer.name.clone())
+                .or_default() += 1;
+            if let Some(metrics) = &self.context.metrics {
+                metrics.record_userspace_kill(&kill.killer.name);
+            }
+            self.json.clear();
+            json::write_event(&kill, (&mut self.json).writer());
+            let json = self.json.split().freeze();
+            self.text.clear();
+            self.human
+                .userspace_kill(&kill, SystemTime::now(), &mut self.text);
+            let victim = &kill.victim;
+            let shown = self.context.filter.shows_event(
+                kill.container
+                    .as_ref()
+                    .map(|c| (c.id.as_str(), c.name.as_deref())),
+                victim.pid,
+                victim.comm.as_deref(),
+            );
+            self.hold(Item::Other(json, self.text.clone(), shown), now);
+            self.release(now);
+        }
         self.signals.note(signal, caches(&self.context));
     }
 
@@ -280,7 +324,7 @@ impl Pipeline {
     fn container(&self, id: &str) -> oomtrace_core::report::Container {
         let newest = self.held.iter().rev().find_map(|held| match &held.item {
             Item::Kill(report, _) => report.container.clone().filter(|c| c.id == id),
-            Item::Exit(..) => None,
+            Item::Exit(..) | Item::Other(..) => None,
         });
         let said = caches(&self.context).any(id);
         let mut container = newest.unwrap_or_else(|| oomtrace_core::report::Container {
@@ -321,6 +365,7 @@ impl Pipeline {
                 .flat_map(|h| match &h.item {
                     Item::Kill(_, serial) => serial.iter().copied().collect::<Vec<_>>(),
                     Item::Exit(_, serials) => serials.clone(),
+                    Item::Other(..) => Vec::new(),
                 })
                 .collect();
             self.filed.retain(|serial, _| waiting.contains(serial));
@@ -403,6 +448,16 @@ impl Pipeline {
                         .any(|filed| filed.shown)
                 };
                 self.deliver_exit(&exit, shown);
+            }
+            Item::Other(json, human, shown) => {
+                self.sinks.record(&json, false);
+                if shown {
+                    let shown = match self.context.format {
+                        StdoutFormat::Json => json.clone(),
+                        StdoutFormat::Human => Bytes::from(human),
+                    };
+                    self.sinks.send(&json, shown, false);
+                }
             }
         }
     }

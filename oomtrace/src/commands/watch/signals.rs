@@ -31,17 +31,7 @@ impl SignalBook {
         let Some(pid) = seen.target_pid.filter(|_| to_container_init) else {
             return;
         };
-        signal.sender_container = seen
-            .sender
-            .cgroup_name
-            .as_deref()
-            .and_then(container_id_in)
-            .and_then(|id| {
-                caches.any(id).map(|meta| SenderContainer {
-                    id: id.to_owned(),
-                    name: meta.container.name,
-                })
-            });
+        signal.sender_container = container_of(seen.sender.cgroup_name.as_deref(), caches);
         if !self.by_pid.contains_key(&pid) && self.by_pid.len() >= MAX_PROCESSES {
             self.evict_oldest();
         }
@@ -68,6 +58,15 @@ impl SignalBook {
             self.dropped += kept.len() as u64;
         }
     }
+}
+
+/// The container a memory cgroup's kernfs name names, if a runtime knows it.
+pub fn container_of(cgroup_name: Option<&str>, caches: Caches) -> Option<SenderContainer> {
+    let id = container_id_in(cgroup_name?)?;
+    caches.any(id).map(|meta| SenderContainer {
+        id: id.to_owned(),
+        name: meta.container.name,
+    })
 }
 
 /// The container id in a cgroup's name: 64 hex digits, alone (`/docker/<id>`, a kubelet's
@@ -99,6 +98,8 @@ mod tests {
                 target_comm: None,
                 target_ns_pid: Some(ns_pid),
                 target_pid_level: Some(1),
+                target_cgroup_id: None,
+                target_cgroup_name: None,
                 sender: SenderSeen::default(),
                 stack: Vec::new(),
             },

@@ -20,6 +20,37 @@ pub struct Counts {
     pub marked: u64,
     pub unknown_kind: u64,
     pub group_kills: u64,
+    /// Kills by userspace OOM killers, by killer, and signal records not kept: neither is
+    /// in the kernel's count, so they have a line of their own.
+    pub userspace_kills: std::collections::BTreeMap<String, u64>,
+    pub signals_dropped: u64,
+}
+
+/// The line after it for what the kernel does not count: kills by userspace OOM killers,
+/// and signal records lost; `None` when there is nothing to say.
+pub fn userspace_line(counts: &Counts) -> Option<String> {
+    let total: u64 = counts.userspace_kills.values().sum();
+    let mut parts = Vec::new();
+    if total > 0 {
+        let by: Vec<String> = counts
+            .userspace_kills
+            .iter()
+            .map(|(killer, n)| format!("{killer} {n}"))
+            .collect();
+        parts.push(format!(
+            "{total} kill{} by userspace OOM killers ({}), not in the kernel's count",
+            plural(total),
+            by.join(", ")
+        ));
+    }
+    if counts.signals_dropped > 0 {
+        parts.push(format!(
+            "{} signal record{} not kept, so an exit may say killed_by null",
+            counts.signals_dropped,
+            plural(counts.signals_dropped)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The line, without its `oomtrace: ` prefix. `kernel` is the kernel's count over the watch.
@@ -104,6 +135,30 @@ fn difference(counts: &Counts, kernel: u64, dropped: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userspace_kills_and_lost_signals_have_a_line_of_their_own() {
+        let mut counts = Counts::default();
+        assert_eq!(userspace_line(&counts), None);
+        counts.userspace_kills.insert("earlyoom".into(), 2);
+        counts.userspace_kills.insert("systemd-oomd".into(), 1);
+        assert_eq!(
+            userspace_line(&counts).as_deref(),
+            Some(
+                "3 kills by userspace OOM killers (earlyoom 2, systemd-oomd 1), not in the kernel's count"
+            )
+        );
+        counts.userspace_kills.clear();
+        counts.signals_dropped = 1;
+        assert_eq!(
+            userspace_line(&counts).as_deref(),
+            Some("1 signal record not kept, so an exit may say killed_by null")
+        );
+        assert!(
+            !line(&counts, Some(0)).contains("dropped ("),
+            "signal records are not kill events: the kernel's count is not held against them"
+        );
+    }
 
     fn counts(reported: u64, killed: u64) -> Counts {
         Counts {

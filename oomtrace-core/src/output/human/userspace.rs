@@ -1,0 +1,111 @@
+//! The line for a kill by a userspace OOM killer: who killed whom, with what signal.
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use super::HumanView;
+use crate::{
+    attribution::userspace_killer::UserspaceOomKill,
+    output::{
+        escape::{visible, visible_bytes},
+        format::short_id,
+    },
+    report::exact,
+};
+
+impl HumanView {
+    /// `22:00:36  userspace OOM kill: earlyoom (pid 300) sent SIGTERM to hog (pid 900) in
+    /// container api; not in the kernel's count`
+    pub fn userspace_kill(&mut self, kill: &UserspaceOomKill, now: SystemTime, out: &mut String) {
+        self.time(kill.time, now, out);
+        let _ = write!(
+            out,
+            "  userspace OOM kill: {} (pid {}) ",
+            visible(&kill.killer.name),
+            kill.killer.pid
+        );
+        if kill.killer.via_cgroup_kill {
+            out.push_str("wrote cgroup.kill");
+            if let Some(cgroup) = &kill.victim.cgroup_name {
+                let _ = write!(out, " of {}", visible(cgroup));
+            }
+            out.push_str(", which sent ");
+        } else {
+            out.push_str("sent ");
+        }
+        out.push_str(kill.signal.unwrap_or("a signal"));
+        out.push_str(" to ");
+        let victim = &kill.victim;
+        match &victim.comm {
+            Some(comm) => {
+                let comm = exact(comm, victim.comm_bytes.as_deref());
+                let _ = write!(out, "{} (pid ", visible_bytes(comm));
+            }
+            None => out.push_str("pid ("),
+        }
+        let _ = write!(out, "{})", victim.pid.unwrap_or(victim.tid));
+        if let Some(container) = &kill.container {
+            let name = match &container.name {
+                Some(name) => visible(name),
+                None => visible(short_id(&container.id)),
+            };
+            let _ = write!(out, " in container {name}");
+        }
+        out.push_str("; not in the kernel's count\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{today, utc};
+    use crate::attribution::{
+        killer::SenderContainer,
+        userspace_killer::{UserspaceKiller, UserspaceOomKill, UserspaceVictim},
+    };
+
+    #[test]
+    fn a_userspace_kill_says_who_killed_whom() {
+        let kill =
+            |via_cgroup_kill, container: Option<SenderContainer>, comm: &str| UserspaceOomKill {
+                schema: 1,
+                event: "userspace_oom_kill",
+                time: Some(today() - std::time::Duration::from_secs(30)),
+                boot_ns: Some(1),
+                killer: UserspaceKiller {
+                    name: "earlyoom".into(),
+                    pid: 300,
+                    uid: Some(0),
+                    via_cgroup_kill,
+                },
+                signal: Some("SIGTERM"),
+                victim: UserspaceVictim {
+                    pid: Some(900),
+                    tid: 900,
+                    comm: Some(comm.into()),
+                    comm_bytes: None,
+                    cgroup_id: Some(7),
+                    cgroup_name: Some("app.service".into()),
+                },
+                container,
+                host: None,
+            };
+        let api = SenderContainer {
+            id: "ab".repeat(32),
+            name: Some("api".into()),
+        };
+        let cases = [
+            (
+                kill(false, Some(api), "hog"),
+                "userspace OOM kill: earlyoom (pid 300) sent SIGTERM to hog (pid 900) in container api; not in the kernel's count",
+            ),
+            (
+                kill(true, None, "h\u{1b}[2Jog"),
+                "userspace OOM kill: earlyoom (pid 300) wrote cgroup.kill of app.service, which sent SIGTERM to h\\x1b[2Jog (pid 900); not in the kernel's count",
+            ),
+        ];
+        for (kill, want) in cases {
+            let mut out = String::new();
+            utc().userspace_kill(&kill, today(), &mut out);
+            assert_eq!(out, format!("04:48:00  {want}\n"));
+        }
+    }
+}
