@@ -11,6 +11,7 @@ use std::{
 use crate::{
     attribution::userspace_killer::UserspaceOomKill,
     report::{ContainerExit, Report},
+    stall::OomStall,
 };
 
 /// What the journal holds.
@@ -19,6 +20,7 @@ pub struct Entries {
     pub kills: Vec<Report>,
     pub exits: Vec<ContainerExit>,
     pub userspace_kills: Vec<UserspaceOomKill>,
+    pub stalls: Vec<OomStall>,
     /// Whole lines that were not a report of this schema.
     pub unreadable: u64,
     /// Whether any part of the journal was read.
@@ -106,6 +108,9 @@ pub fn parse_into(text: &[u8], entries: &mut Entries, seen: &mut HashSet<Vec<u8>
             Some("userspace_oom_kill") => serde_json::from_slice::<UserspaceOomKill>(line)
                 .map(|k| entries.userspace_kills.push(k))
                 .is_ok(),
+            Some("oom_stall") => serde_json::from_slice::<OomStall>(line)
+                .map(|s| entries.stalls.push(s))
+                .is_ok(),
             _ => false,
         };
         if !parsed {
@@ -117,6 +122,47 @@ pub fn parse_into(text: &[u8], entries: &mut Entries, seen: &mut HashSet<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_a_watch_writes_is_read_back() {
+        let mut text = Vec::new();
+        let kill = crate::testing::report();
+        crate::output::json::write_line(&kill, &mut text);
+        let stall = OomStall {
+            schema: 1,
+            event: "oom_stall",
+            time: kill.time,
+            phase: "started",
+            reason: Some("oom_killer_disabled"),
+            since: kill.time,
+            seconds: Some(0.0),
+            cgroup: "/docker/ab".into(),
+            cgroup_mode: Some("v1"),
+            container: None,
+            usage_bytes: Some(1),
+            limit_bytes: Some(1),
+            host: None,
+        };
+        crate::output::json::write_event(&stall, &mut text);
+        let userspace = UserspaceOomKill {
+            schema: 1,
+            event: "userspace_oom_kill",
+            time: kill.time,
+            boot_ns: Some(1),
+            killer: Default::default(),
+            signal: Some("SIGTERM"),
+            victim: Default::default(),
+            container: None,
+            host: None,
+        };
+        crate::output::json::write_event(&userspace, &mut text);
+        let mut entries = Entries::default();
+        parse_into(&text, &mut entries, &mut HashSet::new());
+        assert_eq!(entries.unreadable, 0);
+        assert_eq!(entries.kills.len(), 1);
+        assert_eq!(entries.stalls, vec![stall]);
+        assert_eq!(entries.userspace_kills, vec![userspace]);
+    }
 
     #[test]
     fn lines_that_are_not_reports_are_counted_not_guessed() {

@@ -12,6 +12,7 @@
 //! - [`attribution`]: from a cgroup path to a container, and what the OOM was;
 //! - [`output`]: the human and JSON renderers, their escaping, filters, and what a kill means;
 //! - [`journal`]: the journal's line format, read back.
+//! - [`stall`]: a memory cgroup stuck at its limit with the OOM killer disabled.
 
 pub mod attribution;
 pub mod identity;
@@ -20,6 +21,7 @@ pub mod kernel;
 pub mod output;
 pub mod report;
 pub mod source;
+pub mod stall;
 pub mod time;
 
 #[cfg(any(test, feature = "testing"))]

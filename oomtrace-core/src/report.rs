@@ -465,6 +465,9 @@ pub const KNOWN_WORDS: &[&str] = &[
     "oom_kill_not_flagged",
     "userspace_oom_kill",
     "oom_stall",
+    "started",
+    "continues",
+    "ended",
 ];
 
 fn intern(text: &str) -> &'static str {

@@ -256,7 +256,16 @@ pub fn flag_reason(facts: &ExitFacts, killed_by: Option<&KilledBy>) -> Option<La
     let ended_by_oom = killed_by.is_some_and(|k| k.kind == Some("oom_killer"));
     match facts.runtime_oom_killed? {
         true if ended_by_oom => Some("oom_kill_ended_it"),
-        true if !facts.kills.is_empty() => Some("earlier_oom_kill"),
+        // A kill of unknown role may be what ended it, unless the record names another sender.
+        true if !facts.kills.is_empty()
+            && (killed_by.is_some()
+                || facts
+                    .kills
+                    .iter()
+                    .all(|(_, kill)| kill.is_container_main == Some(false))) =>
+        {
+            Some("earlier_oom_kill")
+        }
         true if facts.whole_run_watched
             && facts.runtime_saw_oom
             && facts.oom_kill_disabled == Some(true) =>
@@ -582,6 +591,8 @@ mod tests {
         }
         let child = [kill(MAIN + 7, false, 50)];
         let main = [kill(MAIN, true, 50)];
+        let mut unknown_role = [kill(MAIN + 7, false, 50)];
+        unknown_role[0].1.is_container_main = None;
         let none: &[(Option<u64>, KillSummary)] = &[];
         let rows: Vec<(&str, ExitFacts, Option<&str>)> = vec![
             (

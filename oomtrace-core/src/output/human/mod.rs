@@ -18,6 +18,7 @@
 
 mod exit;
 mod kill;
+mod stall;
 mod userspace;
 
 use std::{collections::HashMap, time::SystemTime};

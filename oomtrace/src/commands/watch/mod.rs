@@ -8,6 +8,7 @@ mod naming;
 mod pipeline;
 mod protect;
 mod signals;
+mod stalls;
 mod summary;
 
 use std::{
@@ -216,6 +217,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let mut stalls = stalls::Stalls::start(cgroups, cgroup_root.clone());
     let context = Context {
         docker,
         containerd,
@@ -291,6 +293,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if let Some(docker) = &pipeline.context.docker {
                     name_check.on_status(status, &docker.cache, &args.containers);
                 }
+                if status == runtime::Status::Synced {
+                    stalls.running(naming::caches(&pipeline.context));
+                }
+            }
+            Some(stall) = stalls.next() => {
+                pipeline.stall(stall, Instant::now());
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
@@ -299,6 +307,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 pipeline.release(Instant::now());
             }
             Some(event) = lifecycle(&mut pipeline) => {
+                if let runtime::Lifecycle::Started { id } = &event {
+                    stalls.started(id, naming::caches(&pipeline.context));
+                }
                 pipeline.lifecycle(event, Instant::now());
                 quiet_at = Some(Instant::now() + memory::SETTLES);
             }

@@ -35,6 +35,7 @@ use oomtrace_core::{
         json,
     },
     report::{ContainerExit, Host, KillSummary, Report, SCHEMA},
+    stall::OomStall,
 };
 
 /// Items held at once; past this the oldest goes out as it is.
@@ -220,6 +221,26 @@ impl Pipeline {
             self.release(now);
         }
         self.signals.note(signal, caches(&self.context));
+    }
+
+    /// Tells a memory cgroup stuck at its limit with the OOM killer disabled.
+    pub fn stall(&mut self, mut stall: OomStall, now: Instant) {
+        stall.host = Some(self.context.host.clone());
+        self.json.clear();
+        json::write_event(&stall, (&mut self.json).writer());
+        let json = self.json.split().freeze();
+        self.text.clear();
+        self.human.stall(&stall, SystemTime::now(), &mut self.text);
+        let shown = self.context.filter.shows_event(
+            stall
+                .container
+                .as_ref()
+                .map(|c| (c.id.as_str(), c.name.as_deref())),
+            None,
+            None,
+        );
+        self.hold(Item::Other(json, self.text.clone(), shown), now);
+        self.release(now);
     }
 
     /// Takes a container's start or death from its runtime.
