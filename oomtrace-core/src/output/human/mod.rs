@@ -19,6 +19,9 @@
 mod exit;
 mod kill;
 
+// `explain` tells each exit it lists in the words the exit line uses.
+pub use exit::{OOM_KILLER_DISABLED, named_victim, who_ended};
+
 use std::{collections::HashMap, time::SystemTime};
 
 use jiff::tz::TimeZone;

@@ -9,6 +9,7 @@
 //! when CONTAINER is empty or the start of several containers' ids: the command as written
 //! cannot be carried out, and giving more of the id fixes it.
 
+mod ending;
 mod evidence;
 mod limit;
 mod meaning;
