@@ -588,7 +588,7 @@ fn prometheus_rules_pass_promtool_and_their_unit_tests() {
     for (args, said) in [
         (
             ["check", "rules", "prometheus-rules.yaml"],
-            "SUCCESS: 3 rules found",
+            "SUCCESS: 4 rules found",
         ),
         (["test", "rules", "prometheus-rules.test.yaml"], "SUCCESS"),
     ] {

@@ -191,7 +191,7 @@ fn prometheus_scrapes_a_kill_under_its_workload_s_labels() {
             .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
             .collect();
         (
-            rules.len() == 3 && rules.iter().all(|r| r["health"] == "ok"),
+            rules.len() == 4 && rules.iter().all(|r| r["health"] == "ok"),
             data,
         )
     };

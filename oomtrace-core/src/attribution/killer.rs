@@ -124,10 +124,7 @@ pub const SIGKILL: u32 = 9;
 /// exit code says a signal (128 + its number) and the kernel recorded one reaching the main
 /// process, or the kernel OOM-killed the main process.
 pub fn killed_by(facts: &ExitFacts) -> Option<KilledBy> {
-    let code = facts.exit_code?;
-    let signal = u32::try_from(code.checked_sub(128)?)
-        .ok()
-        .filter(|s| (1..=64).contains(s))?;
+    let signal = exit_signal(facts.exit_code?)?;
     let to_main =
         |s: &&SignalFacts| facts.main_pid.is_some() && s.seen.target_pid == facts.main_pid;
     let ending = facts
@@ -171,6 +168,14 @@ pub fn killed_by(facts: &ExitFacts) -> Option<KilledBy> {
         sender: (kind != Some("oom_killer")).then(|| sender_of(ending)),
         after: after.filter(|_| kind.is_some()),
     })
+}
+
+/// The signal an exit code says the main process died of: 128 + its number, as runtimes and
+/// shells report a death by signal. A process can also exit with such a code by itself.
+pub fn exit_signal(code: i64) -> Option<u32> {
+    u32::try_from(code.checked_sub(128)?)
+        .ok()
+        .filter(|s| (1..=64).contains(s))
 }
 
 /// The run's kill of its main process, if the kernel OOM-killed it.

@@ -13,9 +13,13 @@
 //! the kills the kernel may count twice: held against the kernel's own count, that tells kills
 //! the tracer missed from kills it hid (deploy/prometheus-rules.yaml does).
 //!
-//! Here the metrics recorded as kills come; [`workload`] names whom a kill is counted
-//! against, [`live`] what is read at each scrape, and [`http`] serves the exposition.
+//! Containers' exits are counted the same way, per workload, by who ended them.
+//!
+//! Here the metrics recorded as kills and exits come; [`workload`] names whom a kill is
+//! counted against, [`deaths`] labels the deaths that end a service, [`live`] what is read at
+//! each scrape, and [`http`] serves the exposition.
 
+mod deaths;
 pub mod http;
 mod live;
 mod workload;
@@ -23,7 +27,7 @@ mod workload;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -36,12 +40,14 @@ use prometheus_client::{
 
 use oomtrace_core::{
     attribution::oom::{OomGroup, group_kill_possible, report_oom_group},
-    report::Report,
+    report::{ContainerExit, Report},
 };
 
 pub use workload::{MAX_LABEL_BYTES, Workload};
 
+use deaths::{ExitLabels, RoleLabels};
 use live::{Dropped, Live};
+use workload::Admitted;
 
 /// Distinct workloads counted; the kills of any further one go to the `overflow` series, so
 /// thousands of short-lived, uniquely named containers cannot grow oomtrace.
@@ -86,8 +92,12 @@ pub struct Metrics {
     registry: Registry,
     kills: Family<KillLabels, Counter>,
     last_kill: Family<Workload, Gauge<f64, AtomicU64>>,
-    /// Series in `last_kill`: one per workload, the overflow's included.
-    workloads: AtomicUsize,
+    kills_by_role: Family<RoleLabels, Counter>,
+    /// The workloads of `kills`, `last_kill` and `kills_by_role`.
+    killed: Admitted,
+    exits: Family<ExitLabels, Counter>,
+    /// The workloads of `exits`.
+    exited: Admitted,
     /// Every kill seen live, before the filters, by kind.
     seen: Family<KindLabel, Counter>,
     /// Of those, the ones the kernel's `oom_kill` may count twice.
@@ -118,6 +128,18 @@ impl Metrics {
             "When the workload's last OOM kill happened, in seconds since the Unix epoch",
             Unit::Seconds,
             last_kill.clone(),
+        );
+        let kills_by_role = Family::<RoleLabels, Counter>::default();
+        registry.register(
+            "oomtrace_oom_kills_by_role",
+            "OOM kills oomtrace showed, by workload and the victim's role: main (the container's main process, whose death ends its run), other, or unknown; victims only marked (already exiting) left out",
+            kills_by_role.clone(),
+        );
+        let exits = Family::<ExitLabels, Counter>::default();
+        registry.register(
+            "oomtrace_container_exits",
+            "Container exits oomtrace showed, by workload and who sent the signal the main process died of: oom_killer, runtime, userspace_oom_killer, cgroup_kill, process; unknown (a signal from a sender not known, or no exit code), none (not a signal)",
+            exits.clone(),
         );
         let seen = Family::<KindLabel, Counter>::default();
         for kind in KINDS {
@@ -160,7 +182,10 @@ impl Metrics {
             registry,
             kills,
             last_kill,
-            workloads: AtomicUsize::new(0),
+            kills_by_role,
+            killed: Admitted::default(),
+            exits,
+            exited: Admitted::default(),
             seen,
             group_victims,
             userspace_kills,
@@ -194,16 +219,7 @@ impl Metrics {
 
     /// Counts one kill a watch showed.
     pub fn record_kill(&self, report: &Report, now: SystemTime) {
-        let mut workload = Workload::of(report).unwrap_or_else(Workload::overflow);
-        if self.last_kill.get(&workload).is_none() {
-            // Only the event loop records, so the count cannot change under this check.
-            if self.workloads.load(Ordering::Relaxed) >= MAX_WORKLOADS {
-                workload = Workload::overflow();
-            }
-            if self.last_kill.get(&workload).is_none() {
-                self.workloads.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let workload = self.killed.admit(Workload::of(report));
         let when = report.time.unwrap_or(now);
         let seconds = when
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -214,10 +230,31 @@ impl Metrics {
             gauge.set(seconds);
         }
         drop(gauge);
+        if let Some(role) = deaths::role_of(report) {
+            self.kills_by_role
+                .get_or_create(&RoleLabels {
+                    workload: workload.clone(),
+                    role,
+                })
+                .inc();
+        }
         self.kills
             .get_or_create(&KillLabels {
                 workload,
                 kind: kind_of(report),
+            })
+            .inc();
+    }
+
+    /// Counts one container exit a watch showed.
+    pub fn record_exit(&self, exit: &ContainerExit) {
+        let workload = self
+            .exited
+            .admit(Workload::in_container(Some(&exit.container)));
+        self.exits
+            .get_or_create(&ExitLabels {
+                workload,
+                killed_by: deaths::killed_by_of(exit),
             })
             .inc();
     }

@@ -39,7 +39,7 @@ impl HumanView {
             .filter(|k| k.kind != Some("oom_killer"));
         if let Some(killer) = killer {
             out.push_str(": ");
-            killed_by(killer, exit.container.runtime, out);
+            who_ended(killer, exit.container.runtime, visible_bytes, out);
         }
         let not_oom = "; not an OOM kill, although Docker says OOMKilled=true";
         match (killer, &exit.last_kill) {
@@ -51,7 +51,7 @@ impl HumanView {
                     out.push(';');
                 }
                 out.push(' ');
-                victim(last, out);
+                named_victim(last, visible_bytes, out);
                 out.push_str(" was OOM-killed");
                 if let (Some(exited), Some(killed)) = (exit.time, last.time) {
                     let _ = write!(out, " {} before", seconds(exited, killed));
@@ -64,7 +64,7 @@ impl HumanView {
                 } else {
                     out.push_str(" after ");
                 }
-                victim(last, out);
+                named_victim(last, visible_bytes, out);
                 out.push_str(" was OOM-killed");
                 match last.is_container_main {
                     Some(false) => out.push_str("; its main process survived the kill"),
@@ -77,9 +77,9 @@ impl HumanView {
         match exit.runtime_oom_killed_reason {
             Some("oom_killer_disabled") => {
                 out.push_str(not_oom);
-                out.push_str(
-                    ": the container hit its memory limit with the OOM killer disabled, and nothing was killed",
-                );
+                out.push_str(": ");
+                out.push_str(OOM_KILLER_DISABLED);
+                out.push_str(", and nothing was killed");
             }
             Some("oom_kill_not_flagged") => {
                 out.push_str("; an OOM kill, although Docker says OOMKilled=false");
@@ -111,10 +111,14 @@ impl HumanView {
     }
 }
 
-/// `dd (pid 12839)`.
-fn victim(kill: &KillSummary, out: &mut String) {
+/// What Docker's `oom_killer_disabled` flag meant: its OOM event without a kill.
+pub const OOM_KILLER_DISABLED: &str =
+    "the container hit its memory limit with the OOM killer disabled";
+
+/// `dd (pid 12839)`, the name shown by `show`: escaped for a terminal, or as JSON has it.
+pub fn named_victim(kill: &KillSummary, show: fn(&[u8]) -> String, out: &mut String) {
     let comm = exact(&kill.comm, kill.comm_bytes.as_deref());
-    let _ = write!(out, "{} (pid ", visible_bytes(comm));
+    let _ = write!(out, "{} (pid ", show(comm));
     match kill.pid {
         Some(pid) => {
             let _ = write!(out, "{pid})");
@@ -124,15 +128,16 @@ fn victim(kill: &KillSummary, out: &mut String) {
 }
 
 /// `SIGKILL from the runtime (runc, pid 5120) 10.0 s after its SIGTERM, which PID 1 ignored, as
-/// docker stop does when its timeout runs out`: who sent the signal the main process died of.
-fn killed_by(killer: &KilledBy, runtime: &str, out: &mut String) {
+/// docker stop does when its timeout runs out`: who sent the signal the main process died of,
+/// its names shown by `show`.
+pub fn who_ended(killer: &KilledBy, runtime: &str, show: fn(&[u8]) -> String, out: &mut String) {
     out.push_str(killer.signal.unwrap_or("a signal"));
     out.push_str(" from ");
     let sender = killer.sender.as_ref();
     let named = |out: &mut String| {
         if let Some(sender) = sender {
             let comm = exact(&sender.comm, sender.comm_bytes.as_deref());
-            let _ = write!(out, "{} (pid {}", visible_bytes(comm), sender.pid);
+            let _ = write!(out, "{} (pid {}", show(comm), sender.pid);
             if let Some(uid) = sender.uid {
                 let _ = write!(out, ", uid {uid}");
             }
@@ -146,7 +151,7 @@ fn killed_by(killer: &KilledBy, runtime: &str, out: &mut String) {
             out.push_str("the runtime (");
             if let Some(sender) = sender {
                 let comm = exact(&sender.comm, sender.comm_bytes.as_deref());
-                let _ = write!(out, "{}, pid {}", visible_bytes(comm), sender.pid);
+                let _ = write!(out, "{}, pid {}", show(comm), sender.pid);
             }
             out.push(')');
         }
@@ -164,7 +169,7 @@ fn killed_by(killer: &KilledBy, runtime: &str, out: &mut String) {
                 match (&sender.container, sender.host_process) {
                     (Some(container), _) => {
                         let name = container.name.as_deref().unwrap_or(&container.id);
-                        let _ = write!(out, " in container {}", visible_bytes(name.as_bytes()));
+                        let _ = write!(out, " in container {}", show(name.as_bytes()));
                     }
                     (None, Some(true)) => out.push_str(", a process on the host"),
                     (None, Some(false)) => out.push_str(", a process in a container"),
@@ -174,7 +179,7 @@ fn killed_by(killer: &KilledBy, runtime: &str, out: &mut String) {
                     let _ = write!(
                         out,
                         ", child of {} (pid {})",
-                        visible_bytes(parent.comm.as_bytes()),
+                        show(parent.comm.as_bytes()),
                         parent.pid
                     );
                 }

@@ -21,6 +21,9 @@ mod kill;
 mod stall;
 mod userspace;
 
+// `explain` tells each exit it lists in the words the exit line uses.
+pub use exit::{OOM_KILLER_DISABLED, named_victim, who_ended};
+
 use std::{collections::HashMap, time::SystemTime};
 
 use jiff::tz::TimeZone;

@@ -15,6 +15,7 @@ use oomtrace_core::{
             victim_rss,
         },
         format::{abbreviate_id_bytes, at_most_retries, bytes, plural},
+        human::{OOM_KILLER_DISABLED, who_ended},
     },
     report::{Container, Report, exact},
 };
@@ -84,8 +85,23 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         ("the kernel log", "holds", "goes")
     };
     let since = e.since.map_or("", |_| " since the time asked for");
+    let reason = |r: &str| {
+        e.exits
+            .iter()
+            .filter(|x| x.runtime_oom_killed_reason == Some(r))
+            .count()
+    };
+    let disabled = reason("oom_killer_disabled");
     if all.is_empty() {
-        if f.docker_oom_killed == Some(true) {
+        if disabled > 0 {
+            meaning.push(nothing_killed(disabled));
+        }
+        // Docker's flag is the last recorded exit's where no later run has ended since.
+        let latest_told =
+            f.runs.last().and_then(|run| run.exit).is_some_and(|i| {
+                e.exits[i].runtime_oom_killed_reason == Some("oom_killer_disabled")
+            });
+        if f.docker_oom_killed == Some(true) && !latest_told {
             meaning.push(format!(
                 "Docker says OOMKilled=true, yet {sources} {hold} no OOM kill of this container{since}: Docker sets the flag on the kernel's OOM event, which on cgroup v1 also comes when the limit is reached and nothing is killed (--oom-kill-disable); or the kill is older than what the kernel log still holds."
             ));
@@ -118,6 +134,7 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
     // Victims of runs that ended with exit 0: not the main process, whatever the record says.
     let mut not_main: Vec<&Report> = Vec::new();
     let mut exit0 = 0;
+    let mut unkilled = 0;
     for run in f.runs {
         let (Some(end), Some(indices)) = (&run.end, &run.kills) else {
             continue;
@@ -127,10 +144,14 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         if end.oom_killed != Some(true) {
             continue;
         }
+        let exit = run.exit.map(|i| &e.exits[i]);
         match end.exit_code {
-            _ if kills.is_empty() => meaning.push(format!(
-                "Docker says OOMKilled=true for a run in which {sources} {hold} no OOM kill of this container: Docker sets the flag on the kernel's OOM event, which on cgroup v1 also comes when the limit is reached and nothing is killed."
-            )),
+            // Counted with the other runs whose exit says so.
+            _ if kills.is_empty()
+                && exit.is_some_and(|x| {
+                    x.runtime_oom_killed_reason == Some("oom_killer_disabled")
+                }) => {}
+            _ if kills.is_empty() => unkilled += 1,
             // Exit 0 means the main process called exit: it was not killed, whatever the
             // victims' recorded roles say; a role saying otherwise leaves the sentence out.
             Some(0) if none_main => {
@@ -147,18 +168,41 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             Some(code)
                 if code != 0 && kills.iter().all(|r| matches!(role(r), Role::Other { .. })) =>
             {
+                // The watch's record of the signal, where there is one, over what 137 can be.
+                let killer = exit.and_then(|x| {
+                    let killer = x
+                        .killed_by
+                        .as_ref()
+                        .filter(|k| k.kind != Some("oom_killer"))?;
+                    let mut text = String::from(": ");
+                    who_ended(killer, x.container.runtime, show, &mut text);
+                    Some(text)
+                });
                 meaning.push(format!(
                     "Exit code {code} with OOMKilled=true: the OOM kills recorded in that run hit {}, not the main process, so OOMKilled is about them; the exit code is how the main process itself ended{}.",
                     victims(&kills, show),
-                    if code == 137 {
-                        " (137 is a SIGKILL, as docker kill sends, or docker stop after its timeout)"
-                    } else {
-                        ""
+                    match killer {
+                        Some(killer) => killer,
+                        None if code == 137 => " (137 is a SIGKILL, as docker kill sends, or docker stop after its timeout)".into(),
+                        None => String::new(),
                     }
                 ));
             }
             _ => {}
         }
+    }
+    if disabled > 0 {
+        meaning.push(nothing_killed(disabled));
+    }
+    if unkilled > 0 {
+        meaning.push(format!(
+            "Docker says OOMKilled=true for {} in which {sources} {hold} no OOM kill of this container: Docker sets the flag on the kernel's OOM event, which on cgroup v1 also comes when the limit is reached and nothing is killed.",
+            if unkilled == 1 {
+                "a run".to_owned()
+            } else {
+                format!("{unkilled} runs")
+            }
+        ));
     }
     if exit0 > 1 {
         meaning.push(format!("{exit0} runs ended that way."));
@@ -177,14 +221,20 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
             _ => String::new(),
         };
         let n = main_kills.len();
+        let unflagged = reason("oom_kill_not_flagged");
         meaning.push(format!(
-            "The OOM killer killed the container's main process{role}: {}{}. Such a kill ends the container's run, and Docker reports it as exit code 137 (128 + SIGKILL) with OOMKilled=true.",
+            "The OOM killer killed the container's main process{role}: {}{}. Such a kill ends the container's run, and Docker reports it as exit code 137 (128 + SIGKILL) with OOMKilled=true{}.",
             victims(&main_kills, show),
             if n < all.len() {
                 format!(", {n} of the {} kills", all.len())
             } else {
                 String::new()
             },
+            match unflagged {
+                0 => String::new(),
+                1 => ", though not always: it said OOMKilled=false for a run the OOM killer ended".into(),
+                n => format!(", though not always: it said OOMKilled=false for {n} runs the OOM killer ended"),
+            }
         ));
     }
     restarts(f, !main_kills.is_empty(), meaning);
@@ -225,6 +275,19 @@ pub fn tell(f: &Facts, meaning: &mut Vec<String>, advice: &mut Vec<String>) {
         advice,
     );
     journal_advice(e, show, advice);
+}
+
+/// Runs Docker flagged though the kernel killed nothing: the watch saw the container reach its
+/// limit with the OOM killer disabled.
+fn nothing_killed(runs: usize) -> String {
+    format!(
+        "Docker said OOMKilled=true for {} in which nothing was killed: {OOM_KILLER_DISABLED} (--oom-kill-disable), and Docker sets the flag on that OOM event too. Neither the flag nor exit code 137 proves an OOM kill.",
+        if runs == 1 {
+            "a run".to_owned()
+        } else {
+            format!("{runs} runs")
+        }
+    )
 }
 
 /// The restarts Docker made, and its policy: facts, not what it will do next.
@@ -356,5 +419,157 @@ fn journal_advice(e: &Evidence, e_show: Show, advice: &mut Vec<String>) {
             "Keep oomtrace watching: it writes the journal ({}), so the next kill is recorded with its container, its OOM context and how the container exited.",
             (e_show)(path.as_os_str().as_encoded_bytes())
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        evidence::{DockerView, Evidence},
+        tests::{at, docker, evidence, exit, human, kill},
+    };
+    use oomtrace_core::report::{ContainerExit, KilledBy, Sender};
+
+    fn runc() -> KilledBy {
+        KilledBy {
+            kind: Some("runtime"),
+            signal: Some("SIGKILL"),
+            time: at(5),
+            oom_id: None,
+            sender: Some(Sender {
+                pid: 5120,
+                tid: 5120,
+                comm: "runc".into(),
+                uid: Some(0),
+                host_process: Some(true),
+                ..Sender::default()
+            }),
+            after: None,
+        }
+    }
+
+    /// An exit without a kill: Docker's flag, and why it says so where the watch knew.
+    fn unkilled(secs: u64, flag: bool, reason: Option<&'static str>) -> ContainerExit {
+        let mut e = exit(secs, 137, 0, 0);
+        e.runtime_oom_killed = Some(flag);
+        e.killed_by = Some(runc());
+        e.runtime_oom_killed_reason = reason;
+        e
+    }
+
+    /// Every exit is journaled now, most without a kill: each case, what the story must say
+    /// and what it must not.
+    #[test]
+    fn exits_without_kills_are_told_once_and_as_the_watch_knew_them() {
+        let disabled = Some("oom_killer_disabled");
+        let child_then_kill = {
+            let mut e = exit(5, 137, 0, 1);
+            e.killed_by = Some(runc());
+            e.runtime_oom_killed_reason = Some("earlier_oom_kill");
+            e
+        };
+        let not_flagged = {
+            let mut e = exit(5, 137, 0, 1);
+            e.runtime_oom_killed = Some(false);
+            e.runtime_oom_killed_reason = Some("oom_kill_not_flagged");
+            e
+        };
+        let cases: Vec<(&str, Evidence, &[&str], &[&str])> = vec![
+            (
+                "the OOM killer disabled, Docker's state that run's",
+                evidence(
+                    vec![],
+                    vec![unkilled(5, true, disabled)],
+                    docker(false, 137, true, 0),
+                ),
+                &[
+                    "Docker said OOMKilled=true for a run in which nothing was killed: the container hit its memory limit with the OOM killer disabled (--oom-kill-disable)",
+                    "This container was never OOM-killed as far back as the journal and the kernel log go.",
+                ],
+                &["Docker says OOMKilled=true, yet"],
+            ),
+            (
+                "the OOM killer disabled in earlier runs, Docker's flag now of a later one",
+                evidence(
+                    vec![],
+                    vec![unkilled(5, true, disabled), unkilled(15, true, disabled)],
+                    docker(false, 137, true, 3),
+                ),
+                &[
+                    "Docker said OOMKilled=true for 2 runs in which nothing was killed",
+                    "Docker says OOMKilled=true, yet the journal and the kernel log hold no OOM kill",
+                ],
+                &["never OOM-killed"],
+            ),
+            (
+                "stopped and started, never near the limit",
+                evidence(
+                    vec![],
+                    vec![unkilled(5, false, None), unkilled(15, false, None)],
+                    docker(true, 0, false, 0),
+                ),
+                &["This container was never OOM-killed"],
+                &["OOMKilled=true for", "nothing was killed"],
+            ),
+            (
+                "flagged runs without kills beside one with a kill: said once",
+                evidence(
+                    vec![kill(4100, 20, Some(true))],
+                    vec![
+                        unkilled(5, true, None),
+                        unkilled(15, true, None),
+                        unkilled(16, true, disabled),
+                        exit(21, 137, 0, 1),
+                    ],
+                    DockerView::Gone,
+                ),
+                &[
+                    "Docker says OOMKilled=true for 2 runs in which the journal and the kernel log hold no OOM kill",
+                    "Docker said OOMKilled=true for a run in which nothing was killed",
+                ],
+                &["for a run in which the journal"],
+            ),
+            (
+                "a child killed, then docker kill, the sender recorded",
+                evidence(
+                    vec![kill(4242, 0, Some(false))],
+                    vec![child_then_kill],
+                    DockerView::Gone,
+                ),
+                &[
+                    "the exit code is how the main process itself ended: SIGKILL from the runtime (runc, pid 5120), as docker kill does.",
+                ],
+                &["137 is a SIGKILL"],
+            ),
+            (
+                "the main process OOM-killed, Docker's flag false",
+                evidence(
+                    vec![kill(4100, 0, Some(true))],
+                    vec![not_flagged],
+                    DockerView::Gone,
+                ),
+                &[
+                    "Docker reports it as exit code 137 (128 + SIGKILL) with OOMKilled=true, though not always: it said OOMKilled=false for a run the OOM killer ended.",
+                ],
+                &[],
+            ),
+        ];
+        let squash = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (name, evidence, want, unwanted) in cases {
+            let screen = human(evidence);
+            let text = squash(&screen);
+            for part in want {
+                assert!(
+                    text.contains(&squash(part)),
+                    "{name}: no {part:?} in\n{screen}"
+                );
+            }
+            for part in unwanted {
+                assert!(
+                    !text.contains(&squash(part)),
+                    "{name}: {part:?} in\n{screen}"
+                );
+            }
+        }
     }
 }

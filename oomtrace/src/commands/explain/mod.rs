@@ -9,6 +9,7 @@
 //! when CONTAINER is empty or the start of several containers' ids: the command as written
 //! cannot be carried out, and giving more of the id fixes it.
 
+mod ending;
 mod evidence;
 mod limit;
 mod meaning;
@@ -50,7 +51,10 @@ pub fn run(args: &Args, container: &str) -> ExitCode {
     let listing = list_docker(args);
     let known = known(&past, &listing);
     let (id, same_name) = match resolve::resolve(wanted, &known) {
-        Resolution::One { id, same_name } => (id, same_name),
+        Resolution::One { id, mut same_name } => {
+            same_name.retain(|other| oom_killed(&past, other));
+            (id, same_name)
+        }
         Resolution::None => {
             crate::say!("{}", unknown(wanted, &listing, &journal, &past));
             return ExitCode::FAILURE;
@@ -147,6 +151,18 @@ fn known(past: &Past, listing: &Listing) -> Vec<Known> {
         }));
     }
     known
+}
+
+/// Whether the records hold an OOM kill in the container `id`: every container's death is
+/// journaled, so having had the name is not enough to be worth naming beside it.
+fn oom_killed(past: &Past, id: &str) -> bool {
+    past.kills
+        .iter()
+        .any(|r| r.container.as_ref().is_some_and(|c| c.id == id))
+        || past
+            .exits
+            .iter()
+            .any(|e| e.container.id == id && !e.kills.is_empty())
 }
 
 /// What Docker says about the container `id` now, and the answer to fill its kills from.
@@ -703,6 +719,31 @@ mod tests {
         assert_eq!(json["limit"]["limit_bytes"], 64 * MIB);
         assert!(json["meaning"][0].as_str().unwrap().contains("\x1b[2Jevil"));
         assert!(json["since"].is_null());
+    }
+
+    #[test]
+    fn only_containers_with_kills_are_named_as_sharing_the_name() {
+        use super::oom_killed;
+        use crate::source::past::Past;
+
+        let other = |id: &str, kills: usize| {
+            let mut e = exit(5, 0, 0, kills);
+            e.container.id = id.into();
+            e
+        };
+        let past = Past {
+            kills: vec![kill(1, 0, Some(true))],
+            exits: vec![other("stopped", 0), other("killed", 1)],
+            ..Past::default()
+        };
+        for (id, want) in [
+            (ID, true),
+            ("killed", true),
+            ("stopped", false),
+            ("none", false),
+        ] {
+            assert_eq!(oom_killed(&past, id), want, "{id}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use jiff::tz::TimeZone;
 
-use super::story::Explanation;
+use super::{ending, story::Explanation};
 use oomtrace_core::{
     output::{
         escape::{visible, visible_bytes},
@@ -193,7 +193,8 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
             }
         }
     }
-    if !x.exits.is_empty() && (d.state != "present" || x.exits.len() > 1) {
+    // Listed even where Docker's state repeats the one exit: the watch knows who ended it.
+    if !x.exits.is_empty() {
         let n = x.exits.len();
         lines.push(format!("A watch recorded {n} exit{}:", plural(n as u64)));
         if n > 5 {
@@ -201,12 +202,19 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
         }
         for exit in x.exits.iter().skip(n.saturating_sub(5)) {
             let mut text = format!(
-                "  {}  exited {}, OOMKilled={}",
+                "  {}  exited {}",
                 time(exit.time),
                 exit.exit_code.map_or("?".into(), |c| c.to_string()),
-                exit.runtime_oom_killed
-                    .map_or("unknown".into(), |f| f.to_string()),
             );
+            // Only Docker keeps the flag: another runtime's exit has none to be unknown.
+            if exit.container.runtime == "docker" {
+                let flag = exit.runtime_oom_killed;
+                let _ = write!(
+                    text,
+                    ", OOMKilled={}",
+                    flag.map_or("unknown".into(), |f| f.to_string())
+                );
+            }
             let used = retries_used_up(
                 &exit.container,
                 exit.restart_count,
@@ -221,6 +229,11 @@ fn docker_lines(x: &Explanation, time: &dyn Fn(Option<SystemTime>) -> String) ->
                     let _ = write!(text, ", {}", restarts_so_far(count));
                 }
                 (None, None) => {}
+            }
+            let told = ending::told(exit, &x.kills, visible_bytes);
+            if !told.is_empty() {
+                text.push_str(". ");
+                text.push_str(&told);
             }
             lines.push(text);
         }
@@ -383,7 +396,68 @@ fn wrap(text: &str, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{human, restart_loop};
+    use super::super::{
+        evidence::DockerView,
+        tests::{at, docker, evidence, exit, human, restart_loop},
+    };
+    use oomtrace_core::report::{KilledBy, Sender};
+
+    /// Each exit a watch recorded is listed with who ended it, even the one Docker's state
+    /// repeats; another runtime's, which has no OOMKilled flag, claims none.
+    #[test]
+    fn each_recorded_exit_is_listed_with_who_ended_it() {
+        let sent = |comm: &str| {
+            let mut e = exit(5, 137, 2, 0);
+            e.runtime_oom_killed = Some(false);
+            e.killed_by = Some(KilledBy {
+                kind: Some("process"),
+                signal: Some("SIGKILL"),
+                time: at(5),
+                oom_id: None,
+                sender: Some(Sender {
+                    pid: 777,
+                    tid: 777,
+                    comm: comm.into(),
+                    uid: Some(1000),
+                    host_process: Some(true),
+                    ..Sender::default()
+                }),
+                after: None,
+            });
+            e
+        };
+        let mut containerd = sent("kill");
+        containerd.container.runtime = "containerd";
+        containerd.runtime_oom_killed = None;
+        let cases = [
+            (
+                sent("bash"),
+                docker(false, 137, false, 2),
+                "    04:47:35  exited 137, OOMKilled=false, 2 restarts so far. The container was ended by SIGKILL\n      from bash (pid 777, uid 1000), a process on the host.\n",
+            ),
+            (
+                sent("x\x1b]0;pwned\x07"),
+                DockerView::Gone,
+                "    04:47:35  exited 137, OOMKilled=false, 2 restarts so far. The container was ended by SIGKILL\n      from x\\x1b]0;pwned\\x07 (pid 777, uid 1000), a process on the host.\n",
+            ),
+            (
+                containerd,
+                DockerView::NotDocker,
+                "    04:47:35  exited 137, 2 restarts so far. The container was ended by SIGKILL from kill (pid 777,\n      uid 1000), a process on the host.\n",
+            ),
+        ];
+        for (exit, docker, want) in cases {
+            let screen = human(evidence(vec![], vec![exit], docker));
+            let listed = screen
+                .split_once("  A watch recorded 1 exit:\n")
+                .map(|(_, rest)| rest.split_once("\n\n").map_or(rest, |(list, _)| list));
+            assert_eq!(
+                listed.map(|l| format!("{l}\n")).as_deref(),
+                Some(want),
+                "{screen}"
+            );
+        }
+    }
 
     #[test]
     fn a_screen_wraps_at_100_columns() {

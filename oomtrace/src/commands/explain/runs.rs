@@ -20,6 +20,8 @@ pub struct Run {
     /// Indices into the evidence's kills; `None` when which of them belong to this run is
     /// not known.
     pub kills: Option<Vec<usize>>,
+    /// The index of the exit a watch recorded for it, whose `killed_by` says who ended it.
+    pub exit: Option<usize>,
 }
 
 pub fn split(evidence: &Evidence) -> Vec<Run> {
@@ -41,7 +43,7 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     let mut previous: Option<SystemTime> = None;
-    for exit in &evidence.exits {
+    for (index, exit) in evidence.exits.iter().enumerate() {
         runs.push(Run {
             end: Some(End {
                 exit_code: exit.exit_code,
@@ -50,6 +52,7 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
             // The watch counted the run's kills; a window holding others (kills from while no
             // watch ran, perhaps of an earlier run whose exit nobody recorded) is not trusted.
             kills: in_window(previous, exit.time).filter(|k| k.len() == exit.kills.len()),
+            exit: Some(index),
         });
         previous = exit.time.or(previous);
     }
@@ -88,11 +91,13 @@ pub fn split(evidence: &Evidence) -> Vec<Run> {
             runs.push(Run {
                 end: (stopped && !same_as_last).then_some(docker_end),
                 kills: only_run.then_some(rest),
+                exit: None,
             });
         }
         _ if !rest.is_empty() => runs.push(Run {
             end: None,
             kills: Some(rest),
+            exit: None,
         }),
         _ => {}
     }

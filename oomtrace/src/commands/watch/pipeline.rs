@@ -592,6 +592,11 @@ impl Pipeline {
                 Bytes::copy_from_slice(self.text.as_bytes())
             }
         };
+        // As a kill is, before the line can be read. Every exit here is one the runtime told
+        // this watch: `--since` replays kills, never exits.
+        if let Some(metrics) = &self.context.metrics {
+            metrics.record_exit(exit);
+        }
         self.sinks.send(&json, shown, false);
     }
 }

@@ -2,9 +2,16 @@
 //! `oomtrace_last_oom_kill_timestamp_seconds`, which name a workload the same way across
 //! the container's recreations and restarts.
 
+use std::{
+    collections::HashSet,
+    sync::{Mutex, PoisonError},
+};
+
 use prometheus_client::encoding::EncodeLabelSet;
 
-use oomtrace_core::report::Report;
+use oomtrace_core::report::{Container, Report};
+
+use super::MAX_WORKLOADS;
 
 /// A longer label value (Kubernetes caps its names at 253) sends its kill to the `overflow`
 /// series: cut short, it could name another workload, and it would weigh on every series.
@@ -38,7 +45,13 @@ impl Workload {
 
     /// The workload `report` names, or `None` if a label value is too long to keep.
     pub(super) fn of(report: &Report) -> Option<Self> {
-        let Some(container) = &report.container else {
+        Self::in_container(report.container.as_ref())
+    }
+
+    /// The workload of `container` (`None`: the host), or `None` if a label value is too long
+    /// to keep.
+    pub(super) fn in_container(container: Option<&Container>) -> Option<Self> {
+        let Some(container) = container else {
             return Some(Self {
                 scope: "host",
                 ..Self::default()
@@ -95,6 +108,31 @@ impl Workload {
             .iter()
             .all(|v| v.len() <= MAX_LABEL_BYTES)
             .then_some(workload)
+    }
+}
+
+/// The workloads some families count, at most [`MAX_WORKLOADS`] of them, the overflow's
+/// included. Each group of families keeps its own: the exits of thousands of short-lived
+/// containers must not send the kills of the next workload to the overflow.
+#[derive(Debug, Default)]
+pub(super) struct Admitted(Mutex<HashSet<Workload>>);
+
+impl Admitted {
+    /// The series `workload`'s counts go to: its own, the overflow's past the cap, or the
+    /// overflow's if its labels could not be kept (`None`).
+    pub(super) fn admit(&self, workload: Option<Workload>) -> Workload {
+        let workload = workload.unwrap_or_else(Workload::overflow);
+        let mut admitted = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if admitted.contains(&workload) {
+            return workload;
+        }
+        let workload = if admitted.len() >= MAX_WORKLOADS {
+            Workload::overflow()
+        } else {
+            workload
+        };
+        admitted.insert(workload.clone());
+        workload
     }
 }
 
