@@ -42,7 +42,8 @@ pub const SIGKILLS_MAP: &str = "SIGKILLS";
 /// Name of the ring buffer map that carries [`SignalSent`]s, apart from the kills so that a
 /// burst of signals can never take a kill's room.
 pub const SIGNALS_MAP: &str = "SIGNALS";
-/// The signal ring buffer's size: about 260 records at once. Only the signals that can end a
+/// The signal ring buffer's size: about 140 records at once (464 bytes and an 8-byte header
+/// each). Only the signals that can end a
 /// container's main process, or that a userspace OOM killer sends, are written.
 pub const SIGNALS_BYTES: u32 = 64 * 1024;
 /// Name of the per-CPU array (one slot) counting signals the ring buffer had no room for.

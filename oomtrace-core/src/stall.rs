@@ -1,12 +1,18 @@
-//! Stuck at the limit with nothing killed: a memory cgroup whose OOM killer is disabled (cgroup
-//! v1 `memory.oom_control`: `oom_kill_disable 1`, Docker's `--oom-kill-disable`) sitting in
-//! the OOM state (`under_oom 1`), its tasks waiting for memory that never comes.
+//! At the limit with nothing killed: a memory cgroup that stalls instead of killing.
+//!
+//! - **Stuck** (cgroup v1): its OOM killer is disabled (`memory.oom_control`:
+//!   `oom_kill_disable 1`, Docker's `--oom-kill-disable`) and it sits in the OOM state
+//!   (`under_oom 1`), its tasks waiting for memory that never comes. `under_oom` is the
+//!   kernel's own word: set while a task of the cgroup waits in the memcg OOM path, cleared
+//!   when the wait ends (memory freed, the limit raised, the killer enabled, the tasks gone).
+//! - **Held** (cgroup v2): `memory.events` says the kernel throttled it over `memory.high`
+//!   (`high`) or made it reclaim at `memory.max` (`max`) in each of [`HELD_SAMPLES`]
+//!   one-second readings in a row, with no OOM kill among them (`oom_kill` did not rise). It
+//!   is no longer held at the first reading where neither rose.
 //!
 //! An `oom_stall` event says when such a stall starts, at most once a minute while it lasts
-//! ([`REMIND_EVERY`]), and when it ends. "Stuck" is the kernel's own word for it: `under_oom`
-//! is set while a task of the cgroup waits in the memcg OOM path, and cleared when the wait
-//! ends (memory freed, the limit raised, the killer enabled, or the tasks gone). Pure: the
-//! file's text and the time in, the event's phase out.
+//! ([`REMIND_EVERY`]), and when it ends. Pure: the files' text and the time in, the event's
+//! phase out.
 
 use std::{
     collections::HashMap,
@@ -22,6 +28,9 @@ use crate::{
 
 /// While a stall lasts, it is told again this often, never more.
 pub const REMIND_EVERY: Duration = Duration::from_secs(60);
+/// One-second readings in a row that must each see `high` or `max` rise for a v2 cgroup to
+/// be held: a burst of reclaim is not a stall.
+pub const HELD_SAMPLES: u32 = 3;
 
 /// `"event":"oom_stall"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,6 +97,37 @@ pub fn parse_oom_control(text: &str) -> Option<OomControl> {
     })
 }
 
+/// The counters of v2's `memory.events` that say the cgroup was held back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryEvents {
+    pub high: u64,
+    pub max: u64,
+    pub oom_kill: u64,
+}
+
+/// Reads `memory.events`; `None` unless `high`, `max` and `oom_kill` are all there.
+pub fn parse_memory_events(text: &str) -> Option<MemoryEvents> {
+    let mut counts = [None; 3];
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(value)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let slot = match key {
+            "high" => 0,
+            "max" => 1,
+            "oom_kill" => 2,
+            _ => continue,
+        };
+        counts[slot] = value.parse::<u64>().ok();
+    }
+    Some(MemoryEvents {
+        high: counts[0]?,
+        max: counts[1]?,
+        oom_kill: counts[2]?,
+    })
+}
+
 /// A phase of a stall, to be told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -106,54 +146,119 @@ impl Phase {
     }
 }
 
+/// What is told of a stall: its phase, when it started, and why (`oom_killer_disabled`,
+/// `memory_high`, `memory_max`).
+pub type Told = (Phase, SystemTime, Label);
+
 #[derive(Clone, Copy, Debug)]
 struct Stalled {
     since: SystemTime,
     last_told: SystemTime,
+    reason: Label,
+}
+
+/// A v2 cgroup's last reading, and how many readings in a row saw it held back.
+#[derive(Clone, Copy, Debug)]
+struct Pressed {
+    last: MemoryEvents,
+    in_a_row: u32,
 }
 
 /// The stalls under way, by cgroup.
 #[derive(Debug, Default)]
 pub struct StallTracker {
     stalled: HashMap<String, Stalled>,
+    pressed: HashMap<String, Pressed>,
 }
 
 impl StallTracker {
-    /// Takes a reading of `cgroup`'s `memory.oom_control` (`None`: the cgroup is gone) at
-    /// `now`; the phase to tell, if any, and when the stall started.
+    /// Takes a reading of a v1 `cgroup`'s `memory.oom_control` (`None`: the cgroup is gone)
+    /// at `now`; what to tell, if anything.
     pub fn sample(
         &mut self,
         cgroup: &str,
         control: Option<OomControl>,
         now: SystemTime,
-    ) -> Option<(Phase, SystemTime)> {
+    ) -> Option<Told> {
         let stuck = control.is_some_and(|c| c.oom_kill_disable && c.under_oom);
-        match (self.stalled.get_mut(cgroup), stuck) {
-            (None, true) => {
+        self.step(cgroup, stuck.then_some("oom_killer_disabled"), now)
+    }
+
+    /// Takes a one-second reading of a v2 `cgroup`'s `memory.events` (`None`: the cgroup is
+    /// gone) at `now`; what to tell, if anything.
+    pub fn sample_events(
+        &mut self,
+        cgroup: &str,
+        events: Option<MemoryEvents>,
+        now: SystemTime,
+    ) -> Option<Told> {
+        let held = match events {
+            Some(events) => {
+                let pressed = self.pressed.entry(cgroup.to_owned()).or_insert(Pressed {
+                    last: events,
+                    in_a_row: 0,
+                });
+                let high = events.high > pressed.last.high;
+                let max = events.max > pressed.last.max;
+                let killed = events.oom_kill > pressed.last.oom_kill;
+                pressed.in_a_row = if (high || max) && !killed {
+                    pressed.in_a_row + 1
+                } else {
+                    0
+                };
+                pressed.last = events;
+                let reason = if high { "memory_high" } else { "memory_max" };
+                (pressed.in_a_row >= HELD_SAMPLES).then_some(reason)
+            }
+            None => {
+                self.pressed.remove(cgroup);
+                None
+            }
+        };
+        self.step(cgroup, held, now)
+    }
+
+    /// Forgets a v2 cgroup that is no longer read (quiet, and not held).
+    pub fn rests(&mut self, cgroup: &str) {
+        if !self.stalled.contains_key(cgroup) {
+            self.pressed.remove(cgroup);
+        }
+    }
+
+    fn step(&mut self, cgroup: &str, stalled: Option<Label>, now: SystemTime) -> Option<Told> {
+        match (self.stalled.get_mut(cgroup), stalled) {
+            (None, Some(reason)) => {
                 self.stalled.insert(
                     cgroup.to_owned(),
                     Stalled {
                         since: now,
                         last_told: now,
+                        reason,
                     },
                 );
-                Some((Phase::Started, now))
+                Some((Phase::Started, now, reason))
             }
-            (Some(stall), true) => {
+            (Some(stall), Some(_)) => {
                 let due = now
                     .duration_since(stall.last_told)
                     .is_ok_and(|d| d >= REMIND_EVERY);
                 due.then(|| {
                     stall.last_told = now;
-                    (Phase::Continues, stall.since)
+                    (Phase::Continues, stall.since, stall.reason)
                 })
             }
-            (Some(_), false) => self
+            (Some(_), None) => self
                 .stalled
                 .remove(cgroup)
-                .map(|stall| (Phase::Ended, stall.since)),
-            (None, false) => None,
+                .map(|stall| (Phase::Ended, stall.since, stall.reason)),
+            (None, None) => None,
         }
+    }
+
+    /// Whether `cgroup` is being watched closely: held back at its last reading, or stalled.
+    pub fn pressing(&self, cgroup: &str) -> bool {
+        self.stalled.contains_key(cgroup)
+            || self.pressed.get(cgroup).is_some_and(|p| p.in_a_row > 0)
     }
 
     /// Whether any stall is under way: then its cgroup is read again until it ends.
@@ -201,7 +306,10 @@ mod tests {
         let mut sample = |text: Option<&str>, secs| {
             tracker
                 .sample("/docker/a", text.and_then(parse_oom_control), t(secs))
-                .map(|(phase, since)| (phase, since.duration_since(t(0)).unwrap().as_secs()))
+                .map(|(phase, since, reason)| {
+                    assert_eq!(reason, "oom_killer_disabled");
+                    (phase, since.duration_since(t(0)).unwrap().as_secs())
+                })
         };
         // (reading, seconds, what is told)
         let rows = [
@@ -222,5 +330,71 @@ mod tests {
         for (text, secs, want) in rows {
             assert_eq!(sample(text, secs), want, "at {secs} s");
         }
+    }
+
+    #[test]
+    fn memory_events_are_read_as_the_kernel_writes_them() {
+        let text = "low 0\nhigh 12\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(
+            parse_memory_events(text),
+            Some(MemoryEvents {
+                high: 12,
+                max: 3,
+                oom_kill: 1
+            })
+        );
+        assert_eq!(parse_memory_events("high 1\nmax 2\n"), None);
+    }
+
+    #[test]
+    fn a_v2_cgroup_is_held_after_three_readings_in_a_row_and_freed_at_a_quiet_one() {
+        let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
+        let mut tracker = StallTracker::default();
+        let events = |high, max, oom_kill| {
+            Some(MemoryEvents {
+                high,
+                max,
+                oom_kill,
+            })
+        };
+        // (reading, seconds, what is told)
+        let rows = [
+            (events(0, 0, 0), 0, None),
+            (events(5, 0, 0), 1, None),
+            (events(9, 0, 0), 2, None),
+            // An OOM kill among them: that is a kill, reported as one, not a stall.
+            (events(12, 0, 1), 3, None),
+            (events(20, 0, 1), 4, None),
+            (events(30, 0, 1), 5, None),
+            (
+                events(40, 0, 1),
+                6,
+                Some((Phase::Started, 6, "memory_high")),
+            ),
+            (events(50, 0, 1), 7, None),
+            (
+                events(60, 0, 1),
+                66,
+                Some((Phase::Continues, 6, "memory_high")),
+            ),
+            (events(60, 0, 1), 67, Some((Phase::Ended, 6, "memory_high"))),
+            (events(60, 1, 1), 68, None),
+            (events(60, 2, 1), 69, None),
+            (
+                events(60, 3, 1),
+                70,
+                Some((Phase::Started, 70, "memory_max")),
+            ),
+            (None, 71, Some((Phase::Ended, 70, "memory_max"))),
+        ];
+        for (reading, secs, want) in rows {
+            let told = tracker
+                .sample_events("/kubepods/pod1/c", reading, t(secs))
+                .map(|(phase, since, reason)| {
+                    (phase, since.duration_since(t(0)).unwrap().as_secs(), reason)
+                });
+            assert_eq!(told, want, "at {secs} s");
+        }
+        assert!(!tracker.pressing("/kubepods/pod1/c"));
     }
 }

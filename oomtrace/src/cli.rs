@@ -183,6 +183,13 @@ pub struct Args {
     /// the tracer).
     #[arg(long, global = true)]
     pub no_oom_protect: bool,
+
+    /// Also watch this memory cgroup (its path in the memory hierarchy, as /proc/PID/cgroup
+    /// gives it) for a stall at its limit, as containers are watched: an oom_stall event when
+    /// it is stuck with its OOM killer off (v1) or held at memory.high or memory.max (v2).
+    /// Repeatable.
+    #[arg(long, value_name = "CGROUP", global = true)]
+    pub stall_cgroup: Vec<String>,
 }
 
 impl Args {
@@ -224,6 +231,7 @@ impl Args {
         note("--no-journal-write", self.no_journal_write);
         note("--metrics-addr", self.metrics_addr.is_some());
         note("--no-oom-protect", self.no_oom_protect);
+        note("--stall-cgroup", !self.stall_cgroup.is_empty());
         given
     }
 }

@@ -196,6 +196,17 @@ impl Tracer {
         self.wait_for_event(count, timeout, |r| is_exit(r) && accept(r))
     }
 
+    /// [`Self::wait_for`] for events named `event` (`oom_stall`, `userspace_oom_kill`, ...).
+    pub fn wait_for_named(
+        &self,
+        event: &str,
+        count: usize,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        self.wait_for_event(count, timeout, |r| r["event"] == event && accept(r))
+    }
+
     fn wait_for_event(
         &self,
         count: usize,

@@ -21,6 +21,8 @@ use serde_json::Value;
 // In the binary the kernel matrix boots, in a file of its own.
 #[path = "oom_kill/kubelet_shapes.rs"]
 mod kubelet_shapes;
+#[path = "oom_kill/stall.rs"]
+mod stall;
 
 const MIB: u64 = 1 << 20;
 /// `oomtrace check` and `oomtrace history` finish in well under a second on the host; under

@@ -30,26 +30,36 @@ impl HumanView {
             }
         }
         let seconds = stall.seconds.unwrap_or_default();
+        let (at, how) = match stall.reason {
+            Some("memory_high") => (
+                "held at its memory.high",
+                "the kernel throttles its allocations, and nothing is killed",
+            ),
+            Some("memory_max") => (
+                "held at its memory.max",
+                "the kernel makes it reclaim, and nothing is killed",
+            ),
+            _ => (
+                "stalled at its memory limit with the OOM killer disabled",
+                "nothing is killed and its processes wait for memory",
+            ),
+        };
         match stall.phase {
-            "started" => out.push_str(" stalled at its memory limit with the OOM killer disabled"),
+            "started" => {
+                let _ = write!(out, " {at}");
+            }
             "continues" => {
-                let _ = write!(
-                    out,
-                    " still stalled at its memory limit after {seconds:.0} s"
-                );
+                let _ = write!(out, " still {at} after {seconds:.0} s");
             }
             _ => {
-                let _ = write!(
-                    out,
-                    " no longer stalled at its memory limit, after {seconds:.1} s"
-                );
+                let _ = write!(out, " no longer {at}, after {seconds:.1} s");
             }
         }
         if stall.phase != "ended" {
             if let (Some(usage), Some(limit)) = (stall.usage_bytes, stall.limit_bytes) {
                 let _ = write!(out, ": {} of {}", bytes(usage), bytes(limit));
             }
-            out.push_str("; nothing is killed and its processes wait for memory");
+            let _ = write!(out, "; {how}");
         }
         out.push('\n');
     }
@@ -89,11 +99,18 @@ mod tests {
             ),
             (
                 stall("continues", 60.2, Some("d\u{7}b")),
-                "container d\\x07b still stalled at its memory limit after 60 s: 32.0 MiB of 32.0 MiB; nothing is killed and its processes wait for memory",
+                "container d\\x07b still stalled at its memory limit with the OOM killer disabled after 60 s: 32.0 MiB of 32.0 MiB; nothing is killed and its processes wait for memory",
             ),
             (
                 stall("ended", 75.25, None),
-                "container abababababab no longer stalled at its memory limit, after 75.2 s",
+                "container abababababab no longer stalled at its memory limit with the OOM killer disabled, after 75.2 s",
+            ),
+            (
+                OomStall {
+                    reason: Some("memory_high"),
+                    ..stall("started", 0.0, Some("api"))
+                },
+                "container api held at its memory.high: 32.0 MiB of 32.0 MiB; the kernel throttles its allocations, and nothing is killed",
             ),
         ];
         for (stall, want) in cases {

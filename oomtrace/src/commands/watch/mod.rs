@@ -149,6 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    stalls::Stalls::check_named(&args.stall_cgroup)?;
     let opened = open_feed(&args)?;
     // After the attach, so that a refusal (not root) is the only line, not a journal warning.
     let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
@@ -217,7 +218,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let mut stalls = stalls::Stalls::start(cgroups, cgroup_root.clone());
+    let mut stalls = stalls::Stalls::start(cgroups, cgroup_root.clone(), &args.stall_cgroup);
     let context = Context {
         docker,
         containerd,

@@ -1,5 +1,6 @@
 //! Which containers the stall watch watches: each one a runtime starts while the watch runs,
-//! and those already running when a runtime's cache is first filled.
+//! those already running when a runtime's cache is first filled, and the cgroups
+//! `--stall-cgroup` names.
 
 use oomtrace_core::{
     attribution::killer::SenderContainer, kernel::cgroups::CgroupMode, stall::OomStall,
@@ -13,8 +14,27 @@ use crate::{
 pub struct Stalls(Option<StallWatch>);
 
 impl Stalls {
-    pub fn start(mode: CgroupMode, root: Option<std::path::PathBuf>) -> Self {
-        Self(stall::start(mode, root))
+    /// Refuses a cgroup `--stall-cgroup` names that is not a memory cgroup: before anything
+    /// starts, so the refusal is the only line.
+    pub fn check_named(named: &[String]) -> anyhow::Result<()> {
+        let mode = CgroupMode::of_host();
+        let root = oomtrace_core::kernel::cgroups::host_memory_root(mode);
+        for path in named {
+            stall::check_cgroup(mode, root.as_deref(), path)
+                .map_err(|why| anyhow::anyhow!("--stall-cgroup {path}: {why}"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts watching, and the cgroups `--stall-cgroup` names at once.
+    pub fn start(mode: CgroupMode, root: Option<std::path::PathBuf>, named: &[String]) -> Self {
+        let watch = stall::start(mode, root);
+        if let Some(watch) = &watch {
+            for path in named {
+                let _ = watch.watch.send(Watched::Cgroup(path.clone()));
+            }
+        }
+        Self(watch)
     }
 
     /// Watches the container `id`, if a runtime knows its main process.
@@ -35,7 +55,7 @@ impl Stalls {
 
     fn watch(&self, id: &str, name: Option<String>, main_pid: Option<u32>) {
         if let (Some(watch), Some(main_pid)) = (&self.0, main_pid) {
-            let _ = watch.containers.send(Watched {
+            let _ = watch.watch.send(Watched::Container {
                 container: SenderContainer {
                     id: id.to_owned(),
                     name,
