@@ -6,6 +6,7 @@
 //!
 //! bpftrace, bpftool and perf must be installed: `cargo xtask bench` installs them.
 
+mod bpf;
 mod cgroups;
 mod config;
 mod phases;
