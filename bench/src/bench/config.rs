@@ -1,6 +1,33 @@
-//! How much of everything a run measures: the full bench, or the smoke run CI does.
+//! How much of everything a run measures: the full bench, or the smoke run CI does, and which
+//! of its phases.
 
 use std::time::Duration;
+
+/// A measurement of its own, which `--only` can run alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Exec to ready, per tool and attach mode.
+    Ready,
+    /// RSS, idle CPU, and the handler's run time over kills.
+    Memory,
+    /// Kill to line, one kill at a time.
+    Latency,
+    /// Every cgroup OOMing at once.
+    Storm,
+}
+
+impl Phase {
+    pub const ALL: [Self; 4] = [Self::Ready, Self::Memory, Self::Latency, Self::Storm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Memory => "memory",
+            Self::Latency => "latency",
+            Self::Storm => "storm",
+        }
+    }
+}
 
 /// How much of everything a run measures.
 #[derive(Clone, Debug)]
@@ -21,6 +48,8 @@ pub struct Config {
     pub storm: Duration,
     /// Cgroups OOMing at once in the storm and in the memory phase's kills.
     pub storm_cgroups: usize,
+    /// The phases this run takes, in the order run.
+    pub phases: Vec<Phase>,
 }
 
 impl Config {
@@ -36,6 +65,7 @@ impl Config {
             latency_rounds: 4,
             storm: Duration::from_secs(30),
             storm_cgroups: 8,
+            phases: Phase::ALL.to_vec(),
         }
     }
 
@@ -53,7 +83,25 @@ impl Config {
             latency_rounds: 2,
             storm: Duration::from_secs(3),
             storm_cgroups: 4,
+            phases: Phase::ALL.to_vec(),
         }
+    }
+
+    /// Only `phases` of this run, in the bench's own order; all of them if none is named.
+    pub fn only(mut self, phases: &[Phase]) -> Self {
+        if !phases.is_empty() {
+            self.phases.retain(|phase| phases.contains(phase));
+        }
+        self
+    }
+
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
+
+    /// Whether some phases were left out: then no budget of theirs is judged.
+    pub fn is_partial(&self) -> bool {
+        self.phases.len() < Phase::ALL.len()
     }
 }
 
@@ -70,5 +118,14 @@ mod tests {
         assert!(c.memory_kills >= 1000 && c.warm_kills < c.memory_kills);
         assert!(c.latency_kills >= 200);
         assert_eq!(c.storm, Duration::from_secs(30));
+        assert!(!c.is_partial());
+    }
+
+    #[test]
+    fn only_keeps_the_bench_s_order() {
+        let c = Config::full().only(&[Phase::Storm, Phase::Ready]);
+        assert_eq!(c.phases, [Phase::Ready, Phase::Storm]);
+        assert!(c.is_partial() && c.runs(Phase::Storm) && !c.runs(Phase::Latency));
+        assert_eq!(Config::smoke().only(&[]).phases, Phase::ALL);
     }
 }

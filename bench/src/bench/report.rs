@@ -8,7 +8,7 @@ use std::time::Duration;
 use oomtrace_core::kernel::cgroups::CgroupMode;
 use serde::Serialize;
 
-use super::config::Config;
+use super::config::{Config, Phase};
 use super::phases::{Latency, MemoryFigures, Ready, Storm};
 use super::stats::{max, median, percentile, ratio};
 use super::sys;
@@ -127,6 +127,8 @@ impl Machine {
 
 /// A budget and whether this run met it; `None` when the figure could not be measured.
 pub struct Budget {
+    /// The phase that measures it: a run without that phase judges no budget of it.
+    pub phase: Phase,
     pub name: &'static str,
     pub limit: String,
     pub value: String,
@@ -179,6 +181,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     let ready = |tool| r.ready(tool).map(|x| median(&x.runs_ms));
     let (o, b) = (ready(Tool::Oomtrace(None)), ready(Tool::Bpftrace));
     out.push(Budget {
+        phase: Phase::Ready,
         name: "ready, default mode, enrichment on",
         limit: format!("≤ {READY_RATIO} × bpftrace's median"),
         value: match (o, b) {
@@ -189,6 +192,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     });
     let m = r.memory(true);
     out.push(Budget {
+        phase: Phase::Memory,
         name: "steady RSS (after 10 s idle, and once quiet after the kills)",
         limit: format!("≤ {} MiB", STEADY_RSS_KIB / 1024),
         value: m.map_or("not measured".into(), |m| {
@@ -197,6 +201,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
         met: m.map(|m| m.idle.rss.max(m.settled.rss) <= STEADY_RSS_KIB),
     });
     out.push(Budget {
+        phase: Phase::Memory,
         name: "no RSS growth with kills",
         limit: format!(
             "RSS after the last kill ≤ RSS after the first {} + {GROWTH_NOISE_KIB} KiB",
@@ -213,12 +218,14 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
         met: m.map(|m| m.after.rss <= m.warm.rss + GROWTH_NOISE_KIB),
     });
     out.push(Budget {
+        phase: Phase::Memory,
         name: "peak RSS (VmHWM)",
         limit: format!("≤ {} MiB", PEAK_RSS_KIB / 1024),
         value: m.map_or("not measured".into(), |m| mib(m.after.hwm)),
         met: m.map(|m| m.after.hwm <= PEAK_RSS_KIB),
     });
     out.push(Budget {
+        phase: Phase::Memory,
         name: "idle CPU",
         limit: format!("0 ticks over {} s", r.config.idle_cpu.as_secs()),
         value: m.map_or("not measured".into(), |m| {
@@ -240,6 +247,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     for (name, p) in [("latency p50", 50.0), ("latency p99", 99.0)] {
         let (o, b) = (lat(true, p), lat(false, p));
         out.push(Budget {
+            phase: Phase::Latency,
             name,
             limit: "≤ bpftrace's".into(),
             value: match (o, b) {
@@ -251,6 +259,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     }
     let handler = m.and_then(per_call_ns);
     out.push(Budget {
+        phase: Phase::Memory,
         name: "handler run time per call",
         limit: format!("≤ {:.0} µs", HANDLER_NS / 1000.0),
         value: handler.map_or("not measured".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
@@ -258,6 +267,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
     });
     let s = r.storm(true);
     out.push(Budget {
+        phase: Phase::Storm,
         name: "storm: nothing dropped or missing",
         limit: "0 dropped, 0 missing against the kernel's count".into(),
         value: s.map_or("not measured".into(), |s| {
@@ -269,6 +279,7 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
         }),
         met: s.map(|s| s.dropped == Some(0) && s.missing() == 0),
     });
+    out.retain(|b| r.config.runs(b.phase));
     out
 }
 

@@ -31,6 +31,7 @@ pub fn json(r: &Results, budgets: &[Budget]) -> serde_json::Result<String> {
             storm_s: c.storm.as_secs(),
             cgroups: c.storm_cgroups,
             cgroup_limit_bytes: LIMIT_MIB << 20,
+            phases: c.phases.iter().map(|p| p.name()).collect(),
         },
         ready: Keyed(
             r.ready
@@ -108,6 +109,7 @@ struct Method {
     storm_s: u64,
     cgroups: usize,
     cgroup_limit_bytes: u64,
+    phases: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
