@@ -24,8 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// oomtrace against a bpftrace one-liner on the same kills: ready time, memory, idle CPU,
-    /// latency, a storm, handler cost, size. Prints a table and the budgets, and writes
-    /// target/bench/results.json (see BENCHMARKS.md).
+    /// latency, a storm, handler cost, size; and a signal storm against the same signals with
+    /// no oomtrace. Prints a table and the budgets, and writes target/bench/results.json (see
+    /// BENCHMARKS.md).
     Bench {
         /// The short run `cargo xtask test` does: every measurement, no budget enforced.
         #[arg(long, conflicts_with = "profile")]

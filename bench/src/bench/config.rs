@@ -14,10 +14,18 @@ pub enum Phase {
     Latency,
     /// Every cgroup OOMing at once.
     Storm,
+    /// A million signals oomtrace must not pay for, and a few it must record.
+    Signals,
 }
 
 impl Phase {
-    pub const ALL: [Self; 4] = [Self::Ready, Self::Memory, Self::Latency, Self::Storm];
+    pub const ALL: [Self; 5] = [
+        Self::Ready,
+        Self::Memory,
+        Self::Latency,
+        Self::Storm,
+        Self::Signals,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,6 +33,7 @@ impl Phase {
             Self::Memory => "memory",
             Self::Latency => "latency",
             Self::Storm => "storm",
+            Self::Signals => "signals",
         }
     }
 }
@@ -48,6 +57,12 @@ pub struct Config {
     pub storm: Duration,
     /// Cgroups OOMing at once in the storm and in the memory phase's kills.
     pub storm_cgroups: usize,
+    /// The signal storm: SIGUSR1 to a host process, the anchor's passes too.
+    pub signals_non_fatal: u64,
+    /// SIGTERM and SIGHUP to a host process that survives them.
+    pub signals_fatal_to_host: u64,
+    /// SIGTERM to a pid namespace's PID 1, which oomtrace records.
+    pub signals_to_container_init: u64,
     /// The phases this run takes, in the order run.
     pub phases: Vec<Phase>,
 }
@@ -65,6 +80,9 @@ impl Config {
             latency_rounds: 4,
             storm: Duration::from_secs(30),
             storm_cgroups: 8,
+            signals_non_fatal: 1_000_000,
+            signals_fatal_to_host: 100_000,
+            signals_to_container_init: 1_000,
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -83,6 +101,9 @@ impl Config {
             latency_rounds: 2,
             storm: Duration::from_secs(3),
             storm_cgroups: 4,
+            signals_non_fatal: 100_000,
+            signals_fatal_to_host: 10_000,
+            signals_to_container_init: 100,
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -118,6 +139,9 @@ mod tests {
         assert!(c.memory_kills >= 1000 && c.warm_kills < c.memory_kills);
         assert!(c.latency_kills >= 200);
         assert_eq!(c.storm, Duration::from_secs(30));
+        assert!(c.signals_non_fatal >= 1_000_000);
+        assert!(c.signals_fatal_to_host >= 100_000);
+        assert!(c.signals_to_container_init >= 1_000);
         assert!(!c.is_partial());
     }
 

@@ -14,6 +14,7 @@ mod phases;
 mod procs;
 mod report;
 mod results;
+mod signals;
 mod stats;
 mod sys;
 mod tools;
@@ -80,6 +81,10 @@ fn run(target: &Path, config: &Config) -> Result<bool> {
         memory: run_if(config, Phase::Memory, || phases::memory(&bench))?,
         latency: run_if(config, Phase::Latency, || phases::latency(&bench))?,
         storm: run_if(config, Phase::Storm, || phases::storm(&bench))?,
+        signals: config
+            .runs(Phase::Signals)
+            .then(|| signals::storm(&bench))
+            .transpose()?,
         binary: report::Binaries {
             oomtrace: sys::file_size(&paths.oomtrace)?,
             bpftrace: sys::file_size(&paths.bpftrace)?,

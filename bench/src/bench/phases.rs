@@ -39,7 +39,7 @@ fn kernel_oom_kills() -> Result<u64> {
 }
 
 impl Bench<'_> {
-    fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
+    pub fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
         Running::start(self.supervisor, self.paths, tool, self.clock, life)
     }
 
@@ -377,7 +377,7 @@ pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
             .cloned();
         let dropped = match tool {
             Tool::Oomtrace(_) => summary.as_deref().and_then(parse_dropped),
-            Tool::Bpftrace => Some(stopped.lost),
+            Tool::Bpftrace | Tool::EmptySignalProbe => Some(stopped.lost),
         };
         results.push(Storm {
             tool,
