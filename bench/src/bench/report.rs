@@ -429,7 +429,7 @@ pub fn signal_rows(s: &SignalStorm) -> Vec<Row> {
         s.docker_events.map_or("?".into(), |n| n.to_string()),
     );
     fact(
-        "oomtrace RSS, settled, before → after the host parts",
+        "oomtrace RSS at rest, before → after the host parts",
         format!("{} → {}", mib(s.memory_before.rss), mib(s.memory_after.rss)),
     );
     fact(
