@@ -24,8 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// oomtrace against a bpftrace one-liner on the same kills: ready time, memory, idle CPU,
-    /// latency, a storm, handler cost, size. Prints a table and the budgets, and writes
-    /// target/bench/results.json (see BENCHMARKS.md).
+    /// latency, a storm, handler cost, size; and a signal storm against the same signals with
+    /// no oomtrace. Prints a table and the budgets, and writes target/bench/results.json (see
+    /// BENCHMARKS.md).
     Bench {
         /// The short run `cargo xtask test` does: every measurement, no budget enforced.
         #[arg(long, conflicts_with = "profile")]
@@ -33,6 +34,9 @@ enum Command {
         /// Record oomtrace's start-up with perf instead.
         #[arg(long)]
         profile: bool,
+        /// Run only these phases (comma-separated), and judge only their budgets.
+        #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "profile")]
+        only: Vec<bench::Phase>,
     },
     /// Containers start and stop in waves, a third OOM-killed, while a release oomtrace
     /// watches; Docker restarts midway and the --output disk fills. Logs in target/soak.
@@ -47,7 +51,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let target = target_dir();
     let result = match cli.command {
-        Command::Bench { smoke, profile } => bench::command(&target, smoke, profile),
+        Command::Bench {
+            smoke,
+            profile,
+            only,
+        } => bench::command(&target, smoke, profile, &only),
         Command::Soak { containers } => soak::command(&target, containers as usize),
     };
     result.unwrap_or_else(|err| {
@@ -79,7 +87,8 @@ mod tests {
             parse(&["bench"]).map(|c| c.command),
             Ok(Command::Bench {
                 smoke: false,
-                profile: false
+                profile: false,
+                ..
             })
         ));
         assert!(matches!(
@@ -90,6 +99,13 @@ mod tests {
             parse(&["bench", "--profile"]).map(|c| c.command),
             Ok(Command::Bench { profile: true, .. })
         ));
+        assert!(matches!(
+            parse(&["bench", "--smoke", "--only", "storm,ready"]).map(|c| c.command),
+            Ok(Command::Bench { smoke: true, only, .. })
+                if only == [bench::Phase::Storm, bench::Phase::Ready]
+        ));
+        assert!(parse(&["bench", "--only", "nothing"]).is_err());
+        assert!(parse(&["bench", "--profile", "--only", "storm"]).is_err());
         assert!(parse(&["bench", "--fast"]).is_err());
         assert!(parse(&["bench", "--smoke", "--profile"]).is_err());
         assert!(matches!(

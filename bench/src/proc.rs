@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -41,6 +42,24 @@ fn parse_memory(status: &str) -> Option<Memory> {
         file: field("RssFile").unwrap_or(0),
         shmem: field("RssShmem").unwrap_or(0),
     })
+}
+
+/// How often [`rss_at_rest`] reads VmRSS.
+const REST_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// VmRSS in KiB, read every [`REST_SAMPLE_EVERY`] until it is at most `budget` or `within` has
+/// passed: the last reading, or `None` if the process is gone. oomtrace gives memory back once
+/// it has been quiet for a while; this is how long that took, within a bound.
+pub fn rss_at_rest(pid: u32, budget: u64, within: Duration) -> Option<u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let rss = memory(pid).ok()?.rss;
+        if rss <= budget || Instant::now() >= deadline {
+            return Some(rss);
+        }
+        // The sampling period, not a wait for anything.
+        std::thread::sleep(REST_SAMPLE_EVERY);
+    }
 }
 
 /// utime + stime of the whole process, exited threads included, in clock ticks.

@@ -14,7 +14,7 @@ use crate::{cargo, host};
 /// restart and a full disk in under a minute.
 const CI_CONTAINERS: &str = "30";
 
-/// `cargo xtask bench [--smoke | --profile]`.
+/// `cargo xtask bench [--smoke | --profile] [--only PHASE,...]`.
 pub fn bench_cmd(args: &[String]) -> Result<ExitCode> {
     let toolchain = ensure_build_toolchain()?;
     let oomtrace = cargo::build(&toolchain)?;

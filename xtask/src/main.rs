@@ -38,11 +38,13 @@ commands:
                    cargo-fuzz if missing
   image            build a static oomtrace, then the container image oomtrace:latest
                    (FROM scratch: the Dockerfile at the root; needs a Docker daemon)
-  bench [--smoke | --profile]
+  bench [--smoke | --profile] [--only PHASE,...]
                    oomtrace against a bpftrace one-liner on the same kills: ready time, memory,
-                   idle CPU, latency, a storm, handler cost, size; prints a table and the
-                   budgets, writes target/bench/results.json (see BENCHMARKS.md); --smoke is
-                   the short run `test` does, --profile records oomtrace's start-up with perf
+                   idle CPU, latency, a storm, handler cost, size, and a signal storm against
+                   the same signals with no oomtrace; prints a table and the budgets, writes
+                   target/bench/results.json (see BENCHMARKS.md); --smoke is the short run
+                   `test` does, --profile records oomtrace's start-up with perf, --only runs
+                   some of ready, memory, latency, storm, signals and judges their budgets
   soak [--containers N]
                    N containers (default 300) start and stop in waves, a third OOM-killed,
                    while a release oomtrace watches; Docker (a dockerd of the soak's own)

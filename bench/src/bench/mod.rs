@@ -2,16 +2,19 @@
 //! `tracepoint:oom:mark_victim`, measured in the same run on real memory cgroups. Prints a
 //! table, writes `target/bench/results.json`, and says of each budget whether it was met.
 //! `--smoke` is the short version `cargo xtask test` runs so the bench cannot rot: a few runs of
-//! everything, no budget enforced. `--profile` records where oomtrace's start-up goes with perf.
+//! everything, no budget enforced. `--only PHASE,...` runs those phases alone and judges only
+//! their budgets. `--profile` records where oomtrace's start-up goes with perf.
 //!
 //! bpftrace, bpftool and perf must be installed: `cargo xtask bench` installs them.
 
+mod bpf;
 mod cgroups;
 mod config;
 mod phases;
 mod procs;
 mod report;
 mod results;
+mod signals;
 mod stats;
 mod sys;
 mod tools;
@@ -24,9 +27,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::console::{progress, stdout_within};
 use config::Config;
+pub use config::Phase;
 
-/// `oomtrace-bench bench [--smoke | --profile]`, with oomtrace and the hog in `target`.
-pub fn command(target: &Path, smoke: bool, profile: bool) -> Result<ExitCode> {
+/// `oomtrace-bench bench [--smoke | --profile] [--only PHASE,...]`, with oomtrace and the hog
+/// in `target`.
+pub fn command(target: &Path, smoke: bool, profile: bool, only: &[Phase]) -> Result<ExitCode> {
     if profile {
         self::profile(target)?;
         return Ok(ExitCode::SUCCESS);
@@ -35,7 +40,8 @@ pub fn command(target: &Path, smoke: bool, profile: bool) -> Result<ExitCode> {
         Config::smoke()
     } else {
         Config::full()
-    };
+    }
+    .only(only);
     let all_met = run(target, &config)?;
     if all_met || config.smoke {
         Ok(ExitCode::SUCCESS)
@@ -71,10 +77,14 @@ fn run(target: &Path, config: &Config) -> Result<bool> {
         config: config.clone(),
         machine: report::Machine::here(),
         clock,
-        ready: phases::ready(&bench)?,
-        memory: phases::memory(&bench)?,
-        latency: phases::latency(&bench)?,
-        storm: phases::storm(&bench)?,
+        ready: run_if(config, Phase::Ready, || phases::ready(&bench))?,
+        memory: run_if(config, Phase::Memory, || phases::memory(&bench))?,
+        latency: run_if(config, Phase::Latency, || phases::latency(&bench))?,
+        storm: run_if(config, Phase::Storm, || phases::storm(&bench))?,
+        signals: config
+            .runs(Phase::Signals)
+            .then(|| signals::storm(&bench))
+            .transpose()?,
         binary: report::Binaries {
             oomtrace: sys::file_size(&paths.oomtrace)?,
             bpftrace: sys::file_size(&paths.bpftrace)?,
@@ -84,10 +94,15 @@ fn run(target: &Path, config: &Config) -> Result<bool> {
     results.machine.load_end = report::load_average();
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let file = dir.join(if config.smoke {
-        "smoke.json"
-    } else {
-        "results.json"
+    // A partial run keeps a file of its own, so that it never overwrites a whole run's.
+    let file = dir.join(match (config.smoke, config.is_partial()) {
+        (false, false) => "results.json".to_owned(),
+        (true, false) => "smoke.json".to_owned(),
+        (smoke, true) => {
+            let phases: Vec<&str> = config.phases.iter().map(|p| p.name()).collect();
+            let smoke = if smoke { "smoke-" } else { "" };
+            format!("{smoke}only-{}.json", phases.join("-"))
+        }
     });
     let budgets = report::budgets(&results);
     println!("{}", report::table(&results, &budgets));
@@ -95,6 +110,19 @@ fn run(target: &Path, config: &Config) -> Result<bool> {
         .with_context(|| format!("could not write {}", file.display()))?;
     progress(format_args!("wrote {}", file.display()));
     Ok(budgets.iter().all(|b| b.met == Some(true)))
+}
+
+/// `measure()`'s figures if `phase` is one this run takes, none otherwise.
+fn run_if<T>(
+    config: &Config,
+    phase: Phase,
+    measure: impl FnOnce() -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    if config.runs(phase) {
+        measure()
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// Each perf run: a few seconds of starts, or of reading what they recorded.

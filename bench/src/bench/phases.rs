@@ -11,12 +11,13 @@ use anyhow::{Context, Result, bail};
 use oomtrace_core::kernel::vmstat;
 use oomtrace_tests::Hog;
 
+use super::bpf;
 use super::cgroups::{Cgroups, HogEnd, Hogs, Until};
 use super::config::Config;
 use super::procs::Supervisor;
 use super::sys::{self, ProgStats};
 use super::tools::{Kill, NsecsClock, Paths, Running, Tool, parse_dropped};
-use crate::console::{probe, progress, stdout_within};
+use crate::console::{probe, progress};
 use crate::proc::{self, Memory};
 
 pub struct Bench<'a> {
@@ -29,7 +30,7 @@ pub struct Bench<'a> {
 
 /// How long a report may take to reach the bench before it counts as missing.
 const REPORT_WAIT: Duration = Duration::from_secs(15);
-/// bpftool and docker answer in well under a second; this bounds a machine in trouble.
+/// docker answers in well under a second; this bounds a machine in trouble.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The kernel's count of OOM kills so far.
@@ -38,7 +39,7 @@ fn kernel_oom_kills() -> Result<u64> {
 }
 
 impl Bench<'_> {
-    fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
+    pub fn start(&self, tool: Tool, life: Duration) -> Result<Running> {
         Running::start(self.supervisor, self.paths, tool, self.clock, life)
     }
 
@@ -245,44 +246,17 @@ fn each<T>(running: &[Running], f: impl Fn(&Running) -> Result<T>) -> Result<Vec
     running.iter().map(f).collect()
 }
 
-/// The `mark_victim` program `pid` holds: found among its file descriptors, named by bpftool
-/// (fdinfo has the id and the run counts, not the name).
+/// The `mark_victim` program `pid` holds, and its run counts so far.
 fn mark_victim_prog(pid: u32) -> Result<Option<Prog>> {
-    let dir = format!("/proc/{pid}/fd");
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {dir}"))? {
-        let entry = entry?;
-        let is_prog = std::fs::read_link(entry.path())
-            .is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog");
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        if !is_prog {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
-        let Some(id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("prog_id:"))
-            .map(str::trim)
-        else {
-            continue;
-        };
-        let shown = stdout_within(
-            Command::new("bpftool").args(["--json", "prog", "show", "id", id]),
-            TOOL_TIMEOUT,
-        )?;
-        let name = serde_json::from_str::<serde_json::Value>(&shown)
-            .ok()
-            .and_then(|shown| shown["name"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        if name.starts_with("mark_victim") {
-            return Ok(Some(Prog {
-                name,
-                stats: sys::prog_stats(pid, fd)?,
-            }));
-        }
-    }
-    Ok(None)
+    let held = bpf::held_by(pid)?;
+    bpf::find(&held, bpf::Kind::Prog, "mark_victim")
+        .map(|prog| {
+            Ok(Prog {
+                name: prog.name.clone(),
+                stats: bpf::prog_stats(pid, prog)?,
+            })
+        })
+        .transpose()
 }
 
 pub struct Latency {
@@ -403,7 +377,7 @@ pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
             .cloned();
         let dropped = match tool {
             Tool::Oomtrace(_) => summary.as_deref().and_then(parse_dropped),
-            Tool::Bpftrace => Some(stopped.lost),
+            Tool::Bpftrace | Tool::EmptySignalProbe => Some(stopped.lost),
         };
         results.push(Storm {
             tool,

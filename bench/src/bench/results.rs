@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap as _, Serializer};
 use super::cgroups::LIMIT_MIB;
 use super::phases::MemoryFigures;
 use super::report::{Budget, Machine, Results, per_call_ns};
+use super::signals::{PartFigures, SignalStorm, ns_per_call};
 use super::stats::{max, median, percentile};
 use super::sys;
 use super::tools::bpftrace_program;
@@ -31,6 +32,10 @@ pub fn json(r: &Results, budgets: &[Budget]) -> serde_json::Result<String> {
             storm_s: c.storm.as_secs(),
             cgroups: c.storm_cgroups,
             cgroup_limit_bytes: LIMIT_MIB << 20,
+            signals_non_fatal: c.signals_non_fatal,
+            signals_fatal_to_host: c.signals_fatal_to_host,
+            signals_to_container_init: c.signals_to_container_init,
+            phases: c.phases.iter().map(|p| p.name()).collect(),
         },
         ready: Keyed(
             r.ready
@@ -63,6 +68,7 @@ pub fn json(r: &Results, budgets: &[Budget]) -> serde_json::Result<String> {
                 })
                 .collect(),
         ),
+        signals: r.signals.as_ref().map(SignalsJson::of),
         binary: BinaryJson {
             oomtrace_bytes: r.binary.oomtrace,
             bpftrace_bytes: r.binary.bpftrace,
@@ -93,6 +99,7 @@ struct File<'a> {
     memory: Vec<MemoryJson<'a>>,
     latency: Keyed<Summary<'a>>,
     storm: Keyed<StormJson<'a>>,
+    signals: Option<SignalsJson<'a>>,
     binary: BinaryJson,
     budgets: Vec<BudgetJson<'a>>,
 }
@@ -108,6 +115,10 @@ struct Method {
     storm_s: u64,
     cgroups: usize,
     cgroup_limit_bytes: u64,
+    signals_non_fatal: u64,
+    signals_fatal_to_host: u64,
+    signals_to_container_init: u64,
+    phases: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -204,6 +215,103 @@ struct StormJson<'a> {
     missing: u64,
     dropped: Option<u64>,
     summary: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SignalsJson<'a> {
+    program: &'a str,
+    empty_probe_program: &'a str,
+    /// kill(2)'s wall time per SIGUSR1: the anchor's passes with no oomtrace, and the pass
+    /// with oomtrace watching and bpf_stats off.
+    kill_ns_no_oomtrace: Vec<Option<f64>>,
+    kill_ns_oomtrace_watching: Option<f64>,
+    kill_ratio: Option<f64>,
+    other_signal_generate_programs: usize,
+    parts: Keyed<SignalPartJson>,
+    total: RunsJson,
+    empty_probe_total: RunsJson,
+    ring_records_written: u64,
+    ring_records_dropped: u64,
+    ring_records_read: u64,
+    oomtrace_before_host_parts: Kib,
+    oomtrace_after_host_parts: Kib,
+    oomtrace_ticks_over_host_parts: u64,
+    docker_events_during_host_parts: Option<u64>,
+    summary: Option<&'a str>,
+    summary_dropped: Option<u64>,
+}
+
+impl<'a> SignalsJson<'a> {
+    fn of(s: &'a SignalStorm) -> Self {
+        Self {
+            program: &s.program,
+            empty_probe_program: &s.floor_program,
+            kill_ns_no_oomtrace: s.unwatched_ns.iter().map(|ns| fixed(*ns, 1)).collect(),
+            kill_ns_oomtrace_watching: fixed(s.watched_ns, 1),
+            kill_ratio: fixed(s.watched_ns / s.unwatched_mean_ns(), 3),
+            other_signal_generate_programs: s.others_attached,
+            parts: Keyed(
+                s.parts
+                    .iter()
+                    .map(|p| (p.part.key(), SignalPartJson::of(p)))
+                    .collect(),
+            ),
+            total: RunsJson::of(s.total()),
+            empty_probe_total: RunsJson::of(s.floor_total()),
+            ring_records_written: s.written(),
+            ring_records_dropped: s.dropped(),
+            ring_records_read: s.read,
+            oomtrace_before_host_parts: Kib::of(&s.memory_before),
+            oomtrace_after_host_parts: Kib::of(&s.memory_after),
+            oomtrace_ticks_over_host_parts: s.ticks,
+            docker_events_during_host_parts: s.docker_events,
+            summary: s.summary.as_deref(),
+            summary_dropped: s.summary_dropped,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SignalPartJson {
+    sent: u64,
+    seconds: Option<f64>,
+    #[serde(flatten)]
+    runs: RunsJson,
+    empty_probe: RunsJson,
+    ring_records_written: u64,
+    ring_records_of_the_bench_s_signals: Option<u64>,
+    ring_records_dropped: u64,
+}
+
+impl SignalPartJson {
+    fn of(p: &PartFigures) -> Self {
+        Self {
+            sent: p.sent,
+            seconds: fixed(p.seconds, 4),
+            runs: RunsJson::of(p.stats),
+            empty_probe: RunsJson::of(p.floor),
+            ring_records_written: p.written,
+            ring_records_of_the_bench_s_signals: p.bench_records,
+            ring_records_dropped: p.dropped,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RunsJson {
+    run_cnt: u64,
+    run_time_ns: u64,
+    ns_per_call: Option<f64>,
+}
+
+impl RunsJson {
+    fn of(stats: sys::ProgStats) -> Self {
+        Self {
+            run_cnt: stats.run_cnt,
+            run_time_ns: stats.run_time_ns,
+            ns_per_call: ns_per_call(&stats).and_then(|ns| fixed(ns, 1)),
+        }
+    }
 }
 
 #[derive(Serialize)]

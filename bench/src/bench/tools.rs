@@ -33,11 +33,20 @@ pub fn bpftrace_program() -> String {
     )
 }
 
+/// The floor of the signal storm: a probe on the tracepoint oomtrace's signal program runs
+/// on that does nothing at all (2 instructions once compiled), so that `bpf_stats` counts only
+/// what any program there costs: the kernel's clock reads around it and the call.
+pub fn empty_signal_probe_program() -> String {
+    format!("BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} tracepoint:signal:signal_generate {{ }}")
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
     /// oomtrace in the mode given, or its default (the richest that works) for `None`.
     Oomtrace(Option<&'static str>),
     Bpftrace,
+    /// bpftrace running [`empty_signal_probe_program`], beside oomtrace in the signal storm.
+    EmptySignalProbe,
 }
 
 impl Tool {
@@ -46,6 +55,7 @@ impl Tool {
             Self::Oomtrace(None) => "oomtrace".into(),
             Self::Oomtrace(Some(mode)) => format!("oomtrace --attach {mode}"),
             Self::Bpftrace => "bpftrace".into(),
+            Self::EmptySignalProbe => "bpftrace's empty signal_generate probe".into(),
         }
     }
 
@@ -55,6 +65,7 @@ impl Tool {
             Self::Oomtrace(None) => "default",
             Self::Oomtrace(Some(mode)) => mode,
             Self::Bpftrace => "bpftrace",
+            Self::EmptySignalProbe => "bpftrace_empty_signal_probe",
         }
     }
 }
@@ -272,9 +283,14 @@ impl Running {
                 }
                 cmd
             }
-            Tool::Bpftrace => {
+            Tool::Bpftrace | Tool::EmptySignalProbe => {
+                let program = if tool == Tool::Bpftrace {
+                    bpftrace_program()
+                } else {
+                    empty_signal_probe_program()
+                };
                 let mut cmd = Command::new(&paths.bpftrace);
-                cmd.args(["-B", "line", "-e", &bpftrace_program()]);
+                cmd.args(["-B", "line", "-e", &program]);
                 cmd
             }
         };
@@ -318,7 +334,7 @@ impl Running {
     fn wait_ready(&mut self, deadline: Instant) -> Option<u64> {
         let (stream, ready) = match self.tool {
             Tool::Oomtrace(_) => (&self.stderr, OOMTRACE_READY),
-            Tool::Bpftrace => (&self.stdout, BPFTRACE_READY),
+            Tool::Bpftrace | Tool::EmptySignalProbe => (&self.stdout, BPFTRACE_READY),
         };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -356,7 +372,7 @@ impl Running {
                     killed,
                 })
             }
-            Tool::Bpftrace => {
+            Tool::Bpftrace | Tool::EmptySignalProbe => {
                 if let Some(lost) = parse_lost(&line.text) {
                     self.lost += lost;
                     return None;
@@ -543,5 +559,8 @@ mod tests {
         assert!(program.contains("tracepoint:oom:mark_victim"));
         assert!(program.contains(BPFTRACE_READY));
         assert!(program.contains("kill %d %llu"));
+        let empty = empty_signal_probe_program();
+        assert!(empty.contains(BPFTRACE_READY));
+        assert!(empty.ends_with("tracepoint:signal:signal_generate { }"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::proc;
 
@@ -60,18 +60,4 @@ fn sample(pid: u32, stop: &Receiver<()>) -> Memory {
 /// VmRSS of `pid` now, in KiB; `None` if it is gone.
 pub fn rss(pid: u32) -> Option<u64> {
     proc::memory(pid).ok().map(|m| m.rss)
-}
-
-/// VmRSS, read every [`SAMPLE_EVERY`] until it is at most `budget` KiB or `within` has
-/// passed: the last reading, or `None` if the process is gone.
-pub fn rss_at_rest(pid: u32, budget: u64, within: Duration) -> Option<u64> {
-    let deadline = Instant::now() + within;
-    loop {
-        let rss = rss(pid)?;
-        if rss <= budget || Instant::now() >= deadline {
-            return Some(rss);
-        }
-        // The sampling period, not a wait for anything.
-        thread::sleep(SAMPLE_EVERY);
-    }
 }

@@ -30,6 +30,7 @@ use oomtrace_tests::{Tracer, docker::IMAGE};
 use serde_json::Value;
 
 use crate::console::progress;
+use crate::proc;
 use daemon::{Daemon, Docker, LABEL_KEY};
 use disk::{Scratch, Tmpfs, fill};
 use memory::Sampler;
@@ -197,7 +198,7 @@ fn soak(containers: usize, logs: &Path) -> Result<Outcome> {
     }
 
     if outcome.died.is_none() {
-        outcome.settled_rss = memory::rss_at_rest(tracer.pid(), END_RSS_KIB, SETTLE_WAIT);
+        outcome.settled_rss = proc::rss_at_rest(tracer.pid(), END_RSS_KIB, SETTLE_WAIT);
     }
     // Read last just before the signal.
     outcome.memory = sampler.stop();
