@@ -358,3 +358,52 @@ fn sandbox_is_never_reported_as_the_workload() {
 
     assert_named_by_containerd(report, &pod, &app, "app", LIMIT, 1);
 }
+
+/// A stop through the runtime, as a kubelet's ends: containerd's shim runs runc, and runc
+/// sends the signal. The exit says so, from the kernel's record of it; containerd keeps no
+/// OOMKilled flag, so nothing is said of one.
+#[test]
+fn a_kill_through_the_runtime_is_told_as_the_runtime_s() {
+    let test = "a_kill_through_the_runtime_is_told_as_the_runtime_s";
+    if !containerd_ready(test) {
+        return;
+    }
+    let _serial = serial();
+    let containerd = Containerd::start();
+    let pod = Pod::build(Qos::Burstable, "stop", "web").create(&containerd);
+    // PID 1 has no handler for SIGKILL, and the kernel lets it through from outside.
+    let task = pod.run_container("web", Some(64 * MIB), "exec sleep 1000");
+    let socket = ["--containerd-socket", containerd.socket()];
+    let tracer = Tracer::start(&socket);
+    let human = HumanWatch::start(&socket);
+    containerd.ctr(&["task", "kill", "--signal", "SIGKILL", &task.id]);
+    assert!(poll_until(GONE_TIMEOUT, || !process_alive(task.pid)));
+    tracer.wait_for_exit(1, EXIT_TIMEOUT, |e| {
+        e["container"]["id"] == task.id.as_str()
+    });
+    let lines = human.wait_until(EXIT_TIMEOUT, |lines| {
+        lines.iter().any(|l| l.contains("container web exited"))
+    });
+    let stopped = tracer.stop();
+    stopped.assert_success();
+    let exit = only_exit(&stopped.exits, &task);
+    assert_eq!(field(exit, "exit_code"), 137, "{exit}");
+    assert_eq!(field(exit, "killed_by.kind"), "runtime", "{exit}");
+    assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
+    assert_eq!(field(exit, "killed_by.sender.comm"), "runc", "{exit}");
+    assert_eq!(field(exit, "killed_by.sender.host_process"), true, "{exit}");
+    assert!(field(exit, "runtime_oom_killed_reason").is_null(), "{exit}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("container web exited"))
+        .expect("the exit line");
+    println!("{line}");
+    assert!(
+        line.contains("exited 137: SIGKILL from the runtime (runc, pid "),
+        "{line}"
+    );
+    assert!(
+        !line.contains("Docker"),
+        "containerd has no Docker flag: {line}"
+    );
+}
