@@ -164,8 +164,10 @@ fn init_shim_app_killed_exits_137() {
     );
     let id = inspect(&name).id;
     tracer.wait_for_exit(1, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    // Every container's death has its line now: wait for this one's.
+    let exited = format!("container {name} exited ");
     human.wait_until(Duration::from_secs(10), |lines| {
-        lines.iter().any(|l| l.contains(" exited "))
+        lines.iter().any(|l| l.contains(&exited))
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
@@ -228,8 +230,10 @@ fn restart_loop_is_told_from_facts() {
     assert_eq!(container.id, id);
 
     tracer.wait_for_exit(4, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    // Every container's death has its line now: count this one's.
+    let exited = format!("container {name} exited ");
     human.wait_until(Duration::from_secs(10), |lines| {
-        lines.iter().filter(|l| l.contains(" exited ")).count() >= 4
+        lines.iter().filter(|l| l.contains(&exited)).count() >= 4
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
@@ -316,7 +320,7 @@ fn restart_loop_is_told_from_facts() {
     );
     let restarting = lines
         .iter()
-        .filter(|l| l.contains("; Docker is restarting it"))
+        .filter(|l| l.contains(&exited) && l.contains("; Docker is restarting it"))
         .count();
     assert_eq!(restarting, 3, "{lines:#?}");
     let policy = lines
