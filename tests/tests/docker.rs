@@ -138,6 +138,13 @@ fn seed_000_child_killed_container_exits_0_but_oomkilled() {
         field(exit, "kills"),
         &Value::from(vec![field(report, "oom.id").clone()])
     );
+    // No signal ended it, and Docker's flag is about the child's kill.
+    assert!(field(exit, "killed_by").is_null(), "{exit}");
+    assert_eq!(
+        field(exit, "runtime_oom_killed_reason"),
+        "earlier_oom_kill",
+        "{exit}"
+    );
 }
 
 /// `docker run --init`: PID 1 is Docker's init shim, and the app it runs is what the OOM
@@ -164,8 +171,10 @@ fn init_shim_app_killed_exits_137() {
     );
     let id = inspect(&name).id;
     tracer.wait_for_exit(1, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    // Every container's death has its line now: wait for this one's.
+    let exited = format!("container {name} exited ");
     human.wait_until(Duration::from_secs(10), |lines| {
-        lines.iter().any(|l| l.contains(" exited "))
+        lines.iter().any(|l| l.contains(&exited))
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
@@ -185,6 +194,20 @@ fn init_shim_app_killed_exits_137() {
         .expect("a container_exit");
     assert_eq!(field(exit, "exit_code"), KILLED);
     assert_eq!(field(exit, "runtime_oom_killed"), true);
+    // The shim exits with the app's death: the OOM killer's, though no signal reached PID 1.
+    assert_eq!(field(exit, "killed_by.kind"), "oom_killer", "{exit}");
+    assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
+    assert_eq!(
+        field(exit, "killed_by.oom_id"),
+        field(report, "oom.id"),
+        "{exit}"
+    );
+    assert!(field(exit, "killed_by.sender").is_null(), "{exit}");
+    assert_eq!(
+        field(exit, "runtime_oom_killed_reason"),
+        "oom_kill_ended_it",
+        "{exit}"
+    );
 
     let ours: Vec<&String> = lines
         .iter()
@@ -228,8 +251,10 @@ fn restart_loop_is_told_from_facts() {
     assert_eq!(container.id, id);
 
     tracer.wait_for_exit(4, Duration::from_secs(10), |e| e["container"]["id"] == id);
+    // Every container's death has its line now: count this one's.
+    let exited = format!("container {name} exited ");
     human.wait_until(Duration::from_secs(10), |lines| {
-        lines.iter().filter(|l| l.contains(" exited ")).count() >= 4
+        lines.iter().filter(|l| l.contains(&exited)).count() >= 4
     });
     let stopped = tracer.stop();
     let (lines, _) = human.stop();
@@ -291,6 +316,20 @@ fn restart_loop_is_told_from_facts() {
         );
         assert_eq!(field(exit, "container.name"), container.name.as_str());
         assert_eq!(field(exit, "kills").as_array().map(Vec::len), Some(1));
+        // PID 1 itself was the victim: the kernel's SIGKILL, this run's kill.
+        assert_eq!(field(exit, "killed_by.kind"), "oom_killer", "{exit}");
+        assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
+        assert_eq!(
+            field(exit, "killed_by.oom_id"),
+            &field(exit, "kills")[0],
+            "{exit}"
+        );
+        assert!(field(exit, "killed_by.sender").is_null(), "{exit}");
+        assert_eq!(
+            field(exit, "runtime_oom_killed_reason"),
+            "oom_kill_ended_it",
+            "{exit}"
+        );
     }
 
     // The human view: four kills, numbered, of the same container; no forecast anywhere.
@@ -316,7 +355,7 @@ fn restart_loop_is_told_from_facts() {
     );
     let restarting = lines
         .iter()
-        .filter(|l| l.contains("; Docker is restarting it"))
+        .filter(|l| l.contains(&exited) && l.contains("; Docker is restarting it"))
         .count();
     assert_eq!(restarting, 3, "{lines:#?}");
     let policy = lines

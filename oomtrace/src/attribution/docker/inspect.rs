@@ -41,9 +41,12 @@ pub(super) struct RunEnd {
 
 impl RunEnd {
     /// The exit Docker announced at `time`, told with what this inspect, made after it, says.
-    /// The inspect describes that run only if the run it saw ended no later than the
-    /// announcement: a container restarting at once may already be in its next run, or past
-    /// it, and that run's count or OOMKilled must not be given as this one's.
+    /// The inspect describes that run only if the run it saw both started and ended no later
+    /// than the announcement: a container restarting at once may already be in its next run,
+    /// or past it (Docker starts the next run only after it announced the exit), and that
+    /// run's count or OOMKilled must not be given as this one's. A run's start is not compared
+    /// with its end: Docker takes `FinishedAt` from containerd's exit time and `StartedAt` once
+    /// the start returns, so a process that exits at once can end "before" it started.
     pub(super) fn facts_of_exit(
         self,
         id: String,
@@ -55,7 +58,7 @@ impl RunEnd {
         let ended = self.running == Some(false) || self.restarting == Some(true);
         let same_run = match (self.started_at, self.finished_at, time) {
             (Some(started), Some(finished), Some(announced)) => {
-                ended && started <= finished && finished <= announced
+                ended && started <= announced && finished <= announced
             }
             _ => false,
         };
@@ -202,6 +205,12 @@ mod tests {
         // Stopped for good, seen as it ended: all of it.
         assert_eq!(
             facts(end(false, false, 5, 9), Some(true)),
+            (Some(137), Some(true), Some(2), Some(false))
+        );
+        // A process that exits at once: Docker's FinishedAt (containerd's exit time) can
+        // come before its StartedAt (taken once the start returned). Still this run.
+        assert_eq!(
+            facts(end(false, false, 9, 8), Some(false)),
             (Some(137), Some(true), Some(2), Some(false))
         );
         // Restarting (Docker keeps Running true then): this run's end, restart counted.
