@@ -377,6 +377,46 @@ mod tests {
         assert_eq!(lines.len(), 7, "a line the table above does not check");
     }
 
+    /// What the real binary printed when it killed a hog in a kernel-matrix guest: its banner,
+    /// its startup self-test finding no victim, then the kill.
+    #[test]
+    fn reads_what_debian_s_earlyoom_printed_in_a_guest() {
+        let real = include_str!("../../../tests/fixtures/earlyoom-1.7-guest-stderr.txt");
+        let mut log = EarlyoomLog::default();
+        let kills: Vec<EarlyoomKill> = fixture_lines(real)
+            .into_iter()
+            .filter_map(|l| log.feed(l))
+            .collect();
+        assert_eq!(
+            kills,
+            [EarlyoomKill {
+                sending: Sending {
+                    signal: KillSignal::Term,
+                    pid: 103,
+                    uid: Some(0),
+                    name: Some("hog".into()),
+                    score: Some(1663),
+                    oom_score_adj: None,
+                    vm_rss_mib: Some(233),
+                    cmdline: None,
+                },
+                stats: Some(MemStats {
+                    mem_avail_mib: 189,
+                    mem_total_mib: 470,
+                    mem_avail: pct(4029),
+                    swap_free_mib: 0,
+                    swap_total_mib: 0,
+                    swap_free: pct(0),
+                }),
+                limits: Some(Limits {
+                    signal: KillSignal::Term,
+                    mem: pct(4400),
+                    swap: pct(1000),
+                }),
+            }]
+        );
+    }
+
     #[test]
     fn a_name_or_command_line_holding_the_separators_is_read_right_or_not_at_all() {
         let cases: [(&str, Option<&str>, Option<&str>); 5] = [
