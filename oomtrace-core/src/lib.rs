@@ -8,7 +8,8 @@
 //!   says when two records are one event; [`time`]: the kernel's clocks and `--since`;
 //! - [`kernel`]: readers of what the kernel publishes as text (tracefs formats, the cgroup
 //!   hierarchy, `/proc/vmstat`), the attach modes and what a recorded stack says;
-//! - [`source`]: the parsers of kernel output: eBPF records, kernel-log lines;
+//! - [`source`]: the parsers of kernel output (eBPF records, kernel-log lines) and of
+//!   userspace OOM killers' own lines about their kills;
 //! - [`attribution`]: from a cgroup path to a container, and what the OOM was;
 //! - [`output`]: the human and JSON renderers, their escaping, filters, and what a kill means;
 //! - [`journal`]: the journal's line format, read back.

@@ -82,8 +82,14 @@ impl Hog {
 
     /// Waits at most [`HOG_TIMEOUT`] for the hog's exit.
     pub fn wait(&mut self) -> ExitStatus {
-        wait_timeout(&mut self.child, HOG_TIMEOUT)
+        self.wait_within(HOG_TIMEOUT)
             .unwrap_or_else(|| panic!("the hog outlived {HOG_TIMEOUT:?}"))
+    }
+
+    /// Waits at most `timeout` for the hog's exit; `None` if it is still running, for a test
+    /// that can say more than [`Self::wait`] about why.
+    pub fn wait_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_timeout(&mut self.child, timeout)
     }
 
     /// Waits for the OOM killer to stop the hog and checks that it did, but leaves it a zombie

@@ -36,6 +36,8 @@ pub struct Stopped {
     pub reports: Vec<Value>,
     /// The `"event":"container_exit"` events.
     pub exits: Vec<Value>,
+    /// The `"event":"userspace_oom_kill"` events: kills by earlyoom and its kin.
+    pub userspace_kills: Vec<Value>,
     pub stderr: Vec<String>,
 }
 
@@ -52,12 +54,15 @@ impl Stopped {
 
     /// Once oomtrace has exited with `status`: everything its readers collected, joined.
     fn after(status: ExitStatus, reports: PipeLines<Value>, stderr: PipeLines<String>) -> Self {
-        let (reports, exits): (Vec<Value>, Vec<Value>) =
+        let (reports, others): (Vec<Value>, Vec<Value>) =
             reports.finish(PIPE_GRACE).into_iter().partition(is_kill);
+        let (userspace_kills, others): (Vec<Value>, Vec<Value>) =
+            others.into_iter().partition(is_userspace_kill);
         Self {
             status,
             stderr: stderr.finish(PIPE_GRACE),
-            exits: exits.into_iter().filter(is_exit).collect(),
+            exits: others.into_iter().filter(is_exit).collect(),
+            userspace_kills,
             reports,
         }
     }
@@ -69,6 +74,10 @@ fn is_kill(value: &Value) -> bool {
 
 fn is_exit(value: &Value) -> bool {
     value["event"] == "container_exit"
+}
+
+fn is_userspace_kill(value: &Value) -> bool {
+    value["event"] == "userspace_oom_kill"
 }
 
 /// The line a watch ends with when it reported `reported` kills, the filters hid `filtered`

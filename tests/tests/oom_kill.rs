@@ -18,7 +18,9 @@ use oomtrace_tests::{
 };
 use serde_json::Value;
 
-// In the binary the kernel matrix boots, in a file of its own.
+// In the binary the kernel matrix boots, each in a file of its own.
+#[path = "oom_kill/earlyoom.rs"]
+mod earlyoom;
 #[path = "oom_kill/kubelet_shapes.rs"]
 mod kubelet_shapes;
 #[path = "oom_kill/stall.rs"]

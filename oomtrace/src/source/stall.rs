@@ -96,10 +96,15 @@ async fn run(
     let mut inotify = (mode == CgroupMode::V2)
         .then(|| Inotify::new(woken_tx.clone()))
         .flatten();
-    // Cgroups woken since they were last read, or pressing: read at the next tick.
+    // Cgroups woken since they were last read, or pressing: read at the next reading, whose
+    // time is kept, not restarted by each wake-up (v2's come up to every 10 ms).
     let mut to_read: HashSet<String> = HashSet::new();
+    let mut next_reading: Option<tokio::time::Instant> = None;
     loop {
-        let tick = tokio::time::sleep(READ_EVERY);
+        if next_reading.is_none() && (tracker.any() || !to_read.is_empty()) {
+            next_reading = Some(tokio::time::Instant::now() + READ_EVERY);
+        }
+        let reading = next_reading.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             request = requests.recv() => {
                 let Some(request) = request else { return };
@@ -126,7 +131,8 @@ async fn run(
                     to_read.insert(path);
                 }
             }
-            () = tick, if tracker.any() || !to_read.is_empty() => {
+            () = tokio::time::sleep_until(reading), if next_reading.is_some() => {
+                next_reading = None;
                 let mut paths: HashSet<String> = std::mem::take(&mut to_read);
                 paths.extend(tracker.cgroups());
                 for path in paths {

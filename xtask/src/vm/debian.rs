@@ -177,6 +177,87 @@ fn newest_cached(series: &Series, cache: &Path) -> Option<Kernel> {
     Some(debian(series, cache, &package, &version))
 }
 
+/// The candidate version of `package`, made once by `fetch(version, dir)` into
+/// `cache/<package>_<version>` (which `fetch` must create only once it is complete), and that
+/// version. Lists that know no such package, or name a version the mirror has since replaced,
+/// are refreshed once; when neither apt nor the network can help, the newest one an earlier
+/// run made does. `what` names it in the progress lines.
+pub(super) fn cached_package(
+    package: &str,
+    cache: &Path,
+    what: &str,
+    fetch: impl Fn(&str, &Path) -> Result<()>,
+) -> Result<(PathBuf, String)> {
+    let mut refreshed = false;
+    loop {
+        let Some(version) = candidate(package)? else {
+            if let Some((dir, version)) = newest_cached_package(package, cache) {
+                progress(format_args!(
+                    "{what}: apt lists no {package}; using the cached {}",
+                    dir.display()
+                ));
+                return Ok((dir, version));
+            }
+            if refreshed {
+                bail!(
+                    "apt knows no {package} even after `apt-get update`: are Debian's bookworm and bookworm-security in its sources?"
+                );
+            }
+            progress(format_args!(
+                "{what}: apt lists no {package}: refreshing the package lists"
+            ));
+            host::apt_update()?;
+            refreshed = true;
+            continue;
+        };
+        let dir = cache.join(format!("{package}_{version}"));
+        if dir.is_dir() {
+            progress(format_args!(
+                "{what}: {package} {version} cached at {}",
+                dir.display()
+            ));
+            return Ok((dir, version));
+        }
+        let Err(err) = fetch(&version, &dir) else {
+            return Ok((dir, version));
+        };
+        if refresh_once(&err, &mut refreshed) {
+            continue;
+        }
+        let Some((dir, version)) = newest_cached_package(package, cache) else {
+            return Err(err);
+        };
+        progress(format_args!(
+            "{err:#}; using the cached {} instead",
+            dir.display()
+        ));
+        return Ok((dir, version));
+    }
+}
+
+/// The version `apt-get download` would fetch.
+fn candidate(package: &str) -> Result<Option<String>> {
+    let policy = cmd::stdout_of(Command::new("apt-cache").args(["policy", package]))?;
+    Ok(candidates(&policy)
+        .into_iter()
+        .find(|(p, _)| p == package)
+        .map(|(_, version)| version))
+}
+
+/// The newest `<package>_<version>` directory in the cache, and its version.
+fn newest_cached_package(package: &str, cache: &Path) -> Option<(PathBuf, String)> {
+    let prefix = format!("{package}_");
+    fs::read_dir(cache)
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let name = entry.file_name().into_string().ok()?;
+            let version = name.strip_prefix(&prefix)?.to_string();
+            entry.path().is_dir().then(|| (entry.path(), version))
+        })
+        .max_by(|a, b| compare_versions(&a.1, &b.1))
+}
+
 /// Downloads the package and keeps only its kernel image and config in `dir`. Everything is
 /// done in a scratch directory renamed into place at the end, so an interrupted download is
 /// never mistaken for a cached kernel.

@@ -1,6 +1,7 @@
 //! The guest's root file system: an archive the kernel unpacks itself, so the guest needs no
 //! disk image and no driver for one.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -13,13 +14,26 @@ use crate::cmd::{progress, run};
 const INIT: &str = include_str!("../../vm/init");
 
 /// A gzip'd newc cpio archive, the format the kernel unpacks into its initial root; `extra`
-/// adds executables as (path in the guest, file on the host).
+/// adds executables and shared libraries as (path in the guest, file on the host), in
+/// directories made for them where needed.
 pub(super) fn write_initramfs(path: &Path, guest: &Guest, extra: &[(&str, &Path)]) -> Result<()> {
     let mut cpio = Cpio::default();
-    for dir in ["bin", "dev", "proc", "sys", "root"] {
-        cpio.dir(dir, 0o755);
+    let mut dirs: BTreeSet<String> = ["bin", "dev", "proc", "sys", "root", "tmp"]
+        .map(String::from)
+        .into();
+    for (name, _) in extra {
+        let mut parent = Path::new(name).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
     }
-    cpio.dir("tmp", 0o1777);
+    // In order, so each directory comes after its parent.
+    for dir in &dirs {
+        // Anyone may write to /tmp, as on any system; only its owner may remove a file in it.
+        let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
+        cpio.dir(dir, mode);
+    }
     // The kernel opens /dev/console as init's stdin, stdout and stderr before init can mount
     // devtmpfs; without the node init would run with no output at all.
     cpio.char_device("dev/console", 0o600, 5, 1);

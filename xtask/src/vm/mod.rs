@@ -1,10 +1,12 @@
 //! `cargo xtask vm-test`: the privileged end-to-end tests on other kernels than the host's.
 //! Each kernel boots under QEMU from a busybox initramfs holding static builds of the tests,
-//! the hog and oomtrace, once per cgroup mode it offers; init runs the tests and prints one
+//! the hog and oomtrace (and Debian's earlyoom with the libraries it loads, for the test that
+//! has it kill for real), once per cgroup mode it offers; init runs the tests and prints one
 //! result line on the serial console.
 
 mod boot;
 mod debian;
+mod earlyoom;
 mod guest;
 mod initramfs;
 mod selftests;
@@ -107,8 +109,16 @@ pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<Tes
 
     let guest = build_static(toolchain, &vm_dir.join("build"))?;
     let selftest = selftests::build(&vm_dir)?;
+    let earlyoom = earlyoom::fetch(&vm_dir)?;
     let initramfs = vm_dir.join("initramfs.cpio.gz");
-    write_initramfs(&initramfs, &guest, &[(selftests::GUEST_PATH, &selftest)])?;
+    let mut extra = vec![(selftests::GUEST_PATH, selftest.as_path())];
+    extra.extend(
+        earlyoom
+            .files
+            .iter()
+            .map(|(guest, host)| (guest.as_str(), host.as_path())),
+    );
+    write_initramfs(&initramfs, &guest, &extra)?;
 
     let logs = vm_dir.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::debian::{Unpacked, candidates, compare_versions, download_and_unpack, refresh_once};
+use super::debian::{Unpacked, cached_package, download_and_unpack};
 use super::guest::needs_loader;
 use crate::cmd::{self, progress, run, which};
 use crate::host;
@@ -42,7 +42,12 @@ pub(super) fn build(vm_dir: &Path) -> Result<PathBuf> {
     let build = vm_dir.join("build");
     fs::create_dir_all(&build).with_context(|| format!("could not create {}", build.display()))?;
     ensure_c_toolchain(&build)?;
-    let source = linux_source(&vm_dir.join("selftests"))?;
+    let (source, _) = cached_package(
+        PACKAGE,
+        &vm_dir.join("selftests"),
+        "kernel selftests",
+        download,
+    )?;
     compile(&source, &build)
 }
 
@@ -86,81 +91,6 @@ fn links_statically(build: &Path) -> Result<bool> {
             .arg(&source),
     );
     Ok(linked && !needs_loader(&bin)?)
-}
-
-/// The candidate version of the source package apt knows, downloaded once into `cache`. Lists
-/// that know no such package, or name a version the mirror has since replaced, are refreshed
-/// once; when neither apt nor the network can help, a tree cached by an earlier run does.
-fn linux_source(cache: &Path) -> Result<PathBuf> {
-    let mut refreshed = false;
-    loop {
-        let Some(version) = candidate()? else {
-            if let Some(cached) = newest_cached(cache) {
-                progress(format_args!(
-                    "kernel selftests: apt lists no {PACKAGE}; using the cached {}",
-                    cached.display()
-                ));
-                return Ok(cached);
-            }
-            if refreshed {
-                bail!(
-                    "apt knows no {PACKAGE} even after `apt-get update`: is Debian's bookworm-security in its sources?"
-                );
-            }
-            progress(format_args!(
-                "kernel selftests: apt lists no {PACKAGE}: refreshing the package lists"
-            ));
-            host::apt_update()?;
-            refreshed = true;
-            continue;
-        };
-        let dir = cache.join(format!("{PACKAGE}_{version}"));
-        if dir.is_dir() {
-            progress(format_args!(
-                "kernel selftests: {PACKAGE} {version} cached at {}",
-                dir.display()
-            ));
-            return Ok(dir);
-        }
-        let Err(err) = download(&version, &dir) else {
-            return Ok(dir);
-        };
-        if refresh_once(&err, &mut refreshed) {
-            continue;
-        }
-        let Some(cached) = newest_cached(cache) else {
-            return Err(err);
-        };
-        progress(format_args!(
-            "{err:#}; using the cached {} instead",
-            cached.display()
-        ));
-        return Ok(cached);
-    }
-}
-
-/// The version `apt-get download` would fetch.
-fn candidate() -> Result<Option<String>> {
-    let policy = cmd::stdout_of(Command::new("apt-cache").args(["policy", PACKAGE]))?;
-    Ok(candidates(&policy)
-        .into_iter()
-        .find(|(package, _)| package == PACKAGE)
-        .map(|(_, version)| version))
-}
-
-/// The newest `<package>_<version>` tree in the cache.
-fn newest_cached(cache: &Path) -> Option<PathBuf> {
-    let prefix = format!("{PACKAGE}_");
-    let (_, dir) = fs::read_dir(cache)
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let name = entry.file_name().into_string().ok()?;
-            let version = name.strip_prefix(&prefix)?.to_string();
-            entry.path().is_dir().then(|| (version, entry.path()))
-        })
-        .max_by(|a, b| compare_versions(&a.0, &b.0))?;
-    Some(dir)
 }
 
 /// Downloads the package and keeps only [`PARTS`] of its tree in `dir`. Everything is done in
