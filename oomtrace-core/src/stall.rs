@@ -218,13 +218,6 @@ impl StallTracker {
         self.step(cgroup, held, now)
     }
 
-    /// Forgets a v2 cgroup that is no longer read (quiet, and not held).
-    pub fn rests(&mut self, cgroup: &str) {
-        if !self.stalled.contains_key(cgroup) {
-            self.pressed.remove(cgroup);
-        }
-    }
-
     fn step(&mut self, cgroup: &str, stalled: Option<Label>, now: SystemTime) -> Option<Told> {
         match (self.stalled.get_mut(cgroup), stalled) {
             (None, Some(reason)) => {
@@ -255,7 +248,8 @@ impl StallTracker {
         }
     }
 
-    /// Whether `cgroup` is being watched closely: held back at its last reading, or stalled.
+    /// Whether `cgroup` is to be read again in a second: held back at its last reading, or
+    /// stalled. A quiet one keeps its last reading, for the next wake-up to compare with.
     pub fn pressing(&self, cgroup: &str) -> bool {
         self.stalled.contains_key(cgroup)
             || self.pressed.get(cgroup).is_some_and(|p| p.in_a_row > 0)

@@ -139,8 +139,6 @@ async fn run(
                     sample(&path, mode, &mut cgroups, &mut tracker, &events);
                     if mode == CgroupMode::V2 && tracker.pressing(&path) {
                         to_read.insert(path);
-                    } else {
-                        tracker.rests(&path);
                     }
                 }
             }

@@ -18,11 +18,20 @@ const MIB: u64 = 1 << 20;
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const HIGH_MIB: u64 = 16;
 
-fn stall_of<'a>(events: &'a [Value], phase: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["phase"] == phase)
-        .unwrap_or_else(|| panic!("an oom_stall {phase}: {events:#?}"))
+fn stall_of(events: &[Value], phase: &str, tracer: &Tracer, cgroup: &MemCgroup) -> Value {
+    let found = events.iter().find(|e| e["phase"] == phase).cloned();
+    found.unwrap_or_else(|| {
+        let file = if cgroup.mode == CgroupMode::V2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        panic!(
+            "an oom_stall {phase}: {events:#?}\n{file}: {:?}\noomtrace's stderr: {:#?}",
+            std::fs::read_to_string(cgroup.dir.join(file)),
+            tracer.stderr_so_far()
+        )
+    })
 }
 
 #[test]
@@ -47,11 +56,11 @@ fn a_cgroup_stalled_at_its_limit_is_told_when_it_starts_and_when_it_ends() {
     let hog = Hog::spawn(&hog_path(), &cgroup, 0, &["--mib", "64"]);
     let ours = |e: &Value| e["cgroup"] == cgroup.path.as_str();
     let started = tracer.wait_for_named("oom_stall", 1, STALL_TIMEOUT, ours);
-    let started = stall_of(&started, "started").clone();
+    let started = stall_of(&started, "started", &tracer, &cgroup);
     // Ends once the hog is gone: killed by the test, not by the kernel.
     drop(hog);
     let events = tracer.wait_for_named("oom_stall", 2, STALL_TIMEOUT, ours);
-    let ended = stall_of(&events, "ended").clone();
+    let ended = stall_of(&events, "ended", &tracer, &cgroup);
     let stopped = tracer.stop();
     stopped.assert_success();
 
