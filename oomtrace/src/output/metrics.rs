@@ -368,6 +368,43 @@ mod tests {
     const WEB: &str = r#"scope="container",container="shop-web-1",image="shop/web:1.2",compose_project="shop",compose_service="web",k8s_namespace="",k8s_pod="",k8s_pod_uid="",k8s_container="""#;
 
     #[test]
+    fn userspace_kills_are_counted_by_killer_apart_from_the_kernel_s() {
+        let metrics = metrics();
+        let series = |metrics: &Metrics| -> Vec<String> {
+            samples(metrics)
+                .into_iter()
+                .filter(|s| s.starts_with("oomtrace_userspace_oom_kills_total"))
+                .collect()
+        };
+        // Every killer's series is there from the start, at 0.
+        assert_eq!(
+            series(&metrics),
+            vec![
+                r#"oomtrace_userspace_oom_kills_total{killer="earlyoom"} 0"#,
+                r#"oomtrace_userspace_oom_kills_total{killer="systemd-oomd"} 0"#,
+                r#"oomtrace_userspace_oom_kills_total{killer="oomd"} 0"#,
+            ]
+        );
+        metrics.record_userspace_kill("earlyoom");
+        metrics.record_userspace_kill("earlyoom");
+        // A name that is no userspace OOM killer's makes no series of its own.
+        metrics.record_userspace_kill("evil\"name");
+        let after = series(&metrics);
+        assert!(
+            after
+                .contains(&r#"oomtrace_userspace_oom_kills_total{killer="earlyoom"} 2"#.to_owned()),
+            "{after:?}"
+        );
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert!(
+            samples(&metrics)
+                .iter()
+                .any(|s| s.starts_with("oomtrace_oom_kills_seen_total") && s.ends_with(" 0")),
+            "the kernel's kills are not touched"
+        );
+    }
+
+    #[test]
     fn a_recreated_container_keeps_its_series() {
         let metrics = metrics();
         let compose = [

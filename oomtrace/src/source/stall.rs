@@ -121,7 +121,15 @@ async fn run(
                         .is_some(),
                 };
                 if registered {
-                    cgroups.insert(path, cgroup);
+                    cgroups.insert(path.clone(), cgroup);
+                    // It may have stalled before the watch began: the kernel tells only
+                    // what happens after, so its state now is read at once.
+                    match mode {
+                        CgroupMode::V1 => sample(&path, mode, &mut cgroups, &mut tracker, &events),
+                        _ => {
+                            to_read.insert(path);
+                        }
+                    }
                 }
             }
             Some(path) = woken.recv() => {
@@ -403,5 +411,56 @@ fn sample(
     }
     if gone {
         cgroups.remove(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The v2 watch over a directory of plain files: `memory.events` written as the kernel
+    /// would move it, a rising `high` count, then none. inotify tells a write to a plain file
+    /// as it tells the kernel's own mark.
+    #[tokio::test]
+    async fn a_v2_cgroup_whose_high_count_keeps_rising_is_told_held_then_freed() {
+        let root = std::env::temp_dir().join(format!("oomtrace-stall-{}", std::process::id()));
+        let dir = root.join("held");
+        fs::create_dir_all(&dir).unwrap();
+        let events_file = dir.join("memory.events");
+        let write = move |high: u64| {
+            fs::write(
+                &events_file,
+                format!("low 0\nhigh {high}\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
+            )
+            .unwrap();
+        };
+        write(0);
+        fs::write(dir.join("memory.current"), "16777216\n").unwrap();
+        fs::write(dir.join("memory.high"), "16777216\n").unwrap();
+        let mut watch = start(CgroupMode::V2, Some(root.clone())).expect("a watch");
+        watch.watch.send(Watched::Cgroup("/held".into())).unwrap();
+        let writer = {
+            let write = write.clone();
+            tokio::spawn(async move {
+                for high in 1..=60u64 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    write(high * 10);
+                }
+            })
+        };
+        let started = tokio::time::timeout(Duration::from_secs(20), watch.events.recv())
+            .await
+            .expect("told within 20 s")
+            .expect("an event");
+        assert_eq!(started.phase, "started");
+        assert_eq!(started.reason, Some("memory_high"));
+        assert_eq!(started.limit_bytes, Some(16 << 20));
+        writer.await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(20), watch.events.recv())
+            .await
+            .expect("told within 20 s")
+            .expect("an event");
+        assert_eq!(ended.phase, "ended");
+        let _ = fs::remove_dir_all(&root);
     }
 }
