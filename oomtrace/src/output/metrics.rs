@@ -371,18 +371,20 @@ mod tests {
     fn userspace_kills_are_counted_by_killer_apart_from_the_kernel_s() {
         let metrics = metrics();
         let series = |metrics: &Metrics| -> Vec<String> {
-            samples(metrics)
+            let mut series: Vec<String> = samples(metrics)
                 .into_iter()
                 .filter(|s| s.starts_with("oomtrace_userspace_oom_kills_total"))
-                .collect()
+                .collect();
+            series.sort();
+            series
         };
         // Every killer's series is there from the start, at 0.
         assert_eq!(
             series(&metrics),
             vec![
                 r#"oomtrace_userspace_oom_kills_total{killer="earlyoom"} 0"#,
-                r#"oomtrace_userspace_oom_kills_total{killer="systemd-oomd"} 0"#,
                 r#"oomtrace_userspace_oom_kills_total{killer="oomd"} 0"#,
+                r#"oomtrace_userspace_oom_kills_total{killer="systemd-oomd"} 0"#,
             ]
         );
         metrics.record_userspace_kill("earlyoom");
