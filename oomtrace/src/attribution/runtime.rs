@@ -22,26 +22,28 @@ pub enum Status {
 /// A container's run beginning or ending, as its runtime's events say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lifecycle {
-    Started {
-        id: String,
-    },
-    Died {
-        id: String,
-        time: Option<SystemTime>,
-        exit_code: Option<i64>,
-        /// `State.OOMKilled` as Docker reports it for the run that ended; `None` from a
-        /// runtime that keeps no such flag.
-        oom_killed: Option<bool>,
-        restart_count: Option<u32>,
-        restarting: Option<bool>,
-        /// The host pid of the run's PID 1, as the runtime gave it while the run lasted.
-        main_pid: Option<u32>,
-        /// The runtime reported an OOM event for the run (Docker's `oom`, containerd's
-        /// `/tasks/oom`).
-        runtime_saw_oom: bool,
-        /// Docker's `HostConfig.OomKillDisable`.
-        oom_kill_disabled: Option<bool>,
-    },
+    Started { id: String },
+    Died(Death),
+}
+
+/// How a container's run ended, as its runtime tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Death {
+    pub id: String,
+    pub time: Option<SystemTime>,
+    pub exit_code: Option<i64>,
+    /// `State.OOMKilled` as Docker reports it for the run that ended; `None` from a runtime
+    /// that keeps no such flag.
+    pub oom_killed: Option<bool>,
+    pub restart_count: Option<u32>,
+    pub restarting: Option<bool>,
+    /// The host pid of the run's PID 1, as the runtime gave it while the run lasted.
+    pub main_pid: Option<u32>,
+    /// The runtime reported an OOM event for the run (Docker's `oom`, containerd's
+    /// `/tasks/oom`).
+    pub runtime_saw_oom: bool,
+    /// Docker's `HostConfig.OomKillDisable`.
+    pub oom_kill_disabled: Option<bool>,
 }
 
 /// A removed container stays known this long, for reports of kills just before the removal.

@@ -17,7 +17,7 @@ use prost::Message as _;
 use super::{connect::Api, describe::meta_of};
 use crate::attribution::{
     following::{self, Enricher, Follow, Link},
-    runtime::{Cache, Lifecycle},
+    runtime::{Cache, Death, Lifecycle},
 };
 
 /// How long containerd gets to answer one call before it counts as away.
@@ -247,7 +247,7 @@ impl Session<'_, '_> {
         self.link
             .cache
             .upsert(&exit.container_id, |meta| meta.running = Some(false));
-        Some(Lifecycle::Died {
+        Some(Lifecycle::Died(Death {
             id: exit.container_id,
             time: exit.exited_at.and_then(|t| timestamp(t.seconds, t.nanos)),
             exit_code: Some(i64::from(exit.exit_status)),
@@ -260,7 +260,7 @@ impl Session<'_, '_> {
             main_pid: Some(exit.pid).filter(|&pid| pid > 0),
             runtime_saw_oom: meta.is_some_and(|m| m.oom_event_seen),
             oom_kill_disabled: None,
-        })
+        }))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use bollard::Docker;
 
 use super::cache::LABELS;
-use crate::attribution::runtime::{Cache, Lifecycle};
+use crate::attribution::runtime::{Cache, Death, Lifecycle};
 
 /// What the cache knew of a run before its death was announced (the announcement clears it).
 #[derive(Debug, Default)]
@@ -66,7 +66,7 @@ impl RunEnd {
             (Some(started), Some(announced)) => started > announced,
             _ => false,
         };
-        Lifecycle::Died {
+        Lifecycle::Died(Death {
             id,
             time,
             exit_code: exit_code.or(self.exit_code.filter(|_| same_run)),
@@ -85,7 +85,7 @@ impl RunEnd {
             main_pid: before.main_pid,
             runtime_saw_oom: before.oom_event_seen == Some(true),
             oom_kill_disabled: before.oom_kill_disabled,
-        }
+        })
     }
 }
 
@@ -193,13 +193,13 @@ mod tests {
                 ..BeforeDeath::default()
             },
         ) {
-            Lifecycle::Died {
+            Lifecycle::Died(Death {
                 exit_code,
                 oom_killed,
                 restart_count,
                 restarting,
                 ..
-            } => (exit_code, oom_killed, restart_count, restarting),
+            }) => (exit_code, oom_killed, restart_count, restarting),
             Lifecycle::Started { .. } => panic!("an exit"),
         };
         // Stopped for good, seen as it ended: all of it.

@@ -21,7 +21,11 @@ use super::{
     signals::{SignalBook, container_of},
 };
 use crate::{
-    attribution::{enrich, following::Enricher, runtime::Lifecycle},
+    attribution::{
+        enrich,
+        following::Enricher,
+        runtime::{Death, Lifecycle},
+    },
     output::{metrics::Metrics, sink::Sinks},
 };
 use oomtrace_core::{
@@ -245,17 +249,7 @@ impl Pipeline {
 
     /// Takes a container's start or death from its runtime.
     pub fn lifecycle(&mut self, event: Lifecycle, now: Instant) {
-        let (
-            id,
-            time,
-            exit_code,
-            oom_killed,
-            restart_count,
-            restarting,
-            main_pid,
-            saw_oom,
-            oom_kill_disabled,
-        ) = match event {
+        let death = match event {
             Lifecycle::Started { id } => {
                 if self.started.len() >= MAX_FILED {
                     self.started.clear();
@@ -263,28 +257,19 @@ impl Pipeline {
                 self.started.insert(id);
                 return;
             }
-            Lifecycle::Died {
-                id,
-                time,
-                exit_code,
-                oom_killed,
-                restart_count,
-                restarting,
-                main_pid,
-                runtime_saw_oom,
-                oom_kill_disabled,
-            } => (
-                id,
-                time,
-                exit_code,
-                oom_killed,
-                restart_count,
-                restarting,
-                main_pid,
-                runtime_saw_oom,
-                oom_kill_disabled,
-            ),
+            Lifecycle::Died(death) => death,
         };
+        let Death {
+            id,
+            time,
+            exit_code,
+            oom_killed,
+            restart_count,
+            restarting,
+            main_pid,
+            runtime_saw_oom,
+            oom_kill_disabled,
+        } = death;
         let time = time.unwrap_or_else(SystemTime::now);
         if self.ended.len() >= MAX_FILED {
             let filed: std::collections::HashSet<&String> =
@@ -316,7 +301,7 @@ impl Pipeline {
             main_pid,
             signals: &signals,
             kills: &kills,
-            runtime_saw_oom: saw_oom,
+            runtime_saw_oom,
             oom_kill_disabled,
             whole_run_watched: self.started.remove(&id),
         };
