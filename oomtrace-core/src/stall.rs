@@ -6,9 +6,10 @@
 //!   kernel's own word: set while a task of the cgroup waits in the memcg OOM path, cleared
 //!   when the wait ends (memory freed, the limit raised, the killer enabled, the tasks gone).
 //! - **Held** (cgroup v2): `memory.events` says the kernel throttled it over `memory.high`
-//!   (`high`) or made it reclaim at `memory.max` (`max`) in each of [`HELD_SAMPLES`]
-//!   one-second readings in a row, with no OOM kill among them (`oom_kill` did not rise). It
-//!   is no longer held at the first reading where neither rose.
+//!   (`high`) or made it reclaim at `memory.max` (`max`) again and again for [`HELD_FOR`],
+//!   never [`QUIET`] apart, with no OOM kill among them (`oom_kill` did not rise). It is no
+//!   longer held once neither has risen for [`QUIET`]. Not "in every reading": a cgroup held
+//!   hard sleeps up to 2 s between bursts of reclaim (the kernel's longest throttle).
 //!
 //! An `oom_stall` event says when such a stall starts, at most once a minute while it lasts
 //! ([`REMIND_EVERY`]), and when it ends. Pure: the files' text and the time in, the event's
@@ -28,9 +29,12 @@ use crate::{
 
 /// While a stall lasts, it is told again this often, never more.
 pub const REMIND_EVERY: Duration = Duration::from_secs(60);
-/// One-second readings in a row that must each see `high` or `max` rise for a v2 cgroup to
-/// be held: a burst of reclaim is not a stall.
-pub const HELD_SAMPLES: u32 = 3;
+/// How long `high` or `max` must keep rising for a v2 cgroup to be held: a burst of reclaim
+/// is not a stall.
+pub const HELD_FOR: Duration = Duration::from_secs(3);
+/// The longest quiet that still counts as held: the kernel throttles a task over
+/// `memory.high` for at most 2 s at a time, and the counters are read once a second.
+pub const QUIET: Duration = Duration::from_secs(3);
 
 /// `"event":"oom_stall"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,7 +165,10 @@ struct Stalled {
 #[derive(Clone, Copy, Debug)]
 struct Pressed {
     last: MemoryEvents,
-    in_a_row: u32,
+    /// When the counters started rising, never `QUIET` apart since, and when they last rose.
+    rising: Option<(SystemTime, SystemTime)>,
+    /// Which counter rose last.
+    reason: Label,
 }
 
 /// The stalls under way, by cgroup.
@@ -196,19 +203,31 @@ impl StallTracker {
             Some(events) => {
                 let pressed = self.pressed.entry(cgroup.to_owned()).or_insert(Pressed {
                     last: events,
-                    in_a_row: 0,
+                    rising: None,
+                    reason: "memory_high",
                 });
                 let high = events.high > pressed.last.high;
                 let max = events.max > pressed.last.max;
                 let killed = events.oom_kill > pressed.last.oom_kill;
-                pressed.in_a_row = if (high || max) && !killed {
-                    pressed.in_a_row + 1
-                } else {
-                    0
-                };
                 pressed.last = events;
-                let reason = if high { "memory_high" } else { "memory_max" };
-                (pressed.in_a_row >= HELD_SAMPLES).then_some(reason)
+                let quiet_since = |last: SystemTime| now.duration_since(last).unwrap_or_default();
+                pressed.rising = match pressed.rising {
+                    // An OOM kill is a kill, reported as one: not a stall.
+                    _ if killed => None,
+                    Some((first, last)) if quiet_since(last) <= QUIET => {
+                        Some((first, if high || max { now } else { last }))
+                    }
+                    _ if high || max => Some((now, now)),
+                    _ => None,
+                };
+                if high || max {
+                    pressed.reason = if high { "memory_high" } else { "memory_max" };
+                }
+                let held = pressed.rising.is_some_and(|(first, last)| {
+                    last.duration_since(first).unwrap_or_default() >= HELD_FOR
+                        && quiet_since(last) <= QUIET
+                });
+                held.then_some(pressed.reason)
             }
             None => {
                 self.pressed.remove(cgroup);
@@ -248,11 +267,11 @@ impl StallTracker {
         }
     }
 
-    /// Whether `cgroup` is to be read again in a second: held back at its last reading, or
-    /// stalled. A quiet one keeps its last reading, for the next wake-up to compare with.
+    /// Whether `cgroup` is to be read again in a second: rising lately, or stalled. A quiet
+    /// one keeps its last reading, for the next wake-up to compare with.
     pub fn pressing(&self, cgroup: &str) -> bool {
         self.stalled.contains_key(cgroup)
-            || self.pressed.get(cgroup).is_some_and(|p| p.in_a_row > 0)
+            || self.pressed.get(cgroup).is_some_and(|p| p.rising.is_some())
     }
 
     /// Whether any stall is under way: then its cgroup is read again until it ends.
@@ -341,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn a_v2_cgroup_is_held_after_three_readings_in_a_row_and_freed_at_a_quiet_one() {
+    fn a_v2_cgroup_is_held_while_its_counters_keep_rising_and_freed_after_a_quiet_spell() {
         let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
         let mut tracker = StallTracker::default();
         let events = |high, max, oom_kill| {
@@ -352,35 +371,46 @@ mod tests {
             })
         };
         // (reading, seconds, what is told)
-        let rows = [
+        let mut rows = vec![
             (events(0, 0, 0), 0, None),
             (events(5, 0, 0), 1, None),
             (events(9, 0, 0), 2, None),
             // An OOM kill among them: that is a kill, reported as one, not a stall.
             (events(12, 0, 1), 3, None),
             (events(20, 0, 1), 4, None),
-            (events(30, 0, 1), 5, None),
+            // Throttled 2 s at a time: quiet readings between bursts are still held.
+            (events(20, 0, 1), 5, None),
+            (events(30, 0, 1), 6, None),
+            (events(30, 0, 1), 7, None),
             (
                 events(40, 0, 1),
-                6,
-                Some((Phase::Started, 6, "memory_high")),
+                8,
+                Some((Phase::Started, 8, "memory_high")),
             ),
-            (events(50, 0, 1), 7, None),
-            (
-                events(60, 0, 1),
-                66,
-                Some((Phase::Continues, 6, "memory_high")),
-            ),
-            (events(60, 0, 1), 67, Some((Phase::Ended, 6, "memory_high"))),
-            (events(60, 1, 1), 68, None),
-            (events(60, 2, 1), 69, None),
-            (
-                events(60, 3, 1),
-                70,
-                Some((Phase::Started, 70, "memory_max")),
-            ),
-            (None, 71, Some((Phase::Ended, 70, "memory_max"))),
         ];
+        // A minute on, rising every other second: told again once.
+        for secs in 9..=68u64 {
+            let high = 40 + (secs - 8) / 2 * 10;
+            let want = (secs == 68).then_some((Phase::Continues, 8, "memory_high"));
+            rows.push((events(high, 0, 1), secs, want));
+        }
+        rows.extend([
+            (events(340, 0, 1), 69, None),
+            (events(340, 0, 1), 71, None),
+            (
+                events(340, 0, 1),
+                72,
+                Some((Phase::Ended, 8, "memory_high")),
+            ),
+            (events(340, 1, 1), 80, None),
+            (events(340, 2, 1), 82, None),
+            (
+                events(340, 3, 1),
+                83,
+                Some((Phase::Started, 83, "memory_max")),
+            ),
+            (None, 84, Some((Phase::Ended, 83, "memory_max"))),
+        ]);
         for (reading, secs, want) in rows {
             let told = tracker
                 .sample_events("/kubepods/pod1/c", reading, t(secs))
