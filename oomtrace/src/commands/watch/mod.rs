@@ -281,7 +281,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 for report in again {
                     pipeline.record_only(report);
                 }
-                if !drained.reports.is_empty() {
+                // Signals are activity too: a stop of many containers brings them in bursts.
+                if !drained.reports.is_empty() || !drained.signals.is_empty() {
                     quiet_at = Some(Instant::now() + memory::SETTLES);
                 }
                 take(&mut pipeline, drained);
@@ -300,6 +301,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Some(stall) = stalls.next() => {
                 pipeline.stall(stall, Instant::now());
+                quiet_at = Some(Instant::now() + memory::SETTLES);
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
