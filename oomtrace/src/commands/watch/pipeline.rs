@@ -207,12 +207,6 @@ impl Pipeline {
             if let Some(metrics) = &self.context.metrics {
                 metrics.record_userspace_kill(&kill.killer.name);
             }
-            self.json.clear();
-            json::write_event(&kill, (&mut self.json).writer());
-            let json = self.json.split().freeze();
-            self.text.clear();
-            self.human
-                .userspace_kill(&kill, SystemTime::now(), &mut self.text);
             let victim = &kill.victim;
             let shown = self.context.filter.shows_event(
                 kill.container
@@ -221,20 +215,17 @@ impl Pipeline {
                 victim.pid,
                 victim.comm.as_deref(),
             );
-            self.hold(Item::Other(json, self.text.clone(), shown), now);
-            self.release(now);
+            self.hold_other(&kill, shown, now, |human, out| {
+                human.userspace_kill(&kill, SystemTime::now(), out);
+            });
         }
         self.signals.note(signal, caches(&self.context));
     }
 
-    /// Tells a memory cgroup stuck at its limit with the OOM killer disabled.
+    /// Tells a memory cgroup stalled at its limit: stuck with its OOM killer off (v1), or held
+    /// at `memory.high` or `memory.max` (v2).
     pub fn stall(&mut self, mut stall: OomStall, now: Instant) {
         stall.host = Some(self.context.host.clone());
-        self.json.clear();
-        json::write_event(&stall, (&mut self.json).writer());
-        let json = self.json.split().freeze();
-        self.text.clear();
-        self.human.stall(&stall, SystemTime::now(), &mut self.text);
         let shown = self.context.filter.shows_event(
             stall
                 .container
@@ -243,6 +234,24 @@ impl Pipeline {
             None,
             None,
         );
+        self.hold_other(&stall, shown, now, |human, out| {
+            human.stall(&stall, SystemTime::now(), out);
+        });
+    }
+
+    /// Renders an event of another kind, JSON and human, and holds it in its place in line.
+    fn hold_other(
+        &mut self,
+        event: &impl serde::Serialize,
+        shown: bool,
+        now: Instant,
+        render: impl FnOnce(&mut HumanView, &mut String),
+    ) {
+        self.json.clear();
+        json::write_event(event, (&mut self.json).writer());
+        let json = self.json.split().freeze();
+        self.text.clear();
+        render(&mut self.human, &mut self.text);
         self.hold(Item::Other(json, self.text.clone(), shown), now);
         self.release(now);
     }
