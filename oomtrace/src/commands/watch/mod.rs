@@ -283,7 +283,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 // Signals are activity too: a stop of many containers brings them in bursts.
                 if !drained.reports.is_empty() || !drained.signals.is_empty() {
-                    quiet_at = Some(Instant::now() + memory::SETTLES);
+                    settle(&mut quiet_at);
                 }
                 take(&mut pipeline, drained);
                 // The kernel drops only while the ring is full, which wakes this drain.
@@ -301,7 +301,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Some(stall) = stalls.next() => {
                 pipeline.stall(stall, Instant::now());
-                quiet_at = Some(Instant::now() + memory::SETTLES);
+                settle(&mut quiet_at);
             }
             Ok(()) = changed(&mut docker_changes), if pipeline.is_holding() => {
                 pipeline.release(Instant::now());
@@ -314,7 +314,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     stalls.started(id, naming::caches(&pipeline.context));
                 }
                 pipeline.lifecycle(event, Instant::now());
-                quiet_at = Some(Instant::now() + memory::SETTLES);
+                settle(&mut quiet_at);
             }
             () = sleep_until(holding_until), if holding_until.is_some() => {
                 pipeline.release(Instant::now());
@@ -485,6 +485,13 @@ fn take(pipeline: &mut Pipeline, drained: Drained) {
     for signal in drained.signals {
         pipeline.signal(signal, now);
     }
+}
+
+/// Arms the memory's release after activity: at most [`memory::SETTLES`] after the first
+/// activity not yet followed by one, so a trickle of events (a stop of many containers, each
+/// with its signals and its exit) cannot put it off for as long as the trickle lasts.
+fn settle(quiet_at: &mut Option<Instant>) {
+    quiet_at.get_or_insert(Instant::now() + memory::SETTLES);
 }
 
 enum Stop {
