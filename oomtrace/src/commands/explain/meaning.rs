@@ -426,7 +426,7 @@ fn journal_advice(e: &Evidence, e_show: Show, advice: &mut Vec<String>) {
 mod tests {
     use super::super::{
         evidence::{DockerView, Evidence},
-        tests::{at, docker, evidence, exit, human, kill},
+        tests::{assert_screens, at, docker, evidence, exit, kill},
     };
     use oomtrace_core::report::{ContainerExit, KilledBy, Sender};
 
@@ -554,22 +554,6 @@ mod tests {
                 &[],
             ),
         ];
-        let squash = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
-        for (name, evidence, want, unwanted) in cases {
-            let screen = human(evidence);
-            let text = squash(&screen);
-            for part in want {
-                assert!(
-                    text.contains(&squash(part)),
-                    "{name}: no {part:?} in\n{screen}"
-                );
-            }
-            for part in unwanted {
-                assert!(
-                    !text.contains(&squash(part)),
-                    "{name}: {part:?} in\n{screen}"
-                );
-            }
-        }
+        assert_screens(cases);
     }
 }

@@ -674,7 +674,12 @@ mod tests {
                 &[],
             ),
         ];
-        // Sentences wrap: compared with every run of white space as one space.
+        assert_screens(cases);
+    }
+
+    /// Each case's human screen holds every `want` sentence and none of the `unwanted`.
+    /// Sentences wrap: compared with every run of white space as one space.
+    pub(super) fn assert_screens(cases: Vec<(&str, Evidence, &[&str], &[&str])>) {
         let squash = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
         for (name, evidence, want, unwanted) in cases {
             let screen = human(evidence);
