@@ -107,6 +107,14 @@ impl Cache {
         self.lock().get(id).map(|entry| entry.meta.clone())
     }
 
+    /// Whether the runtime may still give `id`'s main pid: the container is unknown, or known
+    /// without it and not known to have stopped. A kill can come before the start's inspect.
+    pub fn awaits_main_pid(&self, id: &str) -> bool {
+        self.lock().get(id).is_none_or(|entry| {
+            entry.meta.container.main_pid.is_none() && entry.meta.running != Some(false)
+        })
+    }
+
     /// The containers the cache holds, as `(id, meta)`.
     pub fn all(&self) -> Vec<(String, ContainerMeta)> {
         self.lock()

@@ -45,6 +45,7 @@ pub fn apply_event(
             cache.upsert(id, |meta| {
                 known(meta);
                 meta.container.main_pid = None;
+                meta.running = None;
                 meta.oom_event_seen = false;
             });
             return Some(id.to_owned());
@@ -57,6 +58,7 @@ pub fn apply_event(
             cache.upsert(id, |meta| {
                 known(meta);
                 meta.container.main_pid = None;
+                meta.running = Some(false);
             });
             return Some(id.to_owned());
         }
@@ -127,6 +129,34 @@ mod tests {
             Some("job2")
         );
         assert!(cache.lookup("unknown").is_none());
+    }
+
+    #[test]
+    fn a_kill_waits_for_pid_1_only_while_a_run_may_still_give_it() {
+        let cache = Cache::new("docker");
+        let id = "cd".repeat(32);
+        let inspected = |running, pid| {
+            cache.upsert(&id, |meta| {
+                meta.running = Some(running);
+                meta.container.main_pid = pid;
+            })
+        };
+        assert!(cache.awaits_main_pid(&id), "unknown");
+        apply_event(&cache, "create", &id, &attrs(&[("name", "job")]));
+        assert!(cache.awaits_main_pid(&id), "named, but PID 1 not given yet");
+        apply_event(&cache, "start", &id, &attrs(&[]));
+        assert!(cache.awaits_main_pid(&id), "started, not inspected yet");
+        inspected(true, Some(4242));
+        assert!(!cache.awaits_main_pid(&id));
+        apply_event(&cache, "die", &id, &attrs(&[]));
+        assert!(!cache.awaits_main_pid(&id), "dead: nothing more to give");
+        apply_event(&cache, "start", &id, &attrs(&[]));
+        assert!(
+            cache.awaits_main_pid(&id),
+            "the next run's PID 1 is not the last's"
+        );
+        inspected(false, None);
+        assert!(!cache.awaits_main_pid(&id), "died before its inspect");
     }
 
     #[test]

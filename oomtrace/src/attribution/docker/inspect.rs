@@ -144,8 +144,10 @@ pub(super) async fn inspect_into(docker: &Docker, cache: &Cache, id: &str) -> Ru
     let name = inspect.name.map(|n| n.trim_start_matches('/').to_owned());
     let image = inspect.config.as_ref().and_then(|c| c.image.clone());
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+    let running = end.running;
     cache.upsert(id, |meta| {
         meta.oom_kill_disabled = oom_kill_disabled;
+        meta.running = running;
         let container = &mut meta.container;
         container.main_pid = main_pid;
         container.restart_policy = restart_policy;

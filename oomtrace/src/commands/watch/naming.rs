@@ -60,20 +60,22 @@ pub fn answers(context: &Context, asked: Asked) -> bool {
 }
 
 /// The runtime that could still name `report`'s container, and the id to ask it about: a
-/// Docker container without a name, an id in a cgroup path that only Docker can say is a
+/// Docker container without a name or, while it runs, without its main pid, an id in a cgroup path that only Docker can say is a
 /// container (`--cgroup-parent`), or a Kubernetes container containerd has not described, or
 /// whose main pid it has not given yet.
 fn unnamed<'r>(context: &Context, report: &'r Report) -> Option<(Asked, &'r str)> {
     match &report.container {
         Some(c) if c.runtime == "docker" => {
-            (c.name.is_none() && context.docker.is_some()).then_some((Asked::Docker, &c.id))
+            // A kill can also come before the start's inspect has given PID 1, which tells
+            // whether the victim's death ends the container.
+            let cache = &context.docker.as_ref()?.cache;
+            (c.name.is_none() || cache.awaits_main_pid(&c.id)).then_some((Asked::Docker, &c.id))
         }
         Some(c) if matches!(c.runtime, "kubernetes" | "containerd") => {
             // Unknown, or known before its task's start was followed: a kill can come first.
             let cache = &context.containerd.as_ref()?.cache;
             cache
-                .lookup(&c.id)
-                .is_none_or(|m| m.container.main_pid.is_none() && m.running != Some(false))
+                .awaits_main_pid(&c.id)
                 .then_some((Asked::Containerd, &c.id))
         }
         Some(_) => None,
