@@ -10,6 +10,7 @@
 mod bpf;
 mod cgroups;
 mod config;
+mod kmsg;
 mod phases;
 mod procs;
 mod report;

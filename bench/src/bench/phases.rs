@@ -14,7 +14,9 @@ use oomtrace_tests::Hog;
 use super::bpf;
 use super::cgroups::{Cgroups, HogEnd, Hogs, Until};
 use super::config::Config;
+use super::kmsg::KernelLog;
 use super::procs::Supervisor;
+use super::stats::percentile;
 use super::sys::{self, ProgStats};
 use super::tools::{Kill, NsecsClock, Paths, Running, Tool, parse_dropped};
 use crate::console::{probe, progress};
@@ -261,8 +263,24 @@ fn mark_victim_prog(pid: u32) -> Result<Option<Prog>> {
 
 pub struct Latency {
     pub tool: Tool,
-    /// Kill (the kernel's `boot_ns`) to line at the reader, µs.
+    /// Kill (the kernel's `boot_ns`) to line at the reader, µs: all, and by round.
     pub us: Vec<f64>,
+    pub rounds: Vec<Vec<f64>>,
+    /// Of the timed kills whose OOM report the kernel logged (its rate limit lets 10 through
+    /// every 5 s), those reported with every field the log gives; `None` for bpftrace.
+    pub logged: usize,
+    pub log_fields_filled: Option<usize>,
+}
+
+impl Latency {
+    /// The lowest and highest of a percentile taken round by round.
+    pub fn spread(&self, p: f64) -> (f64, f64) {
+        let by_round: Vec<f64> = self.rounds.iter().map(|r| percentile(r, p)).collect();
+        (
+            by_round.iter().copied().fold(f64::NAN, f64::min),
+            by_round.iter().copied().fold(f64::NAN, f64::max),
+        )
+    }
 }
 
 /// `latency_kills` kills per tool, one at a time, in `latency_rounds` rounds that alternate
@@ -285,12 +303,19 @@ pub fn latency(bench: &Bench) -> Result<Vec<Latency>> {
         .map(|&tool| Latency {
             tool,
             us: Vec::new(),
+            rounds: Vec::new(),
+            logged: 0,
+            log_fields_filled: matches!(tool, Tool::Oomtrace(_)).then_some(0),
         })
         .collect();
+    let mut kernel_log = KernelLog::open()?;
     for round in 0..config.latency_rounds {
         for k in 0..tools.len() {
             let i = (round + k) % tools.len();
             let mut running = bench.start(tools[i], Duration::from_secs(600))?;
+            let mut timed = Vec::new();
+            // Read only between runs, so that the bench's own reading wakes no one meanwhile.
+            kernel_log.reported_victims()?;
             // The first kill of a round warms the tool up (its first report pays for code
             // paths touched once); both tools get one, and neither is counted.
             for n in 0..=per_round {
@@ -314,11 +339,29 @@ pub fn latency(bench: &Bench) -> Result<Vec<Latency>> {
                         )
                     })?;
                 if n > 0 {
-                    results[i].us.push(kill.latency_ns() as f64 / 1e3);
+                    timed.push(kill);
                 }
             }
             running.stop()?;
+            let logged = kernel_log.reported_victims()?;
+            let result = &mut results[i];
+            for kill in timed.iter().filter(|kill| logged.contains(&kill.pid)) {
+                result.logged += 1;
+                if let (Some(filled), Some(true)) = (&mut result.log_fields_filled, kill.log_fields)
+                {
+                    *filled += 1;
+                }
+            }
+            let us: Vec<f64> = timed.iter().map(|k| k.latency_ns() as f64 / 1e3).collect();
+            result.us.extend(&us);
+            result.rounds.push(us);
         }
+    }
+    if kernel_log.overruns > 0 {
+        bail!(
+            "the kernel's log overran {} times while the bench read it: which kills it reported is not known",
+            kernel_log.overruns
+        );
     }
     for mut hog in last.into_iter().flatten() {
         Hogs::end(&mut hog);

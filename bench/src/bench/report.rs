@@ -14,7 +14,7 @@ use super::signals::{Part, SignalStorm, ns_per_call};
 use super::stats::{max, median, percentile, ratio};
 use super::sys;
 use super::sys::ProgStats;
-use super::tools::{NsecsClock, Tool};
+use super::tools::{LOG_FIELDS, NsecsClock, Tool};
 use crate::console::probe;
 
 pub struct Binaries {
@@ -249,6 +249,12 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
             .map(|m| m.idle_ticks == 0),
     });
     let lat = |oomtrace: bool, p: f64| r.latency(oomtrace).map(|l| percentile(&l.us, p));
+    let spread = |oomtrace: bool, p: f64| {
+        r.latency(oomtrace).map_or("–".into(), |l| {
+            let (low, high) = l.spread(p);
+            format!("{}–{}", ms(low), ms(high))
+        })
+    };
     for (name, p) in [("latency p50", 50.0), ("latency p99", 99.0)] {
         let (o, b) = (lat(true, p), lat(false, p));
         out.push(Budget {
@@ -256,12 +262,35 @@ pub fn budgets(r: &Results) -> Vec<Budget> {
             name,
             limit: "≤ bpftrace's".into(),
             value: match (o, b) {
-                (Some(o), Some(b)) => format!("{} vs {}", ms(o), ms(b)),
+                (Some(o), Some(b)) => format!(
+                    "{} vs {} (rounds: {} vs {})",
+                    ms(o),
+                    ms(b),
+                    spread(true, p),
+                    spread(false, p)
+                ),
                 _ => "not measured".into(),
             },
             met: o.zip(b).map(|(o, b)| o <= b),
         });
     }
+    let o = r.latency(true);
+    out.push(Budget {
+        phase: Phase::Latency,
+        name: "the kernel log's fields in the latency kills",
+        limit: format!(
+            "every one of {} filled whenever the kernel logged its report",
+            LOG_FIELDS.join(", ")
+        ),
+        value: o.map_or("not measured".into(), |o| {
+            format!(
+                "{} of {} kills with a logged report",
+                o.log_fields_filled.unwrap_or(0),
+                o.logged
+            )
+        }),
+        met: o.map(|o| o.logged > 0 && o.log_fields_filled == Some(o.logged)),
+    });
     let handler = m.and_then(per_call_ns);
     out.push(Budget {
         phase: Phase::Memory,
@@ -623,6 +652,21 @@ pub fn rows(r: &Results) -> Vec<Row> {
                 ms(ov),
                 ms(bv),
                 ratio(ov, bv),
+            ));
+        }
+        for (what, p) in [("p50", 50.0), ("p99", 99.0)] {
+            let range = |l: &Latency| {
+                let (low, high) = l.spread(p);
+                format!("{}–{}", ms(low), ms(high))
+            };
+            rows.push(row(
+                format!(
+                    "latency {what}, lowest–highest of {} rounds",
+                    o.rounds.len()
+                ),
+                range(o),
+                range(b),
+                f64::NAN,
             ));
         }
     }

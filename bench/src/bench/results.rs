@@ -47,7 +47,15 @@ pub fn json(r: &Results, budgets: &[Budget]) -> serde_json::Result<String> {
         latency: Keyed(
             r.latency
                 .iter()
-                .map(|l| (l.tool.key(), Summary::of(&l.us, "us")))
+                .map(|l| {
+                    let latency = LatencyJson {
+                        all: Summary::of(&l.us, "us"),
+                        rounds: l.rounds.iter().map(|r| Summary::of(r, "us")).collect(),
+                        kills_with_logged_report: l.logged,
+                        of_which_with_every_log_field: l.log_fields_filled,
+                    };
+                    (l.tool.key(), latency)
+                })
                 .collect(),
         ),
         storm: Keyed(
@@ -97,11 +105,19 @@ struct File<'a> {
     method: Method,
     ready: Keyed<Summary<'a>>,
     memory: Vec<MemoryJson<'a>>,
-    latency: Keyed<Summary<'a>>,
+    latency: Keyed<LatencyJson<'a>>,
     storm: Keyed<StormJson<'a>>,
     signals: Option<SignalsJson<'a>>,
     binary: BinaryJson,
     budgets: Vec<BudgetJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct LatencyJson<'a> {
+    all: Summary<'a>,
+    rounds: Vec<Summary<'a>>,
+    kills_with_logged_report: usize,
+    of_which_with_every_log_field: Option<usize>,
 }
 
 #[derive(Serialize)]

@@ -183,6 +183,22 @@ pub struct Kill {
     pub at_ns: u64,
     /// oomtrace's `oom.kind`: killed (true) or only marked (false); unknown for bpftrace.
     pub killed: Option<bool>,
+    /// Whether oomtrace's report has every field only the kernel log's OOM report gives
+    /// ([`LOG_FIELDS`]); unknown for bpftrace.
+    pub log_fields: Option<bool>,
+}
+
+/// What only the kernel's OOM report tells about a memory cgroup's OOM: its constraint, the
+/// cgroup's usage and breakdown, and the task dump.
+pub const LOG_FIELDS: [&str; 4] = ["constraint", "memcg_usage_bytes", "memcg_stat", "top_tasks"];
+
+/// One kill as oomtrace's JSON tells it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OomtraceKill {
+    pub pid: u32,
+    pub boot_ns: u64,
+    pub killed: Option<bool>,
+    pub log_fields: bool,
 }
 
 impl Kill {
@@ -191,8 +207,8 @@ impl Kill {
     }
 }
 
-/// A JSON report's victim pid, boot-clock stamp and kind.
-pub fn parse_oomtrace_kill(text: &str) -> Option<(u32, u64, Option<bool>)> {
+/// A JSON report's victim pid, boot-clock stamp, kind, and whether it has the log's fields.
+pub fn parse_oomtrace_kill(text: &str) -> Option<OomtraceKill> {
     if !text.starts_with('{') {
         return None;
     }
@@ -208,7 +224,13 @@ pub fn parse_oomtrace_kill(text: &str) -> Option<(u32, u64, Option<bool>)> {
         Some("marked") => Some(false),
         _ => None,
     };
-    Some((u32::try_from(pid).ok()?, boot_ns, killed))
+    let log_fields = LOG_FIELDS.iter().all(|f| !report["oom"][f].is_null());
+    Some(OomtraceKill {
+        pid: u32::try_from(pid).ok()?,
+        boot_ns,
+        killed,
+        log_fields,
+    })
 }
 
 /// `kill <pid> <nsecs>`.
@@ -364,12 +386,13 @@ impl Running {
     fn kill_of(&mut self, line: &Line) -> Option<Kill> {
         match self.tool {
             Tool::Oomtrace(_) => {
-                let (pid, boot_ns, killed) = parse_oomtrace_kill(&line.text)?;
+                let kill = parse_oomtrace_kill(&line.text)?;
                 Some(Kill {
-                    pid,
-                    boot_ns,
+                    pid: kill.pid,
+                    boot_ns: kill.boot_ns,
                     at_ns: line.at_ns,
-                    killed,
+                    killed: kill.killed,
+                    log_fields: Some(kill.log_fields),
                 })
             }
             Tool::Bpftrace | Tool::EmptySignalProbe => {
@@ -389,6 +412,7 @@ impl Running {
                     boot_ns,
                     at_ns: line.at_ns,
                     killed: None,
+                    log_fields: None,
                 })
             }
         }
@@ -509,7 +533,22 @@ mod tests {
         let report = r#"{"schema":1,"event":"oom_kill","time":"2026-11-22T04:47:30.033410Z","boot_ns":123456789,"victim":{"pid":10390,"tid":10391},"oom":{"kind":"killed"},"source":"tp_btf"}"#;
         assert_eq!(
             parse_oomtrace_kill(report),
-            Some((10390, 123_456_789, Some(true)))
+            Some(OomtraceKill {
+                pid: 10390,
+                boot_ns: 123_456_789,
+                killed: Some(true),
+                log_fields: false
+            })
+        );
+        let logged = r#"{"event":"oom_kill","boot_ns":1,"victim":{"pid":7},"oom":{"kind":"marked","constraint":"CONSTRAINT_MEMCG","memcg_usage_bytes":1,"memcg_stat":{},"top_tasks":[]}}"#;
+        assert_eq!(
+            parse_oomtrace_kill(logged),
+            Some(OomtraceKill {
+                pid: 7,
+                boot_ns: 1,
+                killed: Some(false),
+                log_fields: true
+            })
         );
         let exit = r#"{"schema":1,"event":"container_exit","boot_ns":1}"#;
         assert_eq!(parse_oomtrace_kill(exit), None);
