@@ -18,6 +18,20 @@ const MAX_PROCESSES: usize = 4096;
 /// Levels of sub-cgroups descended into.
 const MAX_DEPTH: usize = 16;
 
+/// The process just killed, as the kernel program read it when marking it. The kernel holds
+/// its task lock while it prints `Killed process` to the console, and opening anything under
+/// its `/proc` entry waits for that lock: 3.5 ms on a serial console, for every kill whose
+/// report its rate limit cut. So it is never read from `/proc`.
+pub struct Killed {
+    pub pid: Option<u32>,
+    /// Its RSS at the kill; `None` when the kernel program could not read it, and then the
+    /// list of biggest processes is not known either.
+    pub as_marked: Option<TopTask>,
+    /// Killed with its whole `memory.oom.group`: every member is under its task lock in turn,
+    /// so no process is read.
+    pub with_group: bool,
+}
+
 /// The cgroup's `memory.stat` breakdown and its biggest processes by RSS, if it is still the
 /// cgroup `id` names (when known).
 pub fn read_after_kill(
@@ -25,6 +39,7 @@ pub fn read_after_kill(
     mode: CgroupMode,
     path: &str,
     id: Option<u64>,
+    killed: &Killed,
 ) -> (Option<MemcgStat>, Option<Vec<TopTask>>) {
     let dir = cgroup_dir(root, path);
     let same = |dir: &Path| match std::fs::metadata(dir) {
@@ -35,7 +50,11 @@ pub fn read_after_kill(
         return (None, None);
     }
     let stat = memory_stat(&dir, mode);
-    let tasks = biggest_processes(&dir);
+    let tasks = if killed.with_group {
+        None
+    } else {
+        biggest_processes(&dir, killed)
+    };
     // Read twice: a cgroup removed and made anew meanwhile is not reported.
     if !same(&dir) {
         return (None, None);
@@ -87,19 +106,28 @@ pub fn parse_stat(text: &str, keys: [&str; 5]) -> MemcgStat {
     }
 }
 
-/// The cgroup's (and its descendants') processes with the most resident memory.
-fn biggest_processes(dir: &Path) -> Option<Vec<TopTask>> {
+/// The cgroup's (and its descendants') processes with the most resident memory, the one
+/// killed as the kernel program read it.
+fn biggest_processes(dir: &Path, killed: &Killed) -> Option<Vec<TopTask>> {
     let mut pids = Vec::new();
     collect_pids(dir, 0, &mut pids);
     if pids.is_empty() {
         return None;
     }
-    let tasks = pids.into_iter().filter_map(|pid| {
-        let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
-        let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
-        task(pid, &status, &comm)
-    });
-    Some(TopTask::biggest(tasks.collect()))
+    let mut tasks = Vec::with_capacity(pids.len());
+    for pid in pids {
+        if Some(pid) == killed.pid {
+            tasks.push(killed.as_marked.clone()?);
+            continue;
+        }
+        let read = || {
+            let status = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+            let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+            task(pid, &status, &comm)
+        };
+        tasks.extend(read());
+    }
+    Some(TopTask::biggest(tasks))
 }
 
 fn collect_pids(dir: &Path, depth: usize, pids: &mut Vec<u32>) {
@@ -208,6 +236,45 @@ mod tests {
         );
     }
 
+    /// The killed process is listed as the kernel program read it and never opened in `/proc`;
+    /// without its figures the list is not known.
+    #[test]
+    fn the_killed_process_is_taken_from_the_kernel_not_from_proc() {
+        let dir = std::env::temp_dir().join(format!("oomtrace-killed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // This test's own process stands for a process of the cgroup that was not killed.
+        let me = std::process::id();
+        let victim = u32::MAX - 1;
+        std::fs::write(dir.join("cgroup.procs"), format!("{me}\n{victim}\n")).unwrap();
+        let as_marked = TopTask {
+            pid: victim,
+            comm: "hog".into(),
+            comm_bytes: None,
+            rss_bytes: u64::MAX,
+        };
+        let killed = |as_marked, with_group| Killed {
+            pid: Some(victim),
+            as_marked,
+            with_group,
+        };
+        let listed = biggest_processes(&dir, &killed(Some(as_marked.clone()), false)).unwrap();
+        assert_eq!(listed[0], as_marked);
+        assert!(listed.iter().any(|t| t.pid == me), "{listed:?}");
+        assert_eq!(biggest_processes(&dir, &killed(None, false)), None);
+        let ino = std::fs::metadata(&dir).unwrap().ino();
+        let root = dir.parent().unwrap();
+        let name = format!("/{}", dir.file_name().unwrap().to_str().unwrap());
+        let (_, tasks) = read_after_kill(
+            root,
+            CgroupMode::V2,
+            &name,
+            Some(ino),
+            &killed(Some(as_marked), true),
+        );
+        assert_eq!(tasks, None, "a group's members are all being killed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_cgroup_that_is_gone_or_another_gives_nothing() {
         let dir = std::env::temp_dir().join(format!("oomtrace-memcg-{}", std::process::id()));
@@ -218,15 +285,20 @@ mod tests {
         )
         .unwrap();
         let ino = std::fs::metadata(dir.join("cg")).unwrap().ino();
-        let (stat, _) = read_after_kill(&dir, CgroupMode::V2, "/cg", Some(ino));
+        let killed = Killed {
+            pid: None,
+            as_marked: None,
+            with_group: false,
+        };
+        let (stat, _) = read_after_kill(&dir, CgroupMode::V2, "/cg", Some(ino), &killed);
         assert_eq!(stat.and_then(|s| s.sock_bytes), Some(5));
         assert_eq!(
-            read_after_kill(&dir, CgroupMode::V2, "/cg", Some(ino + 1)),
+            read_after_kill(&dir, CgroupMode::V2, "/cg", Some(ino + 1), &killed),
             (None, None),
             "another cgroup at the same path"
         );
         assert_eq!(
-            read_after_kill(&dir, CgroupMode::V2, "/gone", None),
+            read_after_kill(&dir, CgroupMode::V2, "/gone", None, &killed),
             (None, None)
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -23,7 +23,7 @@ use oomtrace_core::{
     attribution::killer::SignalFacts,
     attribution::oom::{self, Invocations},
     kernel::{cgroups::CgroupMode, stack::StackReading},
-    report::Report,
+    report::{Report, TopTask},
     source::{
         ebpf::{self, Decoding},
         kmsg::KillAssembler,
@@ -66,9 +66,6 @@ struct SignalFeed {
 
 pub struct EbpfFeed {
     ring: AsyncFd<RingBuf<MapData>>,
-    /// Readable when the kernel logs something: a duplicate of the follower's descriptor, the
-    /// same open file (and so the same reading position).
-    log_ready: Option<AsyncFd<File>>,
     dropped: PerCpuArray<MapData, u64>,
     /// The signals' ring buffer and its drop counter, where `signal_generate` records them.
     signals: Option<SignalFeed>,
@@ -106,17 +103,8 @@ impl EbpfFeed {
         // AsyncFd, which owns the RingBuf, is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
             .map_err(|e| anyhow!("cannot watch the ring buffer: {}", e.into_parts().1))?;
-        let log_ready = setup
-            .log
-            .as_ref()
-            .and_then(|log| log.file().try_clone().ok())
-            // SAFETY: the File owns its fd until the AsyncFd, which owns the File, is dropped.
-            .and_then(|file| {
-                unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()
-            });
         Ok(Self {
             ring,
-            log_ready,
             dropped,
             signals,
             kind_known: attached.signal_failure.is_none(),
@@ -127,35 +115,24 @@ impl EbpfFeed {
         })
     }
 
-    /// Waits for records, then decodes every one waiting. Meanwhile it reads the kernel log
-    /// as the kernel writes it: an OOM's report is logged before its victim is marked, so
-    /// where the report takes longer than a tick to log (a long task dump), the record finds
-    /// most of it parsed. The kernel wakes log readers at its next tick, so a short report
-    /// usually becomes readable together with the record and is read in `drain`.
+    /// Waits for the kernel program's records, then decodes every one waiting.
+    ///
+    /// The kernel log is read in `drain`, never waited on: the kernel wakes a log reader as
+    /// the OOM path writes its report, from the CPU busy with the kill, and a task woken there
+    /// also takes a CPU the record's own wake-up could have used. The report is logged before
+    /// the victim is marked, so the record finds all of it written.
     pub async fn next(&mut self) -> anyhow::Result<Drained> {
-        loop {
-            tokio::select! {
-                biased;
-                guard = self.ring.readable_mut() => {
-                    let mut guard = guard.context("cannot wait on the ring buffer")?;
-                    guard.clear_ready();
-                    return Ok(self.drain());
-                }
-                signalled = signals_written(self.signals.as_ref().map(|feed| &feed.ring)) => {
-                    signalled.context("cannot wait on the signals' ring buffer")?;
-                    return Ok(self.drain());
-                }
-                logged = log_written(self.log_ready.as_ref()) => match logged {
-                    Ok(()) => {
-                        if let Some(log) = &mut self.setup.log {
-                            log.catch_up();
-                        }
-                    }
-                    // Then the log is read when records arrive, as before.
-                    Err(_) => self.log_ready = None,
-                },
+        tokio::select! {
+            biased;
+            guard = self.ring.readable_mut() => {
+                let mut guard = guard.context("cannot wait on the ring buffer")?;
+                guard.clear_ready();
+            }
+            signalled = signals_written(self.signals.as_ref().map(|feed| &feed.ring)) => {
+                signalled.context("cannot wait on the signals' ring buffer")?;
             }
         }
+        Ok(self.drain())
     }
 
     /// Decodes every record waiting, without waiting.
@@ -167,9 +144,10 @@ impl EbpfFeed {
             page_shift: self.setup.page_shift,
             kind_known: self.kind_known,
         };
-        // The kernel logs an OOM's report before it marks the victim: read it first.
+        // The kernel logs an OOM's report before it marks the victim: read it first. A log
+        // that cannot be read leaves the report's log fields null.
         if let Some(log) = &mut self.setup.log {
-            log.catch_up();
+            let _ = log.catch_up();
         }
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
@@ -257,7 +235,13 @@ impl EbpfFeed {
                 .facts
                 .as_deref()
                 .and_then(|facts| oom::ancestor_id(path, &facts.cgroup_ids, memcg));
-            let (stat, tasks) = memcg_files::read_after_kill(root, setup.cgroups, memcg, id);
+            let killed = memcg_files::Killed {
+                pid: report.victim.pid,
+                as_marked: as_marked(&report.victim),
+                with_group: oom.group_kill == Some(true),
+            };
+            let (stat, tasks) =
+                memcg_files::read_after_kill(root, setup.cgroups, memcg, id, &killed);
             oom.memcg_stat = stat;
             if oom.top_tasks.is_none() && setup.host_proc {
                 oom.top_tasks = tasks;
@@ -285,6 +269,22 @@ impl EbpfFeed {
     }
 }
 
+/// The victim as one of the biggest processes, with the RSS the kernel program read at the
+/// kill.
+fn as_marked(victim: &oomtrace_core::report::Victim) -> Option<TopTask> {
+    let rss = [
+        victim.rss_anon_bytes?,
+        victim.rss_file_bytes?,
+        victim.rss_shmem_bytes?,
+    ];
+    Some(TopTask {
+        pid: victim.pid?,
+        comm: victim.comm.clone()?,
+        comm_bytes: victim.comm_bytes.clone(),
+        rss_bytes: rss.iter().sum(),
+    })
+}
+
 fn sum_per_cpu(counter: &PerCpuArray<MapData, u64>) -> u64 {
     match counter.get(&0, 0) {
         Ok(per_cpu) => per_cpu.iter().sum(),
@@ -300,20 +300,6 @@ async fn signals_written(ring: Option<&AsyncFd<RingBuf<MapData>>>) -> std::io::R
     match ring {
         Some(ring) => {
             let mut guard = ring.readable().await?;
-            guard.clear_ready();
-            Ok(())
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits until the kernel log has records to read; never, without one to follow.
-async fn log_written(log: Option<&AsyncFd<File>>) -> std::io::Result<()> {
-    match log {
-        Some(log) => {
-            let mut guard = log.readable().await?;
-            // Cleared before the follower reads up to EAGAIN: a record logged meanwhile makes
-            // the descriptor readable again, so none is left waiting.
             guard.clear_ready();
             Ok(())
         }

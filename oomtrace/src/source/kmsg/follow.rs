@@ -51,9 +51,9 @@ impl LogFollower {
     }
 
     /// Reads everything logged since the last call, without waiting.
-    pub fn catch_up(&mut self) {
+    pub fn catch_up(&mut self) -> Result<(), String> {
         let now = Instant::now();
-        loop {
+        let read = loop {
             match device::read_record(&mut self.file, &mut self.buffer) {
                 Ok(Read::Record(record)) => {
                     self.gaps.saw(&record);
@@ -66,9 +66,10 @@ impl LogFollower {
                     }
                 }
                 Ok(Read::Overrun) => {}
-                Ok(Read::Empty) | Err(_) => break,
+                Ok(Read::Empty) => break Ok(()),
+                Err(err) => break Err(err),
             }
-        }
+        };
         while self
             .completed
             .front()
@@ -77,6 +78,7 @@ impl LogFollower {
         {
             self.completed.pop_front();
         }
+        read
     }
 
     /// What the log says about the kill of thread `tid`, named `comm`, just marked: its
