@@ -108,7 +108,11 @@ pub struct Prog {
 pub struct MemoryFigures {
     pub tool: Tool,
     pub idle: Memory,
+    /// [`SETTLED_AFTER`] after the first `warm_kills` kills, as `settled` is read after the
+    /// last: a watch gives memory back 2 s after activity even while kills go on, so readings
+    /// taken during kills differ by whether a release just came, not by growth.
     pub warm: Memory,
+    /// Right after the last kill's report, before any release.
     pub after: Memory,
     /// [`SETTLED_AFTER`] after the last kill: the steady state a watch returns to.
     pub settled: Memory,
@@ -192,6 +196,8 @@ pub fn memory(bench: &Bench) -> Result<Vec<MemoryFigures>> {
             }
         }
         if i == 0 {
+            // The quiet is the measurement itself: nothing is being waited for.
+            std::thread::sleep(SETTLED_AFTER);
             warm = each(&running, |r| proc::memory(r.pid))?;
         }
     }

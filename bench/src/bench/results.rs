@@ -141,7 +141,7 @@ struct Method {
 struct MemoryJson<'a> {
     tool: String,
     idle: Kib,
-    after_warm_kills: Kib,
+    settled_after_warm_kills: Kib,
     after_kills: Kib,
     settled_after_kills: Kib,
     warm_kills: usize,
@@ -159,7 +159,7 @@ impl<'a> MemoryJson<'a> {
         Self {
             tool: f.tool.label(),
             idle: Kib::of(&f.idle),
-            after_warm_kills: Kib::of(&f.warm),
+            settled_after_warm_kills: Kib::of(&f.warm),
             after_kills: Kib::of(&f.after),
             settled_after_kills: Kib::of(&f.settled),
             warm_kills: f.warm_kills,
