@@ -144,10 +144,9 @@ impl EbpfFeed {
             page_shift: self.setup.page_shift,
             kind_known: self.kind_known,
         };
-        // The kernel logs an OOM's report before it marks the victim: read it first. A log
-        // that cannot be read leaves the report's log fields null.
+        // The kernel logs an OOM's report before it marks the victim: read it first.
         if let Some(log) = &mut self.setup.log {
-            let _ = log.catch_up();
+            log.catch_up();
         }
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {

@@ -60,9 +60,9 @@ pub fn answers(context: &Context, asked: Asked) -> bool {
 }
 
 /// The runtime that could still name `report`'s container, and the id to ask it about: a
-/// Docker container without a name or, while it runs, without its main pid, an id in a cgroup path that only Docker can say is a
-/// container (`--cgroup-parent`), or a Kubernetes container containerd has not described, or
-/// whose main pid it has not given yet.
+/// Docker container without a name or, while it may run, without its main pid; an id in a
+/// cgroup path that only Docker can say is a container (`--cgroup-parent`); or a Kubernetes
+/// container containerd has not described, or whose main pid it has not given yet.
 fn unnamed<'r>(context: &Context, report: &'r Report) -> Option<(Asked, &'r str)> {
     match &report.container {
         Some(c) if c.runtime == "docker" => {

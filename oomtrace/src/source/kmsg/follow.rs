@@ -51,9 +51,9 @@ impl LogFollower {
     }
 
     /// Reads everything logged since the last call, without waiting.
-    pub fn catch_up(&mut self) -> Result<(), String> {
+    pub fn catch_up(&mut self) {
         let now = Instant::now();
-        let read = loop {
+        loop {
             match device::read_record(&mut self.file, &mut self.buffer) {
                 Ok(Read::Record(record)) => {
                     self.gaps.saw(&record);
@@ -66,10 +66,9 @@ impl LogFollower {
                     }
                 }
                 Ok(Read::Overrun) => {}
-                Ok(Read::Empty) => break Ok(()),
-                Err(err) => break Err(err),
+                Ok(Read::Empty) | Err(_) => break,
             }
-        };
+        }
         while self
             .completed
             .front()
@@ -78,7 +77,6 @@ impl LogFollower {
         {
             self.completed.pop_front();
         }
-        read
     }
 
     /// What the log says about the kill of thread `tid`, named `comm`, just marked: its
