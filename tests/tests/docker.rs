@@ -18,6 +18,20 @@ use oomtrace_tests::{
 };
 use serde_json::Value;
 
+/// The exit was the OOM killer's SIGKILL of kill `oom_id`, from no process, and Docker's
+/// OOMKilled flag says so for that reason.
+fn assert_ended_by_the_oom_kill(exit: &Value, oom_id: &Value) {
+    assert_eq!(field(exit, "killed_by.kind"), "oom_killer", "{exit}");
+    assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
+    assert_eq!(field(exit, "killed_by.oom_id"), oom_id, "{exit}");
+    assert!(field(exit, "killed_by.sender").is_null(), "{exit}");
+    assert_eq!(
+        field(exit, "runtime_oom_killed_reason"),
+        "oom_kill_ended_it",
+        "{exit}"
+    );
+}
+
 fn hog_path() -> PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
 }
@@ -195,19 +209,7 @@ fn init_shim_app_killed_exits_137() {
     assert_eq!(field(exit, "exit_code"), KILLED);
     assert_eq!(field(exit, "runtime_oom_killed"), true);
     // The shim exits with the app's death: the OOM killer's, though no signal reached PID 1.
-    assert_eq!(field(exit, "killed_by.kind"), "oom_killer", "{exit}");
-    assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
-    assert_eq!(
-        field(exit, "killed_by.oom_id"),
-        field(report, "oom.id"),
-        "{exit}"
-    );
-    assert!(field(exit, "killed_by.sender").is_null(), "{exit}");
-    assert_eq!(
-        field(exit, "runtime_oom_killed_reason"),
-        "oom_kill_ended_it",
-        "{exit}"
-    );
+    assert_ended_by_the_oom_kill(exit, field(report, "oom.id"));
 
     let ours: Vec<&String> = lines
         .iter()
@@ -317,19 +319,7 @@ fn restart_loop_is_told_from_facts() {
         assert_eq!(field(exit, "container.name"), container.name.as_str());
         assert_eq!(field(exit, "kills").as_array().map(Vec::len), Some(1));
         // PID 1 itself was the victim: the kernel's SIGKILL, this run's kill.
-        assert_eq!(field(exit, "killed_by.kind"), "oom_killer", "{exit}");
-        assert_eq!(field(exit, "killed_by.signal"), "SIGKILL", "{exit}");
-        assert_eq!(
-            field(exit, "killed_by.oom_id"),
-            &field(exit, "kills")[0],
-            "{exit}"
-        );
-        assert!(field(exit, "killed_by.sender").is_null(), "{exit}");
-        assert_eq!(
-            field(exit, "runtime_oom_killed_reason"),
-            "oom_kill_ended_it",
-            "{exit}"
-        );
+        assert_ended_by_the_oom_kill(exit, &field(exit, "kills")[0]);
     }
 
     // The human view: four kills, numbered, of the same container; no forecast anywhere.
