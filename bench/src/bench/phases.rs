@@ -417,13 +417,8 @@ pub fn storm(bench: &Bench) -> Result<Vec<Storm>> {
         let kernel = kernel_oom_kills()?.saturating_sub(before);
         let mut kills = running.kills_until(kernel as usize, Instant::now() + REPORT_WAIT);
         let stopped = running.stop()?;
+        let summary = stopped.summary();
         kills.extend(stopped.kills);
-        let summary = stopped
-            .stderr
-            .iter()
-            .rev()
-            .find(|l| l.contains("OOM kill") && l.contains("reported"))
-            .cloned();
         let dropped = match tool {
             Tool::Oomtrace(_) => summary.as_deref().and_then(parse_dropped),
             Tool::Bpftrace | Tool::EmptySignalProbe => Some(stopped.lost),

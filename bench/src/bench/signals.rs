@@ -482,12 +482,7 @@ fn measure(bench: &Bench, host: &Target, init: &Target) -> Result<SignalStorm> {
     let read = (watching.ring.ring_positions()?.consumer - first.ring.consumer)
         .min(last.ring.producer - first.ring.producer)
         / SIGNAL_RECORD_BYTES;
-    let summary = stopped
-        .stderr
-        .iter()
-        .rev()
-        .find(|l| l.contains("OOM kill") && l.contains("reported"))
-        .cloned();
+    let summary = stopped.summary();
     unwatched_ns.push(per_signal_ns(
         host.send(non_fatal, config.signals_non_fatal)?,
         config.signals_non_fatal,

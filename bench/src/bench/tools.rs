@@ -283,6 +283,17 @@ pub struct Stopped {
     pub lost: u64,
 }
 
+impl Stopped {
+    /// oomtrace's summary line at exit: `oomtrace: N OOM kills reported, …`.
+    pub fn summary(&self) -> Option<String> {
+        self.stderr
+            .iter()
+            .rev()
+            .find(|l| l.contains("OOM kill") && l.contains("reported"))
+            .cloned()
+    }
+}
+
 impl Running {
     /// Starts `tool` and waits for its ready line. `limit` bounds its whole life.
     pub fn start(
