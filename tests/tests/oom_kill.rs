@@ -7,7 +7,7 @@ use std::{
     path::Path,
     process::{ChildStdout, Command, Stdio},
     sync::MutexGuard,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use oomtrace_core::kernel::vmstat::kernel_oom_kills;
@@ -60,8 +60,26 @@ fn kill_a_hog(cgroup: &MemCgroup) -> u32 {
 }
 
 /// oomtrace's next line on `stdout`, which must come within [`REPORT_TIMEOUT`] of a kill.
-fn line_for_the_kill(stdout: &mut BufReader<ChildStdout>) -> String {
-    read_line_within(stdout, REPORT_TIMEOUT, "oomtrace's stdout").expect("a line for the kill")
+fn line_for_the_kill(
+    stdout: &mut BufReader<ChildStdout>,
+    is_kill: impl Fn(&str) -> bool,
+) -> String {
+    // A watch tells every container's exit too, and a container of an earlier test may end
+    // while this one watches.
+    let deadline = Instant::now() + REPORT_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line =
+            read_line_within(stdout, left, "oomtrace's stdout").expect("a line for the kill");
+        if is_kill(&line) {
+            return line;
+        }
+    }
+}
+
+/// A JSON line of an OOM kill.
+fn is_kill_json(line: &str) -> bool {
+    line.contains("\"event\":\"oom_kill\"")
 }
 
 /// Whether `test` may use `mode` here, from `oomtrace check` itself. tp_btf and raw_tp need
@@ -258,7 +276,7 @@ fn sigterm_summary_and_output_file() {
     let pid = kill_a_hog(&cgroup);
 
     let mut human = BufReader::new(started.stdout);
-    let line = line_for_the_kill(&mut human);
+    let line = line_for_the_kill(&mut human, |l| l.contains(&format!("hog (pid {pid})")));
     assert!(
         line.contains(&format!("  cgroup {}  hog (pid {pid})  rss ", cgroup.path)),
         "{line}"
@@ -297,7 +315,7 @@ fn closed_stdout_ends_quietly() {
     let mut started = spawn_until_ready(command);
     kill_a_hog(&cgroup);
     let mut reader = BufReader::new(started.stdout);
-    let first = line_for_the_kill(&mut reader);
+    let first = line_for_the_kill(&mut reader, is_kill_json);
     assert!(first.starts_with("{\"schema\":1,"), "{first}");
     drop(reader);
 
@@ -656,7 +674,7 @@ fn falls_back_to_kmsg_when_ebpf_cannot_be_used() {
     // sh execs into oomtrace, so the child is oomtrace itself: it gets the SIGINT below.
     let mut started = spawn_until_ready(command);
     let pid = kill_a_hog(&cgroup);
-    let line = line_for_the_kill(&mut BufReader::new(started.stdout));
+    let line = line_for_the_kill(&mut BufReader::new(started.stdout), is_kill_json);
     let report: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {line}"));
     let status =
