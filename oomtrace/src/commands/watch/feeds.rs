@@ -9,7 +9,6 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    attribution::memcg_files,
     kernel::{loader::Attached, symbols::Symbols},
     source::{
         kmsg::{
@@ -23,7 +22,7 @@ use oomtrace_core::{
     attribution::killer::SignalFacts,
     attribution::oom::{self, Invocations},
     kernel::{cgroups::CgroupMode, stack::StackReading},
-    report::{Report, TopTask},
+    report::Report,
     source::{
         ebpf::{self, Decoding},
         kmsg::KillAssembler,
@@ -225,27 +224,10 @@ impl EbpfFeed {
             return;
         };
         oom.id = id;
-        // Without the kernel log's report, the limited cgroup's breakdown as it is now.
-        if oom.memcg_stat.is_none()
-            && let (Some(root), Some(memcg), Some(path)) =
-                (&setup.cgroup_root, &oom.memcg, &report.cgroup.path)
-        {
-            let id = report
-                .facts
-                .as_deref()
-                .and_then(|facts| oom::ancestor_id(path, &facts.cgroup_ids, memcg));
-            let killed = memcg_files::Killed {
-                pid: report.victim.pid,
-                as_marked: as_marked(&report.victim),
-                with_group: oom.group_kill == Some(true),
-            };
-            let (stat, tasks) =
-                memcg_files::read_after_kill(root, setup.cgroups, memcg, id, &killed);
-            oom.memcg_stat = stat;
-            if oom.top_tasks.is_none() && setup.host_proc {
-                oom.top_tasks = tasks;
-            }
-        }
+        // Without the kernel log's report, `memcg_stat` and `top_tasks` stay null: by the time
+        // a record is read the victim may already have freed its memory (on a host without a
+        // slow console it exits within microseconds), and a breakdown read then is not the
+        // kill's.
     }
 
     /// Detaches the program, then takes what the kernel wrote before the detach.
@@ -266,22 +248,6 @@ impl EbpfFeed {
             .as_ref()
             .map_or(0, |feed| sum_per_cpu(&feed.dropped))
     }
-}
-
-/// The victim as one of the biggest processes, with the RSS the kernel program read at the
-/// kill.
-fn as_marked(victim: &oomtrace_core::report::Victim) -> Option<TopTask> {
-    let rss = [
-        victim.rss_anon_bytes?,
-        victim.rss_file_bytes?,
-        victim.rss_shmem_bytes?,
-    ];
-    Some(TopTask {
-        pid: victim.pid?,
-        comm: victim.comm.clone()?,
-        comm_bytes: victim.comm_bytes.clone(),
-        rss_bytes: rss.iter().sum(),
-    })
 }
 
 fn sum_per_cpu(counter: &PerCpuArray<MapData, u64>) -> u64 {

@@ -195,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(log) => Some(log),
                 Err(why) => {
                     crate::say!(
-                        "the kernel log cannot be followed ({why}); oom.memcg_stat and oom.top_tasks come from the cgroup after each kill, and a rate-limited report is not missed"
+                        "the kernel log cannot be followed ({why}); oom.memcg_stat and oom.top_tasks will be null"
                     );
                     None
                 }
