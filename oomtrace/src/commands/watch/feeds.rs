@@ -2,12 +2,13 @@
 //! waits for its file descriptor to be readable (cancel-safe, so it can sit in a `select!`
 //! with signals and timers) and then drains everything waiting at once.
 
-use std::{fs::File, time::Duration};
+use std::{fs::File, os::fd::AsFd as _, time::Duration};
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
+use super::wakers::Wakers;
 use crate::{
     kernel::{loader::Attached, symbols::Symbols},
     source::{
@@ -57,14 +58,14 @@ pub struct EbpfSetup {
     pub log: Option<LogFollower>,
 }
 
-/// The signals' ring buffer, watched, and its drop counter.
+/// The signals' ring buffer and its drop counter.
 struct SignalFeed {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: RingBuf<MapData>,
     dropped: PerCpuArray<MapData, u64>,
 }
 
 pub struct EbpfFeed {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: RingBuf<MapData>,
     dropped: PerCpuArray<MapData, u64>,
     /// The signals' ring buffer and its drop counter, where `signal_generate` records them.
     signals: Option<SignalFeed>,
@@ -74,36 +75,28 @@ pub struct EbpfFeed {
     setup: EbpfSetup,
     symbols: Symbols,
     invocations: Invocations,
+    /// Wakes the event loop when either ring buffer is written.
+    wakers: Wakers,
 }
 
 impl EbpfFeed {
     pub fn new(mut attached: Attached, setup: EbpfSetup) -> anyhow::Result<Self> {
         let events = attached.take_events().map_err(|e| anyhow!(e))?;
         let dropped = attached.take_dropped().map_err(|e| anyhow!(e))?;
-        let signals = match attached
+        let signals = attached
             .take_signals()
             .transpose()
             .map_err(|e| anyhow!(e))?
-        {
-            // SAFETY: as for the kills' ring buffer below.
-            Some(maps) => Some(SignalFeed {
-                ring: unsafe { AsyncFd::register_with_interest(maps.ring, Interest::READABLE) }
-                    .map_err(|e| {
-                        anyhow!(
-                            "cannot watch the signals' ring buffer: {}",
-                            e.into_parts().1
-                        )
-                    })?,
+            .map(|maps| SignalFeed {
+                ring: maps.ring,
                 dropped: maps.dropped,
-            }),
-            None => None,
-        };
-        // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until the
-        // AsyncFd, which owns the RingBuf, is dropped.
-        let ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
-            .map_err(|e| anyhow!("cannot watch the ring buffer: {}", e.into_parts().1))?;
+            });
+        let mut fds = vec![events.as_fd()];
+        fds.extend(signals.as_ref().map(|feed| feed.ring.as_fd()));
+        let wakers =
+            Wakers::start(&fds).map_err(|e| anyhow!("cannot watch the ring buffers: {e}"))?;
         Ok(Self {
-            ring,
+            ring: events,
             dropped,
             signals,
             kind_known: attached.signal_failure.is_none(),
@@ -111,26 +104,18 @@ impl EbpfFeed {
             setup,
             symbols: Symbols::load_in_background(),
             invocations: Invocations::default(),
+            wakers,
         })
     }
 
     /// Waits for the kernel program's records, then decodes every one waiting.
     ///
     /// The kernel log is read in `drain`, never waited on: the kernel wakes a log reader as
-    /// the OOM path writes its report, from the CPU busy with the kill, and a task woken there
-    /// also takes a CPU the record's own wake-up could have used. The report is logged before
-    /// the victim is marked, so the record finds all of it written.
+    /// the OOM path writes its report, from the CPU busy with the kill. The report is logged
+    /// before the victim is marked, so the record finds all of it written. The ring buffers
+    /// themselves are waited on by [`Wakers`], for the same reason.
     pub async fn next(&mut self) -> anyhow::Result<Drained> {
-        tokio::select! {
-            biased;
-            guard = self.ring.readable_mut() => {
-                let mut guard = guard.context("cannot wait on the ring buffer")?;
-                guard.clear_ready();
-            }
-            signalled = signals_written(self.signals.as_ref().map(|feed| &feed.ring)) => {
-                signalled.context("cannot wait on the signals' ring buffer")?;
-            }
-        }
+        self.wakers.written.notified().await;
         Ok(self.drain())
     }
 
@@ -147,8 +132,7 @@ impl EbpfFeed {
         if let Some(log) = &mut self.setup.log {
             log.catch_up();
         }
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
+        while let Some(item) = self.ring.next() {
             let decoded = ebpf::read_event(&item).and_then(|event| ebpf::decode(&event, &decoding));
             drop(item);
             match decoded {
@@ -171,9 +155,8 @@ impl EbpfFeed {
         let Some(feed) = &mut self.signals else {
             return Vec::new();
         };
-        let ring = feed.ring.get_mut();
         let mut signals = Vec::new();
-        while let Some(item) = ring.next() {
+        while let Some(item) = feed.ring.next() {
             if let Some(record) = signal::read_signal(&item) {
                 let seen = signal::decode_signal(&record, clock);
                 let via_cgroup_kill =
@@ -257,18 +240,6 @@ fn sum_per_cpu(counter: &PerCpuArray<MapData, u64>) -> u64 {
             crate::say!("cannot read the kernel's drop counter: {err}");
             0
         }
-    }
-}
-
-/// Waits until the signals' ring buffer has records; never, without one.
-async fn signals_written(ring: Option<&AsyncFd<RingBuf<MapData>>>) -> std::io::Result<()> {
-    match ring {
-        Some(ring) => {
-            let mut guard = ring.readable().await?;
-            guard.clear_ready();
-            Ok(())
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -10,6 +10,7 @@ mod protect;
 mod signals;
 mod stalls;
 mod summary;
+mod wakers;
 
 use std::{
     process::ExitCode,
