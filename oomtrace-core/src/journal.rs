@@ -153,6 +153,7 @@ mod tests {
             signal: Some("SIGTERM"),
             victim: Default::default(),
             container: None,
+            acted_on: None,
             host: None,
         };
         crate::output::json::write_event(&userspace, &mut text);

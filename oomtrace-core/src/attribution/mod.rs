@@ -3,6 +3,7 @@
 //! the record and its stack ([`oom`]), and who ended a container ([`killer`]) or killed a process
 //! from user space ([`userspace_killer`]); the kernel log's own account is `source::kmsg`'s.
 
+pub mod acted_on;
 pub mod cgroup_path;
 pub mod killer;
 pub mod oom;

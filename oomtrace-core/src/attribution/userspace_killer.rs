@@ -9,7 +9,10 @@ use oomtrace_common::USERSPACE_OOM_KILLERS;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    attribution::killer::{SenderContainer, SignalFacts},
+    attribution::{
+        acted_on::ActedOn,
+        killer::{SenderContainer, SignalFacts},
+    },
     report::{Host, Label, from_rfc3339, hex, known, known_option, rfc3339},
     source::signal::signal_name,
 };
@@ -29,6 +32,9 @@ pub struct UserspaceOomKill {
     pub victim: UserspaceVictim,
     /// The container the victim ran in, where its cgroup names one the runtimes know.
     pub container: Option<SenderContainer>,
+    /// What the killer acted on, from its own log where the watch follows it.
+    #[serde(default)]
+    pub acted_on: Option<ActedOn>,
     #[serde(default)]
     pub host: Option<Host>,
 }
@@ -89,6 +95,7 @@ pub fn kill_of(
             cgroup_name: seen.target_cgroup_name.clone(),
         },
         container,
+        acted_on: None,
         host: None,
     })
 }

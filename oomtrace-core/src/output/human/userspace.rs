@@ -4,7 +4,7 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use super::HumanView;
 use crate::{
-    attribution::userspace_killer::UserspaceOomKill,
+    attribution::{acted_on::ActedOn, userspace_killer::UserspaceOomKill},
     output::{
         escape::{visible, visible_bytes},
         format::short_id,
@@ -50,7 +50,36 @@ impl HumanView {
             };
             let _ = write!(out, " in container {name}");
         }
+        if let Some(acted_on) = &kill.acted_on {
+            acted(acted_on, out);
+        }
         out.push_str("; not in the kernel's count\n");
+    }
+}
+
+/// `, with 45 of 481 MiB available (9.48%) and 0 of 0 MiB swap free (0.00%), at or below its
+/// SIGTERM limits (10.00%, 10.00%)`, as far as the killer's log said.
+fn acted(acted_on: &ActedOn, out: &mut String) {
+    if let Some(m) = &acted_on.memory {
+        let _ = write!(
+            out,
+            ", with {} of {} MiB available ({:.2}%) and {} of {} MiB swap free ({:.2}%)",
+            m.mem_avail_mib,
+            m.mem_total_mib,
+            m.mem_avail_percent,
+            m.swap_free_mib,
+            m.swap_total_mib,
+            m.swap_free_percent
+        );
+    }
+    if let Some(l) = &acted_on.limits {
+        let _ = write!(
+            out,
+            ", at or below its {} limits (memory {:.2}%, swap {:.2}%)",
+            visible(&l.signal),
+            l.mem_percent,
+            l.swap_percent
+        );
     }
 }
 
@@ -58,6 +87,7 @@ impl HumanView {
 mod tests {
     use super::super::tests::{today, utc};
     use crate::attribution::{
+        acted_on::{ActedOn, LimitsCrossed, MemoryFound},
         killer::SenderContainer,
         userspace_killer::{UserspaceKiller, UserspaceOomKill, UserspaceVictim},
     };
@@ -86,6 +116,7 @@ mod tests {
                     cgroup_name: Some("app.service".into()),
                 },
                 container,
+                acted_on: None,
                 host: None,
             };
         let api = SenderContainer {
@@ -102,6 +133,35 @@ mod tests {
                 "userspace OOM kill: earlyoom (pid 300) wrote cgroup.kill of app.service, which sent SIGTERM to h\\x1b[2Jog (pid 900); not in the kernel's count",
             ),
         ];
+        let mut acted = kill(false, None, "hog");
+        acted.acted_on = Some(ActedOn {
+            source: "earlyoom_log".into(),
+            memory: Some(MemoryFound {
+                mem_avail_mib: 45,
+                mem_total_mib: 481,
+                mem_avail_percent: 9.48,
+                swap_free_mib: 0,
+                swap_total_mib: 0,
+                swap_free_percent: 0.0,
+            }),
+            limits: Some(LimitsCrossed {
+                signal: "SIGTERM".into(),
+                mem_percent: 10.0,
+                swap_percent: 10.0,
+            }),
+        });
+        let mut memory_only = acted.clone();
+        memory_only.acted_on.as_mut().unwrap().limits = None;
+        let cases = cases.into_iter().chain([
+            (
+                acted,
+                "userspace OOM kill: earlyoom (pid 300) sent SIGTERM to hog (pid 900), with 45 of 481 MiB available (9.48%) and 0 of 0 MiB swap free (0.00%), at or below its SIGTERM limits (memory 10.00%, swap 10.00%); not in the kernel's count",
+            ),
+            (
+                memory_only,
+                "userspace OOM kill: earlyoom (pid 300) sent SIGTERM to hog (pid 900), with 45 of 481 MiB available (9.48%) and 0 of 0 MiB swap free (0.00%); not in the kernel's count",
+            ),
+        ]);
         for (kill, want) in cases {
             let mut out = String::new();
             utc().userspace_kill(&kill, today(), &mut out);
