@@ -5,6 +5,7 @@
 
 pub mod host;
 pub mod journal;
+pub mod killer_log;
 pub mod kmsg;
 pub mod past;
 pub mod procfs;

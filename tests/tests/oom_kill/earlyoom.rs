@@ -1,7 +1,8 @@
 //! Debian's own earlyoom, for real, kills a hog in a kernel-matrix guest: oomtrace must report
 //! it as a `userspace_oom_kill` by earlyoom, never as a kernel OOM kill, and earlyoom's own
-//! lines about it must read as the parser of its log reads them. Only in a guest: earlyoom
-//! acts on the whole machine's memory, so on the host it would kill the host's processes.
+//! lines about it, followed in a file as a log collector writes them (`--earlyoom-log`), must
+//! give what it acted on, as the parser of its log reads them. Only in a guest: earlyoom acts
+//! on the whole machine's memory, so on the host it would kill the host's processes.
 
 use std::{
     os::unix::process::ExitStatusExt as _,
@@ -15,7 +16,7 @@ use oomtrace_core::{
 };
 use oomtrace_tests::{
     HOG_TIMEOUT, Hog, HumanWatch, KillOnDrop, MemCgroup, OomScoreAdj, PipeLines, Tracer, field,
-    in_kernel_matrix_vm, not_applicable, privileged, serial, skip, terminate,
+    in_kernel_matrix_vm, not_applicable, privileged, serial, skip, temp_dir, terminate,
 };
 
 use super::{REPORT_TIMEOUT, hog_path};
@@ -76,8 +77,13 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
     let _protected = OomScoreAdj::set(-1000);
     // A limit far above the machine's memory: it only names the hog's cgroup.
     let cgroup = MemCgroup::create("earlyoom", 1 << 20);
-    let tracer = Tracer::start(&["--no-enrich"]);
-    let human = HumanWatch::start(&["--no-enrich"]);
+    // earlyoom's stderr, written line by line into a file as a log collector would.
+    let dir = temp_dir("earlyoom-log", 0o700);
+    let log_path = dir.path().join("earlyoom.log");
+    let log_file = std::fs::File::create(&log_path).expect("create earlyoom's log");
+    let log_arg = log_path.to_str().expect("a UTF-8 temp path");
+    let tracer = Tracer::start(&["--no-enrich", "--earlyoom-log", log_arg]);
+    let human = HumanWatch::start(&["--no-enrich", "--earlyoom-log", log_arg]);
     let kernel_kills_before = kernel_oom_kills().expect("the kernel's count of OOM kills");
 
     let (total, available) = meminfo_mib();
@@ -96,9 +102,10 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
         .map(KillOnDrop)
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", earlyoom.to_string_lossy()));
     let earlyoom_pid = child.id();
-    let stderr = PipeLines::spawn(
+    let stderr = PipeLines::spawn_logged(
         "earlyoom's stderr",
         child.stderr.take().expect("stderr"),
+        log_file,
         |line| Ok(String::from_utf8_lossy(&line).into_owned()),
     );
     // Its limits, printed once it has read the machine's memory and before its first poll.
@@ -123,10 +130,10 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
         k["victim"]["pid"] == pid
     });
     let says = format!(
-        "  userspace OOM kill: earlyoom (pid {earlyoom_pid}) sent SIGTERM to hog (pid {pid}); not in the kernel's count"
+        "  userspace OOM kill: earlyoom (pid {earlyoom_pid}) sent SIGTERM to hog (pid {pid}), with "
     );
     human.wait_until(REPORT_TIMEOUT, |lines| {
-        lines.iter().any(|l| l.ends_with(&says))
+        lines.iter().any(|l| l.contains(&says))
     });
     let kernel_kills = kernel_oom_kills().expect("the kernel's count of OOM kills");
     let earlyoom_status = terminate(&mut child, libc::SIGTERM, EARLYOOM_STOP);
@@ -173,10 +180,10 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
     );
 
     // oomtrace's event, from the kernel's record of the signal, in both views.
-    assert!(
-        human_lines.iter().any(|l| l.ends_with(&says)),
-        "no `{says}` in {human_lines:#?}: {context}"
-    );
+    let line = human_lines
+        .iter()
+        .find(|l| l.contains(&says))
+        .unwrap_or_else(|| panic!("no `{says}` in {human_lines:#?}: {context}"));
     assert_eq!(kills.len(), 1, "{context}");
     assert_eq!(
         stopped.userspace_kills.len(),
@@ -221,5 +228,32 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
         (stats.swap_total_mib, stats.swap_free_mib),
         (0, 0),
         "{context}"
+    );
+
+    // What it acted on, in the event: exactly what its log said, read live from the file.
+    let acted = field(kill, "acted_on");
+    assert_eq!(acted["source"], "earlyoom_log", "{kill}");
+    let memory = &acted["memory"];
+    assert_eq!(memory["mem_avail_mib"], stats.mem_avail_mib, "{kill}");
+    assert_eq!(memory["mem_total_mib"], stats.mem_total_mib, "{kill}");
+    assert_eq!(
+        memory["mem_avail_percent"].as_f64(),
+        Some(stats.mem_avail.hundredths as f64 / 100.0),
+        "{kill}"
+    );
+    assert_eq!(memory["swap_total_mib"], 0, "{kill}");
+    assert_eq!(acted["limits"]["signal"], "SIGTERM", "{kill}");
+    assert_eq!(
+        acted["limits"]["mem_percent"].as_f64(),
+        Some(term as f64),
+        "{kill}"
+    );
+    let in_words = format!(
+        "with {} of {} MiB available ({}) and 0 of 0 MiB swap free (0.00%), at or below its SIGTERM limits (memory {}, swap {}); not in the kernel's count",
+        stats.mem_avail_mib, stats.mem_total_mib, stats.mem_avail, limits.mem, limits.swap
+    );
+    assert!(
+        line.ends_with(&in_words),
+        "{line:?} does not end with {in_words:?}"
     );
 }

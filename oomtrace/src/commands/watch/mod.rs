@@ -1,6 +1,7 @@
 //! `oomtrace`: attach (or open the kernel log), then turn every OOM kill into a report until
 //! told to stop.
 
+mod acted;
 mod feeds;
 mod memory;
 mod names;
@@ -17,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
@@ -35,11 +36,13 @@ use crate::{
     },
     source::{
         host,
+        killer_log::KillerLog,
         kmsg::{device as kmsg_device, follow::LogFollower},
         procfs,
     },
 };
 use oomtrace_core::{
+    attribution::acted_on::LoggedKill,
     kernel::cgroups::{self, CgroupMode},
     output::{filter::Filter, human::HumanView},
 };
@@ -152,6 +155,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     stalls::Stalls::check_named(&args.stall_cgroup)?;
     let opened = open_feed(&args)?;
+    let mut killer_log = match &args.earlyoom_log {
+        Some(path) => {
+            // Its kills are joined to the kernel's records of earlyoom's signals.
+            let signals = match &opened {
+                OpenedFeed::Ebpf(attached) => attached.1.records_signals(),
+                OpenedFeed::Kmsg(_) => false,
+            };
+            if !signals {
+                bail!(
+                    "--earlyoom-log needs the kernel's record of signals, which this mode does not give (`oomtrace check` says why)"
+                );
+            }
+            Some(KillerLog::open(path).map_err(|e| anyhow!(e))?)
+        }
+        None => None,
+    };
     // After the attach, so that a refusal (not root) is the only line, not a journal warning.
     let (sink_events_tx, mut sink_events) = mpsc::unbounded_channel();
     let journal = journal_path(&args).filter(|_| !args.no_journal_write);
@@ -239,6 +258,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut name_check = names::NameCheck::default();
     let verbose = args.verbose || stdout_is_terminal();
     let mut pipeline = Pipeline::new(context, sinks, HumanView::new(verbose));
+    pipeline.logged_kills.followed = killer_log.is_some();
 
     let kernel_count_before = vmstat::kernel_oom_kills().ok();
     let mut seen_before = match args.since {
@@ -299,6 +319,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if status == runtime::Status::Synced {
                     stalls.running(naming::caches(&pipeline.context));
                 }
+            }
+            logged = logged_kills(&mut killer_log) => {
+                match logged {
+                    Ok(kills) => pipeline.logged(kills, Instant::now()),
+                    Err(err) => {
+                        crate::say!("stopped following --earlyoom-log: {err}");
+                        killer_log = None;
+                        pipeline.logged_kills.followed = false;
+                        pipeline.release(Instant::now());
+                    }
+                }
+                settle(&mut quiet_at);
             }
             Some(stall) = stalls.next() => {
                 pipeline.stall(stall, Instant::now());
@@ -550,6 +582,14 @@ async fn next(
 fn stdout_is_terminal() -> bool {
     use std::io::IsTerminal as _;
     std::io::stdout().is_terminal()
+}
+
+/// The kills earlyoom's log tells next; never, without one followed.
+async fn logged_kills(log: &mut Option<KillerLog>) -> std::io::Result<Vec<LoggedKill>> {
+    match log {
+        Some(log) => log.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -17,6 +17,7 @@ use std::{
 use bytes::{BufMut as _, Bytes, BytesMut};
 
 use super::{
+    acted::{LOG_WAIT, LoggedKills},
     naming::{Asked, answers, attribute, caches, name_wait},
     signals::{SignalBook, container_of},
 };
@@ -30,8 +31,9 @@ use crate::{
 };
 use oomtrace_core::{
     attribution::{
+        acted_on::LoggedKill,
         killer::{self, ExitFacts, SignalFacts},
-        userspace_killer::{self, KillDedup},
+        userspace_killer::{self, KillDedup, UserspaceOomKill},
     },
     output::{
         filter::{Filter, Verdict},
@@ -111,6 +113,9 @@ enum Item {
     /// An event of another kind, rendered: its JSON, its human line, and whether the filters
     /// show it.
     Other(Bytes, String, bool),
+    /// A userspace OOM killer's kill, rendered when it goes out: it may wait for what the
+    /// killer's log says it acted on. Whether the filters show it.
+    Userspace(Box<UserspaceOomKill>, bool),
 }
 
 struct Held {
@@ -135,6 +140,8 @@ pub struct Pipeline {
     /// Signals to containers' main processes, for their exits.
     pub signals: SignalBook,
     userspace_kills: KillDedup,
+    /// Kills earlyoom's log told, for their signals' events (`--earlyoom-log`).
+    pub logged_kills: LoggedKills,
     last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
     json: BytesMut,
@@ -155,6 +162,7 @@ impl Pipeline {
             started: HashSet::new(),
             signals: SignalBook::default(),
             userspace_kills: KillDedup::default(),
+            logged_kills: LoggedKills::default(),
             last_group_kill: None,
             said_names_unresolvable: false,
             json: BytesMut::with_capacity(4096),
@@ -215,11 +223,31 @@ impl Pipeline {
                 victim.pid,
                 victim.comm.as_deref(),
             );
-            self.hold_other(&kill, shown, now, |human, out| {
-                human.userspace_kill(&kill, SystemTime::now(), out);
-            });
+            kill.acted_on = self.logged_kills.take_for(&kill);
+            let until = if self.logged_kills.awaited_by(&kill) {
+                now + LOG_WAIT
+            } else {
+                now
+            };
+            self.hold(Item::Userspace(Box::new(kill), shown), until);
+            self.release(now);
         }
         self.signals.note(signal, caches(&self.context));
+    }
+
+    /// Takes kills earlyoom's log told, for the events of their signals.
+    pub fn logged(&mut self, kills: Vec<LoggedKill>, now: Instant) {
+        for kill in kills {
+            self.logged_kills.add(kill, now);
+        }
+        for held in &mut self.held {
+            if let Item::Userspace(kill, _) = &mut held.item
+                && kill.acted_on.is_none()
+            {
+                kill.acted_on = self.logged_kills.take_for(kill);
+            }
+        }
+        self.release(now);
     }
 
     /// Tells a memory cgroup stalled at its limit: stuck with its OOM killer off (v1), or held
@@ -339,7 +367,7 @@ impl Pipeline {
     fn container(&self, id: &str) -> oomtrace_core::report::Container {
         let newest = self.held.iter().rev().find_map(|held| match &held.item {
             Item::Kill(report, _) => report.container.clone().filter(|c| c.id == id),
-            Item::Exit(..) | Item::Other(..) => None,
+            Item::Exit(..) | Item::Other(..) | Item::Userspace(..) => None,
         });
         let said = caches(&self.context).any(id);
         let mut container = newest.unwrap_or_else(|| oomtrace_core::report::Container {
@@ -380,7 +408,7 @@ impl Pipeline {
                 .flat_map(|h| match &h.item {
                     Item::Kill(_, serial) => serial.iter().copied().collect::<Vec<_>>(),
                     Item::Exit(_, serials) => serials.clone(),
-                    Item::Other(..) => Vec::new(),
+                    Item::Other(..) | Item::Userspace(..) => Vec::new(),
                 })
                 .collect();
             self.filed.retain(|serial, _| waiting.contains(serial));
@@ -408,17 +436,20 @@ impl Pipeline {
         }
     }
 
-    /// Sends on every held item that is ready: named since, or out of time.
+    /// Sends on every held item that is ready: named or told since, or out of time.
     pub fn release(&mut self, now: Instant) {
         while let Some(front) = self.held.front_mut() {
-            if let Item::Kill(report, _) = &mut front.item {
-                attribute(report, &self.context);
-                let waiting = name_wait(&self.context, report)
-                    .is_some_and(|(_, asked, _)| answers(&self.context, asked))
-                    && now < front.until;
-                if waiting {
-                    break;
+            let waiting = match &mut front.item {
+                Item::Kill(report, _) => {
+                    attribute(report, &self.context);
+                    name_wait(&self.context, report)
+                        .is_some_and(|(_, asked, _)| answers(&self.context, asked))
                 }
+                Item::Userspace(kill, _) => self.logged_kills.awaited_by(kill),
+                Item::Exit(..) | Item::Other(..) => false,
+            };
+            if waiting && now < front.until {
+                break;
             }
             self.release_front();
         }
@@ -464,16 +495,28 @@ impl Pipeline {
                 };
                 self.deliver_exit(&exit, shown);
             }
-            Item::Other(json, human, shown) => {
-                self.sinks.record(&json, false);
-                if shown {
-                    let shown = match self.context.format {
-                        StdoutFormat::Json => json.clone(),
-                        StdoutFormat::Human => Bytes::from(human),
-                    };
-                    self.sinks.send(&json, shown, false);
-                }
+            Item::Userspace(kill, shown) => {
+                self.json.clear();
+                json::write_event(&*kill, (&mut self.json).writer());
+                let json = self.json.split().freeze();
+                self.text.clear();
+                self.human
+                    .userspace_kill(&kill, SystemTime::now(), &mut self.text);
+                self.deliver_other(&json, self.text.clone(), shown);
             }
+            Item::Other(json, human, shown) => self.deliver_other(&json, human, shown),
+        }
+    }
+
+    /// Queues an event of another kind for the journal and, when the filters show it, stdout.
+    fn deliver_other(&mut self, json: &Bytes, human: String, shown: bool) {
+        self.sinks.record(json, false);
+        if shown {
+            let shown = match self.context.format {
+                StdoutFormat::Json => json.clone(),
+                StdoutFormat::Human => Bytes::from(human),
+            };
+            self.sinks.send(json, shown, false);
         }
     }
 

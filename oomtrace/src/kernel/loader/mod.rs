@@ -60,6 +60,11 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// Whether the kernel program records signals with their targets.
+    pub fn records_signals(&self) -> bool {
+        self.signal_failure.is_none() && self.mode != AttachMode::Tracepoint
+    }
+
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, String> {
         take_map(&mut self.events, EVENTS_MAP)
     }
@@ -72,7 +77,7 @@ impl Attached {
     /// attached; `None` when it is not, or where the kernel program cannot tell its targets
     /// (the classic tracepoint has no task to read).
     pub fn take_signals(&mut self) -> Option<Result<SignalMaps, String>> {
-        if self.signal_failure.is_some() || self.mode == AttachMode::Tracepoint {
+        if !self.records_signals() {
             return None;
         }
         Some(take_map(&mut self.signals, SIGNALS_MAP).and_then(|ring| {

@@ -1,0 +1,128 @@
+//! Joins earlyoom's logged kills to the kernel's records of its signals (`--earlyoom-log`).
+//! earlyoom prints its `sending` line just before it signals, but the line and the signal's
+//! record reach the watch by different roads, in either order: a logged kill waits here for
+//! its signal, and a signal's event is held for at most [`LOG_WAIT`] for its line.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use oomtrace_core::attribution::{
+    acted_on::{ActedOn, LoggedKill},
+    userspace_killer::UserspaceOomKill,
+};
+
+/// How long an earlyoom kill's event waits for its line: earlyoom writes it before it
+/// signals, so only the log's own road (a syslog daemon's buffering) can take longer.
+pub(super) const LOG_WAIT: Duration = Duration::from_secs(1);
+/// How long a logged kill waits for its signal's record, and how many wait at once.
+const KEPT_FOR: Duration = Duration::from_secs(10);
+const KEPT: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct LoggedKills {
+    /// Whether a log is followed at all: without one, no event waits.
+    pub followed: bool,
+    told: VecDeque<(Instant, LoggedKill)>,
+}
+
+impl LoggedKills {
+    pub fn add(&mut self, kill: LoggedKill, now: Instant) {
+        self.told
+            .retain(|(at, _)| now.duration_since(*at) < KEPT_FOR);
+        if self.told.len() == KEPT {
+            self.told.pop_front();
+        }
+        self.told.push_back((now, kill));
+    }
+
+    /// What the logged kill that `kill` records says it acted on, taken so that no other
+    /// event gets it.
+    pub fn take_for(&mut self, kill: &UserspaceOomKill) -> Option<ActedOn> {
+        let at = self
+            .told
+            .iter()
+            .position(|(_, logged)| logged.is_of(kill))?;
+        self.told.remove(at).map(|(_, logged)| logged.acted_on())
+    }
+
+    /// Whether `kill` may still get its line: a followed log, a kill by earlyoom, none yet.
+    pub fn awaited_by(&self, kill: &UserspaceOomKill) -> bool {
+        self.followed && kill.acted_on.is_none() && kill.killer.name == "earlyoom"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oomtrace_core::{
+        attribution::userspace_killer::{UserspaceKiller, UserspaceVictim},
+        source::userspace_log::earlyoom::EarlyoomLog,
+    };
+
+    fn logged(victim: u32) -> LoggedKill {
+        let line =
+            format!("sending SIGTERM to process {victim} uid 0 \"hog\": badness 9, VmRSS 1 MiB");
+        let kill = EarlyoomLog::default().feed(&line).expect("a kill");
+        LoggedKill {
+            writer_pid: None,
+            kill,
+        }
+    }
+
+    fn signalled(killer: &str, victim: u32) -> UserspaceOomKill {
+        UserspaceOomKill {
+            schema: 1,
+            event: "userspace_oom_kill",
+            time: None,
+            boot_ns: Some(1),
+            killer: UserspaceKiller {
+                name: killer.into(),
+                pid: 300,
+                uid: Some(0),
+                via_cgroup_kill: false,
+            },
+            signal: Some("SIGTERM"),
+            victim: UserspaceVictim {
+                pid: Some(victim),
+                tid: victim,
+                ..Default::default()
+            },
+            container: None,
+            acted_on: None,
+            host: None,
+        }
+    }
+
+    /// A logged kill goes to its own signal's event once; an earlyoom kill waits only while a
+    /// log is followed and nothing was joined to it yet; old lines are forgotten.
+    #[test]
+    fn a_logged_kill_is_joined_once_and_only_earlyoom_kills_wait() {
+        let now = Instant::now();
+        let mut kills = LoggedKills::default();
+        assert!(
+            !kills.awaited_by(&signalled("earlyoom", 900)),
+            "no log followed"
+        );
+        kills.followed = true;
+        kills.add(logged(900), now);
+        assert_eq!(kills.take_for(&signalled("earlyoom", 901)), None);
+        let mut event = signalled("earlyoom", 900);
+        assert!(kills.awaited_by(&event));
+        event.acted_on = kills.take_for(&event);
+        assert!(event.acted_on.is_some());
+        assert!(!kills.awaited_by(&event), "joined");
+        assert_eq!(
+            kills.take_for(&signalled("earlyoom", 900)),
+            None,
+            "taken once"
+        );
+        assert!(!kills.awaited_by(&signalled("systemd-oomd", 900)));
+
+        kills.add(logged(902), now);
+        kills.add(logged(903), now + KEPT_FOR);
+        assert_eq!(kills.take_for(&signalled("earlyoom", 902)), None, "too old");
+        assert!(kills.take_for(&signalled("earlyoom", 903)).is_some());
+    }
+}
