@@ -117,10 +117,7 @@ pub fn earlyoom_message(line: &str) -> Option<(Option<u32>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        attribution::userspace_killer::{UserspaceKiller, UserspaceVictim},
-        source::userspace_log::earlyoom::EarlyoomLog,
-    };
+    use crate::{source::userspace_log::earlyoom::EarlyoomLog, testing::userspace_kill};
 
     const LINES: [&str; 3] = [
         "mem avail:    45 of   481 MiB ( 9.48%), swap free:    0 of    0 MiB ( 0.00%)",
@@ -134,33 +131,10 @@ mod tests {
         LoggedKill { writer_pid, kill }
     }
 
-    fn signalled(
-        killer: &str,
-        killer_pid: u32,
-        signal: &'static str,
-        victim: u32,
-    ) -> UserspaceOomKill {
-        UserspaceOomKill {
-            schema: 1,
-            event: "userspace_oom_kill",
-            time: None,
-            boot_ns: Some(1),
-            killer: UserspaceKiller {
-                name: killer.into(),
-                pid: killer_pid,
-                uid: Some(0),
-                via_cgroup_kill: false,
-            },
-            signal: Some(signal),
-            victim: UserspaceVictim {
-                pid: Some(victim),
-                tid: victim,
-                ..Default::default()
-            },
-            container: None,
-            acted_on: None,
-            host: None,
-        }
+    fn signalled(killer: &str, pid: u32, signal: &'static str, victim: u32) -> UserspaceOomKill {
+        let mut kill = userspace_kill(killer, signal, victim);
+        kill.killer.pid = pid;
+        kill
     }
 
     #[test]

@@ -10,7 +10,39 @@ use oomtrace_common::{
     attach_mode, field, kind, memcg_flag,
 };
 
-use crate::{kernel::cgroups::CgroupMode, report::Report, source::ebpf, time::ClockPair};
+use crate::{
+    attribution::userspace_killer::{UserspaceKiller, UserspaceOomKill, UserspaceVictim},
+    kernel::cgroups::CgroupMode,
+    report::Report,
+    source::ebpf,
+    time::ClockPair,
+};
+
+/// A userspace OOM killer's kill as the kernel's record of its signal gives it: `killer`
+/// (pid 300) sent `signal` to `victim`.
+pub fn userspace_kill(killer: &str, signal: &'static str, victim: u32) -> UserspaceOomKill {
+    UserspaceOomKill {
+        schema: 1,
+        event: "userspace_oom_kill",
+        time: None,
+        boot_ns: Some(1),
+        killer: UserspaceKiller {
+            name: killer.into(),
+            pid: 300,
+            uid: Some(0),
+            via_cgroup_kill: false,
+        },
+        signal: Some(signal),
+        victim: UserspaceVictim {
+            pid: Some(victim),
+            tid: victim,
+            ..Default::default()
+        },
+        container: None,
+        acted_on: None,
+        host: None,
+    }
+}
 
 pub fn comm16(s: &str) -> [u8; 16] {
     let mut out = [0; 16];

@@ -56,10 +56,7 @@ impl LoggedKills {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomtrace_core::{
-        attribution::userspace_killer::{UserspaceKiller, UserspaceVictim},
-        source::userspace_log::earlyoom::EarlyoomLog,
-    };
+    use oomtrace_core::{source::userspace_log::earlyoom::EarlyoomLog, testing::userspace_kill};
 
     fn logged(victim: u32) -> LoggedKill {
         let line =
@@ -72,27 +69,7 @@ mod tests {
     }
 
     fn signalled(killer: &str, victim: u32) -> UserspaceOomKill {
-        UserspaceOomKill {
-            schema: 1,
-            event: "userspace_oom_kill",
-            time: None,
-            boot_ns: Some(1),
-            killer: UserspaceKiller {
-                name: killer.into(),
-                pid: 300,
-                uid: Some(0),
-                via_cgroup_kill: false,
-            },
-            signal: Some("SIGTERM"),
-            victim: UserspaceVictim {
-                pid: Some(victim),
-                tid: victim,
-                ..Default::default()
-            },
-            container: None,
-            acted_on: None,
-            host: None,
-        }
+        userspace_kill(killer, "SIGTERM", victim)
     }
 
     /// A logged kill goes to its own signal's event once; an earlyoom kill waits only while a
