@@ -1,6 +1,7 @@
-//! Where a watch gets its kills: the kernel program's ring buffer, or the kernel log. Each
-//! waits for its file descriptor to be readable (cancel-safe, so it can sit in a `select!`
-//! with signals and timers) and then drains everything waiting at once.
+//! Where a watch gets its kills: the kernel program's ring buffers, or the kernel log. Each
+//! waits until it has something to read (cancel-safe, so it can sit in a `select!` with
+//! signals and timers: the ring buffers through [`Wakers`], the log through its fd) and then
+//! drains everything waiting at once.
 
 use std::{fs::File, os::fd::AsFd as _, time::Duration};
 

@@ -275,13 +275,23 @@ impl Pipeline {
         now: Instant,
         render: impl FnOnce(&mut HumanView, &mut String),
     ) {
+        let (json, human) = self.render(event, render);
+        self.hold(Item::Other(json, human, shown), now);
+        self.release(now);
+    }
+
+    /// An event of another kind as its JSON line and its human line.
+    fn render(
+        &mut self,
+        event: &impl serde::Serialize,
+        render: impl FnOnce(&mut HumanView, &mut String),
+    ) -> (Bytes, String) {
         self.json.clear();
         json::write_event(event, (&mut self.json).writer());
         let json = self.json.split().freeze();
         self.text.clear();
         render(&mut self.human, &mut self.text);
-        self.hold(Item::Other(json, self.text.clone(), shown), now);
-        self.release(now);
+        (json, self.text.clone())
     }
 
     /// Takes a container's start or death from its runtime.
@@ -496,13 +506,10 @@ impl Pipeline {
                 self.deliver_exit(&exit, shown);
             }
             Item::Userspace(kill, shown) => {
-                self.json.clear();
-                json::write_event(&*kill, (&mut self.json).writer());
-                let json = self.json.split().freeze();
-                self.text.clear();
-                self.human
-                    .userspace_kill(&kill, SystemTime::now(), &mut self.text);
-                self.deliver_other(&json, self.text.clone(), shown);
+                let (json, human) = self.render(&*kill, |human, out| {
+                    human.userspace_kill(&kill, SystemTime::now(), out);
+                });
+                self.deliver_other(&json, human, shown);
             }
             Item::Other(json, human, shown) => self.deliver_other(&json, human, shown),
         }
