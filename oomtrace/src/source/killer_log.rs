@@ -32,6 +32,8 @@ pub struct KillerLog {
     file: File,
     inotify: AsyncFd<OwnedFd>,
     partial: Vec<u8>,
+    /// In a line longer than [`MAX_LINE`], until its end: none of it is read.
+    skipping: bool,
     parser: EarlyoomLog,
 }
 
@@ -70,6 +72,7 @@ impl KillerLog {
             file,
             inotify,
             partial: Vec::new(),
+            skipping: false,
             parser: EarlyoomLog::default(),
         })
     }
@@ -89,6 +92,7 @@ impl KillerLog {
                 self.file = File::open(&self.path)?;
                 watch(self.inotify.get_ref(), &self.path, libc::IN_MODIFY)?;
                 self.partial.clear();
+                self.skipping = false;
                 kills.extend(self.read_new()?);
             }
             if !kills.is_empty() {
@@ -104,17 +108,25 @@ impl KillerLog {
             // Truncated in place (copytruncate): everything in it now is new.
             self.file.seek(SeekFrom::Start(0))?;
             self.partial.clear();
+            self.skipping = false;
         }
         let mut appended = Vec::new();
         self.file.read_to_end(&mut appended)?;
         let mut kills = Vec::new();
         for piece in appended.split_inclusive(|&b| b == b'\n') {
-            self.partial.extend_from_slice(piece);
-            if self.partial.len() > MAX_LINE {
-                self.partial.clear();
+            let ends = piece.ends_with(b"\n");
+            if self.skipping {
+                self.skipping = !ends;
                 continue;
             }
-            if !self.partial.ends_with(b"\n") {
+            self.partial.extend_from_slice(piece);
+            if self.partial.len() > MAX_LINE {
+                // Its tail is no line of its own.
+                self.partial.clear();
+                self.skipping = !ends;
+                continue;
+            }
+            if !ends {
                 continue;
             }
             let line = String::from_utf8_lossy(&self.partial).into_owned();
@@ -266,6 +278,27 @@ mod tests {
         assert_eq!(
             kills.iter().map(|k| k.kill.sending.pid).collect::<Vec<_>>(),
             vec![901]
+        );
+
+        // The tail of an overlong line, read apart from its start, is not read as a line,
+        // whatever it says.
+        append(&path, &"x".repeat(MAX_LINE + 1));
+        assert!(log.read_new().unwrap().is_empty());
+        let last = KILL
+            .lines()
+            .last()
+            .unwrap()
+            .replace("process 900", "process 903");
+        append(&path, &format!("{last}\n"));
+        assert!(
+            log.read_new().unwrap().is_empty(),
+            "the tail was read as a line"
+        );
+        append(&path, &KILL.replace("process 900", "process 904"));
+        let kills = log.read_new().unwrap();
+        assert_eq!(
+            kills.iter().map(|k| k.kill.sending.pid).collect::<Vec<_>>(),
+            vec![904]
         );
 
         let syslog = "Dec  7 21:00:00 node earlyoom[300]: sending SIGKILL to process 902 uid 0 \"hog\": badness 1000, VmRSS 400 MiB\n";
