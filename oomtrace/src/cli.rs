@@ -191,12 +191,13 @@ pub struct Args {
     #[arg(long, value_name = "CGROUP", global = true)]
     pub stall_cgroup: Vec<String>,
 
-    /// Follow earlyoom's log in FILE (its stderr written to a file, or a syslog file with its
-    /// `earlyoom[PID]:` lines): each kill earlyoom makes then says the memory and swap it found
-    /// and the limits they were at or below (`acted_on`). Only lines written after the start are
-    /// read; a rotated log is followed to its new file.
+    /// Follow a userspace OOM killer's log in FILE: earlyoom's stderr written to a file, or a
+    /// syslog file with earlyoom's and systemd-oomd's tagged lines. Each of their kills then
+    /// says what it acted on (`acted_on`): earlyoom's memory, swap and limits, systemd-oomd's
+    /// cgroup and its pressure or swap use. Only lines written after the start are read; a
+    /// rotated log is followed to its new file.
     #[arg(long, value_name = "FILE", global = true)]
-    pub earlyoom_log: Option<std::path::PathBuf>,
+    pub killer_log: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -239,7 +240,7 @@ impl Args {
         note("--metrics-addr", self.metrics_addr.is_some());
         note("--no-oom-protect", self.no_oom_protect);
         note("--stall-cgroup", !self.stall_cgroup.is_empty());
-        note("--earlyoom-log", self.earlyoom_log.is_some());
+        note("--killer-log", self.killer_log.is_some());
         given
     }
 }

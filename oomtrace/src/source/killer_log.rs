@@ -1,5 +1,5 @@
-//! earlyoom's log, followed (`--earlyoom-log FILE`): its stderr as a file holds it, or a
-//! syslog file with its `earlyoom[PID]:` lines. Only what is appended after the watch starts
+//! A userspace OOM killer's log, followed (`--killer-log FILE`): earlyoom's stderr as a file
+//! holds it, or a syslog file with earlyoom's and systemd-oomd's tagged lines. Only what is appended after the watch starts
 //! is read, as it is appended: inotify says when, so a quiet log costs nothing. A log rotated
 //! by renaming it and making a new one under the same name is followed to the new file, and
 //! one truncated in place is read again from its start.
@@ -18,12 +18,12 @@ use std::{
 use tokio::io::{Interest, unix::AsyncFd};
 
 use oomtrace_core::{
-    attribution::acted_on::{LoggedKill, earlyoom_message},
-    source::userspace_log::earlyoom::EarlyoomLog,
+    attribution::acted_on::{Killer, Logged, LoggedKill, killer_message},
+    source::userspace_log::{earlyoom::EarlyoomLog, systemd_oomd::parse_killed},
 };
 
-/// A line longer than this is no line of earlyoom's (its longest, with a command line, is
-/// about 4 KiB): it is dropped whole.
+/// A line longer than this is no killer's (earlyoom's longest, with a command line, is about
+/// 4 KiB; systemd-oomd's hold two cgroup paths): it is dropped whole.
 const MAX_LINE: usize = 64 * 1024;
 
 pub struct KillerLog {
@@ -34,7 +34,8 @@ pub struct KillerLog {
     partial: Vec<u8>,
     /// In a line longer than [`MAX_LINE`], until its end: none of it is read.
     skipping: bool,
-    parser: EarlyoomLog,
+    /// earlyoom's lines, read in order: a kill is told over three of them.
+    earlyoom: EarlyoomLog,
 }
 
 impl KillerLog {
@@ -73,11 +74,11 @@ impl KillerLog {
             inotify,
             partial: Vec::new(),
             skipping: false,
-            parser: EarlyoomLog::default(),
+            earlyoom: EarlyoomLog::default(),
         })
     }
 
-    /// The kills earlyoom logs next, waiting for them.
+    /// The kills the log tells next, waiting for them.
     pub async fn next(&mut self) -> io::Result<Vec<LoggedKill>> {
         loop {
             let mut guard = self.inotify.readable().await?;
@@ -131,11 +132,14 @@ impl KillerLog {
             }
             let line = String::from_utf8_lossy(&self.partial).into_owned();
             self.partial.clear();
-            if let Some((writer_pid, message)) = earlyoom_message(&line)
-                && let Some(kill) = self.parser.feed(message)
-            {
-                kills.push(LoggedKill { writer_pid, kill });
-            }
+            let Some((killer, writer_pid, message)) = killer_message(&line) else {
+                continue;
+            };
+            let kill = match killer {
+                Killer::Earlyoom => self.earlyoom.feed(message).map(Logged::Earlyoom),
+                Killer::SystemdOomd => parse_killed(message).map(Logged::SystemdOomd),
+            };
+            kills.extend(kill.map(|kill| LoggedKill { writer_pid, kill }));
         }
         Ok(kills)
     }
@@ -244,6 +248,16 @@ mod tests {
         file.write_all(text.as_bytes()).unwrap();
     }
 
+    fn earlyoom_pids(kills: &[LoggedKill]) -> Vec<u32> {
+        kills
+            .iter()
+            .filter_map(|k| match &k.kill {
+                Logged::Earlyoom(k) => Some(k.sending.pid),
+                Logged::SystemdOomd(_) => None,
+            })
+            .collect()
+    }
+
     async fn next_within(log: &mut KillerLog) -> Vec<LoggedKill> {
         tokio::time::timeout(std::time::Duration::from_secs(10), log.next())
             .await
@@ -265,20 +279,19 @@ mod tests {
         append(&path, head);
         append(&path, tail);
         let kills = next_within(&mut log).await;
-        assert_eq!(kills.len(), 1, "{kills:?}");
         assert_eq!(
-            kills[0].kill.sending.pid, 900,
+            earlyoom_pids(&kills),
+            vec![900],
             "not the kill logged before the watch"
         );
-        assert!(kills[0].kill.stats.is_some() && kills[0].kill.limits.is_some());
+        assert!(
+            matches!(&kills[0].kill, Logged::Earlyoom(k) if k.stats.is_some() && k.limits.is_some())
+        );
 
         std::fs::rename(&path, dir.join("earlyoom.log.1")).unwrap();
         append(&path, &KILL.replace("process 900", "process 901"));
         let kills = next_within(&mut log).await;
-        assert_eq!(
-            kills.iter().map(|k| k.kill.sending.pid).collect::<Vec<_>>(),
-            vec![901]
-        );
+        assert_eq!(earlyoom_pids(&kills), vec![901]);
 
         // The tail of an overlong line, read apart from its start, is not read as a line,
         // whatever it says.
@@ -295,19 +308,20 @@ mod tests {
             "the tail was read as a line"
         );
         append(&path, &KILL.replace("process 900", "process 904"));
-        let kills = log.read_new().unwrap();
-        assert_eq!(
-            kills.iter().map(|k| k.kill.sending.pid).collect::<Vec<_>>(),
-            vec![904]
-        );
+        assert_eq!(earlyoom_pids(&log.read_new().unwrap()), vec![904]);
 
-        let syslog = "Dec  7 21:00:00 node earlyoom[300]: sending SIGKILL to process 902 uid 0 \"hog\": badness 1000, VmRSS 400 MiB\n";
+        // A syslog file: each killer's tagged lines.
+        let syslog = "Dec  7 21:00:00 node earlyoom[300]: sending SIGKILL to process 902 uid 0 \"hog\": badness 1000, VmRSS 400 MiB\n\
+            Dec  7 21:00:01 node systemd-oomd[42]: Killed /system.slice/press.service due to memory pressure for /system.slice being 62.11% > 50.00% for > 20s with reclaim activity\n";
         append(&path, syslog);
         let kills = next_within(&mut log).await;
-        assert_eq!(
-            (kills[0].writer_pid, kills[0].kill.sending.pid),
-            (Some(300), 902)
+        assert_eq!(earlyoom_pids(&kills), vec![902]);
+        assert_eq!(kills[0].writer_pid, Some(300));
+        assert!(
+            matches!(&kills[1].kill, Logged::SystemdOomd(k) if k.cgroup == "/system.slice/press.service"),
+            "{kills:?}"
         );
+        assert_eq!(kills[1].writer_pid, Some(42));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,7 +1,7 @@
 //! The sources of reports, read from the running system: the kernel log ([`kmsg`]), what
 //! `/proc` still says about a victim ([`procfs`]), the journal and the kernel log's past
 //! ([`journal`], [`past`]), the host ([`host`]), memory cgroups stalled at their limit
-//! ([`stall`]), and earlyoom's log ([`killer_log`]). Their parsers are `oomtrace_core`'s.
+//! ([`stall`]), and userspace OOM killers' logs ([`killer_log`]). Their parsers are `oomtrace_core`'s.
 
 pub mod host;
 pub mod journal;

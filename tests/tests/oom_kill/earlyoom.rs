@@ -1,6 +1,6 @@
 //! Debian's own earlyoom, for real, kills a hog in a kernel-matrix guest: oomtrace must report
 //! it as a `userspace_oom_kill` by earlyoom, never as a kernel OOM kill, and earlyoom's own
-//! lines about it, followed in a file as a log collector writes them (`--earlyoom-log`), must
+//! lines about it, followed in a file as a log collector writes them (`--killer-log`), must
 //! give what it acted on, as the parser of its log reads them. Only in a guest: earlyoom acts
 //! on the whole machine's memory, so on the host it would kill the host's processes.
 
@@ -82,8 +82,8 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
     let log_path = dir.path().join("earlyoom.log");
     let log_file = std::fs::File::create(&log_path).expect("create earlyoom's log");
     let log_arg = log_path.to_str().expect("a UTF-8 temp path");
-    let tracer = Tracer::start(&["--no-enrich", "--earlyoom-log", log_arg]);
-    let human = HumanWatch::start(&["--no-enrich", "--earlyoom-log", log_arg]);
+    let tracer = Tracer::start(&["--no-enrich", "--killer-log", log_arg]);
+    let human = HumanWatch::start(&["--no-enrich", "--killer-log", log_arg]);
     let kernel_kills_before = kernel_oom_kills().expect("the kernel's count of OOM kills");
 
     let (total, available) = meminfo_mib();

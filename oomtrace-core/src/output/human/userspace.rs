@@ -7,7 +7,7 @@ use crate::{
     attribution::{acted_on::ActedOn, userspace_killer::UserspaceOomKill},
     output::{
         escape::{visible, visible_bytes},
-        format::short_id,
+        format::{bytes, short_id},
     },
     report::exact,
 };
@@ -57,8 +57,10 @@ impl HumanView {
     }
 }
 
-/// `, with 45 of 481 MiB available (9.48%) and 0 of 0 MiB swap free (0.00%), at or below its
-/// SIGTERM limits (10.00%, 10.00%)`, as far as the killer's log said.
+/// What the killer's log said it acted on: earlyoom's `, with 45 of 481 MiB available (9.48%)
+/// and 0 of 0 MiB swap free (0.00%), at or below its SIGTERM limits (memory 10.00%, swap
+/// 10.00%)`; systemd-oomd's `, killing /system.slice/press.service for memory pressure 62.11%
+/// over 50.00% on /system.slice for over 20 s`.
 fn acted(acted_on: &ActedOn, out: &mut String) {
     if let Some(m) = &acted_on.memory {
         let _ = write!(
@@ -81,13 +83,39 @@ fn acted(acted_on: &ActedOn, out: &mut String) {
             l.swap_percent
         );
     }
+    if let Some(cgroup) = &acted_on.cgroup {
+        let _ = write!(out, ", killing {}", visible(cgroup));
+    }
+    if let Some(s) = &acted_on.swap_used {
+        let _ = write!(
+            out,
+            " for memory {} of {} and swap {} of {} used, both over {:.2}%",
+            bytes(s.mem_used_bytes),
+            bytes(s.mem_total_bytes),
+            bytes(s.swap_used_bytes),
+            bytes(s.swap_total_bytes),
+            s.limit_percent
+        );
+    }
+    if let Some(p) = &acted_on.pressure {
+        let _ = write!(
+            out,
+            " for memory pressure {:.2}% over {:.2}% on {}",
+            p.pressure_percent,
+            p.limit_percent,
+            visible(&p.monitored)
+        );
+        if let Some(seconds) = p.for_seconds {
+            let _ = write!(out, " for over {seconds} s");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{today, utc};
     use crate::attribution::{
-        acted_on::{ActedOn, LimitsCrossed, MemoryFound},
+        acted_on::{ActedOn, LimitsCrossed, MemoryFound, PressureFound, SwapUsed},
         killer::SenderContainer,
         userspace_killer::{UserspaceKiller, UserspaceOomKill, UserspaceVictim},
     };
@@ -135,6 +163,9 @@ mod tests {
         ];
         let mut acted = kill(false, None, "hog");
         acted.acted_on = Some(ActedOn {
+            cgroup: None,
+            swap_used: None,
+            pressure: None,
             source: "earlyoom_log".into(),
             memory: Some(MemoryFound {
                 mem_avail_mib: 45,
@@ -152,6 +183,39 @@ mod tests {
         });
         let mut memory_only = acted.clone();
         memory_only.acted_on.as_mut().unwrap().limits = None;
+        let oomd = |swap_used, pressure| {
+            let mut kill = kill(true, None, "java");
+            kill.killer.name = "systemd-oomd".into();
+            kill.signal = Some("SIGKILL");
+            kill.acted_on = Some(ActedOn {
+                source: "systemd_oomd_log".into(),
+                memory: None,
+                limits: None,
+                cgroup: Some("/system.slice/app.service".into()),
+                swap_used,
+                pressure,
+            });
+            kill
+        };
+        let pressure = oomd(
+            None,
+            Some(PressureFound {
+                monitored: "/system.slice".into(),
+                pressure_percent: 62.11,
+                limit_percent: 50.0,
+                for_seconds: Some(20.0),
+            }),
+        );
+        let swap = oomd(
+            Some(SwapUsed {
+                mem_used_bytes: 8 << 30,
+                mem_total_bytes: 8 << 30,
+                swap_used_bytes: 1 << 30,
+                swap_total_bytes: 2 << 30,
+                limit_percent: 90.0,
+            }),
+            None,
+        );
         let cases = cases.into_iter().chain([
             (
                 acted,
@@ -160,6 +224,14 @@ mod tests {
             (
                 memory_only,
                 "userspace OOM kill: earlyoom (pid 300) sent SIGTERM to hog (pid 900), with 45 of 481 MiB available (9.48%) and 0 of 0 MiB swap free (0.00%); not in the kernel's count",
+            ),
+            (
+                pressure,
+                "userspace OOM kill: systemd-oomd (pid 300) wrote cgroup.kill of app.service, which sent SIGKILL to java (pid 900), killing /system.slice/app.service for memory pressure 62.11% over 50.00% on /system.slice for over 20 s; not in the kernel's count",
+            ),
+            (
+                swap,
+                "userspace OOM kill: systemd-oomd (pid 300) wrote cgroup.kill of app.service, which sent SIGKILL to java (pid 900), killing /system.slice/app.service for memory 8.0 GiB of 8.0 GiB and swap 1.0 GiB of 2.0 GiB used, both over 90.00%; not in the kernel's count",
             ),
         ]);
         for (kill, want) in cases {

@@ -1,7 +1,8 @@
-//! Joins earlyoom's logged kills to the kernel's records of its signals (`--earlyoom-log`).
-//! earlyoom prints its `sending` line just before it signals, but the line and the signal's
-//! record reach the watch by different roads, in either order: a logged kill waits here for
-//! its signal, and a signal's event is held for at most [`LOG_WAIT`] for its line.
+//! Joins the kills a userspace OOM killer's log tells to the kernel's records of its signals
+//! (`--killer-log`). earlyoom prints its `sending` line just before it signals, systemd-oomd
+//! its `Killed` line just after, and the line and the signal's record reach the watch by
+//! different roads, in either order: a logged kill waits here for its signal, and a signal's
+//! event is held for at most [`LOG_WAIT`] for its line.
 
 use std::{
     collections::VecDeque,
@@ -13,8 +14,9 @@ use oomtrace_core::attribution::{
     userspace_killer::UserspaceOomKill,
 };
 
-/// How long an earlyoom kill's event waits for its line: earlyoom writes it before it
-/// signals, so only the log's own road (a syslog daemon's buffering) can take longer.
+/// How long a kill's event waits for its line: earlyoom writes it before it signals and
+/// systemd-oomd right after, so only the log's own road (a syslog daemon's buffering) can
+/// take longer.
 pub(super) const LOG_WAIT: Duration = Duration::from_secs(1);
 /// How long a logged kill waits for its signal's record, and how many wait at once.
 const KEPT_FOR: Duration = Duration::from_secs(10);
@@ -47,16 +49,22 @@ impl LoggedKills {
         self.told.remove(at).map(|(_, logged)| logged.acted_on())
     }
 
-    /// Whether `kill` may still get its line: a followed log, a kill by earlyoom, none yet.
+    /// Whether `kill` may still get its line: a followed log, a kill by a killer whose lines
+    /// are read, none joined yet.
     pub fn awaited_by(&self, kill: &UserspaceOomKill) -> bool {
-        self.followed && kill.acted_on.is_none() && kill.killer.name == "earlyoom"
+        self.followed
+            && kill.acted_on.is_none()
+            && matches!(kill.killer.name.as_str(), "earlyoom" | "systemd-oomd")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomtrace_core::{source::userspace_log::earlyoom::EarlyoomLog, testing::userspace_kill};
+    use oomtrace_core::{
+        attribution::acted_on::Logged, source::userspace_log::earlyoom::EarlyoomLog,
+        testing::userspace_kill,
+    };
 
     fn logged(victim: u32) -> LoggedKill {
         let line =
@@ -64,7 +72,7 @@ mod tests {
         let kill = EarlyoomLog::default().feed(&line).expect("a kill");
         LoggedKill {
             writer_pid: None,
-            kill,
+            kill: Logged::Earlyoom(kill),
         }
     }
 
@@ -95,7 +103,11 @@ mod tests {
             None,
             "taken once"
         );
-        assert!(!kills.awaited_by(&signalled("systemd-oomd", 900)));
+        assert!(kills.awaited_by(&signalled("systemd-oomd", 900)));
+        assert!(
+            !kills.awaited_by(&signalled("oomd", 900)),
+            "oomd's log is not read"
+        );
 
         kills.add(logged(902), now);
         kills.add(logged(903), now + KEPT_FOR);

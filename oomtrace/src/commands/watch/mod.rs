@@ -155,16 +155,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     stalls::Stalls::check_named(&args.stall_cgroup)?;
     let opened = open_feed(&args)?;
-    let mut killer_log = match &args.earlyoom_log {
+    let mut killer_log = match &args.killer_log {
         Some(path) => {
-            // Its kills are joined to the kernel's records of earlyoom's signals.
+            // Its kills are joined to the kernel's records of the killers' signals.
             let signals = match &opened {
                 OpenedFeed::Ebpf(attached) => attached.1.records_signals(),
                 OpenedFeed::Kmsg(_) => false,
             };
             if !signals {
                 bail!(
-                    "--earlyoom-log needs the kernel's record of signals, which this mode does not give (`oomtrace check` says why)"
+                    "--killer-log needs the kernel's record of signals, which this mode does not give (`oomtrace check` says why)"
                 );
             }
             Some(KillerLog::open(path).map_err(|e| anyhow!(e))?)
@@ -324,7 +324,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match logged {
                     Ok(kills) => pipeline.logged(kills, Instant::now()),
                     Err(err) => {
-                        crate::say!("stopped following --earlyoom-log: {err}");
+                        crate::say!("stopped following --killer-log: {err}");
                         killer_log = None;
                         pipeline.logged_kills.followed = false;
                         pipeline.release(Instant::now());
@@ -584,7 +584,7 @@ fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// The kills earlyoom's log tells next; never, without one followed.
+/// The kills the killer's log tells next; never, without one followed.
 async fn logged_kills(log: &mut Option<KillerLog>) -> std::io::Result<Vec<LoggedKill>> {
     match log {
         Some(log) => log.next().await,

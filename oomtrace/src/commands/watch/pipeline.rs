@@ -140,7 +140,7 @@ pub struct Pipeline {
     /// Signals to containers' main processes, for their exits.
     pub signals: SignalBook,
     userspace_kills: KillDedup,
-    /// Kills earlyoom's log told, for their signals' events (`--earlyoom-log`).
+    /// Kills the killer's log told, for their signals' events (`--killer-log`).
     pub logged_kills: LoggedKills,
     last_group_kill: Option<u64>,
     said_names_unresolvable: bool,
@@ -235,7 +235,7 @@ impl Pipeline {
         self.signals.note(signal, caches(&self.context));
     }
 
-    /// Takes kills earlyoom's log told, for the events of their signals.
+    /// Takes kills the killer's log told, for the events of their signals.
     pub fn logged(&mut self, kills: Vec<LoggedKill>, now: Instant) {
         for kill in kills {
             self.logged_kills.add(kill, now);
