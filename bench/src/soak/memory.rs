@@ -1,5 +1,5 @@
 //! oomtrace's memory over a soak: VmRSS and VmHWM sampled from `/proc` all along, on a thread
-//! of its own, and read again at the end of each wave and once oomtrace is at rest.
+//! of its own, and read again once oomtrace is at rest after each wave.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
@@ -55,9 +55,4 @@ fn sample(pid: u32, stop: &Receiver<()>) -> Memory {
         }
     }
     memory
-}
-
-/// VmRSS of `pid` now, in KiB; `None` if it is gone.
-pub fn rss(pid: u32) -> Option<u64> {
-    proc::memory(pid).ok().map(|m| m.rss)
 }

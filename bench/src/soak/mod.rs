@@ -194,7 +194,11 @@ fn soak(containers: usize, logs: &Path) -> Result<Outcome> {
             outcome.died = Some(at + 1);
             break;
         }
-        outcome.rss_by_wave.extend(memory::rss(tracer.pid()));
+        // Once quiet, as the settled figure is read: right after a wave the watch may or may
+        // not have given back what the wave's events touched, which is not growth.
+        outcome
+            .rss_by_wave
+            .extend(proc::rss_at_rest(tracer.pid(), END_RSS_KIB, SETTLE_WAIT));
     }
 
     if outcome.died.is_none() {

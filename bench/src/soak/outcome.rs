@@ -43,7 +43,7 @@ pub struct Outcome {
     pub exited_cleanly: bool,
     pub stderr: Vec<String>,
     pub memory: Memory,
-    /// VmRSS at the end of each wave, in KiB.
+    /// VmRSS once oomtrace was quiet after each wave (or [`SETTLE_WAIT`] passed), in KiB.
     pub rss_by_wave: Vec<u64>,
     /// VmRSS once oomtrace was quiet after the last wave (or [`SETTLE_WAIT`] passed), in KiB.
     pub settled_rss: Option<u64>,
