@@ -1,8 +1,8 @@
 //! A userspace OOM killer's log, followed (`--killer-log FILE`): earlyoom's stderr as a file
-//! holds it, or a syslog file with earlyoom's and systemd-oomd's tagged lines. Only what is appended after the watch starts
-//! is read, as it is appended: inotify says when, so a quiet log costs nothing. A log rotated
-//! by renaming it and making a new one under the same name is followed to the new file, and
-//! one truncated in place is read again from its start.
+//! holds it, or a syslog file with earlyoom's and systemd-oomd's tagged lines. Only what is
+//! appended after the watch starts is read, as it is appended: inotify says when, so a quiet
+//! log costs nothing. A log rotated by renaming it and making a new one under the same name is
+//! followed to the new file, and one truncated in place is read again from its start.
 
 use std::{
     ffi::{CString, OsString},
