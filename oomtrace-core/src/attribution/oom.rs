@@ -241,12 +241,7 @@ fn ancestor_bytes(path: &[u8], ids: &[u64], id: u64) -> Option<Vec<u8>> {
 }
 
 /// The id of `memcg`, an ancestor of (or the same as) the victim's cgroup `path`, from the
-/// handler's path ids.
-pub fn ancestor_id(path: &str, ids: &[u64], memcg: &str) -> Option<u64> {
-    ancestor_id_of_bytes(path.as_bytes(), ids, memcg.as_bytes())
-}
-
-/// [`ancestor_id`] of exact bytes, which need not be UTF-8: two names that read alike as
+/// handler's path ids. Of exact bytes, which need not be UTF-8: two names that read alike as
 /// strings are two cgroups.
 fn ancestor_id_of_bytes(path: &[u8], ids: &[u64], memcg: &[u8]) -> Option<u64> {
     let components = |p: &[u8]| -> Vec<Vec<u8>> {
@@ -465,6 +460,9 @@ mod tests {
             Some(&b"/a\xff/b"[..]),
             "a name that is not UTF-8 is kept byte for byte"
         );
+        let ancestor_id = |path: &str, ids: &[u64], memcg: &str| {
+            ancestor_id_of_bytes(path.as_bytes(), ids, memcg.as_bytes())
+        };
         assert_eq!(ancestor_id("/a/b/c", &ids, "/a/b"), Some(20));
         assert_eq!(ancestor_id("/a/b/c", &ids, "/a/b/c"), Some(30));
         assert_eq!(ancestor_id("/a/b/c", &ids, "/x"), None);
