@@ -16,7 +16,7 @@ use crate::source::userspace_log::{
 };
 
 /// `userspace_oom_kill.acted_on`: the fields of the killer that logged it, the others `null`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActedOn {
     /// Where this came from: `earlyoom_log` or `systemd_oomd_log`.
     pub source: String,
@@ -96,17 +96,18 @@ impl LoggedKill {
         if self.writer_pid.is_some_and(|pid| pid != kill.killer.pid) {
             return false;
         }
+        let killer = Killer::named(&kill.killer.name);
         match &self.kill {
             Logged::Earlyoom(logged) => {
                 let sending = &logged.sending;
-                kill.killer.name == "earlyoom"
+                killer == Some(Killer::Earlyoom)
                     && !kill.killer.via_cgroup_kill
                     && kill.victim.pid == Some(sending.pid)
                     && kill.signal == Some(sending.signal.name())
             }
             // The signal's record names the victim's cgroup by its last part only.
             Logged::SystemdOomd(logged) => {
-                kill.killer.name == "systemd-oomd"
+                killer == Some(Killer::SystemdOomd)
                     && logged.cgroup.rsplit('/').next().is_some_and(|name| {
                         !name.is_empty() && kill.victim.cgroup_name.as_deref() == Some(name)
                     })
@@ -115,56 +116,55 @@ impl LoggedKill {
     }
 
     pub fn acted_on(&self) -> ActedOn {
-        let mut acted = ActedOn {
-            source: String::new(),
-            memory: None,
-            limits: None,
-            cgroup: None,
-            swap_used: None,
-            pressure: None,
-        };
         match &self.kill {
-            Logged::Earlyoom(logged) => {
-                acted.source = "earlyoom_log".into();
-                acted.memory = logged.stats.as_ref().map(MemoryFound::from);
-                acted.limits = logged.limits.as_ref().map(LimitsCrossed::from);
-            }
+            Logged::Earlyoom(logged) => ActedOn {
+                source: "earlyoom_log".into(),
+                memory: logged.stats.as_ref().map(MemoryFound::from),
+                limits: logged.limits.as_ref().map(LimitsCrossed::from),
+                ..ActedOn::default()
+            },
             Logged::SystemdOomd(logged) => {
-                acted.source = "systemd_oomd_log".into();
-                acted.cgroup = Some(logged.cgroup.clone());
-                match &logged.reason {
+                let (swap_used, pressure) = match &logged.reason {
                     OomdReason::Swap {
                         mem_used_bytes,
                         mem_total_bytes,
                         swap_used_bytes,
                         swap_total_bytes,
                         limit,
-                    } => {
-                        acted.swap_used = Some(SwapUsed {
+                    } => (
+                        Some(SwapUsed {
                             mem_used_bytes: *mem_used_bytes,
                             mem_total_bytes: *mem_total_bytes,
                             swap_used_bytes: *swap_used_bytes,
                             swap_total_bytes: *swap_total_bytes,
                             limit_percent: percent(*limit),
-                        });
-                    }
+                        }),
+                        None,
+                    ),
                     OomdReason::Pressure {
                         monitored,
                         pressure,
                         limit,
                         duration,
-                    } => {
-                        acted.pressure = Some(PressureFound {
+                    } => (
+                        None,
+                        Some(PressureFound {
                             monitored: monitored.clone(),
                             pressure_percent: percent(*pressure),
                             limit_percent: percent(*limit),
                             for_seconds: duration.map(|d| d.as_secs_f64()),
-                        });
-                    }
+                        }),
+                    ),
+                };
+                ActedOn {
+                    source: "systemd_oomd_log".into(),
+                    cgroup: Some(logged.cgroup.clone()),
+                    swap_used,
+                    pressure,
+                    ..ActedOn::default()
                 }
             }
         }
-        acted
     }
 }
 
@@ -195,11 +195,29 @@ impl From<&Limits> for LimitsCrossed {
     }
 }
 
-/// Whose log line it is.
+/// Whose log line it is: the killers whose logs are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Killer {
     Earlyoom,
     SystemdOomd,
+}
+
+impl Killer {
+    /// In the order their tags are looked for in a line.
+    pub const ALL: [Self; 2] = [Self::SystemdOomd, Self::Earlyoom];
+
+    /// Its comm, as the kernel's record of its signal and its syslog tag name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Earlyoom => "earlyoom",
+            Self::SystemdOomd => "systemd-oomd",
+        }
+    }
+
+    /// The killer named `name`, if its log is read.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// A line of a killer's log as a file holds it: earlyoom's own stderr line (untagged), or a
@@ -207,11 +225,9 @@ pub enum Killer {
 /// pid the tag names and the message; `None` for a line whose tag only looks like theirs.
 /// An untagged line is taken whole as earlyoom's, whose parsers read only its own shapes.
 pub fn killer_message(line: &str) -> Option<(Killer, Option<u32>, &str)> {
-    for (killer, tag) in [
-        (Killer::SystemdOomd, "systemd-oomd["),
-        (Killer::Earlyoom, "earlyoom["),
-    ] {
-        let Some(at) = line.find(tag) else {
+    for killer in Killer::ALL {
+        let tag = format!("{}[", killer.name());
+        let Some(at) = line.find(&tag) else {
             continue;
         };
         let rest = &line[at + tag.len()..];

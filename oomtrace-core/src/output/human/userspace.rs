@@ -163,9 +163,6 @@ mod tests {
         ];
         let mut acted = kill(false, None, "hog");
         acted.acted_on = Some(ActedOn {
-            cgroup: None,
-            swap_used: None,
-            pressure: None,
             source: "earlyoom_log".into(),
             memory: Some(MemoryFound {
                 mem_avail_mib: 45,
@@ -180,6 +177,7 @@ mod tests {
                 mem_percent: 10.0,
                 swap_percent: 10.0,
             }),
+            ..ActedOn::default()
         });
         let mut memory_only = acted.clone();
         memory_only.acted_on.as_mut().unwrap().limits = None;
@@ -189,11 +187,10 @@ mod tests {
             kill.signal = Some("SIGKILL");
             kill.acted_on = Some(ActedOn {
                 source: "systemd_oomd_log".into(),
-                memory: None,
-                limits: None,
                 cgroup: Some("/system.slice/app.service".into()),
                 swap_used,
                 pressure,
+                ..ActedOn::default()
             });
             kill
         };

@@ -10,7 +10,7 @@ use std::{
 };
 
 use oomtrace_core::attribution::{
-    acted_on::{ActedOn, LoggedKill},
+    acted_on::{ActedOn, Killer, LoggedKill},
     userspace_killer::UserspaceOomKill,
 };
 
@@ -52,9 +52,7 @@ impl LoggedKills {
     /// Whether `kill` may still get its line: a followed log, a kill by a killer whose lines
     /// are read, none joined yet.
     pub fn awaited_by(&self, kill: &UserspaceOomKill) -> bool {
-        self.followed
-            && kill.acted_on.is_none()
-            && matches!(kill.killer.name.as_str(), "earlyoom" | "systemd-oomd")
+        self.followed && kill.acted_on.is_none() && Killer::named(&kill.killer.name).is_some()
     }
 }
 
