@@ -111,14 +111,22 @@ impl Session<'_, '_> {
         }
     }
 
-    /// Every container in every namespace, and the main pid of each running task.
+    /// Every container in every namespace, and the main pid of each running task. Applied
+    /// only once all of it is read: a containerd that stops halfway leaves no container named
+    /// without the pid its task would have given.
     async fn list(&mut self, api: &Api) -> Result<(), String> {
-        *self.namespaces = api.namespaces().await?;
-        for namespace in self.namespaces.iter() {
-            for container in api.containers(namespace).await? {
+        let namespaces = api.namespaces().await?;
+        let mut listed = Vec::with_capacity(namespaces.len());
+        for namespace in &namespaces {
+            let containers = api.containers(namespace).await?;
+            let tasks = api.tasks(namespace).await?;
+            listed.push((namespace, containers, tasks));
+        }
+        for (namespace, containers, tasks) in listed {
+            for container in containers {
                 self.remember(&container, namespace, None);
             }
-            for process in api.tasks(namespace).await? {
+            for process in tasks {
                 if let Some(container) = task_container(&process) {
                     self.link.cache.upsert(container, |slot| {
                         slot.container.main_pid = Some(process.pid);
@@ -126,6 +134,7 @@ impl Session<'_, '_> {
                 }
             }
         }
+        *self.namespaces = namespaces;
         Ok(())
     }
 
