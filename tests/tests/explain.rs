@@ -146,6 +146,13 @@ fn explain_seed_000_after_the_container_is_gone() {
     let seen = tracer.wait_for(1, Duration::from_secs(5), |r| about(r, &id));
     assert_eq!(seen.len(), 1, "no report for {name}");
     let pid = field(&seen[0], "victim.pid").as_u64().expect("victim.pid");
+    // explain repeats what the watch recorded: a limit missing here is the watch's, not explain's.
+    assert_eq!(
+        field(&seen[0], "oom.memcg"),
+        docker_cgroup(&id).as_str(),
+        "the watch's report must name the limited cgroup: {}",
+        seen[0]["oom"]
+    );
     docker(&["stop", "--time", "10", &name]);
     let exits = tracer.wait_for_exit(1, Duration::from_secs(10), |e| about(e, &id));
     assert_eq!(exits.len(), 1, "no container_exit for {name}");
