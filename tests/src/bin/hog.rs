@@ -2,7 +2,7 @@
 //! prints `joined`, then touches memory until the OOM killer stops it.
 //!
 //! usage: hog [--procs FILE] [--oom-score-adj N] [--mib N] [--child] [--name NAME]
-//!            [--name-hex HEX]
+//!            [--name-hex HEX] [--keep-touching]
 //!
 //! `--name` renames the hog's thread (its comm) to NAME, escape bytes included: a victim
 //! controls its own name, and the tests check how oomtrace shows one. `--name-hex` gives the
@@ -12,6 +12,10 @@
 //! A hog that has touched all its memory without being killed lingers until its stdin ends,
 //! then exits 3. The tests hold its stdin: they decide how long it lives, not a timer, and a
 //! hog they forget ends with them.
+//!
+//! With `--keep-touching` it never lingers: it touches its memory again, page by page, until
+//! it is killed. Under `memory.high` that keeps the cgroup reclaiming, the memory pressure a
+//! userspace OOM killer acts on (tests/tests/oom_kill/systemd_oomd.rs).
 //!
 //! With `--child` the hog forks: the child (renamed `hog-child`) allocates while the parent
 //! waits for it, prints `child <pid>` as soon as it exists and `child-signal <n>` when it
@@ -25,6 +29,7 @@ struct Args {
     mib: usize,
     child: bool,
     name: Option<Vec<u8>>,
+    keep_touching: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         mib: 256,
         child: false,
         name: None,
+        keep_touching: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--mib" => args.mib = value()?.parse().map_err(|e| format!("{e}"))?,
             "--child" => args.child = true,
+            "--keep-touching" => args.keep_touching = true,
             "--name" => args.name = Some(value()?.into_bytes()),
             "--name-hex" => args.name = Some(from_hex(&value()?)?),
             other => return Err(format!("unknown argument {other}")),
@@ -84,7 +91,7 @@ fn main() {
             0 => {
                 // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
                 unsafe { libc::prctl(libc::PR_SET_NAME, c"hog-child".as_ptr()) };
-                allocate(args.mib);
+                allocate(args.mib, args.keep_touching);
             }
             child => {
                 println!("child {child}");
@@ -101,12 +108,13 @@ fn main() {
             }
         }
     } else {
-        allocate(args.mib);
+        allocate(args.mib, args.keep_touching);
     }
 }
 
-/// Touches `mib` MiB page by page, then lingers until stdin ends; an OOM kill ends it first.
-fn allocate(mib: usize) -> ! {
+/// Touches `mib` MiB page by page, then lingers until stdin ends, or touches it all again and
+/// again with `keep_touching`; an OOM kill ends it first.
+fn allocate(mib: usize, keep_touching: bool) -> ! {
     let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mib);
     for _ in 0..mib {
         let mut chunk = vec![0u8; 1 << 20];
@@ -116,6 +124,14 @@ fn allocate(mib: usize) -> ! {
         chunks.push(chunk);
     }
     std::hint::black_box(&chunks);
+    if keep_touching {
+        loop {
+            for page in chunks.iter_mut().flat_map(|chunk| chunk.chunks_mut(4096)) {
+                page[0] = page[0].wrapping_add(1);
+            }
+            std::hint::black_box(&chunks);
+        }
+    }
     // A group-kill member allocates little and must still be alive when another member's
     // allocation triggers the OOM: it waits for that, or for the test to let go of it.
     let mut byte = [0u8; 1];
