@@ -93,7 +93,8 @@ pub(super) fn debian_kernel(series: &Series, cache: &Path) -> Result<Kernel> {
             continue;
         };
         let kernel = debian(series, cache, &package, &version);
-        if kernel.image.is_file() {
+        // A cache from before the swap modules were kept is made again.
+        if kernel.image.is_file() && kernel.image.with_file_name("modules").is_dir() {
             progress(format_args!(
                 "kernel {package} {version}: cached at {}",
                 kernel.image.display()
@@ -258,9 +259,14 @@ fn newest_cached_package(package: &str, cache: &Path) -> Option<(PathBuf, String
         .max_by(|a, b| compare_versions(&a.1, &b.1))
 }
 
-/// Downloads the package and keeps only its kernel image and config in `dir`. Everything is
-/// done in a scratch directory renamed into place at the end, so an interrupted download is
-/// never mistaken for a cached kernel.
+/// The modules zram swap needs, in the order they load (each after those it uses): the
+/// systemd guest swaps to zram (xtask/src/vm/systemd.rs). 6.12 compresses with lz4 from lib/.
+pub(super) const SWAP_MODULES: [&str; 4] = ["zsmalloc", "lz4_compress", "lz4hc_compress", "zram"];
+
+/// Downloads the package and keeps only its kernel image, its config and the
+/// [`SWAP_MODULES`] it has (decompressed, in `modules/`) in `dir`. Everything is done in a
+/// scratch directory renamed into place at the end, so an interrupted download is never
+/// mistaken for a cached kernel.
 fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
     let Unpacked { scratch, root, deb } =
         download_and_unpack(package, version, dir, format_args!("kernel"))?;
@@ -278,15 +284,53 @@ fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
     }
     let image = image.with_context(|| format!("{package} holds no /boot/vmlinuz-*"))?;
     fs::rename(&image, scratch.join("vmlinuz"))?;
-    // The modules are most of the package and a busybox initramfs loads none.
+    keep_swap_modules(&root.join("lib/modules"), &scratch.join("modules"))?;
+    // The other modules are most of the package, and no guest loads them.
     fs::remove_dir_all(&root)?;
     fs::remove_file(&deb)?;
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("could not replace {}", dir.display()))?;
+    }
     fs::rename(&scratch, dir)
         .with_context(|| format!("could not move the kernel into {}", dir.display()))?;
     progress(format_args!(
         "kernel {package} {version}: {}",
         dir.join("vmlinuz").display()
     ));
+    Ok(())
+}
+
+/// Copies each of [`SWAP_MODULES`] found under `modules` (the package's /lib/modules, where
+/// Debian compresses them with xz) into `into`, decompressed, as `<name>.ko`.
+fn keep_swap_modules(modules: &Path, into: &Path) -> Result<()> {
+    fs::create_dir_all(into)?;
+    let mut dirs = vec![modules.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let Some(module) = SWAP_MODULES
+                .iter()
+                .find(|m| name == format!("{m}.ko.xz") || name == format!("{m}.ko"))
+            else {
+                continue;
+            };
+            let target = into.join(format!("{module}.ko"));
+            if name.ends_with(".xz") {
+                let out = fs::File::create(&target)?;
+                run(Command::new("xz")
+                    .args(["--decompress", "--stdout"])
+                    .arg(&path)
+                    .stdout(out))?;
+            } else {
+                fs::copy(&path, &target)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -21,13 +21,7 @@ pub(super) fn write_initramfs(path: &Path, guest: &Guest, extra: &[(&str, &Path)
     let mut dirs: BTreeSet<String> = ["bin", "dev", "proc", "sys", "root", "tmp"]
         .map(String::from)
         .into();
-    for (name, _) in extra {
-        let mut parent = Path::new(name).parent();
-        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(dir.to_string_lossy().into_owned());
-            parent = dir.parent();
-        }
-    }
+    dirs.extend(parents(extra.iter().map(|(name, _)| *name)));
     // In order, so each directory comes after its parent.
     for dir in &dirs {
         // Anyone may write to /tmp, as on any system; only its owner may remove a file in it.
@@ -61,9 +55,22 @@ pub(super) fn write_initramfs(path: &Path, guest: &Guest, extra: &[(&str, &Path)
     Ok(())
 }
 
+/// Every directory the archive paths `names` lie in, parents first in the set's order.
+pub(super) fn parents<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    let mut dirs = BTreeSet::new();
+    for name in names {
+        let mut parent = Path::new(name).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+    }
+    dirs
+}
+
 /// A newc ("070701") cpio writer: owner root, mtime 0, one inode per entry.
 #[derive(Default)]
-struct Cpio {
+pub(super) struct Cpio {
     data: Vec<u8>,
     inode: u32,
 }
@@ -73,7 +80,7 @@ impl Cpio {
     const FILE: u32 = 0o100_000;
     const CHAR: u32 = 0o020_000;
 
-    fn dir(&mut self, name: &str, mode: u32) {
+    pub(super) fn dir(&mut self, name: &str, mode: u32) {
         self.entry(name, Self::DIR | mode, 2, (0, 0), &[]);
     }
 
@@ -81,7 +88,7 @@ impl Cpio {
         self.entry(name, Self::CHAR | mode, 1, (major, minor), &[]);
     }
 
-    fn file(&mut self, name: &str, mode: u32, body: &[u8]) -> Result<()> {
+    pub(super) fn file(&mut self, name: &str, mode: u32, body: &[u8]) -> Result<()> {
         if u32::try_from(body.len()).is_err() {
             bail!("{name} is too large for a newc cpio archive");
         }
@@ -89,7 +96,7 @@ impl Cpio {
         Ok(())
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(super) fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
         self.data
     }
