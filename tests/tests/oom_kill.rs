@@ -25,6 +25,8 @@ mod earlyoom;
 mod kubelet_shapes;
 #[path = "oom_kill/stall.rs"]
 mod stall;
+#[path = "oom_kill/systemd_oomd.rs"]
+mod systemd_oomd;
 
 const MIB: u64 = 1 << 20;
 /// `oomtrace check` and `oomtrace history` finish in well under a second on the host; under

@@ -27,6 +27,25 @@ const TAIL_LINES: usize = 40;
 /// The attach modes the end-to-end tests name: `<mode>_reports_a_memcg_kill`.
 const ATTACH_MODES: [&str; 3] = ["tp_btf", "raw_tp", "tracepoint"];
 
+/// What a boot gives its guest besides the kernel and the root.
+pub(super) struct Machine {
+    pub memory: &'static str,
+    /// The kernel command line past `console=ttyS0 panic=-1 oomtrace.cgroup=MODE`.
+    pub append: &'static str,
+}
+
+/// The busybox guests: the tests size their hogs and earlyoom's limits from this memory.
+pub(super) const BUSYBOX: Machine = Machine {
+    memory: "512M",
+    append: "",
+};
+
+/// The systemd guest: its root alone takes about 110 MiB of RAM, and zram's swap is 512 MiB.
+pub(super) const SYSTEMD: Machine = Machine {
+    memory: "1024M",
+    append: super::systemd::APPEND,
+};
+
 /// How one boot ended, read from its serial log.
 pub(super) struct Boot<'k> {
     kernel: &'k Kernel,
@@ -47,13 +66,14 @@ pub(super) fn boot<'k>(
     mode: Cgroup,
     initramfs: &Path,
     logs: &Path,
+    machine: &Machine,
 ) -> Result<Boot<'k>> {
     let what = format!("{}, cgroup {}", kernel.label, mode.name());
     let log = logs.join(format!("{}-{}.log", kernel.file_stem, mode.name()));
     let _ = fs::remove_file(&log);
     let mut cmd = Command::new(qemu);
     // KVM is present on the project's machines, but stock kernels do not boot under it: TCG.
-    cmd.args(["-accel", "tcg", "-m", "512M", "-smp", "1"])
+    cmd.args(["-accel", "tcg", "-m", machine.memory, "-smp", "1"])
         // No default NIC, VGA or monitor: nothing to probe, and the serial port is the console.
         .args(["-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-kernel")
@@ -63,8 +83,9 @@ pub(super) fn boot<'k>(
         .arg("-append")
         // panic=-1 reboots at once on a panic, and -no-reboot turns the reboot into an exit.
         .arg(format!(
-            "console=ttyS0 panic=-1 oomtrace.cgroup={}",
-            mode.name()
+            "console=ttyS0 panic=-1 oomtrace.cgroup={} {}",
+            mode.name(),
+            machine.append
         ))
         .arg("-serial")
         .arg(format!("file:{}", log.display()))

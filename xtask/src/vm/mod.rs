@@ -2,7 +2,8 @@
 //! Each kernel boots under QEMU from a busybox initramfs holding static builds of the tests,
 //! the hog and oomtrace (and Debian's earlyoom with the libraries it loads, for the test that
 //! has it kill for real), once per cgroup mode it offers; init runs the tests and prints one
-//! result line on the serial console.
+//! result line on the serial console. Then the newest Debian kernel boots once more with
+//! Debian's systemd as PID 1 (systemd.rs), for the test that has systemd-oomd kill for real.
 
 mod boot;
 mod debian;
@@ -10,6 +11,7 @@ mod earlyoom;
 mod guest;
 mod initramfs;
 mod selftests;
+mod systemd;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use crate::cmd::TestCount;
 use crate::cmd::{progress, which};
 use crate::host;
 use crate::toolchain::Toolchain;
-use boot::{boot, print_matrix};
+use boot::{BUSYBOX, SYSTEMD, boot, print_matrix};
 use debian::{SERIES, debian_kernel};
 use guest::build_static;
 pub(crate) use guest::build_static_oomtrace;
@@ -49,6 +51,18 @@ struct Kernel {
     file_stem: String,
     image: PathBuf,
     modes: Vec<Cgroup>,
+}
+
+impl Kernel {
+    /// Where a Debian kernel's [`debian::SWAP_MODULES`] are, when it has them all; `None`
+    /// for a kernel of the user's, whose modules are not known.
+    fn swap_modules(&self) -> Option<Vec<PathBuf>> {
+        let dir = self.image.parent()?.join("modules");
+        debian::SWAP_MODULES
+            .iter()
+            .map(|name| Some(dir.join(format!("{name}.ko"))).filter(|p| p.is_file()))
+            .collect()
+    }
 }
 
 /// The static guest programs.
@@ -119,15 +133,40 @@ pub fn run_matrix(toolchain: &Toolchain, user_kernels: &[PathBuf]) -> Result<Tes
             .map(|(guest, host)| (guest.as_str(), host.as_path())),
     );
     write_initramfs(&initramfs, &guest, &extra)?;
+    // The systemd guest boots the newest Debian kernel, whose zram modules were kept with it.
+    let newest = &kernels[SERIES.len() - 1];
+    let modules = newest.swap_modules().with_context(|| {
+        format!(
+            "{} lacks one of the modules zram swap needs: {}",
+            newest.label,
+            debian::SWAP_MODULES.join(", ")
+        )
+    })?;
+    let systemd_kernel = Kernel {
+        label: format!("{} with systemd", newest.label),
+        file_stem: format!("{}-systemd", newest.file_stem),
+        image: newest.image.clone(),
+        modes: vec![Cgroup::V2],
+    };
+    let systemd_initramfs = vm_dir.join("systemd-initramfs.cpio.gz");
+    systemd::write_initramfs(&systemd_initramfs, &vm_dir, &guest, &modules)?;
 
     let logs = vm_dir.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
     let mut boots = Vec::new();
     for kernel in &kernels {
         for &mode in &kernel.modes {
-            boots.push(boot(&qemu, kernel, mode, &initramfs, &logs)?);
+            boots.push(boot(&qemu, kernel, mode, &initramfs, &logs, &BUSYBOX)?);
         }
     }
+    boots.push(boot(
+        &qemu,
+        &systemd_kernel,
+        Cgroup::V2,
+        &systemd_initramfs,
+        &logs,
+        &SYSTEMD,
+    )?);
     print_matrix(&boots);
     let failed = boots.iter().filter(|b| b.failure.is_some()).count();
     progress(format_args!(
