@@ -284,6 +284,7 @@ fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
     }
     let image = image.with_context(|| format!("{package} holds no /boot/vmlinuz-*"))?;
     fs::rename(&image, scratch.join("vmlinuz"))?;
+    host::ensure_program("xz", "xz-utils")?;
     keep_swap_modules(&root.join("lib/modules"), &scratch.join("modules"))?;
     // The other modules are most of the package, and no guest loads them.
     fs::remove_dir_all(&root)?;

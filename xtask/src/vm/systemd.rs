@@ -62,7 +62,7 @@ const UNITS: [(&str, &str); 4] = [
         include_str!("../../vm/systemd/oomd.conf"),
     ),
 ];
-/// Where the runner loads the modules from.
+/// Where the runner loads the modules from, in the order of their names.
 const MODULES_DIR: &str = "usr/local/lib/oomtrace-vm";
 
 /// The kernel command line past the console's: the test unit started once the system is up,
@@ -100,9 +100,10 @@ pub(super) fn write_initramfs(
     ] {
         files.push((name.into(), 0o755, read(source)?));
     }
-    for module in modules {
+    // Numbered, so that the runner's glob loads them in order.
+    for (at, module) in modules.iter().enumerate() {
         let name = module.file_name().context("a module has a file name")?;
-        let name = format!("{MODULES_DIR}/{}", name.to_string_lossy());
+        let name = format!("{MODULES_DIR}/{at}-{}", name.to_string_lossy());
         files.push((name, 0o644, read(module)?));
     }
     let mut cpio = Cpio::default();
