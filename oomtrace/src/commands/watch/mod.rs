@@ -2,6 +2,7 @@
 //! told to stop.
 
 mod acted;
+mod delivery;
 mod feeds;
 mod memory;
 mod names;
@@ -47,8 +48,9 @@ use oomtrace_core::{
     output::{filter::Filter, human::HumanView},
 };
 
+use delivery::{Delivery, StdoutFormat};
 use feeds::{Drained, EbpfFeed, EbpfSetup, KmsgFeed};
-use pipeline::{Context, Pipeline, StdoutFormat};
+use pipeline::{Context, Pipeline};
 
 /// At exit, how long the writer threads get to write what is queued.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
@@ -279,7 +281,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = loop {
         if args
             .count
-            .is_some_and(|count| pipeline.tally.shown >= count)
+            .is_some_and(|count| pipeline.delivery.tally.shown >= count)
         {
             break Stop::Signal;
         }
@@ -375,8 +377,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     take(&mut pipeline, rest);
     pipeline.release_all();
     let Pipeline {
-        sinks,
-        tally,
+        delivery: Delivery { sinks, tally, .. },
         context,
         signals,
         ..
@@ -507,9 +508,9 @@ impl SeenBefore for Vec<u32> {
 }
 
 fn take(pipeline: &mut Pipeline, drained: Drained) {
-    pipeline.tally.undecodable += drained.undecodable;
+    pipeline.delivery.tally.undecodable += drained.undecodable;
     if let Some(metrics) = &pipeline.context.metrics {
-        metrics.set_unreadable(pipeline.tally.undecodable);
+        metrics.set_unreadable(pipeline.delivery.tally.undecodable);
     }
     let now = Instant::now();
     for report in drained.reports {

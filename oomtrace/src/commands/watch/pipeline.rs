@@ -1,6 +1,7 @@
-//! From what any source produced to the sinks: attribution ([`naming`](super::naming)), a short wait for a
-//! container name a runtime is about to give, the filters, rendering, and the counts for the
-//! summary.
+//! From what any source produced to the sinks: attribution ([`naming`](super::naming)), a
+//! short wait for a container name a runtime is about to give, or for the line a userspace OOM
+//! killer logs, and each container's kills kept for its exit. What leaves goes to
+//! [`Delivery`], which filters, renders and counts it.
 //!
 //! Items leave in the order they came. A report waiting for its container's name holds the
 //! ones behind it, for at most [`NAME_WAIT`](super::naming::NAME_WAIT) (or, when a `--container NAME` filter can only be
@@ -14,10 +15,11 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{
     acted::{LOG_WAIT, LoggedKills},
+    delivery::{Delivery, StdoutFormat},
     naming::{Asked, answers, attribute, caches, name_wait},
     signals::{SignalBook, container_of},
 };
@@ -35,11 +37,7 @@ use oomtrace_core::{
         killer::{self, ExitFacts, SignalFacts},
         userspace_killer::{self, KillDedup, UserspaceOomKill},
     },
-    output::{
-        filter::{Filter, Verdict},
-        human::HumanView,
-        json,
-    },
+    output::{filter::Filter, human::HumanView},
     report::{ContainerExit, Host, KillSummary, Report, SCHEMA},
     stall::OomStall,
 };
@@ -48,34 +46,6 @@ use oomtrace_core::{
 const MAX_HELD: usize = 4096;
 /// Kills remembered for their container's exit; past this the ones no held item waits on go.
 const MAX_FILED: usize = 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StdoutFormat {
-    Human,
-    Json,
-}
-
-/// Counts for the summary printed at exit.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// Kills that passed the filters and went to stdout's queue (for `--count`).
-    pub shown: u64,
-    /// Kills replayed from before the watch (`--since`) and shown.
-    pub past: u64,
-    /// Kills seen but not shown, because of `--container`, `--pid` or `--comm`.
-    pub filtered: u64,
-    /// Records that could not be decoded, or log records overwritten before they were read.
-    pub undecodable: u64,
-    /// Of every kill seen, shown or filtered: the ones the kernel killed and counted, the ones
-    /// it only marked, the ones whose kind is unknown, and the `memory.oom.group` kills among
-    /// their invocations.
-    pub killed: u64,
-    pub marked: u64,
-    pub unknown_kind: u64,
-    pub group_kills: u64,
-    /// Kills by userspace OOM killers, by killer: never in the kernel's count.
-    pub userspace_kills: std::collections::BTreeMap<String, u64>,
-}
 
 /// What turning a record into a report needs besides the record.
 pub struct Context {
@@ -125,9 +95,7 @@ struct Held {
 
 pub struct Pipeline {
     pub context: Context,
-    pub sinks: Sinks,
-    pub tally: Tally,
-    human: HumanView,
+    pub delivery: Delivery,
     held: VecDeque<Held>,
     /// Kills in containers, by serial, waiting for their container's exit.
     filed: BTreeMap<u64, Filed>,
@@ -142,19 +110,13 @@ pub struct Pipeline {
     userspace_kills: KillDedup,
     /// Kills the killer's log told, for their signals' events (`--killer-log`).
     pub logged_kills: LoggedKills,
-    last_group_kill: Option<u64>,
-    said_names_unresolvable: bool,
-    json: BytesMut,
-    text: String,
 }
 
 impl Pipeline {
     pub fn new(context: Context, sinks: Sinks, human: HumanView) -> Self {
         Self {
             context,
-            sinks,
-            tally: Tally::default(),
-            human,
+            delivery: Delivery::new(sinks, human),
             held: VecDeque::new(),
             filed: BTreeMap::new(),
             next_serial: 0,
@@ -163,10 +125,6 @@ impl Pipeline {
             signals: SignalBook::default(),
             userspace_kills: KillDedup::default(),
             logged_kills: LoggedKills::default(),
-            last_group_kill: None,
-            said_names_unresolvable: false,
-            json: BytesMut::with_capacity(4096),
-            text: String::with_capacity(1024),
         }
     }
 
@@ -208,6 +166,7 @@ impl Pipeline {
         {
             kill.host = Some(self.context.host.clone());
             *self
+                .delivery
                 .tally
                 .userspace_kills
                 .entry(kill.killer.name.clone())
@@ -275,23 +234,9 @@ impl Pipeline {
         now: Instant,
         render: impl FnOnce(&mut HumanView, &mut String),
     ) {
-        let (json, human) = self.render(event, render);
+        let (json, human) = self.delivery.render(event, render);
         self.hold(Item::Other(json, human, shown), now);
         self.release(now);
-    }
-
-    /// An event of another kind as its JSON line and its human line.
-    fn render(
-        &mut self,
-        event: &impl serde::Serialize,
-        render: impl FnOnce(&mut HumanView, &mut String),
-    ) -> (Bytes, String) {
-        self.json.clear();
-        json::write_event(event, (&mut self.json).writer());
-        let json = self.json.split().freeze();
-        self.text.clear();
-        render(&mut self.human, &mut self.text);
-        (json, self.text.clone())
     }
 
     /// Takes a container's start or death from its runtime.
@@ -488,7 +433,7 @@ impl Pipeline {
         match held.item {
             Item::Kill(mut report, serial) => {
                 attribute(&mut report, &self.context);
-                if self.deliver_kill(&report)
+                if self.delivery.kill(&self.context, &report)
                     && let Some(filed) = serial.and_then(|s| self.filed.get_mut(&s))
                 {
                     filed.shown = true;
@@ -503,78 +448,18 @@ impl Pipeline {
                         .filter_map(|s| self.filed.remove(s))
                         .any(|filed| filed.shown)
                 };
-                self.deliver_exit(&exit, shown);
+                self.delivery.exit(&self.context, &exit, shown);
             }
             Item::Userspace(kill, shown) => {
-                let (json, human) = self.render(&*kill, |human, out| {
+                let (json, human) = self.delivery.render(&*kill, |human, out| {
                     human.userspace_kill(&kill, SystemTime::now(), out);
                 });
-                self.deliver_other(&json, human, shown);
+                self.delivery.other(&self.context, &json, human, shown);
             }
-            Item::Other(json, human, shown) => self.deliver_other(&json, human, shown),
-        }
-    }
-
-    /// Queues an event of another kind for the journal and, when the filters show it, stdout.
-    fn deliver_other(&mut self, json: &Bytes, human: String, shown: bool) {
-        self.sinks.record(json, false);
-        if shown {
-            let shown = match self.context.format {
-                StdoutFormat::Json => json.clone(),
-                StdoutFormat::Human => Bytes::from(human),
-            };
-            self.sinks.send(json, shown, false);
-        }
-    }
-
-    /// Filters, renders and queues one kill for the sinks; whether it was shown.
-    fn deliver_kill(&mut self, report: &Report) -> bool {
-        self.count(report);
-        self.json.clear();
-        json::write_line(report, (&mut self.json).writer());
-        let json = self.json.split().freeze();
-        // The journal keeps every kill, shown or not: history filters when it is read. A
-        // replayed kill came from the journal or the kernel log: journaling it again would
-        // double it.
-        if !report.past {
-            self.sinks.record(&json, true);
-        }
-        match self.context.filter.verdict(report) {
-            Verdict::Shown => {}
-            Verdict::Hidden => {
-                self.tally.filtered += 1;
-                return false;
-            }
-            Verdict::NeedsName => {
-                if !self.said_names_unresolvable {
-                    self.said_names_unresolvable = true;
-                    crate::say!(
-                        "a container's name could not be learnt from Docker in time, so --container matched it by id only; kills in unnamed containers are counted as filtered out"
-                    );
-                }
-                self.tally.filtered += 1;
-                return false;
+            Item::Other(json, human, shown) => {
+                self.delivery.other(&self.context, &json, human, shown)
             }
         }
-        let shown = match self.context.format {
-            StdoutFormat::Json => json.clone(),
-            StdoutFormat::Human => {
-                self.text.clear();
-                self.human.kill(report, SystemTime::now(), &mut self.text);
-                Bytes::copy_from_slice(self.text.as_bytes())
-            }
-        };
-        // Counted before the line can be read, so a scrape after it sees the kill. Replayed
-        // kills stay out: a restarted oomtrace would count them again.
-        if let (Some(metrics), false) = (&self.context.metrics, report.past) {
-            metrics.record_kill(report, SystemTime::now());
-        }
-        self.sinks.send(&json, shown, true);
-        self.tally.shown += 1;
-        if report.past {
-            self.tally.past += 1;
-        }
-        true
     }
 
     /// Journals a kill seen live that a replay already showed, without showing it again: the
@@ -583,10 +468,7 @@ impl Pipeline {
         report.host = Some(self.context.host.clone());
         self.seen(&report);
         attribute(&mut report, &self.context);
-        self.json.clear();
-        json::write_line(&report, (&mut self.json).writer());
-        let json = self.json.split().freeze();
-        self.sinks.record(&json, true);
+        self.delivery.record(&report);
     }
 
     /// Counts a kill seen live for the metrics, before anything can hold or hide it: the
@@ -595,52 +477,5 @@ impl Pipeline {
         if let Some(metrics) = &self.context.metrics {
             metrics.record_seen(report);
         }
-    }
-
-    /// Counts what the kernel did, for the summary's comparison with its own count.
-    fn count(&mut self, report: &Report) {
-        // Kills from before the watch are not in the kernel's count over it.
-        if report.past {
-            return;
-        }
-        let oom = report.oom.as_ref();
-        match oom.and_then(|o| o.kind) {
-            Some("killed") => self.tally.killed += 1,
-            Some("marked") => self.tally.marked += 1,
-            _ => self.tally.unknown_kind += 1,
-        }
-        let Some(oom) = oom else { return };
-        // The kernel counts a group kill's chosen victim twice: once chosen, once a member.
-        // The chosen victim comes first, not a member: the invocation is counted at its first
-        // member.
-        if oom.group_kill == Some(true) && oom.id.is_some() && oom.id != self.last_group_kill {
-            self.tally.group_kills += 1;
-            self.last_group_kill = oom.id;
-        }
-    }
-
-    /// Journals an exit, and writes it out if one of its kills was shown.
-    fn deliver_exit(&mut self, exit: &ContainerExit, shown: bool) {
-        self.json.clear();
-        json::write_exit(exit, (&mut self.json).writer());
-        let json = self.json.split().freeze();
-        self.sinks.record(&json, false);
-        if !shown {
-            return;
-        }
-        let shown = match self.context.format {
-            StdoutFormat::Json => json.clone(),
-            StdoutFormat::Human => {
-                self.text.clear();
-                self.human.exit(exit, SystemTime::now(), &mut self.text);
-                Bytes::copy_from_slice(self.text.as_bytes())
-            }
-        };
-        // As a kill is, before the line can be read. Every exit here is one the runtime told
-        // this watch: `--since` replays kills, never exits.
-        if let Some(metrics) = &self.context.metrics {
-            metrics.record_exit(exit);
-        }
-        self.sinks.send(&json, shown, false);
     }
 }
