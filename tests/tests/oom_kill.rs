@@ -41,6 +41,35 @@ fn hog_path() -> std::path::PathBuf {
     oomtrace_tests::hog_bin(env!("CARGO_BIN_EXE_hog"))
 }
 
+/// A userspace OOM killer's kill of `pid`, and nothing else: the kernel's count of OOM kills
+/// did not move (`kernel_kills_before` → `kernel_kills`), no kernel report names the victim,
+/// and the summary counts the kill apart, by `killer`. `context` says what the killer and
+/// oomtrace said.
+fn assert_only_a_userspace_kill(
+    stopped: &oomtrace_tests::Stopped,
+    pid: u32,
+    (kernel_kills_before, kernel_kills): (u64, u64),
+    killer: &str,
+    context: &str,
+) {
+    assert_eq!(
+        kernel_kills, kernel_kills_before,
+        "the kernel's OOM killer acted: {context}"
+    );
+    assert!(
+        !stopped.reports.iter().any(|r| r["victim"]["pid"] == pid),
+        "reported as a kernel OOM kill: {context}"
+    );
+    oomtrace_tests::expect_summary(stopped, None);
+    let summary = format!(
+        "oomtrace: 1 kill by userspace OOM killers ({killer} 1), not in the kernel's count"
+    );
+    assert!(
+        stopped.stderr.contains(&summary),
+        "no `{summary}`: {context}"
+    );
+}
+
 /// What a test that OOM-kills hogs of its own needs first: `None` where `test` may not run
 /// here (it has said why); else the [`serial`] lock, to hold for the whole test so that every
 /// kill meanwhile is its own, and a 32 MiB cgroup tagged `tag` for its hogs.

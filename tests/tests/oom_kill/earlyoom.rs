@@ -164,19 +164,12 @@ fn earlyoom_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
         Some(libc::SIGTERM),
         "{status:?}: {context}"
     );
-    assert_eq!(
-        kernel_kills, kernel_kills_before,
-        "the kernel's OOM killer acted: {context}"
-    );
-    assert!(
-        !stopped.reports.iter().any(|r| r["victim"]["pid"] == pid),
-        "reported as a kernel OOM kill: {context}"
-    );
-    oomtrace_tests::expect_summary(&stopped, None);
-    assert!(
-        stopped.stderr.iter().any(|l| l
-            == "oomtrace: 1 kill by userspace OOM killers (earlyoom 1), not in the kernel's count"),
-        "{context}"
+    super::assert_only_a_userspace_kill(
+        &stopped,
+        pid,
+        (kernel_kills_before, kernel_kills),
+        "earlyoom",
+        &context,
     );
 
     // oomtrace's event, from the kernel's record of the signal, in both views.

@@ -43,7 +43,7 @@ fn unit_property(unit: &str, property: &str) -> String {
 }
 
 /// The real uid of process `pid`: systemd-oomd runs as a user of its own.
-fn uid_of(pid: u64) -> u64 {
+fn uid_of(pid: u32) -> u32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
@@ -58,7 +58,7 @@ fn uid_of(pid: u64) -> u64 {
         .unwrap_or_else(|| panic!("no Uid in /proc/{pid}/status: {status}"))
 }
 
-fn main_pid(unit: &str) -> u64 {
+fn main_pid(unit: &str) -> u32 {
     let pid = unit_property(unit, "MainPID");
     pid.parse()
         .ok()
@@ -127,19 +127,12 @@ fn systemd_oomd_kill_is_a_userspace_oom_kill_not_the_kernel_s() {
         stopped.userspace_kills, stopped.stderr
     );
     assert_eq!(result, "oom-kill", "{context}");
-    assert_eq!(
-        kernel_kills, kernel_kills_before,
-        "the kernel's OOM killer acted: {context}"
-    );
-    assert!(
-        !stopped.reports.iter().any(|r| r["victim"]["pid"] == pid),
-        "reported as a kernel OOM kill: {context}"
-    );
-    oomtrace_tests::expect_summary(&stopped, None);
-    assert!(
-        stopped.stderr.iter().any(|l| l
-            == "oomtrace: 1 kill by userspace OOM killers (systemd-oomd 1), not in the kernel's count"),
-        "{context}"
+    super::assert_only_a_userspace_kill(
+        &stopped,
+        pid,
+        (kernel_kills_before, kernel_kills),
+        "systemd-oomd",
+        &context,
     );
 
     // oomtrace's event, from the kernel's record of the signal.
