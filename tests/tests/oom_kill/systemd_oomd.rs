@@ -1,7 +1,7 @@
 //! Debian's own systemd-oomd, for real, kills a unit held at its `memory.high` in the kernel
 //! matrix's systemd guest (xtask/src/vm/systemd.rs): oomtrace must report it as a
-//! `userspace_oom_kill` by systemd-oomd through `cgroup.kill`, never as a kernel OOM kill,
-//! though systemd gives the unit the same `oom-kill` result as the kernel's kills get. What
+//! `userspace_oom_kill` by systemd-oomd, never as a kernel OOM kill, though systemd gives the
+//! unit the same `oom-kill` result as the kernel's kills get. What
 //! systemd-oomd acted on comes from its `Killed` line, which journald forwards to rsyslog's
 //! /var/log/syslog, followed with `--killer-log` as on a stock Debian host. Only in that
 //! guest: systemd-oomd learns which cgroups to watch from PID 1, and only there is PID 1
