@@ -45,14 +45,19 @@ pub(super) fn write_initramfs(path: &Path, guest: &Guest, extra: &[(&str, &Path)
             fs::read(source).with_context(|| format!("could not read {}", source.display()))?;
         cpio.file(name, 0o755, &body)?;
     }
-    let plain = path.with_extension("");
-    fs::write(&plain, cpio.finish())
-        .with_context(|| format!("could not write {}", plain.display()))?;
-    run(Command::new("gzip")
-        .args(["--force", "--no-name", "--fast"])
-        .arg(&plain))?;
+    write_gzipped(path, &cpio.finish())?;
     progress(format_args!("initramfs: {}", path.display()));
     Ok(())
+}
+
+/// Writes `archive` to `path` (a `.gz` name) compressed, by way of the same name without the
+/// `.gz`, which gzip replaces.
+pub(super) fn write_gzipped(path: &Path, archive: &[u8]) -> Result<()> {
+    let plain = path.with_extension("");
+    fs::write(&plain, archive).with_context(|| format!("could not write {}", plain.display()))?;
+    run(Command::new("gzip")
+        .args(["--force", "--no-name", "--fast"])
+        .arg(&plain))
 }
 
 /// Every directory the archive paths `names` lie in, parents first in the set's order.

@@ -12,10 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::Guest;
-use super::initramfs::{Cpio, parents};
+use super::initramfs::{Cpio, parents, write_gzipped};
 use crate::cmd::{progress, run};
 use crate::host;
 
@@ -114,8 +114,10 @@ pub(super) fn write_initramfs(
     for (name, mode, body) in &files {
         cpio.file(name, *mode, body)?;
     }
+    let overlay = path.with_file_name("systemd-overlay.cpio.gz");
+    write_gzipped(&overlay, &cpio.finish())?;
     let mut archive = read(&root)?;
-    archive.extend(gzip(&cpio.finish())?);
+    archive.extend(read(&overlay)?);
     fs::write(path, archive).with_context(|| format!("could not write {}", path.display()))?;
     progress(format_args!(
         "systemd guest initramfs: {} ({} over the cached root)",
@@ -127,28 +129,6 @@ pub(super) fn write_initramfs(
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("could not read {}", path.display()))
-}
-
-fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Write as _;
-    let mut child = Command::new("gzip")
-        .args(["--stdout", "--fast", "--no-name"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("could not start gzip")?;
-    let mut stdin = child.stdin.take().context("gzip's stdin")?;
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().context("gzip failed")?;
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer to gzip panicked"))?
-        .context("could not write to gzip")?;
-    if !output.status.success() {
-        bail!("gzip failed ({})", output.status);
-    }
-    Ok(output.stdout)
 }
 
 /// The root, debootstrap'd and packed once into `dir`: built in a scratch directory and renamed
