@@ -94,7 +94,7 @@ pub(super) fn debian_kernel(series: &Series, cache: &Path) -> Result<Kernel> {
         };
         let kernel = debian(series, cache, &package, &version);
         // A cache from before the swap modules were kept is made again.
-        if kernel.image.is_file() && kernel.image.with_file_name("modules").is_dir() {
+        if kernel.image.is_file() && kernel.modules_dir().is_dir() {
             progress(format_args!(
                 "kernel {package} {version}: cached at {}",
                 kernel.image.display()
@@ -262,6 +262,8 @@ fn newest_cached_package(package: &str, cache: &Path) -> Option<(PathBuf, String
 /// The modules zram swap needs, in the order they load (each after those it uses): the
 /// systemd guest swaps to zram (xtask/src/vm/systemd.rs). 6.12 compresses with lz4 from lib/.
 pub(super) const SWAP_MODULES: [&str; 4] = ["zsmalloc", "lz4_compress", "lz4hc_compress", "zram"];
+/// The directory beside a cached kernel's image that holds its [`SWAP_MODULES`].
+pub(super) const MODULES_DIR: &str = "modules";
 
 /// Downloads the package and keeps only its kernel image, its config and the
 /// [`SWAP_MODULES`] it has (decompressed, in `modules/`) in `dir`. Everything is done in a
@@ -285,7 +287,7 @@ fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
     let image = image.with_context(|| format!("{package} holds no /boot/vmlinuz-*"))?;
     fs::rename(&image, scratch.join("vmlinuz"))?;
     host::ensure_program("xz", "xz-utils")?;
-    keep_swap_modules(&root.join("lib/modules"), &scratch.join("modules"))?;
+    keep_swap_modules(&root.join("lib/modules"), &scratch.join(MODULES_DIR))?;
     // The other modules are most of the package, and no guest loads them.
     fs::remove_dir_all(&root)?;
     fs::remove_file(&deb)?;

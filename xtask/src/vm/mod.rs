@@ -54,10 +54,15 @@ struct Kernel {
 }
 
 impl Kernel {
-    /// Where a Debian kernel's [`debian::SWAP_MODULES`] are, when it has them all; `None`
-    /// for a kernel of the user's, whose modules are not known.
+    /// Where a Debian kernel's [`debian::SWAP_MODULES`] are kept, beside its image.
+    fn modules_dir(&self) -> PathBuf {
+        self.image.with_file_name(debian::MODULES_DIR)
+    }
+
+    /// The kept [`debian::SWAP_MODULES`], when there are all of them; `None` for a kernel of
+    /// the user's, whose modules are not known.
     fn swap_modules(&self) -> Option<Vec<PathBuf>> {
-        let dir = self.image.parent()?.join("modules");
+        let dir = self.modules_dir();
         debian::SWAP_MODULES
             .iter()
             .map(|name| Some(dir.join(format!("{name}.ko"))).filter(|p| p.is_file()))
