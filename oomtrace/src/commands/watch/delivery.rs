@@ -66,15 +66,38 @@ impl Delivery {
         }
     }
 
+    /// An event's JSON line, as the journal and `--json` write it.
+    fn json_line(&mut self, event: &impl serde::Serialize) -> Bytes {
+        self.json.clear();
+        json::write_event(event, (&mut self.json).writer());
+        self.json.split().freeze()
+    }
+
+    /// What stdout gets of an event whose JSON line is `json`: that line, or in the human view
+    /// the line `render` writes.
+    fn stdout_line(
+        &mut self,
+        format: StdoutFormat,
+        json: &Bytes,
+        render: impl FnOnce(&mut HumanView, &mut String),
+    ) -> Bytes {
+        match format {
+            StdoutFormat::Json => json.clone(),
+            StdoutFormat::Human => {
+                self.text.clear();
+                render(&mut self.human, &mut self.text);
+                Bytes::copy_from_slice(self.text.as_bytes())
+            }
+        }
+    }
+
     /// An event of another kind as its JSON line and its human line.
     pub fn render(
         &mut self,
         event: &impl serde::Serialize,
         render: impl FnOnce(&mut HumanView, &mut String),
     ) -> (Bytes, String) {
-        self.json.clear();
-        json::write_event(event, (&mut self.json).writer());
-        let json = self.json.split().freeze();
+        let json = self.json_line(event);
         self.text.clear();
         render(&mut self.human, &mut self.text);
         (json, self.text.clone())
@@ -95,9 +118,7 @@ impl Delivery {
     /// Filters, renders and queues one kill for the sinks; whether it was shown.
     pub fn kill(&mut self, context: &Context, report: &Report) -> bool {
         self.count(report);
-        self.json.clear();
-        json::write_line(report, (&mut self.json).writer());
-        let json = self.json.split().freeze();
+        let json = self.json_line(report);
         // The journal keeps every kill, shown or not: history filters when it is read. A
         // replayed kill came from the journal or the kernel log: journaling it again would
         // double it.
@@ -121,14 +142,9 @@ impl Delivery {
                 return false;
             }
         }
-        let shown = match context.format {
-            StdoutFormat::Json => json.clone(),
-            StdoutFormat::Human => {
-                self.text.clear();
-                self.human.kill(report, SystemTime::now(), &mut self.text);
-                Bytes::copy_from_slice(self.text.as_bytes())
-            }
-        };
+        let shown = self.stdout_line(context.format, &json, |human, out| {
+            human.kill(report, SystemTime::now(), out)
+        });
         // Counted before the line can be read, so a scrape after it sees the kill. Replayed
         // kills stay out: a restarted oomtrace would count them again.
         if let (Some(metrics), false) = (&context.metrics, report.past) {
@@ -144,9 +160,7 @@ impl Delivery {
 
     /// Journals a kill without showing it or counting it.
     pub fn record(&mut self, report: &Report) {
-        self.json.clear();
-        json::write_line(report, (&mut self.json).writer());
-        let json = self.json.split().freeze();
+        let json = self.json_line(report);
         self.sinks.record(&json, true);
     }
 
@@ -174,21 +188,14 @@ impl Delivery {
 
     /// Journals an exit, and writes it out if one of its kills was shown.
     pub fn exit(&mut self, context: &Context, exit: &ContainerExit, shown: bool) {
-        self.json.clear();
-        json::write_exit(exit, (&mut self.json).writer());
-        let json = self.json.split().freeze();
+        let json = self.json_line(exit);
         self.sinks.record(&json, false);
         if !shown {
             return;
         }
-        let shown = match context.format {
-            StdoutFormat::Json => json.clone(),
-            StdoutFormat::Human => {
-                self.text.clear();
-                self.human.exit(exit, SystemTime::now(), &mut self.text);
-                Bytes::copy_from_slice(self.text.as_bytes())
-            }
-        };
+        let shown = self.stdout_line(context.format, &json, |human, out| {
+            human.exit(exit, SystemTime::now(), out)
+        });
         // As a kill is, before the line can be read. Every exit here is one the runtime told
         // this watch: `--since` replays kills, never exits.
         if let Some(metrics) = &context.metrics {
